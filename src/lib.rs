@@ -1,0 +1,10 @@
+//! featpkg: builds PBX feature packages and installs them as reversible transactions.
+//!
+//! One module per concept of `DESIGN.md`; the CLI in `main.rs` only parses arguments
+//! and prints what the library returns.
+
+pub mod asterisk_config;
+pub mod bundle;
+pub mod hash;
+pub mod marker;
+pub mod txn;
