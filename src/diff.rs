@@ -1,0 +1,55 @@
+//! Unified diffs of planned changes, for `--dry-run`.
+
+use similar::TextDiff;
+
+use crate::plan::{FileChange, Plan};
+
+/// A unified diff of every change in `plan`, paths as the PBX sees them.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    for d in &plan.create_dirs {
+        out.push_str(&format!("mkdir {} (mode {:04o})\n", d.runtime_path, d.mode));
+    }
+    for f in &plan.files {
+        out.push_str(&file_diff(f));
+    }
+    for d in &plan.remove_dirs {
+        out.push_str(&format!("rmdir {}\n", d.runtime_path));
+    }
+    out
+}
+
+fn is_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)
+}
+
+fn file_diff(f: &FileChange) -> String {
+    let old = f.before.as_ref().map(|s| s.content.as_slice());
+    let new = f.after.as_ref().map(|s| s.content.as_slice());
+    let (a, b) = (
+        old.map_or("/dev/null".to_string(), |_| format!("a{}", f.runtime_path)),
+        new.map_or("/dev/null".to_string(), |_| format!("b{}", f.runtime_path)),
+    );
+    let both_text = old.is_none_or(is_text) && new.is_none_or(is_text);
+    if !both_text {
+        let size = |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
+        return format!(
+            "binary file {}: {} -> {}{}\n",
+            f.runtime_path,
+            size(old),
+            size(new),
+            f.after
+                .as_ref()
+                .map(|s| format!(" (mode {:04o})", s.mode))
+                .unwrap_or_default()
+        );
+    }
+    let old_text = String::from_utf8_lossy(old.unwrap_or_default());
+    let new_text = String::from_utf8_lossy(new.unwrap_or_default());
+    let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+    let mut out = diff.unified_diff().context_radius(3).header(&a, &b).to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,464 @@
+//! Features: the declarative definitions shipped under `features/<id>/` in a bundle
+//! (`feature.json` plus fragment templates), their parameters, and rendering them
+//! into concrete edits for one set of parameter values.
+
+pub mod param;
+pub mod template;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use param::{ParamSpec, ParamType};
+
+/// A directory of the PBX, as named in `asterisk.conf` `[directories]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PbxDir {
+    /// astetcdir (`/etc/asterisk`)
+    Etc,
+    /// astagidir (`/var/lib/asterisk/agi-bin`)
+    Agi,
+    /// astvarlibdir (`/var/lib/asterisk`)
+    VarLib,
+    /// astdatadir (`/var/lib/asterisk`)
+    Data,
+    /// astspooldir (`/var/spool/asterisk`)
+    Spool,
+    /// astlogdir (`/var/log/asterisk`)
+    Log,
+}
+
+impl PbxDir {
+    /// All directories, with the name used in locations (`etc:modules.conf`) and templates (`%{dirs.etc}`).
+    pub const ALL: [(PbxDir, &'static str); 6] = [
+        (PbxDir::Etc, "etc"),
+        (PbxDir::Agi, "agi"),
+        (PbxDir::VarLib, "varlib"),
+        (PbxDir::Data, "data"),
+        (PbxDir::Spool, "spool"),
+        (PbxDir::Log, "log"),
+    ];
+
+    /// The short name (`etc`, `agi`, …).
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(d, _)| *d == self).map(|(_, n)| *n).unwrap_or("?")
+    }
+}
+
+/// Where an edit lands: a PBX directory and a relative path inside it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Location {
+    pub dir: PbxDir,
+    pub rel: String,
+}
+
+impl Location {
+    /// Parses `etc:modules.conf`. The relative part must be plain names (no `..`, no leading `/`).
+    pub fn parse(text: &str) -> Result<Location, String> {
+        let (dir_name, rel) = text
+            .split_once(':')
+            .ok_or_else(|| format!("location {text:?} must look like etc:file.conf"))?;
+        let dir = PbxDir::ALL
+            .iter()
+            .find(|(_, n)| *n == dir_name)
+            .map(|(d, _)| *d)
+            .ok_or_else(|| format!("location {text:?}: unknown directory {dir_name:?}"))?;
+        let ok = !rel.is_empty()
+            && rel.split('/').all(|part| {
+                !part.is_empty()
+                    && part != ".."
+                    && part != "."
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            });
+        if !ok {
+            return Err(format!(
+                "location {text:?}: path must be plain names separated by '/'"
+            ));
+        }
+        Ok(Location {
+            dir,
+            rel: rel.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.dir.name(), self.rel)
+    }
+}
+
+/// How the planner checks a block against the config already on the PBX before writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigCheck {
+    /// extensions.conf: no (context, exten, priority) we add may exist already; `(+)` needs its section.
+    Dialplan,
+    /// modules.conf: no `load` of a module the admin `noload`s.
+    Modules,
+    /// pjsip.conf: every `[x](+type=endpoint)` needs an endpoint `[x]`.
+    PjsipAppend,
+}
+
+/// One contribution of a feature, as declared in `feature.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum EditDef {
+    /// A marked block in a shared text file.
+    Block {
+        id: String,
+        file: String,
+        template: String,
+        /// Put the block at the end of this section (e.g. `modules`), else at the end of the file.
+        #[serde(default)]
+        section: Option<String>,
+        #[serde(default)]
+        check: Option<ConfigCheck>,
+        /// `;` (Asterisk) or `#` (crontab) comment syntax for the markers.
+        #[serde(default = "default_comment")]
+        comment: String,
+    },
+    /// A whole file we own: one of the bundle's binaries, or a rendered template.
+    File {
+        id: String,
+        file: String,
+        #[serde(default)]
+        binary: Option<String>,
+        #[serde(default)]
+        template: Option<String>,
+        mode: String,
+    },
+}
+
+fn default_comment() -> String {
+    ";".into()
+}
+
+impl EditDef {
+    fn id(&self) -> &str {
+        match self {
+            EditDef::Block { id, .. } | EditDef::File { id, .. } => id,
+        }
+    }
+}
+
+/// A feature definition (`features/<id>/feature.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDef {
+    pub id: String,
+    pub version: String,
+    pub summary: String,
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    /// Asterisk modules the feature needs loaded (`module load` after install).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Contexts that must exist once installed (checked with `dialplan show`); templates allowed.
+    #[serde(default)]
+    pub contexts: Vec<String>,
+    pub edits: Vec<EditDef>,
+}
+
+/// Errors in feature definitions or parameter values; each names the feature and the thing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FeatureError {
+    #[error("unknown feature {0:?} (this bundle has: {1})")]
+    UnknownFeature(String, String),
+    #[error("feature {feature}: unknown parameter {param:?} (known: {known})")]
+    UnknownParam {
+        feature: String,
+        param: String,
+        known: String,
+    },
+    #[error("feature {feature}: parameter {param} = {value:?} refused: {rule}")]
+    BadValue {
+        feature: String,
+        param: String,
+        value: String,
+        rule: String,
+    },
+    #[error("--set {0:?}: expected feature.param=value")]
+    BadSetSyntax(String),
+    #[error("feature {feature}: definition invalid: {message}")]
+    Definition { feature: String, message: String },
+}
+
+/// Parameter values a user set explicitly, per feature (what State keeps across upgrades).
+pub type UserParams = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Parses `--set feature.param=value` arguments into `UserParams`.
+pub fn parse_sets(sets: &[String]) -> Result<UserParams, FeatureError> {
+    let mut out = UserParams::new();
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| FeatureError::BadSetSyntax(set.clone()))?;
+        let (feature, param) = key
+            .split_once('.')
+            .filter(|(f, p)| !f.is_empty() && !p.is_empty())
+            .ok_or_else(|| FeatureError::BadSetSyntax(set.clone()))?;
+        out.entry(feature.to_string())
+            .or_default()
+            .insert(param.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+/// What one edit will put on the PBX once rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderedContent {
+    Block {
+        body: String,
+        section: Option<String>,
+        check: Option<ConfigCheck>,
+        comment: char,
+    },
+    File {
+        bytes: Vec<u8>,
+        mode: u32,
+    },
+}
+
+/// One rendered edit: `edit_id` is `<feature>/<edit>`, unique within a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEdit {
+    pub feature: String,
+    pub edit_id: String,
+    pub location: Location,
+    pub content: RenderedContent,
+}
+
+/// A feature rendered for one set of parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFeature {
+    pub id: String,
+    pub version: String,
+    /// Every parameter's effective value (defaults filled in).
+    pub params: BTreeMap<String, String>,
+    pub modules: Vec<String>,
+    pub contexts: Vec<String>,
+    pub edits: Vec<RenderedEdit>,
+}
+
+/// Reads a file of the bundle by its archive path (`features/<id>/feature.json`).
+pub type BundleReader<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
+impl FeatureDef {
+    /// Loads and checks `features/<id>/feature.json` from the bundle.
+    pub fn load(id: &str, read: BundleReader) -> Result<FeatureDef, FeatureError> {
+        let bad = |message: String| FeatureError::Definition {
+            feature: id.to_string(),
+            message,
+        };
+        let path = format!("features/{id}/feature.json");
+        let bytes = read(&path).ok_or_else(|| bad(format!("{path} is missing")))?;
+        let def: FeatureDef =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("{path}: {e}")))?;
+        if def.id != id {
+            return Err(bad(format!("{path} declares id {:?}", def.id)));
+        }
+        for spec in &def.params {
+            spec.ty
+                .check(&spec.default)
+                .or_else(|e| {
+                    // Optional values (empty lists/destinations) are allowed to default to empty.
+                    if spec.default.is_empty()
+                        && matches!(spec.ty, ParamType::EndpointList | ParamType::Destination)
+                    {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| bad(format!("default of {} is invalid: {}", spec.name, e.0)))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for edit in &def.edits {
+            if !seen.insert(edit.id()) {
+                return Err(bad(format!("edit id {:?} is used twice", edit.id())));
+            }
+        }
+        Ok(def)
+    }
+
+    /// Effective parameters: defaults, overridden by `user` (each checked against its type).
+    pub fn resolve_params(
+        &self,
+        user: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, FeatureError> {
+        for name in user.keys() {
+            if !self.params.iter().any(|p| &p.name == name) {
+                return Err(FeatureError::UnknownParam {
+                    feature: self.id.clone(),
+                    param: name.clone(),
+                    known: self
+                        .params
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        let mut out = BTreeMap::new();
+        for spec in &self.params {
+            let value = user.get(&spec.name).unwrap_or(&spec.default);
+            if let Some(value) = user.get(&spec.name) {
+                spec.ty.check(value).map_err(|e| FeatureError::BadValue {
+                    feature: self.id.clone(),
+                    param: spec.name.clone(),
+                    value: value.clone(),
+                    rule: e.0,
+                })?;
+            }
+            out.insert(spec.name.clone(), value.clone());
+        }
+        Ok(out)
+    }
+
+    /// Renders every edit with `params` (from `resolve_params`) and the PBX's runtime directories.
+    pub fn render(
+        &self,
+        params: &BTreeMap<String, String>,
+        dirs: &BTreeMap<PbxDir, String>,
+        bundle_name: &str,
+        read: BundleReader,
+    ) -> Result<RenderedFeature, FeatureError> {
+        let bad = |message: String| FeatureError::Definition {
+            feature: self.id.clone(),
+            message,
+        };
+        let mut vars = params.clone();
+        for (dir, name) in PbxDir::ALL {
+            if let Some(path) = dirs.get(&dir) {
+                vars.insert(format!("dirs.{name}"), path.clone());
+            }
+        }
+        vars.insert("bundle".into(), bundle_name.into());
+        vars.insert("feature".into(), self.id.clone());
+        vars.insert("version".into(), self.version.clone());
+        for spec in &self.params {
+            if spec.ty == ParamType::Destination {
+                let value = &params[&spec.name];
+                let app = if value.is_empty() {
+                    "Hangup()".to_string()
+                } else {
+                    format!("Goto({value})")
+                };
+                vars.insert(format!("{}.goto", spec.name), app);
+            }
+        }
+        let read_template = |name: &str| -> Result<String, FeatureError> {
+            let path = format!("features/{}/{name}", self.id);
+            let bytes = read(&path).ok_or_else(|| bad(format!("{path} is missing")))?;
+            let text = String::from_utf8(bytes).map_err(|_| bad(format!("{path} is not UTF-8")))?;
+            template::render(&text, &vars).map_err(|e| bad(format!("{path}: {e}")))
+        };
+        let mut edits = Vec::new();
+        for edit in &self.edits {
+            let (id, file, content) = match edit {
+                EditDef::Block {
+                    id,
+                    file,
+                    template,
+                    section,
+                    check,
+                    comment,
+                } => {
+                    let body = read_template(template)?;
+                    if body.trim().is_empty() {
+                        continue; // e.g. no endpoints listed: nothing to add
+                    }
+                    let comment = match comment.as_str() {
+                        ";" => ';',
+                        "#" => '#',
+                        other => return Err(bad(format!("edit {id}: comment {other:?}"))),
+                    };
+                    let body = if body.ends_with('\n') { body } else { body + "\n" };
+                    (
+                        id,
+                        file,
+                        RenderedContent::Block {
+                            body,
+                            section: section.clone(),
+                            check: *check,
+                            comment,
+                        },
+                    )
+                }
+                EditDef::File {
+                    id,
+                    file,
+                    binary,
+                    template,
+                    mode,
+                } => {
+                    let mode = u32::from_str_radix(mode, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777 && m & 0o022 == 0)
+                        .ok_or_else(|| bad(format!("edit {id}: mode {mode:?} must be octal without group/other write")))?;
+                    let bytes = match (binary, template) {
+                        (Some(name), None) => {
+                            let path = binary_path(name);
+                            read(&path).ok_or_else(|| bad(format!("{path} is missing")))?
+                        }
+                        (None, Some(t)) => read_template(t)?.into_bytes(),
+                        _ => return Err(bad(format!("edit {id}: give one of binary or template"))),
+                    };
+                    (id, file, RenderedContent::File { bytes, mode })
+                }
+            };
+            let location = Location::parse(file).map_err(|e| bad(format!("edit {id}: {e}")))?;
+            edits.push(RenderedEdit {
+                feature: self.id.clone(),
+                edit_id: format!("{}/{id}", self.id),
+                location,
+                content,
+            });
+        }
+        let contexts = self
+            .contexts
+            .iter()
+            .map(|c| template::render(c, &vars).map_err(|e| bad(format!("contexts: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RenderedFeature {
+            id: self.id.clone(),
+            version: self.version.clone(),
+            params: params.clone(),
+            modules: self.modules.clone(),
+            contexts,
+            edits,
+        })
+    }
+}
+
+/// Archive path of a bundled binary for the machine featpkg runs on.
+pub fn binary_path(name: &str) -> String {
+    format!("bin/{}-linux/{name}", std::env::consts::ARCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_parse() {
+        let p = parse_sets(&["call-waiting.busy_at=4".into()]).unwrap();
+        assert_eq!(p["call-waiting"]["busy_at"], "4");
+        assert!(parse_sets(&["busy_at=4".into()]).is_err());
+        assert!(parse_sets(&["a.b".into()]).is_err());
+    }
+
+    #[test]
+    fn locations() {
+        let l = Location::parse("etc:modules.conf").unwrap();
+        assert_eq!((l.dir, l.rel.as_str()), (PbxDir::Etc, "modules.conf"));
+        assert!(Location::parse("etc:../passwd").is_err());
+        assert!(Location::parse("etc:/x").is_err());
+        assert!(Location::parse("root:x").is_err());
+    }
+}

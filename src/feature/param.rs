@@ -1,0 +1,274 @@
+//! Typed feature parameters: every value that reaches the dialplan or a path is
+//! checked against its type here, before anything is planned or written.
+
+use serde::{Deserialize, Serialize};
+
+/// The type of one parameter, as written in a feature definition (`"type": "..."`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum ParamType {
+    /// Dialable extension: digits only, 1 to 20 of them.
+    Extension,
+    /// Feature/service code such as `*600`: `*`, `#` and digits, 1 to 10 characters.
+    ServiceCode,
+    /// Asterisk extension pattern restricted to digits: `_` then `X Z N 0-9 [..]`, or plain digits.
+    DigitPattern,
+    /// Dialplan context name: letters, digits, `-`, `_`, `.`; never `]`, `,` or spaces.
+    Context,
+    /// Sound file name without extension: letters, digits, `-`, `_` (no `/`, no `..`).
+    Sound,
+    /// A single word such as a music-on-hold class or AstDB family: letters, digits, `-`, `_`.
+    Word,
+    /// Channel variable name: a letter or `_`, then letters, digits, `_`.
+    VarName,
+    /// Integer within `min..=max`.
+    Integer { min: i64, max: i64 },
+    /// One of the listed values.
+    Enum { values: Vec<String> },
+    /// Comma-separated list of PJSIP endpoint names (letters, digits, `-`, `_`, `.`); may be empty.
+    EndpointList,
+    /// `context,exten,priority` dialplan destination, or empty for "none".
+    Destination,
+}
+
+/// One parameter of a feature definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub ty: ParamType,
+    pub default: String,
+    pub help: String,
+}
+
+/// Why a value was refused; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamRuleError(pub String);
+
+fn charset_ok(value: &str, extra: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+fn check_word(value: &str, what: &str, extra: &str, max: usize) -> Result<(), ParamRuleError> {
+    if value.is_empty() {
+        return Err(ParamRuleError(format!("{what} must not be empty")));
+    }
+    if value.len() > max {
+        return Err(ParamRuleError(format!(
+            "{what} must be at most {max} characters"
+        )));
+    }
+    if !charset_ok(value, extra) {
+        let allowed: Vec<String> = extra.chars().map(|c| format!("'{c}'")).collect();
+        return Err(ParamRuleError(format!(
+            "{what} may contain only letters, digits and {}",
+            allowed.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an Asterisk digit pattern (`_2XX`, `_[1-5]XX`, `201`).
+pub fn check_digit_pattern(value: &str) -> Result<(), ParamRuleError> {
+    let rule = "an extension pattern must be digits, or '_' followed by X, Z, N, digits and [a-b] classes";
+    let Some(body) = value.strip_prefix('_') else {
+        if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
+        }
+        return Err(ParamRuleError(rule.into()));
+    };
+    if body.is_empty() || body.len() > 40 {
+        return Err(ParamRuleError(rule.into()));
+    }
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            'X' | 'Z' | 'N' | 'x' | 'z' | 'n' | '0'..='9' => {}
+            '[' => {
+                let mut closed = false;
+                let mut any = false;
+                for c in chars.by_ref() {
+                    match c {
+                        ']' => {
+                            closed = true;
+                            break;
+                        }
+                        '0'..='9' | '-' => any = true,
+                        _ => return Err(ParamRuleError(rule.into())),
+                    }
+                }
+                if !closed || !any {
+                    return Err(ParamRuleError(rule.into()));
+                }
+            }
+            _ => return Err(ParamRuleError(rule.into())),
+        }
+    }
+    Ok(())
+}
+
+impl ParamType {
+    /// Checks `value` against this type. The message says what the rule is.
+    pub fn check(&self, value: &str) -> Result<(), ParamRuleError> {
+        match self {
+            ParamType::Extension => {
+                if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(ParamRuleError(
+                        "an extension must be 1 to 20 digits".into(),
+                    ));
+                }
+                Ok(())
+            }
+            ParamType::ServiceCode => {
+                if value.is_empty()
+                    || value.len() > 10
+                    || !value.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+                {
+                    return Err(ParamRuleError(
+                        "a service code must be 1 to 10 of the characters 0-9 * #".into(),
+                    ));
+                }
+                Ok(())
+            }
+            ParamType::DigitPattern => check_digit_pattern(value),
+            ParamType::Context => check_word(value, "a context name", "-_.", 79),
+            ParamType::Sound => {
+                if value.contains('/') || value.contains("..") {
+                    return Err(ParamRuleError(
+                        "a sound name must not contain '/' or '..' (name a sound, not a path)"
+                            .into(),
+                    ));
+                }
+                check_word(value, "a sound name", "-_", 64)
+            }
+            ParamType::Word => check_word(value, "this value", "-_", 64),
+            ParamType::VarName => {
+                check_word(value, "a variable name", "_", 64)?;
+                if value.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(ParamRuleError(
+                        "a variable name must start with a letter or '_'".into(),
+                    ));
+                }
+                Ok(())
+            }
+            ParamType::Integer { min, max } => match value.parse::<i64>() {
+                Ok(n) if (*min..=*max).contains(&n) => Ok(()),
+                _ => Err(ParamRuleError(format!(
+                    "must be a whole number from {min} to {max}"
+                ))),
+            },
+            ParamType::Enum { values } => {
+                if values.iter().any(|v| v == value) {
+                    Ok(())
+                } else {
+                    Err(ParamRuleError(format!("must be one of {}", values.join(", "))))
+                }
+            }
+            ParamType::EndpointList => {
+                for item in list_items(value) {
+                    check_word(item, "an endpoint name", "-_.", 64)?;
+                }
+                Ok(())
+            }
+            ParamType::Destination => {
+                if value.is_empty() {
+                    return Ok(());
+                }
+                let parts: Vec<&str> = value.split(',').collect();
+                let rule = "a destination must be context,exten,priority";
+                let [context, exten, priority] = parts.as_slice() else {
+                    return Err(ParamRuleError(rule.into()));
+                };
+                ParamType::Context
+                    .check(context)
+                    .map_err(|e| ParamRuleError(format!("{rule}: context: {}", e.0)))?;
+                let exten_ok = ParamType::ServiceCode.check(exten).is_ok()
+                    || *exten == "s"
+                    || check_digit_pattern(exten).is_ok();
+                if !exten_ok {
+                    return Err(ParamRuleError(format!(
+                        "{rule}: exten must be digits, * #, 's' or a digit pattern"
+                    )));
+                }
+                let prio_ok = priority.parse::<u32>().is_ok_and(|p| p >= 1)
+                    || check_word(priority, "", "_", 32).is_ok()
+                        && priority.starts_with(|c: char| c.is_ascii_alphabetic());
+                if !prio_ok {
+                    return Err(ParamRuleError(format!(
+                        "{rule}: priority must be a number from 1 or a label"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Items of a comma-separated list value, trimmed, empty items skipped.
+pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_must_be_digits() {
+        assert!(ParamType::Extension.check("201").is_ok());
+        for bad in ["", "20a", "1;rm", "../1", &"1".repeat(21)] {
+            assert!(ParamType::Extension.check(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn context_refuses_bracket_and_comma() {
+        assert!(ParamType::Context.check("internal-users-custom").is_ok());
+        let err = ParamType::Context.check("a]b").unwrap_err();
+        assert!(err.0.contains("letters, digits"), "{}", err.0);
+        assert!(ParamType::Context.check("a,b").is_err());
+        assert!(ParamType::Context.check("a b").is_err());
+    }
+
+    #[test]
+    fn sound_refuses_paths() {
+        assert!(ParamType::Sound.check("beep").is_ok());
+        assert!(ParamType::Sound.check("../beep").unwrap_err().0.contains("'/'"));
+        assert!(ParamType::Sound.check("a..b").unwrap_err().0.contains("'..'"));
+    }
+
+    #[test]
+    fn digit_patterns() {
+        for good in ["_XXX", "_2XX", "_[1-5]XX", "201", "_NXX"] {
+            assert!(check_digit_pattern(good).is_ok(), "{good}");
+        }
+        for bad in ["_X.", "_X!", "", "_", "_[a]X", "_[1-5", "2O1"] {
+            assert!(check_digit_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        assert!(ParamType::Destination.check("").is_ok());
+        assert!(ParamType::Destination.check("from-internal,100,1").is_ok());
+        assert!(ParamType::Destination.check("ctx,s,start").is_ok());
+        assert!(ParamType::Destination.check("ctx,100").is_err());
+        assert!(ParamType::Destination.check("c]x,100,1").is_err());
+        assert!(ParamType::Destination.check("ctx,1;0,1").is_err());
+        assert!(ParamType::Destination.check("ctx,100,0").is_err());
+    }
+
+    #[test]
+    fn integers_and_enums() {
+        let t = ParamType::Integer { min: 2, max: 32 };
+        assert!(t.check("3").is_ok());
+        assert!(t.check("1").is_err());
+        assert!(t.check("x").is_err());
+        let e = ParamType::Enum { values: vec!["PJSIP".into()] };
+        assert!(e.check("PJSIP").is_ok());
+        assert!(e.check("SIP").unwrap_err().0.contains("PJSIP"));
+    }
+}

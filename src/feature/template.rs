@@ -1,0 +1,102 @@
+//! The fragment template language: `%{name}` substitutes a value, and
+//! `%{#each list}…%{item}…%{/each}` repeats a part once per item of a
+//! comma-separated list. Nothing else: fragments stay readable as Asterisk config.
+//! (`%{` was chosen because `{{`/`${` collide with dialplan `${VAR}` syntax.)
+
+use std::collections::BTreeMap;
+
+use super::param::list_items;
+
+/// Renders `template` with `vars`. An unknown name or an unclosed tag is an error naming it.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    render_into(template, vars, None, &mut out)?;
+    Ok(out)
+}
+
+fn render_into(
+    template: &str,
+    vars: &BTreeMap<String, String>,
+    item: Option<&str>,
+    out: &mut String,
+) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("%{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '%{{' near {:?}", truncate(&rest[start..])))?;
+        let tag = &after[..end];
+        rest = &after[end + 1..];
+        if let Some(list_name) = tag.strip_prefix("#each ") {
+            let close = "%{/each}";
+            let body_end = rest
+                .find(close)
+                .ok_or_else(|| format!("'%{{#each {list_name}}}' has no '%{{/each}}'"))?;
+            let body = &rest[..body_end];
+            rest = &rest[body_end + close.len()..];
+            let list = lookup(vars, list_name.trim())?;
+            for value in list_items(&list) {
+                render_into(body, vars, Some(value), out)?;
+            }
+        } else if tag == "item" {
+            out.push_str(item.ok_or("'%{item}' used outside '%{#each}'")?);
+        } else {
+            out.push_str(&lookup(vars, tag.trim())?);
+        }
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+fn lookup(vars: &BTreeMap<String, String>, name: &str) -> Result<String, String> {
+    vars.get(name)
+        .cloned()
+        .ok_or_else(|| format!("unknown template value '%{{{name}}}'"))
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(30) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn substitutes_and_keeps_dialplan_syntax() {
+        let v = vars(&[("ctx", "hints")]);
+        assert_eq!(
+            render("${EXTENSION_STATE(${EXTEN}@%{ctx})}", &v).unwrap(),
+            "${EXTENSION_STATE(${EXTEN}@hints)}"
+        );
+    }
+
+    #[test]
+    fn repeats_per_list_item() {
+        let v = vars(&[("eps", "201, 202"), ("n", "3")]);
+        let out = render("%{#each eps}[%{item}](+)\nx = %{n}\n%{/each}", &v).unwrap();
+        assert_eq!(out, "[201](+)\nx = 3\n[202](+)\nx = 3\n");
+        let empty = vars(&[("eps", "")]);
+        assert_eq!(render("a%{#each eps}b%{/each}c", &empty).unwrap(), "ac");
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let err = render("%{nope}", &BTreeMap::new()).unwrap_err();
+        assert!(err.contains("%{nope}"), "{err}");
+        assert!(render("%{a", &BTreeMap::new()).is_err());
+        assert!(render("%{item}", &BTreeMap::new()).is_err());
+    }
+}

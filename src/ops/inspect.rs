@@ -1,0 +1,75 @@
+//! `featpkg status` and `featpkg verify`: what is installed, and whether the
+//! files still hold exactly what featpkg wrote (drift).
+
+use serde::Serialize;
+
+use super::{Error, Session};
+use crate::hash::sha256_hex;
+use crate::marker::{self, BlockId, CommentStyle};
+use crate::plan::read_file_state;
+use crate::state::{BundleSnapshot, EditKind};
+
+/// Everything installed, from State.
+pub fn status(session: &Session) -> Result<Vec<BundleSnapshot>, Error> {
+    Ok(session.state.bundles()?)
+}
+
+/// One difference between what featpkg wrote and what is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub bundle: String,
+    pub edit: String,
+    pub path: String,
+    /// `modified`, `missing` or `markers` (broken/duplicated markers).
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Checks every installed edit against the disk.
+pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
+    let mut out = Vec::new();
+    for bundle in session.state.bundles()? {
+        for edit in &bundle.edits {
+            let host = session.target.host_path(&edit.path);
+            let current = read_file_state(&host)?;
+            let mut drift = |kind: &str, detail: String| {
+                out.push(Drift {
+                    bundle: bundle.name.clone(),
+                    edit: edit.edit_id.clone(),
+                    path: edit.path.clone(),
+                    kind: kind.into(),
+                    detail,
+                })
+            };
+            let Some(current) = current else {
+                drift("missing", "file does not exist".into());
+                continue;
+            };
+            match edit.kind {
+                EditKind::File => {
+                    if sha256_hex(&current.content) != edit.sha256 {
+                        drift("modified", "file content differs from what featpkg installed".into());
+                    } else if current.mode != edit.mode {
+                        drift("modified", format!("mode is {:04o}, featpkg installed {:04o}", current.mode, edit.mode));
+                    }
+                }
+                EditKind::Block => {
+                    let style = if edit.comment == '#' { CommentStyle::Hash } else { CommentStyle::Semicolon };
+                    let id = BlockId {
+                        bundle: bundle.name.clone(),
+                        edit: edit.edit_id.clone(),
+                    };
+                    match marker::block_body(&current.content, style, &id) {
+                        Err(e) => drift("markers", e.to_string()),
+                        Ok(None) => drift("missing", "block markers not found".into()),
+                        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => {
+                            drift("modified", "block content differs from what featpkg wrote".into())
+                        }
+                        Ok(Some(_)) => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,188 @@
+//! `featpkg install`: install, reconfigure or upgrade a bundle's features in one transaction.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{Applied, Change, Error, Session, execute, reload_for};
+use crate::bundle;
+use crate::feature::{self, FeatureDef, FeatureError, RenderedFeature};
+use crate::state::{BundleSnapshot, InstalledFeature};
+
+/// What the admin asked for.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    pub archive: PathBuf,
+    /// Features to install (None = all the bundle has). Already installed ones stay.
+    pub features: Option<Vec<String>>,
+    /// `feature.param=value` settings.
+    pub sets: Vec<String>,
+    pub dry_run: bool,
+    pub no_reload: bool,
+    pub force: bool,
+}
+
+/// How an install ended.
+#[derive(Debug, Clone)]
+pub enum InstallOutcome {
+    /// Nothing to change: the bundle is installed exactly like this already.
+    UpToDate { bundle: String, version: String },
+    /// `--dry-run`: the unified diff of what would change.
+    DryRun { summary: String, diff: String },
+    Applied(Applied),
+}
+
+/// Installs (or upgrades/reconfigures) the bundle in `request.archive`.
+pub fn install(session: &mut Session, request: &InstallRequest) -> Result<InstallOutcome, Error> {
+    let bundle = bundle::open(&request.archive)?;
+    let manifest = bundle.manifest().clone();
+    let read = |path: &str| bundle.file(path).map(|f| f.bytes.clone());
+    let installed = session.state.bundle(&manifest.name)?;
+    let available = manifest.features.join(", ");
+
+    let requested: Vec<String> = match &request.features {
+        Some(list) => list.clone(),
+        None => manifest.features.clone(),
+    };
+    for id in &requested {
+        if !manifest.features.contains(id) {
+            return Err(FeatureError::UnknownFeature(id.clone(), available.clone()).into());
+        }
+    }
+    // Already installed features stay (and move to this bundle's version).
+    let mut wanted: Vec<String> = installed
+        .iter()
+        .flat_map(|b| b.features.iter().map(|f| f.id.clone()))
+        .filter(|id| manifest.features.contains(id))
+        .collect();
+    for id in requested {
+        if !wanted.contains(&id) {
+            wanted.push(id);
+        }
+    }
+    wanted.sort();
+    let dropped: Vec<String> = installed
+        .iter()
+        .flat_map(|b| b.features.iter().map(|f| f.id.clone()))
+        .filter(|id| !manifest.features.contains(id))
+        .collect();
+
+    let sets = feature::parse_sets(&request.sets)?;
+    for id in sets.keys() {
+        if !wanted.contains(id) {
+            return Err(if manifest.features.contains(id) {
+                Error::Refused(format!(
+                    "--set {id}.…: feature {id} is not being installed (add it to --features)"
+                ))
+            } else {
+                FeatureError::UnknownFeature(id.clone(), available.clone()).into()
+            });
+        }
+    }
+
+    let dirs = session.target.runtime_dirs();
+    let mut rendered: Vec<RenderedFeature> = Vec::new();
+    let mut features = Vec::new();
+    for id in &wanted {
+        let def = FeatureDef::load(id, &read)?;
+        let mut user: BTreeMap<String, String> = installed
+            .iter()
+            .flat_map(|b| b.features.iter())
+            .find(|f| &f.id == id)
+            .map(|f| f.user_params.clone())
+            .unwrap_or_default();
+        if let Some(s) = sets.get(id) {
+            user.extend(s.clone());
+        }
+        // A parameter the new version no longer has is dropped rather than refused.
+        user.retain(|k, _| def.params.iter().any(|p| &p.name == k) || sets.get(id).is_some_and(|s| s.contains_key(k)));
+        let params = def.resolve_params(&user)?;
+        let r = def.render(&params, &dirs, &manifest.name, &read)?;
+        features.push(InstalledFeature {
+            id: id.clone(),
+            version: def.version.clone(),
+            user_params: user,
+            params,
+        });
+        rendered.push(r);
+    }
+    let desired: Vec<_> = rendered.iter().flat_map(|r| r.edits.iter().cloned()).collect();
+    let plan = crate::plan::plan(
+        session.target.as_ref(),
+        &manifest.name,
+        installed.as_ref(),
+        &desired,
+        request.force,
+    )?;
+    let after = BundleSnapshot {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        archive_sha256: bundle.archive_sha256().to_string(),
+        features,
+        edits: plan.edits.clone(),
+        dirs: plan.dirs.clone(),
+    };
+    let same_state = installed.as_ref().is_some_and(|b| {
+        b.version == after.version
+            && b.features == after.features
+            && b.edits == after.edits
+            && b.dirs == after.dirs
+    });
+    if plan.is_noop() && same_state {
+        return Ok(InstallOutcome::UpToDate {
+            bundle: manifest.name,
+            version: manifest.version,
+        });
+    }
+
+    let (kind, summary) = match &installed {
+        Some(old) if old.version != manifest.version => (
+            "upgrade",
+            format!("upgrade {} {} -> {} ({})", manifest.name, old.version, manifest.version, wanted.join(", ")),
+        ),
+        Some(_) => (
+            "install",
+            format!("reconfigure {} {} ({})", manifest.name, manifest.version, wanted.join(", ")),
+        ),
+        None => (
+            "install",
+            format!("install {} {} ({})", manifest.name, manifest.version, wanted.join(", ")),
+        ),
+    };
+    let summary = if dropped.is_empty() {
+        summary
+    } else {
+        format!("{summary}; removed features no longer in the bundle: {}", dropped.join(", "))
+    };
+    if request.dry_run {
+        return Ok(InstallOutcome::DryRun {
+            summary,
+            diff: crate::diff::render(&plan),
+        });
+    }
+    let previously_installed: Vec<&str> = installed
+        .iter()
+        .flat_map(|b| b.features.iter().map(|f| f.id.as_str()))
+        .collect();
+    let load_modules: Vec<String> = rendered
+        .iter()
+        .filter(|r| !previously_installed.contains(&r.id.as_str()))
+        .flat_map(|r| r.modules.iter().cloned())
+        .collect();
+    let contexts: Vec<String> = rendered.iter().flat_map(|r| r.contexts.iter().cloned()).collect();
+    let reload = reload_for(&plan, load_modules, contexts);
+    let applied = execute(
+        session,
+        Change {
+            kind,
+            bundle: &manifest.name,
+            summary,
+            plan,
+            before: installed,
+            after: Some(after),
+            reload,
+            undoes: None,
+        },
+        request.no_reload,
+    )?;
+    Ok(InstallOutcome::Applied(applied))
+}

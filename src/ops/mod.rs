@@ -1,0 +1,271 @@
+//! Operations: one function per command over the library (cargo's `ops/` model).
+//! The CLI parses arguments, calls one of these and prints what it returns.
+
+pub mod build;
+pub mod inspect;
+pub mod install;
+pub mod rollback;
+pub mod uninstall;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::hash::sha256_hex;
+use crate::plan::Plan;
+use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
+use crate::target::{AsteriskTarget, ReloadRequest, Target};
+use crate::txn::{self, Step, Transaction};
+
+/// Every error a command can end with; each message is for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Target(#[from] crate::target::asterisk::TargetError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+    #[error(transparent)]
+    Feature(#[from] crate::feature::FeatureError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Txn(#[from] crate::txn::TxnError),
+    #[error("reload failed, every change was rolled back: {0}")]
+    ReloadFailed(crate::target::ReloadError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Options every PBX command takes.
+#[derive(Debug, Clone)]
+pub struct PbxOptions {
+    /// Prefix for every path (`/` on a real box; a temp dir in tests and demos).
+    pub root: PathBuf,
+    /// asterisk.conf as a runtime path (default /etc/asterisk/asterisk.conf).
+    pub asterisk_conf: Option<String>,
+    /// Asterisk CLI command (default `$FEATPKG_ASTERISK_CMD` or `asterisk`).
+    pub asterisk_cmd: Option<String>,
+    /// How long to wait for another featpkg run to finish.
+    pub lock_wait: Duration,
+}
+
+/// An open PBX: target, state, the lock, and what crash recovery did on opening.
+pub struct Session {
+    pub target: Box<dyn Target>,
+    pub state: State,
+    /// Set when an unfinished transaction was found and rolled back (or forward).
+    pub recovered: Option<txn::RecoveryReport>,
+    _lock: txn::PbxLock,
+}
+
+impl Session {
+    /// Opens the PBX, takes the lock and finishes any interrupted transaction first.
+    pub fn open(options: &PbxOptions) -> Result<Session, Error> {
+        let target = AsteriskTarget::open(
+            &options.root,
+            options.asterisk_conf.as_deref(),
+            options.asterisk_cmd.as_deref(),
+        )?;
+        let state_dir = target.state_dir();
+        std::fs::create_dir_all(&state_dir).map_err(|source| crate::state::StateError::Dir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let lock = txn::acquire_lock(&state_dir, options.lock_wait)?;
+        let state = State::open(&state_dir)?;
+        let recovered = txn::recover(&journal_dir(&target), &|key| {
+            state.is_committed(key).unwrap_or(false)
+        })?;
+        Ok(Session {
+            target: Box::new(target),
+            state,
+            recovered,
+            _lock: lock,
+        })
+    }
+}
+
+fn journal_dir(target: &dyn Target) -> PathBuf {
+    target.state_dir().join("journal")
+}
+
+/// What an applied change did, for the user.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub txn_id: i64,
+    pub summary: String,
+    /// One line per file/dir: "created /etc/…", "modified …", "removed …".
+    pub changes: Vec<String>,
+    /// What the PBX said during reload, or why it was skipped.
+    pub reload: Vec<String>,
+    /// Hand edits overridden with --force.
+    pub forced: Vec<String>,
+}
+
+/// One change to apply as a transaction.
+pub(crate) struct Change<'a> {
+    pub kind: &'a str,
+    pub bundle: &'a str,
+    pub summary: String,
+    pub plan: Plan,
+    pub before: Option<BundleSnapshot>,
+    pub after: Option<BundleSnapshot>,
+    pub reload: ReloadRequest,
+    pub undoes: Option<i64>,
+}
+
+fn new_txn_key() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id())
+}
+
+/// Lines describing a plan's changes.
+pub fn describe(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in &plan.create_dirs {
+        out.push(format!("created  {}/", d.runtime_path));
+    }
+    for f in &plan.files {
+        let verb = match (&f.before, &f.after) {
+            (None, Some(_)) => "created ",
+            (Some(_), None) => "removed ",
+            _ => "modified",
+        };
+        out.push(format!("{verb} {}", f.runtime_path));
+    }
+    for d in &plan.remove_dirs {
+        out.push(format!("removed  {}/", d.runtime_path));
+    }
+    out
+}
+
+/// Applies a change: journal, atomic edits, reload + verify, state commit.
+/// Any failure before the state commit rolls every file back to its exact bytes.
+pub(crate) fn execute(session: &mut Session, change: Change, no_reload: bool) -> Result<Applied, Error> {
+    let mut steps = Vec::new();
+    let mut files = Vec::new();
+    for d in &change.plan.create_dirs {
+        steps.push(Step::CreateDir {
+            path: d.host_path.clone(),
+            mode: d.mode,
+        });
+        files.push(TxnFile {
+            is_dir: true,
+            path: d.runtime_path.clone(),
+            before: None,
+            before_mode: 0,
+            before_uid: 0,
+            before_gid: 0,
+            after_sha256: Some(String::new()),
+            after_mode: d.mode,
+        });
+    }
+    for f in &change.plan.files {
+        steps.push(Step::File {
+            path: f.host_path.clone(),
+            before: f.before.clone(),
+            after: f.after.clone(),
+        });
+        files.push(TxnFile {
+            is_dir: false,
+            path: f.runtime_path.clone(),
+            before: f.before.as_ref().map(|b| b.content.clone()),
+            before_mode: f.before.as_ref().map_or(0, |b| b.mode),
+            before_uid: f.before.as_ref().map_or(0, |b| b.uid),
+            before_gid: f.before.as_ref().map_or(0, |b| b.gid),
+            after_sha256: f.after.as_ref().map(|a| sha256_hex(&a.content)),
+            after_mode: f.after.as_ref().map_or(0, |a| a.mode),
+        });
+    }
+    for d in &change.plan.remove_dirs {
+        steps.push(Step::RemoveDir {
+            path: d.host_path.clone(),
+            mode: d.mode,
+        });
+        files.push(TxnFile {
+            is_dir: true,
+            path: d.runtime_path.clone(),
+            before: Some(Vec::new()),
+            before_mode: d.mode,
+            before_uid: 0,
+            before_gid: 0,
+            after_sha256: None,
+            after_mode: 0,
+        });
+    }
+    let key = new_txn_key();
+    let journal = journal_dir(session.target.as_ref());
+    let mut transaction = Transaction::begin(&journal, &key, steps)?;
+    transaction.apply()?;
+
+    let mut reload_said = Vec::new();
+    if no_reload {
+        reload_said.push("reload skipped (--no-reload): reload Asterisk yourself to activate the changes".into());
+    } else if !change.reload.is_empty() {
+        match session.target.reload(&change.reload) {
+            Ok(said) => reload_said = said,
+            Err(e) => {
+                transaction.rollback()?;
+                // Put Asterisk back on the restored files too.
+                let again = ReloadRequest {
+                    dialplan: change.reload.dialplan,
+                    pjsip: change.reload.pjsip,
+                    ..ReloadRequest::default()
+                };
+                if let Err(again_err) = session.target.reload(&again) {
+                    tracing::warn!("reload after rollback failed as well: {again_err}");
+                }
+                return Err(Error::ReloadFailed(e));
+            }
+        }
+    }
+    if let Err(e) = txn::test_point("before-state-commit") {
+        transaction.rollback()?;
+        return Err(e.into());
+    }
+    let committed = session.state.commit(&NewTxn {
+        txn_key: &key,
+        kind: change.kind,
+        bundle: change.bundle,
+        summary: &change.summary,
+        bundle_before: change.before.as_ref(),
+        bundle_after: change.after.as_ref(),
+        files: &files,
+        undoes: change.undoes,
+    });
+    let txn_id = match committed {
+        Ok(id) => id,
+        Err(e) => {
+            transaction.rollback()?;
+            return Err(e.into());
+        }
+    };
+    // A crash from here on is rolled forward by recovery: the state says committed.
+    txn::test_point("state-committed")?;
+    transaction.finish()?;
+    Ok(Applied {
+        txn_id,
+        summary: change.summary,
+        changes: describe(&change.plan),
+        reload: reload_said,
+        forced: change.plan.forced.clone(),
+    })
+}
+
+/// The reload a set of changed paths needs (plain Asterisk file names).
+pub(crate) fn reload_for(plan: &Plan, load_modules: Vec<String>, expect_contexts: Vec<String>) -> ReloadRequest {
+    let changed = |name: &str| {
+        plan.files
+            .iter()
+            .any(|f| f.runtime_path.rsplit('/').next() == Some(name))
+    };
+    ReloadRequest {
+        load_modules,
+        dialplan: changed("extensions.conf"),
+        pjsip: changed("pjsip.conf"),
+        expect_contexts,
+    }
+}

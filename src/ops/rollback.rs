@@ -1,0 +1,115 @@
+//! `featpkg rollback`: undo the last committed transaction (install, upgrade or
+//! uninstall) to the exact bytes it replaced. Repeat to go further back.
+
+use super::{Applied, Change, Error, Session, execute, reload_for};
+use crate::hash::sha256_hex;
+use crate::plan::{DirChange, FileChange, Plan, read_file_state};
+use crate::txn::FileState;
+
+/// Options for rollback.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackRequest {
+    pub dry_run: bool,
+    pub no_reload: bool,
+    /// Undo even over files changed since that transaction.
+    pub force: bool,
+}
+
+/// How a rollback ended.
+#[derive(Debug, Clone)]
+pub enum RollbackOutcome {
+    NothingToUndo,
+    DryRun { summary: String, diff: String },
+    Applied(Applied),
+}
+
+/// Undoes the newest committed transaction that is not itself a rollback.
+pub fn rollback(session: &mut Session, request: &RollbackRequest) -> Result<RollbackOutcome, Error> {
+    let Some(txn) = session.state.last_undoable()? else {
+        return Ok(RollbackOutcome::NothingToUndo);
+    };
+    let mut plan = Plan::default();
+    let mut drift = Vec::new();
+    for f in txn.files.iter().rev() {
+        let host_path = session.target.host_path(&f.path);
+        if f.is_dir {
+            let created = f.before.is_none();
+            if created {
+                if host_path.is_dir() {
+                    plan.remove_dirs.push(DirChange {
+                        runtime_path: f.path.clone(),
+                        host_path,
+                        create: false,
+                        mode: f.after_mode,
+                    });
+                }
+            } else if !host_path.exists() {
+                plan.create_dirs.push(DirChange {
+                    runtime_path: f.path.clone(),
+                    host_path,
+                    create: true,
+                    mode: f.before_mode,
+                });
+            }
+            continue;
+        }
+        let current = read_file_state(&host_path)?;
+        let current_hash = current.as_ref().map(|c| sha256_hex(&c.content));
+        if current_hash != f.after_sha256 {
+            drift.push(f.path.clone());
+        }
+        let restored = f.before.as_ref().map(|content| FileState {
+            content: content.clone(),
+            mode: f.before_mode,
+            uid: f.before_uid,
+            gid: f.before_gid,
+        });
+        if restored != current {
+            plan.files.push(FileChange {
+                runtime_path: f.path.clone(),
+                host_path,
+                before: current,
+                after: restored,
+            });
+        }
+    }
+    if !drift.is_empty() {
+        if !request.force {
+            return Err(Error::Refused(format!(
+                "cannot roll back transaction {} ({}): changed since then: {}; re-run with --force to restore the old bytes anyway",
+                txn.id,
+                txn.summary,
+                drift.join(", ")
+            )));
+        }
+        plan.forced = drift.iter().map(|p| format!("{p}: changes since transaction {} overwritten (--force)", txn.id)).collect();
+    }
+    // Directories: created ones go after the files that were in them, parents last.
+    plan.remove_dirs.sort_by(|a, b| b.runtime_path.cmp(&a.runtime_path));
+    plan.create_dirs.sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
+    let summary = format!("rollback of transaction {} ({})", txn.id, txn.summary);
+    if request.dry_run {
+        return Ok(RollbackOutcome::DryRun {
+            summary,
+            diff: crate::diff::render(&plan),
+        });
+    }
+    let contexts = Vec::new();
+    let reload = reload_for(&plan, Vec::new(), contexts);
+    let current = session.state.bundle(&txn.bundle)?;
+    let applied = execute(
+        session,
+        Change {
+            kind: "rollback",
+            bundle: &txn.bundle,
+            summary,
+            plan,
+            before: current,
+            after: txn.bundle_before.clone(),
+            reload,
+            undoes: Some(txn.id),
+        },
+        request.no_reload,
+    )?;
+    Ok(RollbackOutcome::Applied(applied))
+}

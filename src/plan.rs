@@ -1,0 +1,571 @@
+//! Plan: the ordered list of file changes for one request, computed without
+//! touching the system. The same function plans install, reinstall, upgrade and
+//! uninstall: it takes the bundle's installed edits (from State) and the edits it
+//! should have afterwards, and works out every file's new bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::asterisk_config::{self, ConfigFile, Conflict};
+use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
+use crate::hash::sha256_hex;
+use crate::marker::{self, BlockId, CommentStyle};
+use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
+use crate::target::Target;
+use crate::txn::FileState;
+
+/// Why a plan could not be made; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{path}: {message}")]
+    Markers { path: String, message: String },
+    #[error("{path}: featpkg block {edit} was changed by hand since featpkg wrote it; refusing to {action} it (re-run with --force to {action} it anyway, losing those changes)")]
+    ModifiedBlock {
+        path: String,
+        edit: String,
+        action: &'static str,
+    },
+    #[error("{path}: featpkg block {edit} is missing (removed by hand?); re-run with --force to go on without it")]
+    MissingBlock { path: String, edit: String },
+    #[error("{path}: file installed by featpkg ({edit}) was {what} by hand; re-run with --force to {action} it anyway")]
+    ModifiedFile {
+        path: String,
+        edit: String,
+        what: &'static str,
+        action: &'static str,
+    },
+    #[error("{path} already exists and is not featpkg's ({edit} would overwrite it); move it away first")]
+    FileInTheWay { path: String, edit: String },
+    #[error("{path} does not exist; featpkg adds its blocks only to existing files ({edit})")]
+    MissingFile { path: String, edit: String },
+    #[error("{path} has no [{section}] section to add {edit} to")]
+    MissingSection {
+        path: String,
+        section: String,
+        edit: String,
+    },
+    #[error("refusing {edit}, it conflicts with the existing configuration:\n  {}", conflicts.join("\n  "))]
+    Conflicts { edit: String, conflicts: Vec<String> },
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One file (or directory) the plan changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// Path as the PBX sees it (what the user reads in messages and diffs).
+    pub runtime_path: String,
+    /// Path on this machine (under `--root`).
+    pub host_path: PathBuf,
+    pub before: Option<FileState>,
+    pub after: Option<FileState>,
+}
+
+/// A directory the plan creates or removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirChange {
+    pub runtime_path: String,
+    pub host_path: PathBuf,
+    pub create: bool,
+    pub mode: u32,
+}
+
+/// The computed plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Directories to create, parents first (applied before the files).
+    pub create_dirs: Vec<DirChange>,
+    pub files: Vec<FileChange>,
+    /// Directories that end up empty and were created by featpkg, deepest first.
+    pub remove_dirs: Vec<DirChange>,
+    /// The bundle's edits after the plan is applied (hashes of what we wrote).
+    pub edits: Vec<InstalledEdit>,
+    /// Directories featpkg owns for this bundle afterwards.
+    pub dirs: Vec<String>,
+    /// Hand edits overridden by --force, reported to the user.
+    pub forced: Vec<String>,
+}
+
+impl Plan {
+    /// True when applying it would change nothing on disk.
+    pub fn is_noop(&self) -> bool {
+        self.create_dirs.is_empty() && self.files.is_empty() && self.remove_dirs.is_empty()
+    }
+}
+
+fn style(comment: char) -> CommentStyle {
+    if comment == '#' {
+        CommentStyle::Hash
+    } else {
+        CommentStyle::Semicolon
+    }
+}
+
+/// Reads a file's current state, or None when it does not exist.
+pub fn read_file_state(path: &Path) -> Result<Option<FileState>, PlanError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let content = std::fs::read(path).map_err(|source| PlanError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(Some(FileState {
+                content,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PlanError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Computes the plan that takes `bundle` from `installed` (None = not installed)
+/// to having exactly `desired` edits. `force` lets hand edits inside our blocks be overwritten.
+pub fn plan(
+    target: &dyn Target,
+    bundle: &str,
+    installed: Option<&BundleSnapshot>,
+    desired: &[RenderedEdit],
+    force: bool,
+) -> Result<Plan, PlanError> {
+    let no_edits = Vec::new();
+    let old_edits = installed.map(|b| &b.edits).unwrap_or(&no_edits);
+    let mut out = Plan::default();
+
+    // Every path touched, in a stable order: paths of old edits, then new ones.
+    let mut paths: Vec<String> = Vec::new();
+    for p in old_edits
+        .iter()
+        .map(|e| e.path.clone())
+        .chain(desired.iter().map(|e| target.runtime_path(&e.location)))
+    {
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+
+    for runtime_path in &paths {
+        let host_path = target.host_path(runtime_path);
+        let before = read_file_state(&host_path)?;
+        let olds: Vec<&InstalledEdit> = old_edits.iter().filter(|e| &e.path == runtime_path).collect();
+        let news: Vec<&RenderedEdit> = desired
+            .iter()
+            .filter(|e| &target.runtime_path(&e.location) == runtime_path)
+            .collect();
+        let is_owned_file = olds.iter().any(|e| e.kind == EditKind::File)
+            || news
+                .iter()
+                .any(|e| matches!(e.content, RenderedContent::File { .. }));
+        let (after, edits) = if is_owned_file {
+            plan_owned_file(runtime_path, before.as_ref(), &olds, &news, force, &mut out.forced)?
+        } else {
+            plan_blocks(target, bundle, runtime_path, before.as_ref(), &olds, &news, force, &mut out.forced)?
+        };
+        out.edits.extend(edits);
+        if after != before {
+            out.files.push(FileChange {
+                runtime_path: runtime_path.clone(),
+                host_path,
+                before,
+                after,
+            });
+        }
+    }
+    plan_dirs(target, installed, &mut out)?;
+    Ok(out)
+}
+
+/// A whole file we own (a binary, our own conf file).
+fn plan_owned_file(
+    path: &str,
+    before: Option<&FileState>,
+    olds: &[&InstalledEdit],
+    news: &[&RenderedEdit],
+    force: bool,
+    forced: &mut Vec<String>,
+) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+    let old = olds.first();
+    let new = news.first();
+    let action = if new.is_some() { "replace" } else { "remove" };
+    match (old, before) {
+        (Some(old), Some(current)) if sha256_hex(&current.content) != old.sha256 => {
+            if !force {
+                return Err(PlanError::ModifiedFile {
+                    path: path.into(),
+                    edit: old.edit_id.clone(),
+                    what: "changed",
+                    action,
+                });
+            }
+            forced.push(format!("{path}: hand changes to {} overwritten (--force)", old.edit_id));
+        }
+        (Some(old), None) => {
+            if !force {
+                return Err(PlanError::ModifiedFile {
+                    path: path.into(),
+                    edit: old.edit_id.clone(),
+                    what: "deleted",
+                    action,
+                });
+            }
+            forced.push(format!("{path}: was deleted by hand (--force)"));
+        }
+        (None, Some(_)) => {
+            let edit = new.map(|n| n.edit_id.clone()).unwrap_or_default();
+            return Err(PlanError::FileInTheWay {
+                path: path.into(),
+                edit,
+            });
+        }
+        _ => {}
+    }
+    let Some(new) = new else {
+        return Ok((None, Vec::new()));
+    };
+    let RenderedContent::File { bytes, mode } = &new.content else {
+        return Err(PlanError::Config {
+            path: path.into(),
+            message: format!("{} mixes a block and an owned file on one path", new.edit_id),
+        });
+    };
+    let after = FileState {
+        content: bytes.clone(),
+        mode: *mode,
+        uid: before.map(|b| b.uid).unwrap_or_else(current_uid),
+        gid: before.map(|b| b.gid).unwrap_or_else(current_gid),
+    };
+    let edit = InstalledEdit {
+        feature: new.feature.clone(),
+        edit_id: new.edit_id.clone(),
+        kind: EditKind::File,
+        path: path.into(),
+        sha256: sha256_hex(bytes),
+        added_newline: false,
+        comment: ';',
+        mode: *mode,
+    };
+    Ok((Some(after), vec![edit]))
+}
+
+fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+fn current_gid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0)
+}
+
+/// Marked blocks in a shared text file.
+#[allow(clippy::too_many_arguments)]
+fn plan_blocks(
+    target: &dyn Target,
+    bundle: &str,
+    path: &str,
+    before: Option<&FileState>,
+    olds: &[&InstalledEdit],
+    news: &[&RenderedEdit],
+    force: bool,
+    forced: &mut Vec<String>,
+) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+    let Some(before) = before else {
+        if olds.is_empty() {
+            if let Some(new) = news.first() {
+                return Err(PlanError::MissingFile {
+                    path: path.into(),
+                    edit: new.edit_id.clone(),
+                });
+            }
+        } else if !force {
+            return Err(PlanError::MissingBlock {
+                path: path.into(),
+                edit: olds[0].edit_id.clone(),
+            });
+        }
+        forced.push(format!("{path}: missing, nothing to remove (--force)"));
+        return Ok((None, Vec::new()));
+    };
+    let comment = news
+        .iter()
+        .find_map(|n| match n.content {
+            RenderedContent::Block { comment, .. } => Some(comment),
+            _ => None,
+        })
+        .or_else(|| olds.first().map(|o| o.comment))
+        .unwrap_or(';');
+    let style = style(comment);
+    let marker_err = |e: marker::MarkerError| PlanError::Markers {
+        path: path.into(),
+        message: e.to_string(),
+    };
+    let mut text = before.content.clone();
+    marker::scan(&text, style).map_err(marker_err)?;
+    let id_of = |edit: &str| BlockId {
+        bundle: bundle.to_string(),
+        edit: edit.to_string(),
+    };
+    let mut added_newline: BTreeMap<String, bool> = BTreeMap::new();
+
+    // 1. Old blocks: drift check, then keep (to be replaced in place) or remove.
+    for old in olds {
+        let id = id_of(&old.edit_id);
+        let still_wanted = news.iter().any(|n| n.edit_id == old.edit_id);
+        let action = if still_wanted { "replace" } else { "remove" };
+        match marker::block_body(&text, style, &id).map_err(marker_err)? {
+            None => {
+                if !force {
+                    return Err(PlanError::MissingBlock {
+                        path: path.into(),
+                        edit: old.edit_id.clone(),
+                    });
+                }
+                forced.push(format!("{path}: block {} was missing (--force)", old.edit_id));
+                continue;
+            }
+            Some(body) if sha256_hex(body) != old.sha256 => {
+                if !force {
+                    return Err(PlanError::ModifiedBlock {
+                        path: path.into(),
+                        edit: old.edit_id.clone(),
+                        action,
+                    });
+                }
+                forced.push(format!(
+                    "{path}: hand changes inside block {} overwritten (--force)",
+                    old.edit_id
+                ));
+            }
+            Some(_) => {}
+        }
+        if still_wanted {
+            added_newline.insert(old.edit_id.clone(), old.added_newline);
+        } else {
+            text = marker::remove_block(&text, style, &id, old.added_newline).map_err(marker_err)?;
+        }
+    }
+
+    // 2. What the PBX already has, without this bundle's blocks: the baseline for the checks.
+    let existing = existing_config(target, bundle, path, &text, style)?;
+    let mut added_so_far: Vec<ConfigFile> = Vec::new();
+
+    // 3. New blocks: check, then replace in place or insert.
+    let mut edits = Vec::new();
+    for new in news {
+        let RenderedContent::Block {
+            body,
+            section,
+            check,
+            ..
+        } = &new.content
+        else {
+            continue;
+        };
+        let id = id_of(&new.edit_id);
+        if let Some(check) = check {
+            let shown = format!("{} (featpkg block {})", file_name(path), new.edit_id);
+            let added = asterisk_config::parse(body.as_bytes(), &shown).map_err(|e| PlanError::Config {
+                path: path.into(),
+                message: format!("block {}: {e}", new.edit_id),
+            })?;
+            let mut baseline = existing.clone();
+            baseline.extend(added_so_far.iter().cloned());
+            let conflicts: Vec<Conflict> = match check {
+                ConfigCheck::Dialplan => {
+                    let mut c = asterisk_config::dialplan_conflicts(&baseline, &added);
+                    c.extend(asterisk_config::append_conflicts(&baseline, &added));
+                    c
+                }
+                ConfigCheck::Modules => asterisk_config::module_conflicts(&baseline, &added),
+                ConfigCheck::PjsipAppend => asterisk_config::append_conflicts(&baseline, &added),
+            };
+            if !conflicts.is_empty() {
+                return Err(PlanError::Conflicts {
+                    edit: new.edit_id.clone(),
+                    conflicts: conflicts.iter().map(ToString::to_string).collect(),
+                });
+            }
+            added_so_far.push(added);
+        }
+        let exists = marker::block_body(&text, style, &id).map_err(marker_err)?.is_some();
+        let added_nl = if exists {
+            text = marker::replace_block_body(&text, style, &id, body).map_err(marker_err)?;
+            added_newline.get(&new.edit_id).copied().unwrap_or(false)
+        } else {
+            let at = match section {
+                Some(section) => {
+                    let parsed = asterisk_config::parse(&text, path).map_err(|e| PlanError::Config {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?;
+                    let end = asterisk_config::section_end(&parsed, section).ok_or_else(|| {
+                        PlanError::MissingSection {
+                            path: path.into(),
+                            section: section.clone(),
+                            edit: new.edit_id.clone(),
+                        }
+                    })?;
+                    // At the very end of the file, let insert_block handle a missing final newline.
+                    if end >= text.len() { None } else { Some(end) }
+                }
+                None => None,
+            };
+            let inserted = marker::insert_block(&text, style, &id, body, at).map_err(marker_err)?;
+            text = inserted.text;
+            inserted.added_newline
+        };
+        let written = marker::block_body(&text, style, &id)
+            .map_err(marker_err)?
+            .ok_or_else(|| PlanError::Markers {
+                path: path.into(),
+                message: format!("block {} vanished after writing it (bug)", new.edit_id),
+            })?;
+        edits.push(InstalledEdit {
+            feature: new.feature.clone(),
+            edit_id: new.edit_id.clone(),
+            kind: EditKind::Block,
+            path: path.into(),
+            sha256: sha256_hex(written),
+            added_newline: added_nl,
+            comment,
+            mode: before.mode,
+        });
+    }
+    let after = FileState {
+        content: text,
+        ..before.clone()
+    };
+    Ok((Some(after), edits))
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The config as the PBX has it (the file with this bundle's blocks taken out, plus what it includes).
+fn existing_config(
+    target: &dyn Target,
+    bundle: &str,
+    path: &str,
+    text: &[u8],
+    style: CommentStyle,
+) -> Result<Vec<ConfigFile>, PlanError> {
+    let blocks = marker::scan(text, style).map_err(|e| PlanError::Markers {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let mut stripped = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
+        stripped.extend_from_slice(&text[pos..b.span.start]);
+        pos = b.span.end;
+    }
+    stripped.extend_from_slice(&text[pos..]);
+
+    let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let me = file_name(path).to_string();
+    let mut read = |rel: &str| -> std::io::Result<Option<Vec<u8>>> {
+        if rel == me {
+            return Ok(Some(stripped.clone()));
+        }
+        match std::fs::read(target.host_path(&format!("{dir}/{rel}"))) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    asterisk_config::load_with_includes(&me, &mut read).map_err(|e| PlanError::Config {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// Directories: create missing parents of new files; remove owned ones left empty.
+fn plan_dirs(
+    target: &dyn Target,
+    installed: Option<&BundleSnapshot>,
+    out: &mut Plan,
+) -> Result<(), PlanError> {
+    let mut owned: BTreeSet<String> = installed
+        .map(|b| b.dirs.iter().cloned().collect())
+        .unwrap_or_default();
+    // Parents of files that exist afterwards.
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    for f in out.files.iter().filter(|f| f.after.is_some() && f.before.is_none()) {
+        let mut p = f.runtime_path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if parent.is_empty() {
+                break;
+            }
+            needed.insert(parent.to_string());
+            p = parent;
+        }
+    }
+    for dir in &needed {
+        let host = target.host_path(dir);
+        if !host.exists() {
+            out.create_dirs.push(DirChange {
+                runtime_path: dir.clone(),
+                host_path: host,
+                create: true,
+                mode: 0o755,
+            });
+            owned.insert(dir.clone());
+        }
+    }
+    // BTreeSet order puts parents first.
+    out.create_dirs.sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
+
+    // Owned dirs that will be empty: deepest first.
+    let removed_files: BTreeSet<PathBuf> = out
+        .files
+        .iter()
+        .filter(|f| f.after.is_none())
+        .map(|f| f.host_path.clone())
+        .collect();
+    let remaining: Vec<&str> = out.edits.iter().map(|e| e.path.as_str()).collect();
+    let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut candidates: Vec<String> = owned.iter().cloned().collect();
+    candidates.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    for dir in candidates {
+        let prefix = format!("{dir}/");
+        if remaining.iter().any(|p| p.starts_with(&prefix)) {
+            continue;
+        }
+        let host = target.host_path(&dir);
+        let Ok(entries) = std::fs::read_dir(&host) else {
+            owned.remove(&dir); // already gone
+            continue;
+        };
+        let mut empty = true;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if !removed_files.contains(&p) && !removed_dirs.contains(&p) {
+                empty = false;
+                break;
+            }
+        }
+        if empty {
+            let mode = std::fs::metadata(&host).map(|m| m.mode() & 0o7777).unwrap_or(0o755);
+            out.remove_dirs.push(DirChange {
+                runtime_path: dir.clone(),
+                host_path: host.clone(),
+                create: false,
+                mode,
+            });
+            removed_dirs.insert(host);
+            owned.remove(&dir);
+        }
+    }
+    out.dirs = owned.into_iter().collect();
+    Ok(())
+}

@@ -1,0 +1,649 @@
+//! State: the SQLite database of what is installed (bundles, features, parameters,
+//! every edit with its hash) and of every transaction. It is the only truth for
+//! uninstall, status, verify and rollback.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// Version of the schema below; bumped with a migration step when it changes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE bundles (
+    name TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    archive_sha256 TEXT NOT NULL,
+    dirs TEXT NOT NULL            -- JSON list of directories featpkg created for this bundle
+);
+CREATE TABLE features (
+    bundle TEXT NOT NULL REFERENCES bundles(name) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    user_params TEXT NOT NULL,    -- JSON object: values the admin set (kept across upgrades)
+    params TEXT NOT NULL,         -- JSON object: effective values
+    PRIMARY KEY (bundle, id)
+);
+CREATE TABLE edits (
+    bundle TEXT NOT NULL REFERENCES bundles(name) ON DELETE CASCADE,
+    feature TEXT NOT NULL,
+    edit_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('block', 'file')),
+    path TEXT NOT NULL,           -- runtime path (without --root)
+    sha256 TEXT NOT NULL,         -- of the block body / whole file exactly as we wrote it
+    added_newline INTEGER NOT NULL,
+    comment TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    PRIMARY KEY (bundle, edit_id)
+);
+CREATE TABLE transactions (
+    id INTEGER PRIMARY KEY,
+    txn_key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,           -- install | upgrade | uninstall | rollback
+    bundle TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    committed_at INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('committed', 'rolled-back')),
+    undoes INTEGER REFERENCES transactions(id),
+    bundle_before TEXT,           -- JSON BundleSnapshot or null
+    bundle_after TEXT
+);
+CREATE TABLE txn_files (
+    txn_id INTEGER NOT NULL REFERENCES transactions(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('file', 'dir')),
+    path TEXT NOT NULL,           -- runtime path
+    before BLOB,                  -- previous content; NULL = did not exist
+    before_mode INTEGER,
+    before_uid INTEGER,
+    before_gid INTEGER,
+    after_sha256 TEXT,            -- NULL = absent afterwards
+    after_mode INTEGER,
+    PRIMARY KEY (txn_id, seq)
+);
+";
+
+/// State database errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("state database {path} has schema version {found}; this featpkg knows up to {SCHEMA_VERSION} (upgrade featpkg)")]
+    TooNew { path: String, found: i64 },
+    #[error("state database: corrupt record: {0}")]
+    Corrupt(String),
+    #[error("cannot create state directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One installed edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledEdit {
+    pub feature: String,
+    pub edit_id: String,
+    pub kind: EditKind,
+    pub path: String,
+    pub sha256: String,
+    pub added_newline: bool,
+    pub comment: char,
+    pub mode: u32,
+}
+
+/// Block in a shared file, or a whole file we own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EditKind {
+    Block,
+    File,
+}
+
+impl EditKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EditKind::Block => "block",
+            EditKind::File => "file",
+        }
+    }
+}
+
+/// One installed feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledFeature {
+    pub id: String,
+    pub version: String,
+    pub user_params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+}
+
+/// Everything State knows about one installed bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleSnapshot {
+    pub name: String,
+    pub version: String,
+    pub archive_sha256: String,
+    pub features: Vec<InstalledFeature>,
+    pub edits: Vec<InstalledEdit>,
+    /// Directories featpkg created (runtime paths), removed again once empty.
+    pub dirs: Vec<String>,
+}
+
+/// One file or directory change of a committed transaction, enough to undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnFile {
+    pub is_dir: bool,
+    pub path: String,
+    pub before: Option<Vec<u8>>,
+    pub before_mode: u32,
+    pub before_uid: u32,
+    pub before_gid: u32,
+    /// For a dir: Some("") when it exists afterwards.
+    pub after_sha256: Option<String>,
+    pub after_mode: u32,
+}
+
+/// A committed transaction as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecord {
+    pub id: i64,
+    pub txn_key: String,
+    pub kind: String,
+    pub bundle: String,
+    pub summary: String,
+    pub committed_at: i64,
+    pub status: String,
+    pub bundle_before: Option<BundleSnapshot>,
+    pub bundle_after: Option<BundleSnapshot>,
+    pub files: Vec<TxnFile>,
+}
+
+/// What to record when a transaction commits.
+#[derive(Debug, Clone)]
+pub struct NewTxn<'a> {
+    pub txn_key: &'a str,
+    pub kind: &'a str,
+    pub bundle: &'a str,
+    pub summary: &'a str,
+    pub bundle_before: Option<&'a BundleSnapshot>,
+    pub bundle_after: Option<&'a BundleSnapshot>,
+    pub files: &'a [TxnFile],
+    /// For a rollback: the transaction it undoes (marked rolled-back).
+    pub undoes: Option<i64>,
+}
+
+/// The open state database.
+pub struct State {
+    conn: Connection,
+    path: String,
+}
+
+impl State {
+    /// Opens (creating if needed) `<state_dir>/state.db` and migrates its schema.
+    pub fn open(state_dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Dir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let path = state_dir.join("state.db");
+        let shown = path.display().to_string();
+        let conn = Connection::open(&path).map_err(|source| StateError::Sqlite {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut state = State { conn, path: shown };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        |source| StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let e = |source| StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+            .map_err(e)?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e)?;
+        if version > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            let tx = self.conn.transaction().map_err(e)?;
+            tx.execute_batch(SCHEMA_V1).map_err(e)?;
+            tx.execute_batch("PRAGMA user_version = 1").map_err(e)?;
+            tx.commit().map_err(e)?;
+        }
+        Ok(())
+    }
+
+    /// Names of installed bundles, sorted.
+    pub fn bundle_names(&self) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM bundles ORDER BY name")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Everything about one installed bundle, or None.
+    pub fn bundle(&self, name: &str) -> Result<Option<BundleSnapshot>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT version, archive_sha256, dirs FROM bundles WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.err())?;
+        let Some((version, archive_sha256, dirs)) = row else {
+            return Ok(None);
+        };
+        let json = |text: &str| -> Result<BTreeMap<String, String>, StateError> {
+            serde_json::from_str(text).map_err(|e| StateError::Corrupt(e.to_string()))
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, version, user_params, params FROM features WHERE bundle = ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let raw: Vec<(String, String, String, String)> = stmt
+            .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())?;
+        let mut features = Vec::new();
+        for (id, version, user, params) in raw {
+            features.push(InstalledFeature {
+                id,
+                version,
+                user_params: json(&user)?,
+                params: json(&params)?,
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT feature, edit_id, kind, path, sha256, added_newline, comment, mode
+                 FROM edits WHERE bundle = ?1 ORDER BY rowid",
+            )
+            .map_err(self.err())?;
+        let edits = stmt
+            .query_map([name], |r| {
+                let kind: String = r.get(2)?;
+                let comment: String = r.get(6)?;
+                Ok(InstalledEdit {
+                    feature: r.get(0)?,
+                    edit_id: r.get(1)?,
+                    kind: if kind == "file" {
+                        EditKind::File
+                    } else {
+                        EditKind::Block
+                    },
+                    path: r.get(3)?,
+                    sha256: r.get(4)?,
+                    added_newline: r.get(5)?,
+                    comment: comment.chars().next().unwrap_or(';'),
+                    mode: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(Some(BundleSnapshot {
+            name: name.to_string(),
+            version,
+            archive_sha256,
+            features,
+            edits,
+            dirs: serde_json::from_str(&dirs).map_err(|e| StateError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    /// All installed bundles.
+    pub fn bundles(&self) -> Result<Vec<BundleSnapshot>, StateError> {
+        let mut out = Vec::new();
+        for name in self.bundle_names()? {
+            if let Some(b) = self.bundle(&name)? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when a transaction with this journal key committed (used by crash recovery).
+    pub fn is_committed(&self, txn_key: &str) -> Result<bool, StateError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM transactions WHERE txn_key = ?1",
+                [txn_key],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    /// Records a committed transaction and the bundle's new state, in one SQLite transaction.
+    pub fn commit(&mut self, txn: &NewTxn) -> Result<i64, StateError> {
+        let path = self.path.clone();
+        let e = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let to_json = |s: Option<&BundleSnapshot>| s.map(|s| serde_json::to_string(s).expect("snapshot serialises"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute("DELETE FROM bundles WHERE name = ?1", [txn.bundle])
+            .map_err(e)?;
+        if let Some(after) = txn.bundle_after {
+            write_bundle(&tx, after).map_err(e)?;
+        }
+        tx.execute(
+            "INSERT INTO transactions (txn_key, kind, bundle, summary, committed_at, status, undoes, bundle_before, bundle_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'committed', ?6, ?7, ?8)",
+            params![
+                txn.txn_key,
+                txn.kind,
+                txn.bundle,
+                txn.summary,
+                now,
+                txn.undoes,
+                to_json(txn.bundle_before),
+                to_json(txn.bundle_after)
+            ],
+        )
+        .map_err(e)?;
+        let id = tx.last_insert_rowid();
+        for (seq, f) in txn.files.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO txn_files (txn_id, seq, kind, path, before, before_mode, before_uid, before_gid, after_sha256, after_mode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    seq as i64,
+                    if f.is_dir { "dir" } else { "file" },
+                    f.path,
+                    f.before,
+                    f.before_mode,
+                    f.before_uid,
+                    f.before_gid,
+                    f.after_sha256,
+                    f.after_mode
+                ],
+            )
+            .map_err(e)?;
+        }
+        if let Some(undone) = txn.undoes {
+            tx.execute(
+                "UPDATE transactions SET status = 'rolled-back' WHERE id = ?1",
+                [undone],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(id)
+    }
+
+    /// The newest committed transaction that `rollback` may undo: not a rollback itself,
+    /// not already rolled back.
+    pub fn last_undoable(&self) -> Result<Option<TxnRecord>, StateError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM transactions WHERE status = 'committed' AND kind != 'rollback'
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        match id {
+            Some(id) => self.transaction(id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Later committed transactions touching the same bundle (a rollback must undo the newest first).
+    pub fn newer_transactions(&self, id: i64, bundle: &str) -> Result<Vec<i64>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id FROM transactions WHERE id > ?1 AND bundle = ?2 AND status = 'committed' AND kind != 'rollback'",
+            )
+            .map_err(self.err())?;
+        stmt.query_map(params![id, bundle], |r| r.get(0))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())
+    }
+
+    /// One stored transaction with its files.
+    pub fn transaction(&self, id: i64) -> Result<TxnRecord, StateError> {
+        let (txn_key, kind, bundle, summary, committed_at, status, before, after): (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+        ) = self
+            .conn
+            .query_row(
+                "SELECT txn_key, kind, bundle, summary, committed_at, status, bundle_before, bundle_after
+                 FROM transactions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .map_err(self.err())?;
+        let snap = |s: Option<String>| -> Result<Option<BundleSnapshot>, StateError> {
+            s.map(|s| serde_json::from_str(&s).map_err(|e| StateError::Corrupt(e.to_string())))
+                .transpose()
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT kind, path, before, before_mode, before_uid, before_gid, after_sha256, after_mode
+                 FROM txn_files WHERE txn_id = ?1 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let files = stmt
+            .query_map([id], |r| {
+                let kind: String = r.get(0)?;
+                Ok(TxnFile {
+                    is_dir: kind == "dir",
+                    path: r.get(1)?,
+                    before: r.get(2)?,
+                    before_mode: r.get::<_, Option<u32>>(3)?.unwrap_or(0),
+                    before_uid: r.get::<_, Option<u32>>(4)?.unwrap_or(0),
+                    before_gid: r.get::<_, Option<u32>>(5)?.unwrap_or(0),
+                    after_sha256: r.get(6)?,
+                    after_mode: r.get::<_, Option<u32>>(7)?.unwrap_or(0),
+                })
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(TxnRecord {
+            id,
+            txn_key,
+            kind,
+            bundle,
+            summary,
+            committed_at,
+            status,
+            bundle_before: snap(before)?,
+            bundle_after: snap(after)?,
+            files,
+        })
+    }
+}
+
+fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO bundles (name, version, archive_sha256, dirs) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            b.name,
+            b.version,
+            b.archive_sha256,
+            serde_json::to_string(&b.dirs).expect("list serialises")
+        ],
+    )?;
+    for f in &b.features {
+        tx.execute(
+            "INSERT INTO features (bundle, id, version, user_params, params) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                b.name,
+                f.id,
+                f.version,
+                serde_json::to_string(&f.user_params).expect("map serialises"),
+                serde_json::to_string(&f.params).expect("map serialises")
+            ],
+        )?;
+    }
+    for e in &b.edits {
+        tx.execute(
+            "INSERT INTO edits (bundle, feature, edit_id, kind, path, sha256, added_newline, comment, mode)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                b.name,
+                e.feature,
+                e.edit_id,
+                e.kind.as_str(),
+                e.path,
+                e.sha256,
+                e.added_newline,
+                e.comment.to_string(),
+                e.mode
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(version: &str) -> BundleSnapshot {
+        BundleSnapshot {
+            name: "demo".into(),
+            version: version.into(),
+            archive_sha256: "ab".into(),
+            features: vec![InstalledFeature {
+                id: "call-waiting".into(),
+                version: version.into(),
+                user_params: BTreeMap::from([("busy_at".into(), "4".into())]),
+                params: BTreeMap::from([("busy_at".into(), "4".into())]),
+            }],
+            edits: vec![InstalledEdit {
+                feature: "call-waiting".into(),
+                edit_id: "call-waiting/modules".into(),
+                kind: EditKind::Block,
+                path: "/etc/asterisk/modules.conf".into(),
+                sha256: "cd".into(),
+                added_newline: true,
+                comment: ';',
+                mode: 0o644,
+            }],
+            dirs: vec![],
+        }
+    }
+
+    #[test]
+    fn commit_then_read_back_and_roll_back_bookkeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        assert!(state.bundle("demo").unwrap().is_none());
+        let after = snapshot("1.0.0");
+        let files = vec![TxnFile {
+            is_dir: false,
+            path: "/etc/asterisk/modules.conf".into(),
+            before: Some(b"[modules]\n".to_vec()),
+            before_mode: 0o644,
+            before_uid: 0,
+            before_gid: 0,
+            after_sha256: Some("ef".into()),
+            after_mode: 0o644,
+        }];
+        let id = state
+            .commit(&NewTxn {
+                txn_key: "k1",
+                kind: "install",
+                bundle: "demo",
+                summary: "install demo 1.0.0",
+                bundle_before: None,
+                bundle_after: Some(&after),
+                files: &files,
+                undoes: None,
+            })
+            .unwrap();
+        assert_eq!(state.bundle("demo").unwrap().unwrap(), after);
+        assert!(state.is_committed("k1").unwrap());
+        assert!(!state.is_committed("k2").unwrap());
+        let last = state.last_undoable().unwrap().unwrap();
+        assert_eq!((last.id, last.files.clone()), (id, files));
+        state
+            .commit(&NewTxn {
+                txn_key: "k2",
+                kind: "rollback",
+                bundle: "demo",
+                summary: "rollback",
+                bundle_before: Some(&after),
+                bundle_after: None,
+                files: &[],
+                undoes: Some(id),
+            })
+            .unwrap();
+        assert!(state.bundle("demo").unwrap().is_none());
+        assert!(state.last_undoable().unwrap().is_none());
+        // Reopening keeps everything (schema version recorded).
+        drop(state);
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.transaction(id).unwrap().status, "rolled-back");
+    }
+}
