@@ -1,1 +1,292 @@
-fn main() {}
+//! The featpkg command line: parses arguments, calls one operation, prints the result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use featpkg::ops::{
+    self, PbxOptions, Session,
+    install::{InstallOutcome, InstallRequest},
+    rollback::{RollbackOutcome, RollbackRequest},
+    uninstall::{UninstallOutcome, UninstallRequest},
+};
+
+#[derive(Parser)]
+#[command(name = "featpkg", version, about = "Reversible feature packages for Asterisk-based PBXs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Pbx {
+    /// Prefix every PBX path with DIR (a PBX tree in a directory; default /).
+    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    root: PathBuf,
+    /// asterisk.conf to read the directories from (a path on the PBX, under --root).
+    #[arg(long, value_name = "PATH", global = true)]
+    asterisk_conf: Option<String>,
+    /// PBX flavour. Only `asterisk` (plain Asterisk) so far.
+    #[arg(long, default_value = "asterisk", global = true)]
+    target: String,
+    /// Asterisk CLI command used for reloads, e.g. "asterisk -C /etc/asterisk/asterisk.conf"
+    /// (default: $FEATPKG_ASTERISK_CMD, else `asterisk`).
+    #[arg(long, value_name = "CMD", global = true)]
+    asterisk_cmd: Option<String>,
+    /// Seconds to wait for another featpkg run on this PBX to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, global = true)]
+    lock_wait: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the bundle archive (dist/<name>-<version>.zip) from the sources.
+    Build {
+        /// Repository root holding module-manifest/ and packaging/.
+        #[arg(long, default_value = ".")]
+        source: PathBuf,
+        /// Directory with the static binaries (default <source>/target/x86_64-unknown-linux-musl/release).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Output directory (default <source>/dist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Install, reconfigure or upgrade a bundle's features.
+    Install {
+        archive: PathBuf,
+        /// Features to install, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        features: Option<Vec<String>>,
+        /// Set a parameter: feature.param=value (repeatable).
+        #[arg(long = "set", value_name = "FEATURE.PARAM=VALUE")]
+        sets: Vec<String>,
+        /// Print the unified diff of every change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not reload Asterisk (and do not check the reload).
+        #[arg(long)]
+        no_reload: bool,
+        /// Overwrite hand edits inside featpkg's own blocks.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+    /// Remove a bundle, or one feature (name or bundle:feature).
+    Uninstall {
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        no_reload: bool,
+        /// Remove blocks even if they were edited by hand.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+    /// List installed bundles, features, versions and parameters.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+    /// Report drift (featpkg's files or blocks changed by hand, or missing); exit 1 if any.
+    Verify {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+    /// Undo the last committed transaction; repeat to go further back.
+    Rollback {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        no_reload: bool,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+    /// Finish an interrupted transaction (every command does this first anyway).
+    Recover {
+        #[command(flatten)]
+        pbx: Pbx,
+    },
+}
+
+fn open(pbx: &Pbx) -> Result<Session, ops::Error> {
+    if pbx.target != "asterisk" {
+        return Err(ops::Error::Refused(format!(
+            "--target {}: only `asterisk` is supported by this version",
+            pbx.target
+        )));
+    }
+    let session = Session::open(&PbxOptions {
+        root: pbx.root.clone(),
+        asterisk_conf: pbx.asterisk_conf.clone(),
+        asterisk_cmd: pbx.asterisk_cmd.clone(),
+        lock_wait: Duration::from_secs(pbx.lock_wait),
+    })?;
+    if let Some(report) = &session.recovered {
+        eprintln!("featpkg: {report}");
+    }
+    Ok(session)
+}
+
+fn print_applied(applied: &ops::Applied) {
+    println!("{}", applied.summary);
+    for line in &applied.changes {
+        println!("  {line}");
+    }
+    for line in &applied.forced {
+        println!("  warning: {line}");
+    }
+    for line in &applied.reload {
+        println!("  {line}");
+    }
+    println!("done: transaction {}", applied.txn_id);
+}
+
+fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
+    match cli.command {
+        Command::Build { source, bin_dir, out } => {
+            let path = ops::build::build(source, bin_dir, out)?;
+            println!("built {}", path.display());
+        }
+        Command::Install {
+            archive,
+            features,
+            sets,
+            dry_run,
+            no_reload,
+            force,
+            pbx,
+        } => {
+            let mut session = open(&pbx)?;
+            let request = InstallRequest {
+                archive,
+                features,
+                sets,
+                dry_run,
+                no_reload,
+                force,
+            };
+            match ops::install::install(&mut session, &request)? {
+                InstallOutcome::UpToDate { bundle, version } => {
+                    println!("{bundle} {version} is up to date; nothing changed");
+                }
+                InstallOutcome::DryRun { summary, diff } => {
+                    println!("dry run: {summary} would change:");
+                    print!("{diff}");
+                }
+                InstallOutcome::Applied(applied) => print_applied(&applied),
+            }
+        }
+        Command::Uninstall {
+            name,
+            dry_run,
+            no_reload,
+            force,
+            pbx,
+        } => {
+            let mut session = open(&pbx)?;
+            let request = UninstallRequest {
+                name,
+                dry_run,
+                no_reload,
+                force,
+            };
+            match ops::uninstall::uninstall(&mut session, &request)? {
+                UninstallOutcome::DryRun { summary, diff } => {
+                    println!("dry run: {summary} would change:");
+                    print!("{diff}");
+                }
+                UninstallOutcome::Applied(applied) => print_applied(&applied),
+            }
+        }
+        Command::Status { json, pbx } => {
+            let session = open(&pbx)?;
+            let bundles = ops::inspect::status(&session)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&bundles).expect("serialisable"));
+            } else if bundles.is_empty() {
+                println!("nothing installed");
+            } else {
+                for b in &bundles {
+                    println!("{} {}", b.name, b.version);
+                    for f in &b.features {
+                        println!("  {} {}", f.id, f.version);
+                        for (k, v) in &f.params {
+                            let mark = if f.user_params.contains_key(k) { " (set)" } else { "" };
+                            println!("    {k} = {v}{mark}");
+                        }
+                    }
+                }
+            }
+        }
+        Command::Verify { json, pbx } => {
+            let session = open(&pbx)?;
+            let drift = ops::inspect::verify(&session)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&drift).expect("serialisable"));
+            } else if drift.is_empty() {
+                println!("no drift: every installed file and block is as featpkg wrote it");
+            } else {
+                for d in &drift {
+                    println!("{}: {} {} ({}): {}", d.path, d.kind, d.edit, d.bundle, d.detail);
+                }
+            }
+            if !drift.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Rollback {
+            dry_run,
+            no_reload,
+            force,
+            pbx,
+        } => {
+            let mut session = open(&pbx)?;
+            let request = RollbackRequest {
+                dry_run,
+                no_reload,
+                force,
+            };
+            match ops::rollback::rollback(&mut session, &request)? {
+                RollbackOutcome::NothingToUndo => println!("nothing to roll back"),
+                RollbackOutcome::DryRun { summary, diff } => {
+                    println!("dry run: {summary} would change:");
+                    print!("{diff}");
+                }
+                RollbackOutcome::Applied(applied) => print_applied(&applied),
+            }
+        }
+        Command::Recover { pbx } => {
+            let session = open(&pbx)?;
+            if session.recovered.is_none() {
+                println!("nothing to recover");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("featpkg: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! End-to-end: install, reinstall, uninstall, hand edits, line endings, dry run,
+//! status and verify, on a PBX tree in a temp dir with the real bundle.
+
+mod common;
+
+use common::*;
+
+const MODULES_AFTER: &str = ";
+; Asterisk module loader configuration (admin's own file)
+;
+[modules]
+autoload=yes
+noload => chan_alsa.so
+noload => res_hep.so
+; BEGIN featpkg:featpkg-recipes:call-waiting/modules
+load => func_extstate.so
+; END featpkg:featpkg-recipes:call-waiting/modules
+";
+
+fn install(pbx: &Pbx, extra: &[&str]) -> String {
+    let bundle = bundle();
+    let mut args = vec!["install", bundle.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    pbx.ok(&args)
+}
+
+#[test]
+fn install_writes_the_expected_files() {
+    let pbx = Pbx::new();
+    let out = install(&pbx, &["--set", "call-waiting.endpoints=201,202"]);
+    assert!(out.contains("install featpkg-recipes 1.0.0"), "{out}");
+    assert!(out.contains("modified /etc/asterisk/modules.conf"), "{out}");
+    assert!(out.contains("created  /var/lib/asterisk/agi-bin/featpkg-operator-alert"), "{out}");
+
+    assert_eq!(pbx.read_etc("modules.conf"), MODULES_AFTER);
+
+    let ext = pbx.read_etc("extensions.conf");
+    let original = std::fs::read_to_string(repo().join("tests/fixtures/pbx/etc/asterisk/extensions.conf")).unwrap();
+    assert!(ext.starts_with(&original), "admin's text must stay in front, untouched");
+    for line in [
+        "; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan",
+        "[featpkg-call-waiting]",
+        "exten => _X!,1,Set(FEATPKG_CW_EXT=${EXTENSION_STATE(${EXTEN}@internal-hints)})",
+        " same => n,Set(FEATPKG_CW_DEV=${DEVICE_STATE(PJSIP/${EXTEN})})",
+        " same => n,Set(TRANSFER_OPTIONS=${TRANSFER_OPTIONS}m(default))",
+        "[internal-users-custom]",
+        "exten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)",
+        "; END featpkg:featpkg-recipes:call-waiting/dialplan",
+        "; BEGIN featpkg:featpkg-recipes:operator-alert/dialplan",
+        "exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved)",
+        "exten => _X!,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,play,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5)",
+        " same => n,Hangup()",
+    ] {
+        assert!(ext.lines().any(|l| l == line), "extensions.conf lacks {line:?}:\n{ext}");
+    }
+
+    let pjsip = pbx.read_etc("pjsip.conf");
+    assert!(pjsip.ends_with(
+        "; BEGIN featpkg:featpkg-recipes:call-waiting/endpoints\n\
+         [201](+type=endpoint)\ndevice_state_busy_at = 3\n\
+         [202](+type=endpoint)\ndevice_state_busy_at = 3\n\
+         ; END featpkg:featpkg-recipes:call-waiting/endpoints\n"
+    ), "{pjsip}");
+
+    let agi = pbx.root().join("var/lib/asterisk/agi-bin/featpkg-operator-alert");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&agi).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read(&agi).unwrap(),
+        std::fs::read(static_bin_dir().join("featpkg-operator-alert")).unwrap()
+    );
+
+    // Reload went through the CLI forms that report failure, then checked our contexts.
+    let log = pbx.asterisk_log();
+    for cmd in [
+        "module load func_extstate.so",
+        "module reload res_pjsip.so",
+        "module reload pbx_config.so",
+        "dialplan show featpkg-call-waiting",
+        "dialplan show internal-users-custom",
+        "dialplan show featpkg-operator-alert-menu",
+        "dialplan show featpkg-operator-alert-noanswer",
+    ] {
+        assert!(log.lines().any(|l| l == cmd), "asterisk was not asked {cmd:?}:\n{log}");
+    }
+    assert!(!log.contains("dialplan reload"), "dialplan reload never reports failure: {log}");
+}
+
+#[test]
+fn install_again_changes_nothing() {
+    let pbx = Pbx::new();
+    install(&pbx, &[]);
+    let before = pbx.snapshot();
+    let mtimes: Vec<_> = ["modules.conf", "extensions.conf", "pjsip.conf"]
+        .iter()
+        .map(|f| std::fs::metadata(pbx.etc(f)).unwrap().modified().unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = install(&pbx, &[]);
+    assert!(out.contains("featpkg-recipes 1.0.0 is up to date; nothing changed"), "{out}");
+    assert_same_tree(&before, &pbx.snapshot());
+    let mtimes_after: Vec<_> = ["modules.conf", "extensions.conf", "pjsip.conf"]
+        .iter()
+        .map(|f| std::fs::metadata(pbx.etc(f)).unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(mtimes, mtimes_after);
+}
+
+#[test]
+fn uninstall_restores_the_tree_byte_for_byte() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    install(&pbx, &["--set", "call-waiting.endpoints=201"]);
+    let out = pbx.ok(&["uninstall", BUNDLE]);
+    assert!(out.contains("uninstall featpkg-recipes 1.0.0"), "{out}");
+    assert!(out.contains("removed  /var/lib/asterisk/agi-bin/featpkg-operator-alert"), "{out}");
+    assert_same_tree(&before, &pbx.snapshot());
+    assert!(pbx.ok(&["status"]).contains("nothing installed"));
+}
+
+#[test]
+fn uninstalled_directories_we_created_are_removed() {
+    let pbx = Pbx::new();
+    std::fs::remove_dir_all(pbx.root().join("var/lib/asterisk/agi-bin")).unwrap();
+    let before = pbx.snapshot();
+    let out = install(&pbx, &[]);
+    assert!(out.contains("created  /var/lib/asterisk/agi-bin/"), "{out}");
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn uninstall_one_feature_keeps_the_other() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "operator-alert"]);
+    let only_operator = pbx.snapshot();
+    pbx.ok(&["uninstall", "featpkg-recipes"]);
+    assert_same_tree(&before, &pbx.snapshot());
+
+    install(&pbx, &[]);
+    pbx.ok(&["uninstall", "call-waiting"]);
+    assert_same_tree(&only_operator, &pbx.snapshot());
+    let status = pbx.ok(&["status"]);
+    assert!(status.contains("operator-alert") && !status.contains("call-waiting"), "{status}");
+}
+
+#[test]
+fn hand_edits_outside_our_blocks_survive_install_and_uninstall() {
+    let pbx = Pbx::new();
+    install(&pbx, &[]);
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext = ext.replacen("[internal]\n", "[internal]\n; admin note added after install\n", 1);
+    ext.push_str("\n[admin-later]\nexten => 999,1,Hangup()\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    let out = pbx.ok(&["verify"]);
+    assert!(out.contains("no drift"), "{out}");
+    pbx.ok(&["uninstall", BUNDLE]);
+    let after = pbx.read_etc("extensions.conf");
+    assert!(after.contains("; admin note added after install\n"));
+    assert!(after.ends_with("\n[admin-later]\nexten => 999,1,Hangup()\n"), "{after}");
+    assert!(!after.contains("featpkg"), "{after}");
+}
+
+#[test]
+fn hand_edit_inside_our_block_blocks_uninstall_unless_forced() {
+    let pbx = Pbx::new();
+    install(&pbx, &[]);
+    let ext = pbx.read_etc("extensions.conf").replace(
+        " same => n,Playback(beep,noanswer)",
+        " same => n,Playback(custom-beep,noanswer)",
+    );
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+
+    let verify = pbx.run(&["verify"]);
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+    assert!(text(&verify).contains("/etc/asterisk/extensions.conf: modified call-waiting/dialplan"), "{}", text(&verify));
+    let json = pbx.run(&["verify", "--json"]);
+    let drift: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(drift[0]["kind"], "modified");
+    assert_eq!(drift[0]["edit"], "call-waiting/dialplan");
+
+    let before = pbx.snapshot();
+    let out = pbx.run(&["uninstall", BUNDLE]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("featpkg block call-waiting/dialplan was changed by hand"), "{}", text(&out));
+    assert!(text(&out).contains("--force"), "{}", text(&out));
+    assert_same_tree(&before, &pbx.snapshot());
+
+    let out = pbx.ok(&["uninstall", BUNDLE, "--force"]);
+    assert!(out.contains("overwritten (--force)"), "{out}");
+    assert!(!pbx.read_etc("extensions.conf").contains("featpkg"));
+}
+
+#[test]
+fn crlf_file_round_trips() {
+    let pbx = Pbx::new();
+    let crlf = pbx.read_etc("modules.conf").replace('\n', "\r\n");
+    pbx.write_etc("modules.conf", crlf.as_bytes());
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "call-waiting"]);
+    let during = pbx.read_etc("modules.conf");
+    assert_eq!(during, MODULES_AFTER.replace('\n', "\r\n"), "our block must use the file's CRLF");
+    pbx.ok(&["verify"]);
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn file_without_final_newline_round_trips() {
+    let pbx = Pbx::new();
+    let text = pbx.read_etc("modules.conf");
+    pbx.write_etc("modules.conf", text.trim_end_matches('\n').as_bytes());
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "call-waiting"]);
+    assert_eq!(pbx.read_etc("modules.conf"), MODULES_AFTER);
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn dry_run_prints_a_diff_and_changes_nothing() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    let bundle = bundle();
+    let out = pbx.ok(&["install", bundle.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("--- a/etc/asterisk/modules.conf\n+++ b/etc/asterisk/modules.conf\n"), "{out}");
+    assert!(out.contains("+load => func_extstate.so\n"), "{out}");
+    assert!(out.contains("binary file /var/lib/asterisk/agi-bin/featpkg-operator-alert: absent ->"), "{out}");
+    assert_same_tree(&before, &pbx.snapshot());
+    assert!(pbx.asterisk_log().is_empty(), "a dry run must not reload Asterisk");
+    assert!(pbx.ok(&["status"]).contains("nothing installed"));
+}
+
+#[test]
+fn status_lists_features_and_parameters() {
+    let pbx = Pbx::new();
+    install(&pbx, &["--set", "call-waiting.busy_at=4"]);
+    let out = pbx.ok(&["status"]);
+    assert!(out.contains("featpkg-recipes 1.0.0"), "{out}");
+    assert!(out.contains("    busy_at = 4 (set)"), "{out}");
+    assert!(out.contains("    moh_class = default\n"), "{out}");
+    let json = pbx.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["name"], BUNDLE);
+    let cw = v[0]["features"].as_array().unwrap().iter().find(|f| f["id"] == "call-waiting").unwrap();
+    assert_eq!(cw["params"]["busy_at"], "4");
+    assert_eq!(cw["user_params"]["busy_at"], "4");
+}
+
+#[test]
+fn no_reload_says_so_and_does_not_call_asterisk() {
+    let pbx = Pbx::new();
+    let out = install(&pbx, &["--no-reload"]);
+    assert!(out.contains("reload skipped (--no-reload)"), "{out}");
+    assert!(pbx.asterisk_log().is_empty());
+}

@@ -1,0 +1,187 @@
+//! End-to-end: every bad input is refused before anything is written, with a
+//! message naming the thing and the rule, and a non-zero exit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Runs featpkg and asserts: exit 2, the message contains `needle`, the tree is unchanged.
+fn refused(pbx: &Pbx, args: &[&str], needle: &str) {
+    let before = pbx.snapshot();
+    let out = pbx.run(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    assert!(text(&out).contains(needle), "{args:?}: expected {needle:?} in:\n{}", text(&out));
+    assert_same_tree(&before, &pbx.snapshot());
+    assert!(pbx.asterisk_log().is_empty(), "nothing may reach Asterisk: {}", pbx.asterisk_log());
+}
+
+fn install_args(extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["install".to_string(), bundle().display().to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn refused_install(pbx: &Pbx, extra: &[&str], needle: &str) {
+    let args = install_args(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(pbx, &args, needle);
+}
+
+#[test]
+fn unknown_feature() {
+    refused_install(&Pbx::new(), &["--features", "call-forking"], "unknown feature \"call-forking\"");
+}
+
+#[test]
+fn unknown_parameter() {
+    refused_install(
+        &Pbx::new(),
+        &["--set", "call-waiting.colour=blue"],
+        "feature call-waiting: unknown parameter \"colour\"",
+    );
+}
+
+#[test]
+fn badly_typed_parameters() {
+    let pbx = Pbx::new();
+    refused_install(&pbx, &["--set", "operator-alert.operator_pattern=_X."], "parameter operator_pattern = \"_X.\" refused");
+    refused_install(&pbx, &["--set", "call-waiting.endpoints=201,2 02"], "parameter endpoints");
+    refused_install(&pbx, &["--set", "call-waiting.hook_context=a]b"], "parameter hook_context = \"a]b\" refused: a context name may contain only letters");
+    refused_install(&pbx, &["--set", "call-waiting.hook_context=a,b"], "parameter hook_context = \"a,b\" refused");
+    refused_install(&pbx, &["--set", "call-waiting.beep_sound=../../etc/passwd"], "must not contain '/' or '..'");
+    refused_install(&pbx, &["--set", "call-waiting.beep_sound=custom/beep"], "must not contain '/' or '..'");
+    refused_install(&pbx, &["--set", "call-waiting.busy_at=1"], "must be a whole number from 2 to 32");
+    refused_install(&pbx, &["--set", "operator-alert.service_code=*6;00"], "a service code must be");
+    refused_install(&pbx, &["--set", "operator-alert.fallback=ctx,1;0,1"], "parameter fallback");
+    refused_install(&pbx, &["--set", "nofeature"], "expected feature.param=value");
+}
+
+#[test]
+fn missing_asterisk_conf() {
+    let pbx = Pbx::new();
+    std::fs::remove_file(pbx.etc("asterisk.conf")).unwrap();
+    refused_install(&pbx, &[], "asterisk.conf not found at");
+    refused_install(&pbx, &["--asterisk-conf", "/opt/pbx/asterisk.conf"], "opt/pbx/asterisk.conf");
+}
+
+#[test]
+fn orphan_marker_is_drift_and_nothing_is_written() {
+    let pbx = Pbx::new();
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str("; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan\n[half]\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(&pbx, &[], "/etc/asterisk/extensions.conf: line 16");
+}
+
+#[test]
+fn collision_with_an_existing_priority_names_file_and_line() {
+    let pbx = Pbx::new();
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str("\n[internal-users-custom]\nexten => _X!,1,NoOp(admin's own hook)\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(&pbx, &[], "extensions.conf:18");
+}
+
+#[test]
+fn collision_inside_an_included_file_is_found_too() {
+    let pbx = Pbx::new();
+    pbx.write_etc(
+        "extensions_local.conf",
+        b"[featpkg-operator-alert-menu]\nexten => *600,1,NoOp(taken)\n",
+    );
+    refused_install(&pbx, &[], "extensions_local.conf:2");
+}
+
+#[test]
+fn load_of_a_module_the_admin_noloads() {
+    let pbx = Pbx::new();
+    let mut m = pbx.read_etc("modules.conf");
+    m.push_str("noload => func_extstate.so\n");
+    pbx.write_etc("modules.conf", m.as_bytes());
+    refused_install(&pbx, &[], "modules.conf:8");
+}
+
+#[test]
+fn pjsip_append_to_an_endpoint_that_does_not_exist() {
+    refused_install(&Pbx::new(), &["--set", "call-waiting.endpoints=201,299"], "299");
+}
+
+/// Rewrites the bundle, letting `change` edit the entry list (name, bytes, is_symlink).
+fn tampered(change: impl FnOnce(&mut Vec<(String, Vec<u8>, bool)>)) -> (tempfile::TempDir, PathBuf) {
+    let mut entries = Vec::new();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(bundle()).unwrap()).unwrap();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        entries.push((f.name().to_string(), bytes, false));
+    }
+    change(&mut entries);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tampered.zip");
+    write_zip(&path, &entries);
+    (dir, path)
+}
+
+fn write_zip(path: &Path, entries: &[(String, Vec<u8>, bool)]) {
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, bytes, symlink) in entries {
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        if *symlink {
+            w.add_symlink(name.as_str(), String::from_utf8_lossy(bytes).as_ref(), opts).unwrap();
+        } else {
+            w.start_file(name.as_str(), opts).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+fn refused_archive(path: &Path, needle: &str) {
+    let pbx = Pbx::new();
+    refused(&pbx, &["install", path.to_str().unwrap()], needle);
+}
+
+#[test]
+fn archive_entry_that_does_not_match_its_hash() {
+    let (_d, path) = tampered(|entries| {
+        let e = entries.iter_mut().find(|e| e.0 == "features/call-waiting/extensions.conf").unwrap();
+        e.1.extend_from_slice(b"exten => _X!,2,System(rm -rf /)\n");
+    });
+    refused_archive(&path, "features/call-waiting/extensions.conf");
+}
+
+#[test]
+fn archive_entry_with_dotdot() {
+    let (_d, path) = tampered(|entries| entries.push(("../../etc/evil.conf".into(), b"x".to_vec(), false)));
+    refused_archive(&path, "../../etc/evil.conf");
+}
+
+#[test]
+fn archive_entry_with_absolute_path() {
+    let (_d, path) = tampered(|entries| entries.push(("/etc/evil.conf".into(), b"x".to_vec(), false)));
+    refused_archive(&path, "/etc/evil.conf");
+}
+
+#[test]
+fn archive_entry_that_is_a_symlink() {
+    let (_d, path) = tampered(|entries| entries.push(("features/call-waiting/link".into(), b"/etc/passwd".to_vec(), true)));
+    refused_archive(&path, "features/call-waiting/link");
+}
+
+#[test]
+fn archive_entry_not_in_the_manifest() {
+    let (_d, path) = tampered(|entries| entries.push(("features/call-waiting/extra.conf".into(), b"x".to_vec(), false)));
+    refused_archive(&path, "features/call-waiting/extra.conf");
+}
+
+#[test]
+fn not_a_zip_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.zip");
+    std::fs::write(&path, b"this is not a zip archive").unwrap();
+    refused_archive(&path, "junk.zip");
+}
