@@ -1,1 +1,563 @@
-//! (being written)
+//! Marked blocks: featpkg's only way into a shared text file, with an exact inverse.
+//!
+//! A block is one marker line, the body, one marker line, in the file's comment syntax:
+//!
+//! ```text
+//! ; BEGIN featpkg:<bundle>:<edit>
+//! load => func_extstate.so
+//! ; END featpkg:<bundle>:<edit>
+//! ```
+//!
+//! Markers are parsed strictly (whole line; a trailing `\r` tolerated). A line that
+//! looks like a featpkg marker but is not exactly one, an orphan BEGIN or END, a
+//! duplicated id or a nested block is drift: every function here refuses to act
+//! on such a file and names the line (the blockinfile/whenever failure modes in
+//! reference/installers.md). Everything outside our blocks is kept byte for byte.
+
+use std::ops::Range;
+
+/// Comment syntax of the file the block lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentStyle {
+    /// `;` — Asterisk config files.
+    Semicolon,
+    /// `#` — crontabs.
+    Hash,
+}
+
+impl CommentStyle {
+    fn prefix(self) -> &'static str {
+        match self {
+            CommentStyle::Semicolon => ";",
+            CommentStyle::Hash => "#",
+        }
+    }
+}
+
+/// Identifies a block: which bundle wrote it, and which of its edits it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockId {
+    pub bundle: String,
+    pub edit: String,
+}
+
+impl std::fmt::Display for BlockId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "featpkg:{}:{}", self.bundle, self.edit)
+    }
+}
+
+/// Line ending of a file, detected from its first line terminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    Lf,
+    CrLf,
+}
+
+impl LineEnding {
+    /// `CrLf` when the first line of `text` ends in `\r\n`, else `Lf`.
+    pub fn detect(text: &[u8]) -> LineEnding {
+        match text.iter().position(|&b| b == b'\n') {
+            Some(i) if i > 0 && text[i - 1] == b'\r' => LineEnding::CrLf,
+            _ => LineEnding::Lf,
+        }
+    }
+
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            LineEnding::Lf => b"\n",
+            LineEnding::CrLf => b"\r\n",
+        }
+    }
+}
+
+/// One block found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub id: BlockId,
+    /// 1-based line of the BEGIN marker.
+    pub begin_line: usize,
+    /// Byte range of the whole block, BEGIN line to END line including its terminator.
+    pub span: Range<usize>,
+    /// Byte range of the body between the marker lines.
+    pub body: Range<usize>,
+}
+
+/// A marker problem; always names the line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerError {
+    #[error("line {line}: malformed featpkg marker {text:?} (expected exactly \"{prefix} BEGIN featpkg:<bundle>:<edit>\" or END)")]
+    Malformed {
+        line: usize,
+        text: String,
+        prefix: &'static str,
+    },
+    #[error("line {line}: BEGIN marker for {id} has no END marker")]
+    UnclosedBegin { line: usize, id: String },
+    #[error("line {line}: END marker for {id} without a BEGIN")]
+    OrphanEnd { line: usize, id: String },
+    #[error("line {line}: BEGIN marker for {id} inside block {outer} (opened at line {outer_line})")]
+    Nested {
+        line: usize,
+        id: String,
+        outer: String,
+        outer_line: usize,
+    },
+    #[error("line {line}: END marker for {id} closes block {open} (opened at line {open_line})")]
+    Mismatched {
+        line: usize,
+        id: String,
+        open: String,
+        open_line: usize,
+    },
+    #[error("line {line}: second block {id} (the first starts at line {first_line})")]
+    Duplicate {
+        line: usize,
+        id: String,
+        first_line: usize,
+    },
+    #[error("block {0} already exists")]
+    AlreadyPresent(String),
+    #[error("block {0} not found")]
+    NotFound(String),
+    #[error("block {id}: body line {line} looks like a featpkg marker")]
+    MarkerInBody { id: String, line: usize },
+    #[error("block body must end with a newline")]
+    BodyWithoutNewline,
+    #[error("insert position {0} is not at the start of a line")]
+    NotLineStart(usize),
+}
+
+enum MarkerKind {
+    Begin,
+    End,
+}
+
+/// Lines of `text` as (line number, start, end without terminator, end with terminator).
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let mut start = 0;
+    let mut number = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        number += 1;
+        let (content_end, next) = match text[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => (start + i, start + i + 1),
+            None => (text.len(), text.len()),
+        };
+        let line = (number, start, content_end, next);
+        start = next;
+        Some(line)
+    })
+}
+
+fn valid_id_part(s: &str) -> bool {
+    !s.is_empty()
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+}
+
+/// Classifies one line: Ok(None) = not a marker, Ok(Some) = a well-formed marker,
+/// Err = something that mentions a featpkg marker but is not one exactly.
+fn parse_marker(
+    line: &[u8],
+    number: usize,
+    style: CommentStyle,
+) -> Result<Option<(MarkerKind, BlockId)>, MarkerError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    let looks_like = {
+        let t = text.trim_start();
+        t.starts_with(style.prefix())
+            && (t.contains("BEGIN featpkg") || t.contains("END featpkg") || {
+                let lower = t.to_ascii_lowercase();
+                (lower.contains("begin") || lower.contains("end")) && lower.contains("featpkg:")
+            })
+    };
+    if !looks_like {
+        return Ok(None);
+    }
+    let malformed = || MarkerError::Malformed {
+        line: number,
+        text: text.to_string(),
+        prefix: style.prefix(),
+    };
+    let rest = text.strip_prefix(style.prefix()).ok_or_else(malformed)?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix(" BEGIN featpkg:") {
+        (MarkerKind::Begin, r)
+    } else if let Some(r) = rest.strip_prefix(" END featpkg:") {
+        (MarkerKind::End, r)
+    } else {
+        return Err(malformed());
+    };
+    let (bundle, edit) = rest.split_once(':').ok_or_else(malformed)?;
+    if !valid_id_part(bundle) || !valid_id_part(edit) {
+        return Err(malformed());
+    }
+    Ok(Some((
+        kind,
+        BlockId {
+            bundle: bundle.to_string(),
+            edit: edit.to_string(),
+        },
+    )))
+}
+
+/// Finds every featpkg block; any marker problem is an error naming the line.
+pub fn scan(text: &[u8], style: CommentStyle) -> Result<Vec<Block>, MarkerError> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut open: Option<(BlockId, usize, usize, usize)> = None; // id, line, span start, body start
+    for (number, start, content_end, next) in lines(text) {
+        let Some((kind, id)) = parse_marker(&text[start..content_end], number, style)? else {
+            continue;
+        };
+        match (kind, open.take()) {
+            (MarkerKind::Begin, None) => open = Some((id, number, start, next)),
+            (MarkerKind::Begin, Some((outer, outer_line, ..))) => {
+                return Err(MarkerError::Nested {
+                    line: number,
+                    id: id.to_string(),
+                    outer: outer.to_string(),
+                    outer_line,
+                });
+            }
+            (MarkerKind::End, None) => {
+                return Err(MarkerError::OrphanEnd {
+                    line: number,
+                    id: id.to_string(),
+                });
+            }
+            (MarkerKind::End, Some((open_id, open_line, span_start, body_start))) => {
+                if open_id != id {
+                    return Err(MarkerError::Mismatched {
+                        line: number,
+                        id: id.to_string(),
+                        open: open_id.to_string(),
+                        open_line,
+                    });
+                }
+                if let Some(first) = blocks.iter().find(|b| b.id == id) {
+                    return Err(MarkerError::Duplicate {
+                        line: open_line,
+                        id: id.to_string(),
+                        first_line: first.begin_line,
+                    });
+                }
+                blocks.push(Block {
+                    id,
+                    begin_line: open_line,
+                    span: span_start..next,
+                    body: body_start..start,
+                });
+            }
+        }
+    }
+    if let Some((id, line, ..)) = open {
+        return Err(MarkerError::UnclosedBegin {
+            line,
+            id: id.to_string(),
+        });
+    }
+    Ok(blocks)
+}
+
+/// The bytes of a whole block: markers and body, with `eol` line endings.
+pub fn render_block(id: &BlockId, style: CommentStyle, body_lf: &str, eol: LineEnding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body_lf.len() + 128);
+    out.extend_from_slice(format!("{} BEGIN {id}", style.prefix()).as_bytes());
+    out.extend_from_slice(eol.bytes());
+    out.extend_from_slice(&convert_body(body_lf, eol));
+    out.extend_from_slice(format!("{} END {id}", style.prefix()).as_bytes());
+    out.extend_from_slice(eol.bytes());
+    out
+}
+
+fn convert_body(body_lf: &str, eol: LineEnding) -> Vec<u8> {
+    match eol {
+        LineEnding::Lf => body_lf.as_bytes().to_vec(),
+        LineEnding::CrLf => body_lf.replace('\n', "\r\n").into_bytes(),
+    }
+}
+
+fn check_body(id: &BlockId, body_lf: &str, style: CommentStyle) -> Result<(), MarkerError> {
+    if !body_lf.is_empty() && !body_lf.ends_with('\n') {
+        return Err(MarkerError::BodyWithoutNewline);
+    }
+    for (number, start, end, _) in lines(body_lf.as_bytes()) {
+        if parse_marker(&body_lf.as_bytes()[start..end], number, style) != Ok(None) {
+            return Err(MarkerError::MarkerInBody {
+                id: id.to_string(),
+                line: number,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl PartialEq for MarkerKind {
+    fn eq(&self, other: &Self) -> bool {
+        matches!((self, other), (MarkerKind::Begin, MarkerKind::Begin) | (MarkerKind::End, MarkerKind::End))
+    }
+}
+
+/// Result of [`insert_block`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub text: Vec<u8>,
+    /// A line ending was added before the block because the file lacked a final
+    /// newline; [`remove_block`] takes it back when told so.
+    pub added_newline: bool,
+}
+
+/// Inserts a new block at `at` (a line start) or at the end of the file.
+pub fn insert_block(
+    text: &[u8],
+    style: CommentStyle,
+    id: &BlockId,
+    body_lf: &str,
+    at: Option<usize>,
+) -> Result<Inserted, MarkerError> {
+    let blocks = scan(text, style)?;
+    if blocks.iter().any(|b| &b.id == id) {
+        return Err(MarkerError::AlreadyPresent(id.to_string()));
+    }
+    check_body(id, body_lf, style)?;
+    let eol = LineEnding::detect(text);
+    let block = render_block(id, style, body_lf, eol);
+    let mut out = Vec::with_capacity(text.len() + block.len() + 2);
+    match at {
+        Some(pos) if pos < text.len() => {
+            if pos > text.len() || (pos > 0 && text[pos - 1] != b'\n') {
+                return Err(MarkerError::NotLineStart(pos));
+            }
+            out.extend_from_slice(&text[..pos]);
+            out.extend_from_slice(&block);
+            out.extend_from_slice(&text[pos..]);
+            Ok(Inserted {
+                text: out,
+                added_newline: false,
+            })
+        }
+        _ => {
+            out.extend_from_slice(text);
+            let added_newline = !text.is_empty() && !text.ends_with(b"\n");
+            if added_newline {
+                out.extend_from_slice(eol.bytes());
+            }
+            out.extend_from_slice(&block);
+            Ok(Inserted {
+                text: out,
+                added_newline,
+            })
+        }
+    }
+}
+
+fn find(text: &[u8], style: CommentStyle, id: &BlockId) -> Result<Block, MarkerError> {
+    scan(text, style)?
+        .into_iter()
+        .find(|b| &b.id == id)
+        .ok_or_else(|| MarkerError::NotFound(id.to_string()))
+}
+
+/// Replaces the body of an existing block in place (its position is kept).
+pub fn replace_block_body(
+    text: &[u8],
+    style: CommentStyle,
+    id: &BlockId,
+    body_lf: &str,
+) -> Result<Vec<u8>, MarkerError> {
+    let block = find(text, style, id)?;
+    check_body(id, body_lf, style)?;
+    let eol = LineEnding::detect(text);
+    let mut out = Vec::with_capacity(text.len() + body_lf.len());
+    out.extend_from_slice(&text[..block.body.start]);
+    out.extend_from_slice(&convert_body(body_lf, eol));
+    out.extend_from_slice(&text[block.body.end..]);
+    Ok(out)
+}
+
+/// Removes a block. `strip_added_newline` takes back the line ending that
+/// [`insert_block`] added before it (so insert + remove round-trips byte-exactly).
+pub fn remove_block(
+    text: &[u8],
+    style: CommentStyle,
+    id: &BlockId,
+    strip_added_newline: bool,
+) -> Result<Vec<u8>, MarkerError> {
+    let block = find(text, style, id)?;
+    let mut start = block.span.start;
+    if strip_added_newline && block.span.end == text.len() {
+        if text[..start].ends_with(b"\r\n") {
+            start -= 2;
+        } else if text[..start].ends_with(b"\n") {
+            start -= 1;
+        }
+    }
+    let mut out = Vec::with_capacity(text.len());
+    out.extend_from_slice(&text[..start]);
+    out.extend_from_slice(&text[block.span.end..]);
+    Ok(out)
+}
+
+/// The body bytes of a block as they are in the file, or None when the block is absent.
+pub fn block_body<'a>(
+    text: &'a [u8],
+    style: CommentStyle,
+    id: &BlockId,
+) -> Result<Option<&'a [u8]>, MarkerError> {
+    Ok(scan(text, style)?
+        .into_iter()
+        .find(|b| &b.id == id)
+        .map(|b| &text[b.body]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(edit: &str) -> BlockId {
+        BlockId {
+            bundle: "demo".into(),
+            edit: edit.into(),
+        }
+    }
+    const S: CommentStyle = CommentStyle::Semicolon;
+
+    fn round_trip(original: &[u8], at: Option<usize>) {
+        let ins = insert_block(original, S, &id("a/b"), "x = 1\n", at).unwrap();
+        assert!(block_body(&ins.text, S, &id("a/b")).unwrap().is_some());
+        let back = remove_block(&ins.text, S, &id("a/b"), ins.added_newline).unwrap();
+        assert_eq!(back, original, "round trip of {:?}", String::from_utf8_lossy(original));
+    }
+
+    #[test]
+    fn round_trips_every_shape() {
+        round_trip(b"[modules]\nautoload=yes\n", None);
+        round_trip(b"[modules]\r\nautoload=yes\r\n", None);
+        round_trip(b"[modules]\nautoload=yes", None);
+        round_trip(b"[modules]\r\nautoload=yes", None);
+        round_trip(b"", None);
+        round_trip(b"[a]\nx=1\n[b]\ny=2\n", Some(8));
+        assert_eq!(
+            insert_block(b"[a]\nx=1\n", S, &id("e"), "y\n", Some(5)),
+            Err(MarkerError::NotLineStart(5))
+        );
+        round_trip(b"caf\xe9 latin-1 \xff\n", None);
+    }
+
+    #[test]
+    fn crlf_file_gets_crlf_block() {
+        let ins = insert_block(b"[m]\r\nx=1\r\n", S, &id("e"), "load => a.so\nload => b.so\n", None).unwrap();
+        assert_eq!(
+            ins.text,
+            b"[m]\r\nx=1\r\n; BEGIN featpkg:demo:e\r\nload => a.so\r\nload => b.so\r\n; END featpkg:demo:e\r\n"
+        );
+    }
+
+    #[test]
+    fn missing_final_newline_is_added_and_reported() {
+        let ins = insert_block(b"[m]", S, &id("e"), "a\n", None).unwrap();
+        assert!(ins.added_newline);
+        assert_eq!(ins.text, b"[m]\n; BEGIN featpkg:demo:e\na\n; END featpkg:demo:e\n");
+    }
+
+    #[test]
+    fn replace_keeps_position_and_is_idempotent() {
+        let text = b"[a]\n; BEGIN featpkg:demo:e\nold\n; END featpkg:demo:e\n[b]\n";
+        let once = replace_block_body(text, S, &id("e"), "new\n").unwrap();
+        assert_eq!(once, b"[a]\n; BEGIN featpkg:demo:e\nnew\n; END featpkg:demo:e\n[b]\n");
+        assert_eq!(replace_block_body(&once, S, &id("e"), "new\n").unwrap(), once);
+    }
+
+    #[test]
+    fn second_copy_is_refused() {
+        let ins = insert_block(b"", S, &id("e"), "a\n", None).unwrap();
+        assert_eq!(
+            insert_block(&ins.text, S, &id("e"), "a\n", None),
+            Err(MarkerError::AlreadyPresent("featpkg:demo:e".into()))
+        );
+    }
+
+    #[test]
+    fn orphan_begin_names_its_line() {
+        let err = scan(b"[a]\nx=1\n; BEGIN featpkg:demo:e\ny\n", S).unwrap_err();
+        assert_eq!(err.to_string(), "line 3: BEGIN marker for featpkg:demo:e has no END marker");
+    }
+
+    #[test]
+    fn orphan_end_names_its_line() {
+        let err = scan(b"[a]\n; END featpkg:demo:e\n", S).unwrap_err();
+        assert!(matches!(err, MarkerError::OrphanEnd { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn reversed_markers_are_refused() {
+        let err = scan(b"; END featpkg:demo:e\nx\n; BEGIN featpkg:demo:e\n", S).unwrap_err();
+        assert!(matches!(err, MarkerError::OrphanEnd { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn duplicate_block_is_refused() {
+        let one = "; BEGIN featpkg:demo:e\na\n; END featpkg:demo:e\n";
+        let err = scan(format!("{one}{one}").as_bytes(), S).unwrap_err();
+        assert!(matches!(err, MarkerError::Duplicate { line: 4, first_line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn nested_and_mismatched_are_refused() {
+        let err = scan(b"; BEGIN featpkg:demo:a\n; BEGIN featpkg:demo:b\n", S).unwrap_err();
+        assert!(matches!(err, MarkerError::Nested { line: 2, .. }), "{err}");
+        let err = scan(b"; BEGIN featpkg:demo:a\n; END featpkg:demo:b\n", S).unwrap_err();
+        assert!(matches!(err, MarkerError::Mismatched { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn near_miss_markers_are_malformed_not_ignored() {
+        for bad in [
+            ";  BEGIN featpkg:demo:e",
+            "; begin featpkg:demo:e",
+            "; BEGIN featpkg:demo:e trailing",
+            "; BEGIN featpkg:demo",
+            " ; BEGIN featpkg:demo:e",
+            "; BEGIN featpkg:demo:e ",
+        ] {
+            let err = scan(format!("[a]\n{bad}\n").as_bytes(), S).unwrap_err();
+            assert!(matches!(err, MarkerError::Malformed { line: 2, .. }), "{bad:?}: {err}");
+        }
+        // Unrelated comments mentioning the words are fine.
+        assert!(scan(b"; the end of featpkg docs\n; BEGINNING\n", S).unwrap().is_empty());
+    }
+
+    #[test]
+    fn crlf_markers_are_tolerated() {
+        let text = b"; BEGIN featpkg:demo:e\r\na\r\n; END featpkg:demo:e\r\n";
+        let blocks = scan(text, S).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(&text[blocks[0].body.clone()], b"a\r\n");
+    }
+
+    #[test]
+    fn body_with_a_marker_is_refused() {
+        let err = insert_block(b"", S, &id("e"), "; END featpkg:demo:e\n", None).unwrap_err();
+        assert!(matches!(err, MarkerError::MarkerInBody { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn hash_style_for_crontabs() {
+        let ins = insert_block(b"0 * * * * true\n", CommentStyle::Hash, &id("cron"), "*/5 * * * * x\n", None).unwrap();
+        assert_eq!(ins.text, b"0 * * * * true\n# BEGIN featpkg:demo:cron\n*/5 * * * * x\n# END featpkg:demo:cron\n");
+        // A `;` marker means nothing in a crontab.
+        assert!(scan(b"; BEGIN featpkg:demo:e\n", CommentStyle::Hash).unwrap().is_empty());
+    }
+
+    #[test]
+    fn other_bundles_blocks_are_left_alone() {
+        let text = b"; BEGIN featpkg:other:e\nx\n; END featpkg:other:e\n";
+        let ins = insert_block(text, S, &id("e"), "y\n", None).unwrap();
+        let back = remove_block(&ins.text, S, &id("e"), ins.added_newline).unwrap();
+        assert_eq!(back, text);
+    }
+}
