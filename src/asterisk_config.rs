@@ -1,1 +1,651 @@
-//! (being written)
+//! Enough understanding of Asterisk config files to refuse bad edits before
+//! writing them (reference/asterisk.md §3): sections with `(!)`, `(+)`,
+//! `(+type=x)` and templates, `key = value` / `key => value`, comments (`;`,
+//! `\;`, nested `;-- --;` blocks), `#include`/`#tryinclude`, and for
+//! extensions.conf the (context, extension, priority) pairs including
+//! `same => n` and `n(label)`.
+//!
+//! Pure functions over bytes; includes are read through a caller-supplied reader.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// A parsed config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Name used in messages (`extensions.conf`).
+    pub path: String,
+    pub sections: Vec<Section>,
+    pub includes: Vec<Include>,
+}
+
+/// One `[name](options)` section and its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    /// 1-based line of the header.
+    pub line: usize,
+    /// `(+)`: appends to the first existing section of that name.
+    pub append: bool,
+    /// `(+type=endpoint)`: only a section whose `type` is this.
+    pub append_filter: Option<(String, String)>,
+    /// `(!)`: a template.
+    pub template: bool,
+    /// Templates/sections it inherits from.
+    pub inherits: Vec<String>,
+    pub entries: Vec<Entry>,
+    /// From the header line's start to the end of the section's last entry line.
+    pub span: Range<usize>,
+}
+
+/// `key = value` or `key => value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    /// Written with `=>`.
+    pub object: bool,
+    pub line: usize,
+}
+
+/// `#include` / `#tryinclude`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub target: String,
+    /// `#tryinclude`: a missing file is skipped.
+    pub optional: bool,
+    pub line: usize,
+}
+
+/// A config the checks cannot read; names the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}:{line}: #include {target:?} does not exist (Asterisk would refuse the whole file)")]
+    MissingInclude {
+        file: String,
+        line: usize,
+        target: String,
+    },
+    #[error("{file}:{line}: #include {target:?}: {message}")]
+    BadInclude {
+        file: String,
+        line: usize,
+        target: String,
+        message: String,
+    },
+    #[error("cannot read {file}: {message}")]
+    Read { file: String, message: String },
+}
+
+/// Strips comments from one line, tracking `;-- --;` block comments across lines.
+fn strip_comments(line: &str, depth: &mut usize) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let rest = &chars[i..];
+        if *depth > 0 {
+            if rest.starts_with(&['-', '-', ';']) {
+                *depth -= 1;
+                i += 3;
+            } else if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-']) {
+                *depth += 1;
+                i += 3;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        match rest[0] {
+            '\\' if rest.get(1) == Some(&';') => {
+                out.push(';');
+                i += 2;
+            }
+            ';' => {
+                if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-']) {
+                    *depth += 1;
+                    i += 3;
+                } else {
+                    break;
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Parses one config file.
+pub fn parse(text: &[u8], path: &str) -> Result<ConfigFile, ConfigError> {
+    parse_in_section(text, path, None)
+}
+
+/// Parses a fragment that will sit inside section `section` (e.g. a block placed
+/// at the end of `[modules]`, which has no header of its own). The implicit
+/// section has line 0.
+pub fn parse_in_section(text: &[u8], path: &str, section: Option<&str>) -> Result<ConfigFile, ConfigError> {
+    let text_str = String::from_utf8_lossy(text);
+    let text_str = text_str.strip_prefix('\u{feff}').unwrap_or(&text_str).to_string();
+    let bom = text.len() - text_str.len().min(text.len());
+    let syntax = |line: usize, message: String| ConfigError::Syntax {
+        file: path.to_string(),
+        line,
+        message,
+    };
+    let mut file = ConfigFile {
+        path: path.to_string(),
+        sections: Vec::new(),
+        includes: Vec::new(),
+    };
+    if let Some(name) = section {
+        file.sections.push(Section {
+            name: name.to_string(),
+            line: 0,
+            append: false,
+            append_filter: None,
+            template: false,
+            inherits: Vec::new(),
+            entries: Vec::new(),
+            span: 0..0,
+        });
+    }
+    let mut depth = 0usize;
+    let mut offset = bom;
+    for (index, raw) in text_str.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let line_start = offset;
+        offset += raw.len();
+        let content = raw.trim_end_matches(['\n', '\r']);
+        let line = strip_comments(content, &mut depth);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(directive) = line.strip_prefix('#') {
+            let (word, arg) = directive.split_once([' ', '\t']).unwrap_or((directive, ""));
+            let arg = arg.trim().trim_matches(['"', '<', '>']).to_string();
+            match word {
+                "include" | "tryinclude" => file.includes.push(Include {
+                    target: arg,
+                    optional: word == "tryinclude",
+                    line: number,
+                }),
+                _ => {} // #exec and unknown directives: Asterisk warns or runs them; nothing to check
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let close = rest
+                .find(']')
+                .ok_or_else(|| syntax(number, "section header has no closing ']'".into()))?;
+            let name = rest[..close].trim().to_string();
+            let mut section = Section {
+                name,
+                line: number,
+                append: false,
+                append_filter: None,
+                template: false,
+                inherits: Vec::new(),
+                entries: Vec::new(),
+                span: line_start..offset,
+            };
+            let after = rest[close + 1..].trim();
+            if let Some(opts) = after.strip_prefix('(') {
+                let opts = opts
+                    .strip_suffix(')')
+                    .ok_or_else(|| syntax(number, "section options have no closing ')'".into()))?;
+                for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                    if opt == "!" {
+                        section.template = true;
+                    } else if opt == "+" {
+                        section.append = true;
+                    } else if let Some(filter) = opt.strip_prefix('+') {
+                        section.append = true;
+                        let (k, v) = filter.split_once('=').ok_or_else(|| {
+                            syntax(number, format!("append filter {opt:?} must look like +key=value"))
+                        })?;
+                        section.append_filter = Some((k.trim().to_string(), v.trim().to_string()));
+                    } else {
+                        section.inherits.push(opt.to_string());
+                    }
+                }
+            } else if !after.is_empty() {
+                return Err(syntax(number, format!("unexpected text {after:?} after section header")));
+            }
+            file.sections.push(section);
+            continue;
+        }
+        let Some(section) = file.sections.last_mut() else {
+            return Err(syntax(
+                number,
+                "text before any [section] (Asterisk: \"No category context\", the whole file is rejected)".into(),
+            ));
+        };
+        let Some(eq) = line.find('=') else {
+            continue; // Asterisk warns and ignores a line without '='
+        };
+        let (key, mut value) = (line[..eq].trim(), &line[eq + 1..]);
+        let mut object = false;
+        if let Some(v) = value.strip_prefix('>') {
+            object = true;
+            value = v;
+        }
+        let key = key.strip_suffix('+').map(str::trim).unwrap_or(key);
+        section.entries.push(Entry {
+            key: key.to_string(),
+            value: value.trim().to_string(),
+            object,
+            line: number,
+        });
+        section.span.end = offset;
+    }
+    Ok(file)
+}
+
+/// Loads `rel_path` and, depth first in order, what it `#include`s. `read` gets an
+/// include target as written (relative to the etc dir, or absolute) and returns
+/// Ok(None) for a missing file.
+pub fn load_with_includes(
+    rel_path: &str,
+    read: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+) -> Result<Vec<ConfigFile>, ConfigError> {
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    load_into(rel_path, None, read, &mut stack, &mut out)?;
+    Ok(out)
+}
+
+fn load_into(
+    path: &str,
+    from: Option<(&str, usize, bool)>,
+    read: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+    stack: &mut Vec<String>,
+    out: &mut Vec<ConfigFile>,
+) -> Result<(), ConfigError> {
+    let bad = |message: &str| match from {
+        Some((file, line, _)) => ConfigError::BadInclude {
+            file: file.to_string(),
+            line,
+            target: path.to_string(),
+            message: message.to_string(),
+        },
+        None => ConfigError::Read {
+            file: path.to_string(),
+            message: message.to_string(),
+        },
+    };
+    if path.split('/').any(|p| p == "..") {
+        return Err(bad("'..' leaves the config directory; featpkg does not follow it"));
+    }
+    if path.contains(['*', '?', '[']) {
+        return Err(bad("glob includes are not supported by featpkg's config checks yet"));
+    }
+    if stack.iter().any(|p| p == path) || stack.len() > 32 {
+        return Err(bad("include loop"));
+    }
+    let bytes = match read(path) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return match from {
+                Some((_, _, true)) => Ok(()),
+                Some((file, line, false)) => Err(ConfigError::MissingInclude {
+                    file: file.to_string(),
+                    line,
+                    target: path.to_string(),
+                }),
+                None => Err(bad("file does not exist")),
+            };
+        }
+        Err(e) => return Err(bad(&e.to_string())),
+    };
+    let parsed = parse(&bytes, path)?;
+    let includes = parsed.includes.clone();
+    out.push(parsed);
+    stack.push(path.to_string());
+    for inc in includes {
+        load_into(&inc.target, Some((path, inc.line, inc.optional)), read, stack, out)?;
+    }
+    stack.pop();
+    Ok(())
+}
+
+/// A change featpkg would make that clashes with what is there, at `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// One dialplan priority: (context, extension, priority) and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialplanEntry {
+    pub context: String,
+    pub exten: String,
+    /// Priority number; `hint` is 0.
+    pub priority: i64,
+    pub file: String,
+    pub line: usize,
+}
+
+fn normalize_exten(exten: &str) -> String {
+    let exten = exten.trim();
+    if exten.starts_with('_') {
+        exten.to_ascii_uppercase()
+    } else {
+        exten.to_string()
+    }
+}
+
+/// Every (context, extension, priority) of an extensions.conf (and its includes).
+pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
+    let mut out = Vec::new();
+    for file in files {
+        for section in &file.sections {
+            if section.name == "general" || section.name == "globals" || section.template {
+                continue;
+            }
+            // `same =>` state resets at each section start.
+            let mut current: Option<String> = None;
+            let mut last: i64 = 0;
+            let mut labels: BTreeMap<String, i64> = BTreeMap::new();
+            for entry in &section.entries {
+                let (exten, prio_text) = match entry.key.as_str() {
+                    "exten" => {
+                        let mut parts = entry.value.splitn(3, ',');
+                        let exten = parts.next().unwrap_or("").to_string();
+                        let prio = parts.next().unwrap_or("").trim().to_string();
+                        if current.as_deref() != Some(normalize_exten(&exten).as_str()) {
+                            labels.clear();
+                        }
+                        (normalize_exten(&exten), prio)
+                    }
+                    "same" => {
+                        let Some(exten) = current.clone() else { continue };
+                        let prio = entry.value.split(',').next().unwrap_or("").trim().to_string();
+                        (exten, prio)
+                    }
+                    _ => continue,
+                };
+                let (base, label) = match prio_text.split_once('(') {
+                    Some((b, l)) => (b.trim(), Some(l.trim_end_matches(')').to_string())),
+                    None => (prio_text.as_str(), None),
+                };
+                let number = if base == "hint" {
+                    Some(0)
+                } else if base == "n" || base == "next" {
+                    Some(last + 1)
+                } else if base == "s" || base == "same" {
+                    Some(last)
+                } else if let Ok(n) = base.parse::<i64>() {
+                    Some(n)
+                } else if let Some((l, k)) = base.split_once('+') {
+                    let start = if l.trim() == "n" { Some(last) } else { labels.get(l.trim()).copied() };
+                    start.zip(k.trim().parse::<i64>().ok()).map(|(s, k)| s + k)
+                } else {
+                    None // a label reference we cannot resolve: not checked
+                };
+                current = Some(exten.clone());
+                let Some(number) = number else { continue };
+                if number > 0 {
+                    last = number;
+                }
+                if let Some(label) = label {
+                    labels.insert(label, number);
+                }
+                out.push(DialplanEntry {
+                    context: section.name.clone(),
+                    exten,
+                    priority: number,
+                    file: file.path.clone(),
+                    line: entry.line,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Each (context, extension, priority) in `added` that `existing` already has.
+pub fn dialplan_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
+    let there = dialplan_entries(existing);
+    let mut out = Vec::new();
+    for new in dialplan_entries(std::slice::from_ref(added)) {
+        if let Some(old) = there
+            .iter()
+            .find(|o| o.context == new.context && o.exten == new.exten && o.priority == new.priority)
+        {
+            let prio = if new.priority == 0 { "hint".to_string() } else { format!("priority {}", new.priority) };
+            out.push(Conflict {
+                file: old.file.clone(),
+                line: old.line,
+                message: format!(
+                    "[{}] already has exten {} {prio}; featpkg would add the same ({}:{})",
+                    new.context, new.exten, new.file, new.line
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The value of `key` in a section, following its templates (first match wins).
+fn resolve_key<'a>(files: &'a [ConfigFile], section: &'a Section, key: &str, depth: usize) -> Option<&'a str> {
+    if let Some(e) = section.entries.iter().rev().find(|e| e.key == key) {
+        return Some(&e.value);
+    }
+    if depth > 16 {
+        return None;
+    }
+    for parent in &section.inherits {
+        let found = files
+            .iter()
+            .flat_map(|f| f.sections.iter())
+            .filter(|s| &s.name == parent && !s.append)
+            .find_map(|s| resolve_key(files, s, key, depth + 1));
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Each `[x](+)` (or `[x](+type=t)`) in `added` whose section does not exist in
+/// `existing` (Asterisk rejects the whole file then).
+pub fn append_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for (index, section) in added.sections.iter().enumerate() {
+        if !section.append {
+            continue;
+        }
+        let earlier_in_added = added.sections[..index].iter().any(|s| s.name == section.name && !s.append);
+        let exists = existing
+            .iter()
+            .flat_map(|f| f.sections.iter())
+            .filter(|s| s.name == section.name && !s.append && !s.template)
+            .any(|s| match &section.append_filter {
+                None => true,
+                Some((k, v)) => resolve_key(existing, s, k, 0) == Some(v.as_str()),
+            });
+        if !exists && !earlier_in_added {
+            let wanted = match &section.append_filter {
+                Some((k, v)) => format!("[{}] section with {k} = {v}", section.name),
+                None => format!("[{}] section", section.name),
+            };
+            out.push(Conflict {
+                file: added.path.clone(),
+                line: section.line,
+                message: format!(
+                    "appends to [{}], but no {wanted} exists (Asterisk would reject the whole file)",
+                    section.name
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn module_name(value: &str) -> String {
+    let v = value.trim().to_ascii_lowercase();
+    v.strip_suffix(".so").unwrap_or(&v).to_string()
+}
+
+/// Each `load` in `added` of a module the admin `noload`s in `[modules]`.
+pub fn module_conflicts(existing_modules_conf: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
+    let noloads: Vec<(&ConfigFile, &Entry)> = existing_modules_conf
+        .iter()
+        .flat_map(|f| f.sections.iter().filter(|s| s.name == "modules").map(move |s| (f, s)))
+        .flat_map(|(f, s)| s.entries.iter().filter(|e| e.key == "noload").map(move |e| (f, e)))
+        .collect();
+    let mut out = Vec::new();
+    for load in added
+        .sections
+        .iter()
+        .filter(|s| s.name == "modules")
+        .flat_map(|s| s.entries.iter())
+        .filter(|e| e.key == "load")
+    {
+        if let Some((file, noload)) = noloads.iter().find(|(_, e)| module_name(&e.value) == module_name(&load.value)) {
+            out.push(Conflict {
+                file: file.path.clone(),
+                line: noload.line,
+                message: format!(
+                    "noload => {}, but featpkg needs to load {} (remove the noload or skip this feature)",
+                    noload.value, load.value
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Byte offset just after the last entry line of the LAST section called `name`:
+/// where a block "at the end of [modules]" goes.
+pub fn section_end(file: &ConfigFile, name: &str) -> Option<usize> {
+    file.sections.iter().rev().find(|s| s.name == name).map(|s| s.span.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> ConfigFile {
+        parse(text.as_bytes(), "extensions.conf").unwrap()
+    }
+
+    #[test]
+    fn sections_options_and_entries() {
+        let f = p("[general]\nstatic=yes\n[tpl](!)\ntype=endpoint\n[201](tpl)\nallow => alaw\n[201](+type=endpoint)\nx=1\n");
+        let names: Vec<_> = f.sections.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["general", "tpl", "201", "201"]);
+        assert!(f.sections[1].template);
+        assert_eq!(f.sections[2].inherits, ["tpl"]);
+        assert!(f.sections[2].entries[0].object);
+        assert_eq!(f.sections[3].append_filter, Some(("type".into(), "endpoint".into())));
+    }
+
+    #[test]
+    fn comments_block_comments_and_escaped_semicolons() {
+        let f = p("[a]\nx = 1 ; trailing\n;-- hidden\nexten => 1,1,NoOp()\n--;\ny = a\\;b\n;--- not a block\nz = 2\n");
+        let keys: Vec<_> = f.sections[0].entries.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        assert_eq!(keys, [("x", "1"), ("y", "a;b"), ("z", "2")]);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let e = parse(b"[a]\nx=1\n[b\n", "x.conf").unwrap_err();
+        assert_eq!(e.to_string(), "x.conf:3: section header has no closing ']'");
+        let e = parse(b"x=1\n[a]\n", "x.conf").unwrap_err();
+        assert!(e.to_string().starts_with("x.conf:1: text before any [section]"), "{e}");
+    }
+
+    #[test]
+    fn dialplan_priorities_same_n_and_labels() {
+        let f = p("[ctx]\nexten => 100,1,NoOp()\n same => n(again),NoOp()\n same => n,Goto(again)\nexten => _x!,1,NoOp()\nexten => 100,hint,PJSIP/100\n[other]\n same => n,NoOp()\n");
+        let got: Vec<_> = dialplan_entries(&[f]).into_iter().map(|e| (e.context, e.exten, e.priority, e.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ctx".to_string(), "100".to_string(), 1, 2),
+                ("ctx".to_string(), "100".to_string(), 2, 3),
+                ("ctx".to_string(), "100".to_string(), 3, 4),
+                ("ctx".to_string(), "_X!".to_string(), 1, 5),
+                ("ctx".to_string(), "100".to_string(), 0, 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn dialplan_collision_names_the_existing_line() {
+        let existing = p("[general]\n\n[internal-users-custom]\nexten => _X!,1,NoOp(admin)\n");
+        let added = parse(b"[internal-users-custom]\nexten => _x!,1,Gosub(x,${EXTEN},1)\n same => n,Return()\n", "ours").unwrap();
+        let c = dialplan_conflicts(&[existing], &added);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].to_string(), "extensions.conf:4: [internal-users-custom] already has exten _X! priority 1; featpkg would add the same (ours:2)");
+        // Another extension in the same context merges fine.
+        let other = p("[internal-users-custom]\nexten => 500,1,NoOp()\n");
+        assert!(dialplan_conflicts(&[other], &added).is_empty());
+    }
+
+    #[test]
+    fn append_needs_its_section() {
+        let pjsip = parse(b"[201]\ntype=aor\n[201]\ntype=endpoint\n[tpl](!)\ntype=endpoint\n[202](tpl)\n[203]\ntype=aor\n", "pjsip.conf").unwrap();
+        let added = parse(b"[201](+type=endpoint)\nx=1\n[202](+type=endpoint)\nx=1\n[203](+type=endpoint)\nx=1\n[204](+)\nx=1\n", "ours").unwrap();
+        let c: Vec<String> = append_conflicts(&[pjsip], &added).iter().map(ToString::to_string).collect();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0], "ours:5: appends to [203], but no [203] section with type = endpoint exists (Asterisk would reject the whole file)");
+        assert!(c[1].starts_with("ours:7: appends to [204], but no [204] section exists"), "{c:?}");
+    }
+
+    #[test]
+    fn load_of_a_noloaded_module() {
+        let modules = parse(b"[modules]\nautoload=yes\nnoload => Func_ExtState\n", "modules.conf").unwrap();
+        let added = parse_in_section(b"load => func_extstate.so\n", "ours", Some("modules")).unwrap();
+        let c = module_conflicts(&[modules], &added);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].to_string().starts_with("modules.conf:3: noload => Func_ExtState"), "{}", c[0]);
+    }
+
+    #[test]
+    fn section_end_is_after_the_last_entry() {
+        let text = "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n\n";
+        let f = p(text);
+        assert_eq!(&text[..section_end(&f, "modules").unwrap()], "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n");
+        assert_eq!(section_end(&f, "nope"), None);
+    }
+
+    #[test]
+    fn includes_are_followed_and_checked() {
+        let files: BTreeMap<&str, &str> = BTreeMap::from([
+            ("extensions.conf", "[a]\n#include sub.conf\n#tryinclude gone.conf\n"),
+            ("sub.conf", "[b]\nexten => 1,1,NoOp()\n"),
+            ("loop.conf", "#include loop.conf\n"),
+            ("missing.conf", "#include nothere.conf\n"),
+            ("escape.conf", "#include ../../etc/passwd\n"),
+        ]);
+        let mut read = |p: &str| Ok(files.get(p).map(|t| t.as_bytes().to_vec()));
+        let loaded = load_with_includes("extensions.conf", &mut read).unwrap();
+        assert_eq!(loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["extensions.conf", "sub.conf"]);
+        assert!(load_with_includes("loop.conf", &mut read).unwrap_err().to_string().contains("include loop"));
+        assert_eq!(
+            load_with_includes("missing.conf", &mut read).unwrap_err().to_string(),
+            "missing.conf:1: #include \"nothere.conf\" does not exist (Asterisk would refuse the whole file)"
+        );
+        assert!(load_with_includes("escape.conf", &mut read).unwrap_err().to_string().contains("'..'"));
+    }
+}

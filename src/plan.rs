@@ -373,7 +373,7 @@ fn plan_blocks(
         let id = id_of(&new.edit_id);
         if let Some(check) = check {
             let shown = format!("{} (featpkg block {})", file_name(path), new.edit_id);
-            let added = asterisk_config::parse(body.as_bytes(), &shown).map_err(|e| PlanError::Config {
+            let added = asterisk_config::parse_in_section(body.as_bytes(), &shown, section.as_deref()).map_err(|e| PlanError::Config {
                 path: path.into(),
                 message: format!("block {}: {e}", new.edit_id),
             })?;
