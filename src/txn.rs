@@ -1,1 +1,738 @@
-//! (being written)
+//! Transactions: a write-ahead journal on disk, then atomic file steps, undone in
+//! reverse on any error — and after a crash, by the next featpkg command.
+//!
+//! Before the first change, `<journal_dir>/<txn_id>/journal.json` lists every
+//! step (path, before-hash and backup, intended after-hash, mode and owner) and
+//! the backups sit beside it, all fsynced. Each file is then written as a temp
+//! file in the same directory, fsynced, renamed over, and the directory fsynced.
+//! Undo is decided per file by hashes (on-disk == after → restore the backup;
+//! == before → nothing to do; anything else → drift, stop), so it is idempotent
+//! and safe to repeat after a crash in the middle of an undo.
+//!
+//! Test hooks (always compiled, cheap): `FEATPKG_TEST_FAIL_AT=<point>` makes
+//! [`test_point`] fail there; `FEATPKG_TEST_PAUSE_AT=<point>` prints
+//! `featpkg: paused at <point>` on stderr and sleeps forever, so an end-to-end
+//! test can `kill -9` the process at exactly that instant. Points: `journal-written`,
+//! `step-<n>-temp` (temp file written, not yet renamed), `step-<n>-done`,
+//! `applied`, plus the callers' own (`before-state-commit`, `state-committed`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::sha256_hex;
+
+/// Content and metadata of a file, before or after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub content: Vec<u8>,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One change of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create a directory that does not exist (undo: remove it; it must be empty then).
+    CreateDir { path: PathBuf, mode: u32 },
+    /// Create (`before` None), replace, or delete (`after` None) one file.
+    File {
+        path: PathBuf,
+        before: Option<FileState>,
+        after: Option<FileState>,
+    },
+    /// Remove a directory the preceding steps left empty (undo: recreate it).
+    RemoveDir { path: PathBuf, mode: u32 },
+}
+
+/// Transaction failures; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written, run the command again")]
+    Changed(PathBuf),
+    #[error("an unfinished transaction journal is in {0}; run `featpkg recover`")]
+    Unfinished(PathBuf),
+    #[error("cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original as a backup)")]
+    Drift(PathBuf, PathBuf),
+    #[error("directory {0} is not empty, cannot remove it")]
+    DirNotEmpty(PathBuf),
+    #[error("journal {path} is unreadable: {message}")]
+    BadJournal { path: PathBuf, message: String },
+    #[error("another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)")]
+    Locked { path: PathBuf, waited_s: u64 },
+    #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
+    Injected(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
+    move |source| TxnError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct JournalState {
+    sha256: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum JournalStep {
+    CreateDir {
+        path: PathBuf,
+        mode: u32,
+    },
+    File {
+        path: PathBuf,
+        before: Option<JournalState>,
+        /// Backup file name inside the journal directory, when `before` exists.
+        backup: Option<String>,
+        after: Option<JournalState>,
+        /// Temp file written beside `path` before the rename.
+        temp: PathBuf,
+    },
+    RemoveDir {
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    txn_id: String,
+    steps: Vec<JournalStep>,
+}
+
+/// A transaction whose journal is on disk.
+pub struct Transaction {
+    dir: PathBuf,
+    journal_dir: PathBuf,
+    steps: Vec<Step>,
+    journal: Journal,
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), TxnError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `path` durably: temp file `temp` in the same directory, fsync,
+/// mode and owner, rename, directory fsync. `point` is the test hook run between
+/// the temp write and the rename.
+fn atomic_write(path: &Path, temp: &Path, state: &FileState, point: Option<&str>) -> Result<(), TxnError> {
+    let _ = fs::remove_file(temp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .map_err(io(temp))?;
+    f.write_all(&state.content).map_err(io(temp))?;
+    f.sync_all().map_err(io(temp))?;
+    fs::set_permissions(temp, fs::Permissions::from_mode(state.mode)).map_err(io(temp))?;
+    let meta = f.metadata().map_err(io(temp))?;
+    if meta.uid() != state.uid || meta.gid() != state.gid {
+        std::os::unix::fs::chown(temp, Some(state.uid), Some(state.gid)).map_err(io(temp))?;
+    }
+    drop(f);
+    if let Some(point) = point {
+        test_point(point)?;
+    }
+    fs::rename(temp, path).map_err(io(path))?;
+    fsync_dir(parent(path))
+}
+
+/// Hash of the file at `path`, or None when it does not exist.
+fn current_hash(path: &Path) -> Result<Option<String>, TxnError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(sha256_hex(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+fn journal_state(s: &FileState) -> JournalState {
+    JournalState {
+        sha256: sha256_hex(&s.content),
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+    }
+}
+
+fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    parent(path).join(format!(".{name}.featpkg-{txn_id}"))
+}
+
+impl Transaction {
+    /// Writes the journal (and backups) before any change. Refuses, with nothing
+    /// changed, when another journal is unfinished or a file no longer matches its `before`.
+    pub fn begin(journal_dir: &Path, txn_id: &str, steps: Vec<Step>) -> Result<Transaction, TxnError> {
+        fs::create_dir_all(journal_dir).map_err(io(journal_dir))?;
+        for entry in fs::read_dir(journal_dir).map_err(io(journal_dir))? {
+            let entry = entry.map_err(io(journal_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                // An incomplete journal write: nothing was changed under it.
+                fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+                continue;
+            }
+            return Err(TxnError::Unfinished(entry.path()));
+        }
+        let mut journal = Journal {
+            txn_id: txn_id.to_string(),
+            steps: Vec::new(),
+        };
+        let staging = journal_dir.join(format!(".{txn_id}.tmp"));
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        for (index, step) in steps.iter().enumerate() {
+            journal.steps.push(match step {
+                Step::CreateDir { path, mode } => {
+                    if path.exists() {
+                        let _ = fs::remove_dir_all(&staging);
+                        return Err(TxnError::Changed(path.clone()));
+                    }
+                    JournalStep::CreateDir {
+                        path: path.clone(),
+                        mode: *mode,
+                    }
+                }
+                Step::RemoveDir { path, mode } => JournalStep::RemoveDir {
+                    path: path.clone(),
+                    mode: *mode,
+                },
+                Step::File { path, before, after } => {
+                    let expected = before.as_ref().map(|b| sha256_hex(&b.content));
+                    if current_hash(path)? != expected {
+                        let _ = fs::remove_dir_all(&staging);
+                        return Err(TxnError::Changed(path.clone()));
+                    }
+                    let backup = match before {
+                        Some(b) => {
+                            let name = format!("backup-{:03}", index + 1);
+                            let bpath = staging.join(&name);
+                            let mut f = File::create(&bpath).map_err(io(&bpath))?;
+                            f.write_all(&b.content).map_err(io(&bpath))?;
+                            f.sync_all().map_err(io(&bpath))?;
+                            Some(name)
+                        }
+                        None => None,
+                    };
+                    JournalStep::File {
+                        path: path.clone(),
+                        before: before.as_ref().map(journal_state),
+                        backup,
+                        after: after.as_ref().map(journal_state),
+                        temp: temp_name(path, txn_id),
+                    }
+                }
+            });
+        }
+        let jpath = staging.join("journal.json");
+        let mut f = File::create(&jpath).map_err(io(&jpath))?;
+        f.write_all(&serde_json::to_vec_pretty(&journal).expect("journal serialises"))
+            .map_err(io(&jpath))?;
+        f.sync_all().map_err(io(&jpath))?;
+        fsync_dir(&staging)?;
+        let dir = journal_dir.join(txn_id);
+        fs::rename(&staging, &dir).map_err(io(&dir))?;
+        fsync_dir(journal_dir)?;
+        let transaction = Transaction {
+            dir,
+            journal_dir: journal_dir.to_path_buf(),
+            steps,
+            journal,
+        };
+        if let Err(e) = test_point("journal-written") {
+            undo(&transaction.dir, &transaction.journal_dir, &transaction.journal)?;
+            return Err(e);
+        }
+        Ok(transaction)
+    }
+
+    /// Applies every step in order; on any error undoes everything, then returns the error.
+    pub fn apply(&mut self) -> Result<(), TxnError> {
+        let result = self.apply_steps();
+        if let Err(e) = result {
+            undo(&self.dir, &self.journal_dir, &self.journal)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn apply_steps(&self) -> Result<(), TxnError> {
+        for (index, (step, jstep)) in self.steps.iter().zip(&self.journal.steps).enumerate() {
+            let n = index + 1;
+            match step {
+                Step::CreateDir { path, mode } => {
+                    fs::create_dir(path).map_err(io(path))?;
+                    fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io(path))?;
+                    fsync_dir(parent(path))?;
+                }
+                Step::RemoveDir { path, .. } => {
+                    fs::remove_dir(path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.clone()),
+                        _ => io(path)(e),
+                    })?;
+                    fsync_dir(parent(path))?;
+                }
+                Step::File { path, after, .. } => {
+                    let JournalStep::File { temp, .. } = jstep else {
+                        unreachable!("journal steps mirror the steps")
+                    };
+                    match after {
+                        Some(state) => atomic_write(path, temp, state, Some(&format!("step-{n}-temp")))?,
+                        None => {
+                            fs::remove_file(path).map_err(io(path))?;
+                            fsync_dir(parent(path))?;
+                        }
+                    }
+                }
+            }
+            test_point(&format!("step-{n}-done"))?;
+        }
+        test_point("applied")
+    }
+
+    /// Undoes every applied step (e.g. after a failed reload) and removes the journal.
+    pub fn rollback(self) -> Result<(), TxnError> {
+        undo(&self.dir, &self.journal_dir, &self.journal)
+    }
+
+    /// The caller recorded the transaction as committed: remove the journal.
+    pub fn finish(self) -> Result<(), TxnError> {
+        fs::remove_dir_all(&self.dir).map_err(io(&self.dir))?;
+        fsync_dir(&self.journal_dir)
+    }
+}
+
+/// Undoes a journal's steps in reverse by hashes, then deletes the journal.
+/// Returns the paths it restored. Idempotent.
+fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
+    let mut restored = Vec::new();
+    for step in journal.steps.iter().rev() {
+        match step {
+            JournalStep::CreateDir { path, .. } => {
+                if path.is_dir() {
+                    fs::remove_dir(path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.clone()),
+                        _ => io(path)(e),
+                    })?;
+                    fsync_dir(parent(path))?;
+                    restored.push(path.clone());
+                }
+            }
+            JournalStep::RemoveDir { path, mode } => {
+                if !path.exists() {
+                    fs::create_dir(path).map_err(io(path))?;
+                    fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io(path))?;
+                    fsync_dir(parent(path))?;
+                    restored.push(path.clone());
+                }
+            }
+            JournalStep::File {
+                path,
+                before,
+                backup,
+                after,
+                temp,
+            } => {
+                let _ = fs::remove_file(temp);
+                let now = current_hash(path)?;
+                let before_hash = before.as_ref().map(|b| b.sha256.clone());
+                let after_hash = after.as_ref().map(|a| a.sha256.clone());
+                if now == before_hash {
+                    // Not applied yet (or already undone). Mode may still differ if only it changed.
+                    if let Some(b) = before {
+                        let meta = fs::metadata(path).map_err(io(path))?;
+                        if meta.mode() & 0o7777 != b.mode {
+                            fs::set_permissions(path, fs::Permissions::from_mode(b.mode)).map_err(io(path))?;
+                        }
+                    }
+                    continue;
+                }
+                if now != after_hash {
+                    return Err(TxnError::Drift(path.clone(), dir.to_path_buf()));
+                }
+                match (before, backup) {
+                    (Some(b), Some(name)) => {
+                        let bpath = dir.join(name);
+                        let content = fs::read(&bpath).map_err(io(&bpath))?;
+                        if sha256_hex(&content) != b.sha256 {
+                            return Err(TxnError::BadJournal {
+                                path: bpath,
+                                message: "backup does not match its recorded hash".into(),
+                            });
+                        }
+                        let state = FileState {
+                            content,
+                            mode: b.mode,
+                            uid: b.uid,
+                            gid: b.gid,
+                        };
+                        atomic_write(path, temp, &state, None)?;
+                    }
+                    _ => {
+                        fs::remove_file(path).map_err(io(path))?;
+                        fsync_dir(parent(path))?;
+                    }
+                }
+                restored.push(path.clone());
+            }
+        }
+    }
+    Ok(restored)
+}
+
+fn undo(dir: &Path, journal_dir: &Path, journal: &Journal) -> Result<(), TxnError> {
+    undo_steps(dir, journal)?;
+    fs::remove_dir_all(dir).map_err(io(dir))?;
+    fsync_dir(journal_dir)
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub txn_id: String,
+    /// true: rolled forward (the transaction had committed); false: rolled back.
+    pub rolled_forward: bool,
+    /// Files and directories put back.
+    pub restored: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.rolled_forward {
+            write!(f, "found interrupted transaction {}: it had committed, rolled forward", self.txn_id)
+        } else {
+            write!(
+                f,
+                "found interrupted transaction {}: rolled back ({} paths restored to their original bytes)",
+                self.txn_id,
+                self.restored.len()
+            )
+        }
+    }
+}
+
+/// Finishes an interrupted transaction, if any: rolls it forward when
+/// `is_committed(txn_id)` (the state DB recorded it), else undoes it.
+pub fn recover(journal_dir: &Path, is_committed: &dyn Fn(&str) -> bool) -> Result<Option<RecoveryReport>, TxnError> {
+    if !journal_dir.is_dir() {
+        return Ok(None);
+    }
+    let mut report = None;
+    let mut entries: Vec<PathBuf> = fs::read_dir(journal_dir)
+        .map_err(io(journal_dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for dir in entries {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') {
+            // The journal was never complete, so no step ran.
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            fsync_dir(journal_dir)?;
+            continue;
+        }
+        let jpath = dir.join("journal.json");
+        let bytes = fs::read(&jpath).map_err(io(&jpath))?;
+        let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| TxnError::BadJournal {
+            path: jpath.clone(),
+            message: e.to_string(),
+        })?;
+        if is_committed(&journal.txn_id) {
+            for step in &journal.steps {
+                if let JournalStep::File { temp, .. } = step {
+                    let _ = fs::remove_file(temp);
+                }
+            }
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            fsync_dir(journal_dir)?;
+            report = Some(RecoveryReport {
+                txn_id: journal.txn_id,
+                rolled_forward: true,
+                restored: Vec::new(),
+            });
+        } else {
+            let restored = undo_steps(&dir, &journal)?;
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            fsync_dir(journal_dir)?;
+            report = Some(RecoveryReport {
+                txn_id: journal.txn_id,
+                rolled_forward: false,
+                restored,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Exclusive lock serialising featpkg runs on one PBX; released on drop.
+pub struct PbxLock {
+    _file: File,
+}
+
+/// Takes `<state_dir>/lock`, waiting up to `wait` for another run to release it.
+pub fn acquire_lock(state_dir: &Path, wait: Duration) -> Result<PbxLock, TxnError> {
+    let path = state_dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(PbxLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => {
+                if started.elapsed() >= wait {
+                    return Err(TxnError::Locked {
+                        path,
+                        waited_s: wait.as_secs(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+    }
+}
+
+thread_local! {
+    /// Unit tests inject failures per thread (env vars are process-wide).
+    static FAIL_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Test hook: fails or pauses at `name` when the environment (or a unit test) asks.
+pub fn test_point(name: &str) -> Result<(), TxnError> {
+    let injected = FAIL_AT.with(|f| f.borrow().as_deref() == Some(name));
+    if injected || std::env::var("FEATPKG_TEST_FAIL_AT").is_ok_and(|p| p == name) {
+        return Err(TxnError::Injected(name.to_string()));
+    }
+    if std::env::var("FEATPKG_TEST_PAUSE_AT").is_ok_and(|p| p == name) {
+        eprintln!("featpkg: paused at {name}");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail_at(point: Option<&str>) {
+        FAIL_AT.with(|f| *f.borrow_mut() = point.map(str::to_string));
+    }
+
+    fn state(content: &[u8], mode: u32) -> FileState {
+        let me = fs::metadata("/proc/self").unwrap();
+        FileState {
+            content: content.to_vec(),
+            mode,
+            uid: me.uid(),
+            gid: me.gid(),
+        }
+    }
+
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("etc")).unwrap();
+            fs::write(dir.path().join("etc/a.conf"), b"[a]\nx=1\n").unwrap();
+            fs::set_permissions(dir.path().join("etc/a.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+            fs::write(dir.path().join("etc/gone.conf"), b"bye\n").unwrap();
+            Tree { dir }
+        }
+        fn p(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+        fn journal(&self) -> PathBuf {
+            self.p("state/journal")
+        }
+        /// Every path under etc/ with content and mode.
+        fn snapshot(&self) -> Vec<(String, Vec<u8>, u32)> {
+            let mut out = Vec::new();
+            let mut stack = vec![self.p("etc")];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).unwrap() {
+                    let e = e.unwrap();
+                    let m = e.metadata().unwrap();
+                    let rel = e.path().strip_prefix(self.dir.path()).unwrap().display().to_string();
+                    if m.is_dir() {
+                        stack.push(e.path());
+                        out.push((rel, Vec::new(), m.mode() & 0o7777));
+                    } else {
+                        out.push((rel, fs::read(e.path()).unwrap(), m.mode() & 0o7777));
+                    }
+                }
+            }
+            out.sort();
+            out
+        }
+        fn steps(&self) -> Vec<Step> {
+            vec![
+                Step::CreateDir {
+                    path: self.p("etc/featpkg"),
+                    mode: 0o755,
+                },
+                Step::File {
+                    path: self.p("etc/featpkg/new.conf"),
+                    before: None,
+                    after: Some(state(b"new\n", 0o644)),
+                },
+                Step::File {
+                    path: self.p("etc/a.conf"),
+                    before: Some(state(b"[a]\nx=1\n", 0o640)),
+                    after: Some(state(b"[a]\nx=1\n; ours\n", 0o640)),
+                },
+                Step::File {
+                    path: self.p("etc/gone.conf"),
+                    before: Some(state(b"bye\n", 0o644)),
+                    after: None,
+                },
+            ]
+        }
+    }
+
+    #[test]
+    fn apply_and_finish() {
+        let t = Tree::new();
+        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        assert!(t.journal().join("t1/journal.json").is_file());
+        txn.apply().unwrap();
+        txn.finish().unwrap();
+        assert_eq!(fs::read(t.p("etc/a.conf")).unwrap(), b"[a]\nx=1\n; ours\n");
+        assert_eq!(fs::metadata(t.p("etc/a.conf")).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(fs::read(t.p("etc/featpkg/new.conf")).unwrap(), b"new\n");
+        assert!(!t.p("etc/gone.conf").exists());
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0, "journal removed");
+    }
+
+    #[test]
+    fn injected_failure_at_every_point_restores_the_tree() {
+        let points = ["journal-written", "step-1-done", "step-2-temp", "step-2-done", "step-3-temp", "step-3-done", "step-4-done", "applied"];
+        for point in points {
+            let t = Tree::new();
+            let before = t.snapshot();
+            fail_at(Some(point));
+            let result = Transaction::begin(&t.journal(), "t1", t.steps()).and_then(|mut txn| txn.apply());
+            fail_at(None);
+            assert!(matches!(result, Err(TxnError::Injected(ref p)) if p == point), "{point}: {:?}", result.err());
+            assert_eq!(t.snapshot(), before, "{point}");
+            assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0, "{point}: journal left behind");
+        }
+    }
+
+    #[test]
+    fn rollback_after_apply() {
+        let t = Tree::new();
+        let before = t.snapshot();
+        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply().unwrap();
+        txn.rollback().unwrap();
+        assert_eq!(t.snapshot(), before);
+    }
+
+    /// Simulates a crash: apply up to a point, then forget the Transaction without undo.
+    fn crash_at(t: &Tree, point: &str) {
+        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        fail_at(Some(point));
+        let _ = txn.apply_steps();
+        fail_at(None);
+        std::mem::forget(txn);
+    }
+
+    #[test]
+    fn recover_rolls_back_an_interrupted_journal() {
+        for point in ["step-1-done", "step-2-temp", "step-3-temp", "step-3-done", "applied"] {
+            let t = Tree::new();
+            let before = t.snapshot();
+            crash_at(&t, point);
+            let report = recover(&t.journal(), &|_| false).unwrap().unwrap();
+            assert!(!report.rolled_forward);
+            assert!(report.to_string().contains("rolled back"), "{report}");
+            assert_eq!(t.snapshot(), before, "{point}");
+            // Repeating is harmless.
+            assert_eq!(recover(&t.journal(), &|_| false).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn recover_rolls_forward_a_committed_journal() {
+        let t = Tree::new();
+        crash_at(&t, "never");
+        let applied = t.snapshot();
+        let report = recover(&t.journal(), &|id| id == "t1").unwrap().unwrap();
+        assert!(report.rolled_forward);
+        assert_eq!(t.snapshot(), applied);
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn recover_stops_on_drift() {
+        let t = Tree::new();
+        crash_at(&t, "applied");
+        fs::write(t.p("etc/a.conf"), b"edited by someone else\n").unwrap();
+        let err = recover(&t.journal(), &|_| false).unwrap_err();
+        assert!(matches!(err, TxnError::Drift(ref p, _) if p == &t.p("etc/a.conf")), "{err}");
+        assert!(t.journal().join("t1").is_dir(), "journal kept for the admin");
+    }
+
+    #[test]
+    fn begin_refuses_when_the_disk_changed_since_planning() {
+        let t = Tree::new();
+        fs::write(t.p("etc/a.conf"), b"changed\n").unwrap();
+        let before = t.snapshot();
+        let err = Transaction::begin(&t.journal(), "t1", t.steps()).err().unwrap();
+        assert!(matches!(err, TxnError::Changed(ref p) if p == &t.p("etc/a.conf")), "{err}");
+        assert_eq!(t.snapshot(), before);
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn begin_refuses_while_a_journal_is_unfinished() {
+        let t = Tree::new();
+        crash_at(&t, "step-1-done");
+        let err = Transaction::begin(&t.journal(), "t2", Vec::new()).err().unwrap();
+        assert!(matches!(err, TxnError::Unfinished(_)), "{err}");
+    }
+
+    #[test]
+    fn lock_waits_then_fails_and_is_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = acquire_lock(dir.path(), Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let err = acquire_lock(dir.path(), Duration::from_millis(300)).err().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(err.to_string().contains("another featpkg run holds the lock"), "{err}");
+        drop(first);
+        acquire_lock(dir.path(), Duration::ZERO).unwrap();
+    }
+}
