@@ -1,10 +1,16 @@
 //! featpkg: builds PBX feature packages and installs them as reversible transactions.
 //!
 //! One module per concept of `DESIGN.md`; the CLI in `main.rs` only parses arguments
-//! and prints what the library returns.
+//! and prints what the library returns (`ops`).
 
 pub mod asterisk_config;
 pub mod bundle;
+pub mod diff;
+pub mod feature;
 pub mod hash;
 pub mod marker;
+pub mod ops;
+pub mod plan;
+pub mod state;
+pub mod target;
 pub mod txn;

@@ -662,7 +662,7 @@ mod tests {
 
     /// Simulates a crash: apply up to a point, then forget the Transaction without undo.
     fn crash_at(t: &Tree, point: &str) {
-        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
         fail_at(Some(point));
         let _ = txn.apply_steps();
         fail_at(None);

@@ -117,7 +117,7 @@ fn tampered(change: impl FnOnce(&mut Vec<(String, Vec<u8>, bool)>)) -> (tempfile
         let mut f = zip.by_index(i).unwrap();
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).unwrap();
-        entries.push((f.name().to_string(), bytes, false));
+        entries.push((f.name().unwrap().to_string(), bytes, false));
     }
     change(&mut entries);
     let dir = tempfile::tempdir().unwrap();
