@@ -1,1 +1,563 @@
-//! (being written)
+//! A small synchronous AGI runtime for featpkg's AGI programs (reference/asterisk.md §1).
+//!
+//! Asterisk starts a local AGI program per call, writes the `agi_*` environment
+//! block on its stdin, then reads one command line at a time from its stdout and
+//! answers each with `200 result=…`, `510`, `511` or `520`. It waits until the
+//! program closes stdout, with no timeout of its own — so a stuck program holds
+//! the call forever. [`Watchdog`] gives every wait a deadline and bounds the time
+//! after a hangup to 100 ms.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let hangup = featpkg_agi::Hangup::default();
+//! // binaries register SIGHUP with signal_hook::flag::register(SIGHUP, hangup.flag())
+//! let watchdog = featpkg_agi::Watchdog::start(hangup.clone(), Duration::from_millis(100));
+//! let mut agi = featpkg_agi::Agi::new(std::io::stdin().lock(), std::io::stdout().lock())
+//!     .unwrap()
+//!     .with_watchdog(watchdog, Duration::from_secs(5), hangup);
+//! agi.verbose("hello", 1).unwrap();
+//! ```
+
+#[cfg(feature = "fake-peer")]
+pub mod fake;
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest command line Asterisk accepts (AGI_BUF_LEN).
+pub const MAX_COMMAND_LEN: usize = 8192;
+
+/// Everything that can go wrong talking to Asterisk.
+#[derive(Debug)]
+pub enum AgiError {
+    /// Reading or writing the pipe failed.
+    Io(std::io::Error),
+    /// Asterisk closed the pipe.
+    Eof,
+    /// The channel hung up: `511` reply, or the FastAGI `HANGUP` line.
+    Hangup,
+    /// `510 Invalid or unknown command`.
+    UnknownCommand(String),
+    /// `520` usage error, with the usage text lines.
+    Usage(Vec<String>),
+    /// A line that is not a valid reply.
+    Protocol(String),
+    /// An argument that cannot be sent safely (newline, NUL) or a command too long.
+    BadArgument(String),
+}
+
+impl std::fmt::Display for AgiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgiError::Io(e) => write!(f, "AGI pipe error: {e}"),
+            AgiError::Eof => write!(f, "Asterisk closed the AGI pipe"),
+            AgiError::Hangup => write!(f, "the channel hung up"),
+            AgiError::UnknownCommand(line) => write!(f, "Asterisk does not know the command: {line}"),
+            AgiError::Usage(lines) => write!(f, "invalid command syntax: {}", lines.join(" / ")),
+            AgiError::Protocol(line) => write!(f, "unexpected reply from Asterisk: {line:?}"),
+            AgiError::BadArgument(why) => write!(f, "refusing to send AGI command: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AgiError {}
+
+impl From<std::io::Error> for AgiError {
+    fn from(e: std::io::Error) -> Self {
+        AgiError::Io(e)
+    }
+}
+
+/// The `agi_*` environment block, in the order Asterisk sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgiEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl AgiEnv {
+    /// Reads `name: value` lines up to the blank line.
+    pub fn read(reader: &mut impl BufRead) -> Result<AgiEnv, AgiError> {
+        let mut vars = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(AgiError::Eof);
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                return Ok(AgiEnv { vars });
+            }
+            let (name, value) = line
+                .split_once(": ")
+                .or_else(|| line.strip_suffix(':').map(|n| (n, "")))
+                .ok_or_else(|| AgiError::Protocol(line.to_string()))?;
+            vars.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// A variable by full name (`agi_callerid`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Caller ID number (`agi_callerid`); `unknown` when Asterisk has none.
+    pub fn callerid(&self) -> &str {
+        self.get("agi_callerid").unwrap_or("unknown")
+    }
+
+    /// The extension the channel is at (`agi_extension`).
+    pub fn extension(&self) -> &str {
+        self.get("agi_extension").unwrap_or("")
+    }
+
+    /// The channel name (`agi_channel`).
+    pub fn channel(&self) -> &str {
+        self.get("agi_channel").unwrap_or("")
+    }
+
+    /// Dialplan arguments `agi_arg_1..N`.
+    pub fn args(&self) -> Vec<&str> {
+        (1..)
+            .map_while(|i| self.get(&format!("agi_arg_{i}")))
+            .collect()
+    }
+}
+
+/// One `200` reply: `200 result=<result>[ (<data>)][ key=value…]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// The text after `result=` (a number for most commands, digits for GET DATA).
+    pub result: String,
+    /// The text in parentheses, e.g. `INUSE`, `dtmf`, `timeout`, `hangup`.
+    pub data: Option<String>,
+    /// `endpos=` of STREAM FILE / RECORD FILE.
+    pub endpos: Option<u64>,
+}
+
+impl Reply {
+    /// `result` as a number, when it is one.
+    pub fn code(&self) -> Option<i64> {
+        self.result.parse().ok()
+    }
+}
+
+/// Parses the first line of a reply. `510`/`511`/`520` and `HANGUP` are errors;
+/// a `520-` line needs the rest of the usage text, see [`Agi::read_reply`].
+pub fn parse_reply(line: &str) -> Result<Reply, AgiError> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line == "HANGUP" {
+        return Err(AgiError::Hangup);
+    }
+    if line.starts_with("511") {
+        return Err(AgiError::Hangup);
+    }
+    if line.starts_with("510") {
+        return Err(AgiError::UnknownCommand(line.to_string()));
+    }
+    if line.starts_with("520 ") {
+        return Err(AgiError::Usage(vec![line.to_string()]));
+    }
+    let rest = line
+        .strip_prefix("200 result=")
+        .ok_or_else(|| AgiError::Protocol(line.to_string()))?;
+    let (result, mut tail) = match rest.find(' ') {
+        Some(i) => (&rest[..i], rest[i + 1..].trim_start()),
+        None => (rest, ""),
+    };
+    let mut reply = Reply {
+        result: result.to_string(),
+        ..Reply::default()
+    };
+    if let Some(inner) = tail.strip_prefix('(') {
+        let close = inner.find(')').ok_or_else(|| AgiError::Protocol(line.to_string()))?;
+        reply.data = Some(inner[..close].to_string());
+        tail = inner[close + 1..].trim_start();
+    }
+    for pair in tail.split_whitespace() {
+        if let Some(v) = pair.strip_prefix("endpos=") {
+            reply.endpos = v.parse().ok();
+        }
+    }
+    Ok(reply)
+}
+
+/// Quotes one argument for an AGI command line (reference/asterisk.md §1.2):
+/// `"…"` with `\` and `"` escaped. Newlines, CR and NUL cannot be sent: they
+/// would end the command and start another one.
+pub fn quote(arg: &str) -> Result<String, AgiError> {
+    if arg.contains(['\n', '\r', '\0']) {
+        return Err(AgiError::BadArgument(format!("argument {:?} contains a line break or NUL", escape_for_log(arg, 40))));
+    }
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// A value from outside shown safely in a log line: printable ASCII only, quotes
+/// and backslashes neutralised, at most `max` characters.
+pub fn escape_for_log(value: &str, max: usize) -> String {
+    let mut out: String = value
+        .chars()
+        .take(max)
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' })
+        .collect();
+    if value.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Set when the channel hung up (SIGHUP for a local AGI, a 511 reply, `HANGUP`).
+#[derive(Debug, Clone, Default)]
+pub struct Hangup(Arc<AtomicBool>);
+
+impl Hangup {
+    /// The flag to hand to `signal_hook::flag::register(SIGHUP, …)`.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+    /// True once the channel hung up.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// Marks the channel as hung up.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+}
+
+/// Ends the process when a wait for Asterisk outlives its deadline, or when the
+/// program is still running `after_hangup` after the channel hung up.
+#[derive(Debug, Clone)]
+pub struct Watchdog {
+    /// Milliseconds since `start` at which to give up; 0 = no wait in progress.
+    deadline_ms: Arc<AtomicU64>,
+    start: Instant,
+}
+
+/// Exit status when the watchdog ends the program because Asterisk did not answer.
+pub const EXIT_DEADLINE: i32 = 3;
+
+impl Watchdog {
+    /// Starts the watchdog thread.
+    pub fn start(hangup: Hangup, after_hangup: Duration) -> Watchdog {
+        let dog = Watchdog {
+            deadline_ms: Arc::new(AtomicU64::new(0)),
+            start: Instant::now(),
+        };
+        let shared = dog.clone();
+        std::thread::spawn(move || {
+            let mut hangup_seen: Option<Instant> = None;
+            loop {
+                std::thread::sleep(Duration::from_millis(5));
+                if hangup.is_set() && hangup_seen.is_none() {
+                    hangup_seen = Some(Instant::now());
+                }
+                if let Some(at) = hangup_seen {
+                    if at.elapsed() >= after_hangup {
+                        let _ = std::io::stdout().flush();
+                        std::process::exit(0);
+                    }
+                }
+                let deadline = shared.deadline_ms.load(Ordering::SeqCst);
+                if deadline != 0 && shared.start.elapsed().as_millis() as u64 >= deadline {
+                    std::process::exit(EXIT_DEADLINE);
+                }
+            }
+        });
+        dog
+    }
+
+    fn arm(&self, timeout: Duration) {
+        let at = self.start.elapsed() + timeout;
+        self.deadline_ms.store((at.as_millis() as u64).max(1), Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.deadline_ms.store(0, Ordering::SeqCst);
+    }
+}
+
+/// An AGI session over a reader (Asterisk's replies) and a writer (our commands).
+pub struct Agi<R: BufRead, W: Write> {
+    reader: R,
+    writer: W,
+    env: AgiEnv,
+    watchdog: Option<Watchdog>,
+    reply_timeout: Duration,
+    hangup: Hangup,
+}
+
+impl<R: BufRead, W: Write> Agi<R, W> {
+    /// Reads the environment block and returns the session.
+    pub fn new(mut reader: R, writer: W) -> Result<Self, AgiError> {
+        let env = AgiEnv::read(&mut reader)?;
+        Ok(Agi {
+            reader,
+            writer,
+            env,
+            watchdog: None,
+            reply_timeout: Duration::from_secs(5),
+            hangup: Hangup::default(),
+        })
+    }
+
+    /// Every wait for a reply gets `reply_timeout` (the watchdog exits the process
+    /// after it); `hangup` is shared with the SIGHUP handler.
+    pub fn with_watchdog(mut self, watchdog: Watchdog, reply_timeout: Duration, hangup: Hangup) -> Self {
+        self.watchdog = Some(watchdog);
+        self.reply_timeout = reply_timeout;
+        self.hangup = hangup;
+        self
+    }
+
+    /// The environment block Asterisk sent.
+    pub fn env(&self) -> &AgiEnv {
+        &self.env
+    }
+
+    /// True once the channel hung up (SIGHUP, 511, HANGUP).
+    pub fn hung_up(&self) -> bool {
+        self.hangup.is_set()
+    }
+
+    /// Sends one command line (already quoted) and reads its reply, waiting at most
+    /// `extra` longer than the usual reply deadline.
+    pub fn command_line(&mut self, line: &str, extra: Duration) -> Result<Reply, AgiError> {
+        if line.len() >= MAX_COMMAND_LEN || line.contains(['\n', '\r', '\0']) {
+            return Err(AgiError::BadArgument("command line too long or contains a line break".into()));
+        }
+        self.writer.write_all(line.as_bytes())?;
+        self.writer.write_all(b"\n")?;
+        self.writer.flush()?;
+        if let Some(w) = &self.watchdog {
+            w.arm(self.reply_timeout + extra);
+        }
+        let result = self.read_reply();
+        if let Some(w) = &self.watchdog {
+            w.disarm();
+        }
+        if matches!(result, Err(AgiError::Hangup)) {
+            self.hangup.set();
+        }
+        result
+    }
+
+    /// Reads one reply, including a multi-line `520-` usage text and a stray
+    /// `HANGUP` line before it.
+    pub fn read_reply(&mut self) -> Result<Reply, AgiError> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(AgiError::Eof);
+        }
+        if line.trim_end() == "HANGUP" {
+            // FastAGI announces the hangup in-band; the command's reply follows.
+            self.hangup.set();
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(AgiError::Eof);
+            }
+        }
+        if line.starts_with("520-") {
+            let mut usage = vec![line.trim_end().to_string()];
+            loop {
+                let mut next = String::new();
+                if self.reader.read_line(&mut next)? == 0 {
+                    return Err(AgiError::Eof);
+                }
+                let next = next.trim_end().to_string();
+                let done = next.starts_with("520 ");
+                usage.push(next);
+                if done {
+                    return Err(AgiError::Usage(usage));
+                }
+            }
+        }
+        parse_reply(&line)
+    }
+
+    /// Sends a command made of plain words (sent as they are) and arguments (quoted).
+    pub fn command(&mut self, words: &str, args: &[&str]) -> Result<Reply, AgiError> {
+        self.command_extra(words, args, Duration::ZERO)
+    }
+
+    fn command_extra(&mut self, words: &str, args: &[&str], extra: Duration) -> Result<Reply, AgiError> {
+        let mut line = words.to_string();
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote(arg)?);
+        }
+        self.command_line(&line, extra)
+    }
+
+    /// `ANSWER`.
+    pub fn answer(&mut self) -> Result<Reply, AgiError> {
+        self.command("ANSWER", &[])
+    }
+
+    /// `GET DATA <sound> <timeout_ms> <max_digits>`: returns the digits (empty on timeout).
+    pub fn get_data(&mut self, sound: &str, timeout_ms: u32, max_digits: u32) -> Result<String, AgiError> {
+        let line = format!("GET DATA {} {timeout_ms} {max_digits}", quote(sound)?);
+        let extra = Duration::from_millis(u64::from(timeout_ms)) + Duration::from_secs(60);
+        let reply = self.command_line(&line, extra)?;
+        if reply.result == "-1" {
+            self.hangup.set();
+            return Err(AgiError::Hangup);
+        }
+        Ok(reply.result)
+    }
+
+    /// `STREAM FILE <sound> "<escape digits>"`; the prompt's length is bounded by `max`.
+    pub fn stream_file(&mut self, sound: &str, escape_digits: &str, max: Duration) -> Result<Reply, AgiError> {
+        self.command_extra("STREAM FILE", &[sound, escape_digits], max)
+    }
+
+    /// `RECORD FILE <path> <format> "<escape digits>" <timeout_ms> BEEP`.
+    /// A hangup while recording returns `result=-1 (hangup)`; Asterisk keeps the partial file.
+    pub fn record_file(&mut self, path: &str, format: &str, escape_digits: &str, max: Duration) -> Result<Reply, AgiError> {
+        let line = format!(
+            "RECORD FILE {} {} {} {} BEEP",
+            quote(path)?,
+            quote(format)?,
+            quote(escape_digits)?,
+            max.as_millis()
+        );
+        self.command_line(&line, max)
+    }
+
+    /// `DATABASE GET <family> <key>`: the value, or None when the key is missing.
+    pub fn database_get(&mut self, family: &str, key: &str) -> Result<Option<String>, AgiError> {
+        let reply = self.command("DATABASE GET", &[family, key])?;
+        Ok((reply.result == "1").then(|| reply.data.unwrap_or_default()))
+    }
+
+    /// `DATABASE PUT <family> <key> <value>`: true when stored.
+    pub fn database_put(&mut self, family: &str, key: &str, value: &str) -> Result<bool, AgiError> {
+        Ok(self.command("DATABASE PUT", &[family, key, value])?.result == "1")
+    }
+
+    /// `DATABASE DEL <family> <key>`: true when a key was deleted.
+    pub fn database_del(&mut self, family: &str, key: &str) -> Result<bool, AgiError> {
+        Ok(self.command("DATABASE DEL", &[family, key])?.result == "1")
+    }
+
+    /// `SET VARIABLE <name> <value>`.
+    pub fn set_variable(&mut self, name: &str, value: &str) -> Result<(), AgiError> {
+        self.command("SET VARIABLE", &[name, value]).map(|_| ())
+    }
+
+    /// `GET VARIABLE <name>`: None when unset.
+    pub fn get_variable(&mut self, name: &str) -> Result<Option<String>, AgiError> {
+        let reply = self.command("GET VARIABLE", &[name])?;
+        Ok((reply.result == "1").then(|| reply.data.unwrap_or_default()))
+    }
+
+    /// `VERBOSE "<message>" <level>`; the message is made safe for one log line.
+    pub fn verbose(&mut self, message: &str, level: u8) -> Result<(), AgiError> {
+        let safe: String = message.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        let line = format!("VERBOSE {} {level}", quote(&safe)?);
+        self.command_line(&line, Duration::ZERO).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    const ENV: &str = "agi_request: /var/lib/asterisk/agi-bin/x\nagi_channel: PJSIP/201-00000001\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1700000000.1\nagi_version: 22.5.0\nagi_callerid: 201\nagi_calleridname: Anna\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: *600\nagi_rdnis: unknown\nagi_context: menu\nagi_extension: *600\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 1234\nagi_arg_1: menu\nagi_arg_2: family=op_alert\n\n";
+
+    fn session(replies: &str) -> Agi<Cursor<Vec<u8>>, Vec<u8>> {
+        Agi::new(Cursor::new(format!("{ENV}{replies}").into_bytes()), Vec::new()).unwrap()
+    }
+
+    fn sent(agi: &Agi<Cursor<Vec<u8>>, Vec<u8>>) -> String {
+        String::from_utf8(agi.writer.clone()).unwrap()
+    }
+
+    #[test]
+    fn reads_the_environment_block() {
+        let agi = session("");
+        assert_eq!(agi.env().callerid(), "201");
+        assert_eq!(agi.env().extension(), "*600");
+        assert_eq!(agi.env().get("agi_accountcode"), Some(""));
+        assert_eq!(agi.env().args(), ["menu", "family=op_alert"]);
+    }
+
+    #[test]
+    fn eof_in_the_environment_block() {
+        let err = Agi::new(Cursor::new(b"agi_request: x\n".to_vec()), Vec::new()).err().unwrap();
+        assert!(matches!(err, AgiError::Eof));
+    }
+
+    #[test]
+    fn parses_replies() {
+        assert_eq!(parse_reply("200 result=1 (INUSE)\n").unwrap(), Reply { result: "1".into(), data: Some("INUSE".into()), endpos: None });
+        assert_eq!(parse_reply("200 result=35 (dtmf) endpos=8000").unwrap().endpos, Some(8000));
+        assert_eq!(parse_reply("200 result=0 endpos=12345").unwrap(), Reply { result: "0".into(), data: None, endpos: Some(12345) });
+        assert_eq!(parse_reply("200 result=-1 (hangup) endpos=400").unwrap().code(), Some(-1));
+        assert_eq!(parse_reply("200 result=123 (timeout)").unwrap().result, "123");
+        assert!(matches!(parse_reply("510 Invalid or unknown command"), Err(AgiError::UnknownCommand(_))));
+        assert!(matches!(parse_reply("511 Command Not Permitted on a dead channel or intercept routine"), Err(AgiError::Hangup)));
+        assert!(matches!(parse_reply("garbage"), Err(AgiError::Protocol(_))));
+    }
+
+    #[test]
+    fn multi_line_usage_is_read_to_its_end() {
+        let mut agi = session("520-Invalid command syntax.  Proper usage follows:\nUsage: DATABASE GET <family> <key>\n520 End of proper usage.\n200 result=1\n");
+        match agi.command("DATABASE GET", &["a"]) {
+            Err(AgiError::Usage(lines)) => assert_eq!(lines.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        // The next reply is read correctly: the usage text was consumed whole.
+        assert!(agi.answer().is_ok());
+    }
+
+    #[test]
+    fn hangup_line_and_511_mark_the_session() {
+        let mut agi = session("HANGUP\n200 result=1\n511 Command Not Permitted on a dead channel or intercept routine\n");
+        assert!(agi.database_put("f", "k", "1").unwrap());
+        assert!(agi.hung_up());
+        assert!(matches!(agi.stream_file("x", "", Duration::ZERO), Err(AgiError::Hangup)));
+    }
+
+    #[test]
+    fn quoting_and_command_lines() {
+        let mut agi = session("200 result=1\n200 result=1 (x y)\n200 result=1\n");
+        agi.set_variable("A", "two words \"q\" \\").unwrap();
+        assert_eq!(agi.database_get("fam", "").unwrap(), Some("x y".into()));
+        agi.verbose("line1\nline2", 1).unwrap();
+        assert_eq!(
+            sent(&agi),
+            "SET VARIABLE \"A\" \"two words \\\"q\\\" \\\\\"\nDATABASE GET \"fam\" \"\"\nVERBOSE \"line1?line2\" 1\n"
+        );
+    }
+
+    #[test]
+    fn line_breaks_in_arguments_are_refused() {
+        let mut agi = session("");
+        assert!(matches!(agi.set_variable("A", "x\nANSWER"), Err(AgiError::BadArgument(_))));
+        assert_eq!(sent(&agi), "", "nothing may be sent");
+    }
+
+    #[test]
+    fn eof_mid_conversation() {
+        let mut agi = session("");
+        assert!(matches!(agi.answer(), Err(AgiError::Eof)));
+    }
+
+    #[test]
+    fn log_escaping() {
+        assert_eq!(escape_for_log("1;rm \"x\"\n", 40), "1;rm ?x??");
+        assert_eq!(escape_for_log(&"9".repeat(200), 5), "99999...");
+    }
+}

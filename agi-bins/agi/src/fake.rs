@@ -1,0 +1,213 @@
+//! A fake Asterisk AGI peer for tests: it starts the real AGI program with pipes
+//! and the `AST_*` variables Asterisk sets, writes the real `agi_*` environment
+//! block in Asterisk's order (reference/asterisk.md §1.1), and answers each
+//! command line with whatever real reply the test scripts (`200 result=…`, `510`,
+//! `511`, multi-line `520`). It can hang the channel up mid-conversation the way
+//! Asterisk does for a local AGI: SIGHUP to the program.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// The reply Asterisk sends for a command not allowed on a dead channel.
+pub const DEAD_CHANNEL: &str = "511 Command Not Permitted on a dead channel or intercept routine";
+
+/// Values for the environment block; the rest are filled as Asterisk would.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub script: String,
+    pub channel: String,
+    pub callerid: String,
+    pub calleridname: String,
+    pub dnid: String,
+    pub context: String,
+    pub extension: String,
+    pub args: Vec<String>,
+}
+
+impl Call {
+    /// A PJSIP call from `callerid` to `extension` in `context`.
+    pub fn new(script: &str, callerid: &str, context: &str, extension: &str) -> Call {
+        Call {
+            script: script.to_string(),
+            channel: "PJSIP/201-0000002a".to_string(),
+            callerid: callerid.to_string(),
+            calleridname: "Operator".to_string(),
+            dnid: extension.to_string(),
+            context: context.to_string(),
+            extension: extension.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// The block exactly as Asterisk's `setup_env` writes it: fixed order, `: `, blank line.
+    pub fn env_block(&self) -> String {
+        let empty_is_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+        let mut lines = vec![
+            ("agi_request", self.script.clone()),
+            ("agi_channel", self.channel.clone()),
+            ("agi_language", "en".into()),
+            ("agi_type", "PJSIP".into()),
+            ("agi_uniqueid", "1763900000.42".into()),
+            ("agi_version", "22.5.0".into()),
+            ("agi_callerid", empty_is_unknown(&self.callerid)),
+            ("agi_calleridname", empty_is_unknown(&self.calleridname)),
+            ("agi_callingpres", "0".into()),
+            ("agi_callingani2", "0".into()),
+            ("agi_callington", "0".into()),
+            ("agi_callingtns", "0".into()),
+            ("agi_dnid", empty_is_unknown(&self.dnid)),
+            ("agi_rdnis", "unknown".into()),
+            ("agi_context", self.context.clone()),
+            ("agi_extension", self.extension.clone()),
+            ("agi_priority", "1".into()),
+            ("agi_enhanced", "0.0".into()),
+            ("agi_accountcode", String::new()),
+            ("agi_threadid", "140234567890".into()),
+        ];
+        let args: Vec<(String, String)> = self
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("agi_arg_{}", i + 1), a.clone()))
+            .collect();
+        let mut out = String::new();
+        for (k, v) in lines.drain(..) {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        for (k, v) in args {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// A running AGI program and the fake Asterisk end of its pipes.
+pub struct FakePeer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    started: Instant,
+    /// Every command line the program sent, in order.
+    pub transcript: Vec<String>,
+}
+
+impl FakePeer {
+    /// Starts `program` as Asterisk would (argv = script, then the dialplan arguments)
+    /// and writes the environment block.
+    pub fn start(program: &Path, call: &Call, env: &[(&str, &str)]) -> FakePeer {
+        let mut cmd = Command::new(program);
+        cmd.args(&call.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("AST_CONFIG_DIR", "/etc/asterisk")
+            .env("AST_AGI_DIR", "/var/lib/asterisk/agi-bin")
+            .env("AST_SPOOL_DIR", "/var/spool/asterisk")
+            .env("AST_VAR_DIR", "/var/lib/asterisk")
+            .env("AST_DATA_DIR", "/var/lib/asterisk")
+            .env("AST_LOG_DIR", "/var/log/asterisk");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the AGI program");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        stdin.write_all(call.env_block().as_bytes()).expect("write env block");
+        stdin.flush().expect("flush");
+        FakePeer {
+            child,
+            stdin: Some(stdin),
+            lines: rx,
+            started: Instant::now(),
+            transcript: Vec::new(),
+        }
+    }
+
+    /// The next command line, or None when the program closed stdout (or was silent for `timeout`).
+    pub fn next_command(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.transcript.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Expects exactly `command` next, then answers `reply`.
+    pub fn expect(&mut self, command: &str, reply: &str) {
+        let got = self.next_command(Duration::from_secs(5));
+        assert_eq!(got.as_deref(), Some(command), "transcript so far: {:?}", self.transcript);
+        self.reply(reply);
+    }
+
+    /// Writes one reply line (several for a multi-line 520).
+    pub fn reply(&mut self, reply: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            // The program may already be gone; a broken pipe is what Asterisk would see too.
+            let _ = stdin.write_all(format!("{reply}\n").as_bytes());
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Hangs the channel up as Asterisk does for a local AGI: SIGHUP to the program.
+    pub fn hangup(&mut self) -> Instant {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        Instant::now()
+    }
+
+    /// Answers every further command with the dead-channel reply, until the program exits.
+    pub fn answer_dead_until_exit(&mut self, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            match self.next_command(until - Instant::now()) {
+                Some(_) => self.reply(DEAD_CHANNEL),
+                None => break,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the program to exit; returns its status and when it exited.
+    pub fn wait(&mut self, timeout: Duration) -> Option<(ExitStatus, Instant)> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, Instant::now()));
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// When the program was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
