@@ -264,7 +264,8 @@ impl Watchdog {
                 }
                 if let Some(at) = hangup_seen {
                     if at.elapsed() >= after_hangup {
-                        let _ = std::io::stdout().flush();
+                        // No flush here: the session holds the stdout lock; every
+                        // command was flushed when it was sent.
                         std::process::exit(0);
                     }
                 }
@@ -277,12 +278,14 @@ impl Watchdog {
         dog
     }
 
-    fn arm(&self, timeout: Duration) {
+    /// Gives the current wait `timeout` before the process exits with [`EXIT_DEADLINE`].
+    pub fn arm(&self, timeout: Duration) {
         let at = self.start.elapsed() + timeout;
         self.deadline_ms.store((at.as_millis() as u64).max(1), Ordering::SeqCst);
     }
 
-    fn disarm(&self) {
+    /// The wait is over.
+    pub fn disarm(&self) {
         self.deadline_ms.store(0, Ordering::SeqCst);
     }
 }

@@ -1,1 +1,347 @@
-fn main() {}
+//! featpkg-operator-alert: the AGI program behind the operator-alert feature.
+//!
+//! Invoked by the dialplan as
+//! `AGI(/…/featpkg-operator-alert,<menu|play>,key=value,…)`:
+//!
+//! * `menu` (service code): the calling operator (caller ID) presses 1 to record
+//!   their personal message or 2 to delete it; an AstDB flag `<family>/<operator>`
+//!   marks who has one.
+//! * `play` (no-answer destination): plays the dialled operator's (`agi_extension`)
+//!   message if flagged; sets `OPERATOR_ALERT_PLAYED` to 1 or 0.
+//!
+//! Keys: `family` (op_alert), `pattern` (operator extension pattern, digits only,
+//! default `_XXX`), `dir` (absolute recordings directory), `format` (wav),
+//! `deadline` (seconds to wait for any reply, 5), `maxrec` (seconds, 60),
+//! `menu_sound`, `record_sound`, `saved_sound`, `deleted_sound`.
+//!
+//! Every number from the channel is hostile: it must match `pattern` before it
+//! is used; the file path is built here from `dir` and that number, and deletion
+//! is a file-system call (the original recipe ran `System(rm -rf …${CALLERID(num)}…)`).
+//! A hangup (SIGHUP or 511) lets it finish what must persist (the AstDB flag)
+//! and exit within 100 ms; no reply within `deadline` ends it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use featpkg_agi::{Agi, AgiError, Hangup, Watchdog, escape_for_log};
+
+/// Parsed, checked arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Config {
+    mode: Mode,
+    family: String,
+    pattern: String,
+    dir: PathBuf,
+    format: String,
+    deadline: Duration,
+    maxrec: Duration,
+    menu_sound: String,
+    record_sound: String,
+    saved_sound: String,
+    deleted_sound: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Menu,
+    Play,
+}
+
+fn word_ok(v: &str, extra: &str) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+fn parse_args(args: &[String]) -> Result<Config, String> {
+    let mode = match args.first().map(String::as_str) {
+        Some("menu") => Mode::Menu,
+        Some("play") => Mode::Play,
+        other => return Err(format!("first argument must be menu or play, got {:?}", other.unwrap_or(""))),
+    };
+    let mut c = Config {
+        mode,
+        family: "op_alert".into(),
+        pattern: "_XXX".into(),
+        dir: PathBuf::from("/var/spool/asterisk/featpkg/operator-alert"),
+        format: "wav".into(),
+        deadline: Duration::from_secs(5),
+        maxrec: Duration::from_secs(60),
+        menu_sound: "vm-tempgreeting2".into(),
+        record_sound: "vm-rec-temp".into(),
+        saved_sound: "auth-thankyou".into(),
+        deleted_sound: "vm-tempremoved".into(),
+    };
+    for arg in &args[1..] {
+        let (key, value) = arg.split_once('=').ok_or_else(|| format!("argument {:?} is not key=value", escape_for_log(arg, 40)))?;
+        let bad = |rule: &str| format!("{key}={:?}: {rule}", escape_for_log(value, 40));
+        let seconds = |max: u64| -> Result<Duration, String> {
+            match value.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
+                _ => Err(bad(&format!("must be 1 to {max} seconds"))),
+            }
+        };
+        match key {
+            "family" if word_ok(value, "-_") => c.family = value.into(),
+            "pattern" if pattern_ok(value) => c.pattern = value.into(),
+            "dir" if value.starts_with('/') && !value.split('/').any(|p| p == "..") && word_ok(&value.replace('/', ""), "-_.") => {
+                c.dir = value.into()
+            }
+            "format" if word_ok(value, "") && value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()) => {
+                c.format = value.into()
+            }
+            "deadline" => c.deadline = seconds(30)?,
+            "maxrec" => c.maxrec = seconds(600)?,
+            "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound" if word_ok(value, "-_") => {
+                let slot = match key {
+                    "menu_sound" => &mut c.menu_sound,
+                    "record_sound" => &mut c.record_sound,
+                    "saved_sound" => &mut c.saved_sound,
+                    _ => &mut c.deleted_sound,
+                };
+                *slot = value.into();
+            }
+            "family" | "pattern" | "dir" | "format" | "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound" => {
+                return Err(bad("invalid value"));
+            }
+            _ => return Err(format!("unknown key {:?}", escape_for_log(key, 40))),
+        }
+    }
+    Ok(c)
+}
+
+/// A digits-only Asterisk pattern: `_` + X Z N digits `[a-b]` classes, or literal digits.
+fn pattern_ok(p: &str) -> bool {
+    let body = p.strip_prefix('_').unwrap_or(p);
+    !body.is_empty() && body.len() <= 40 && parse_pattern(p).is_some()
+}
+
+/// The pattern as one digit set per position.
+fn parse_pattern(p: &str) -> Option<Vec<Vec<u8>>> {
+    let Some(body) = p.strip_prefix('_') else {
+        return p.bytes().all(|b| b.is_ascii_digit()).then(|| p.bytes().map(|b| vec![b]).collect());
+    };
+    let mut out = Vec::new();
+    let mut chars = body.bytes().peekable();
+    while let Some(c) = chars.next() {
+        out.push(match c.to_ascii_uppercase() {
+            b'X' => (b'0'..=b'9').collect(),
+            b'Z' => (b'1'..=b'9').collect(),
+            b'N' => (b'2'..=b'9').collect(),
+            d @ b'0'..=b'9' => vec![d],
+            b'[' => {
+                let mut set = Vec::new();
+                let mut prev: Option<u8> = None;
+                loop {
+                    match chars.next()? {
+                        b']' => break,
+                        b'-' => {
+                            let from = prev?;
+                            let to = chars.next().filter(u8::is_ascii_digit)?;
+                            set.extend(from..=to);
+                            prev = None;
+                        }
+                        d if d.is_ascii_digit() => {
+                            set.push(d);
+                            prev = Some(d);
+                        }
+                        _ => return None,
+                    }
+                }
+                if set.is_empty() {
+                    return None;
+                }
+                set
+            }
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// True when `number` is all digits and matches `pattern` position by position.
+fn matches_pattern(number: &str, pattern: &str) -> bool {
+    let Some(sets) = parse_pattern(pattern) else { return false };
+    number.len() == sets.len() && number.bytes().zip(&sets).all(|(b, set)| set.contains(&b))
+}
+
+struct Alert<R: std::io::BufRead, W: std::io::Write> {
+    agi: Agi<R, W>,
+    c: Config,
+}
+
+impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
+    /// Logs a refusal on the Asterisk console and ends the call's use of us.
+    fn refuse(&mut self, what: &str, value: &str) -> Result<(), AgiError> {
+        let msg = format!(
+            "featpkg operator-alert: refused {what} \"{}\": not an operator extension (pattern {})",
+            escape_for_log(value, 32),
+            self.c.pattern
+        );
+        self.agi.verbose(&msg, 1)
+    }
+
+    fn recording(&self, operator: &str) -> (String, PathBuf) {
+        let base = self.c.dir.join(operator);
+        let file = self.c.dir.join(format!("{operator}.{}", self.c.format));
+        (base.display().to_string(), file)
+    }
+
+    fn menu(&mut self) -> Result<(), AgiError> {
+        let operator = self.agi.env().callerid().to_string();
+        if !matches_pattern(&operator, &self.c.pattern) {
+            return self.refuse("caller ID", &operator);
+        }
+        self.agi.answer()?;
+        let prompt = self.c.menu_sound.clone();
+        let choice = self.agi.get_data(&prompt, 5000, 1)?;
+        match choice.as_str() {
+            "1" => self.record(&operator),
+            "2" => self.delete(&operator),
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&mut self, operator: &str) -> Result<(), AgiError> {
+        let (base, file) = self.recording(operator);
+        if let Err(e) = std::fs::create_dir_all(&self.c.dir) {
+            return self.agi.verbose(&format!("featpkg operator-alert: cannot create {}: {e}", self.c.dir.display()), 1);
+        }
+        set_mode(&self.c.dir, 0o750);
+        let sound = self.c.record_sound.clone();
+        self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
+        let format = self.c.format.clone();
+        let outcome = self.agi.record_file(&base, &format, "#", self.c.maxrec);
+        // A hangup ends the recording; Asterisk keeps the partial file (RECORD FILE
+        // keeps it, like Record's `k`). Either way, flag what is on disk.
+        let hung_up = matches!(outcome, Err(AgiError::Hangup))
+            || outcome.as_ref().is_ok_and(|r| r.result == "-1" && r.data.as_deref() == Some("hangup"));
+        if let Err(e) = &outcome {
+            if !matches!(e, AgiError::Hangup) {
+                return Err(clone_err(e));
+            }
+        }
+        let saved = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
+        if saved {
+            self.agi.database_put(&self.c.family.clone(), operator, "1")?;
+        }
+        if !hung_up && !self.agi.hung_up() && saved {
+            let sound = self.c.saved_sound.clone();
+            self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, operator: &str) -> Result<(), AgiError> {
+        let (_, file) = self.recording(operator);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => self.agi.verbose(&format!("featpkg operator-alert: cannot delete {}: {e}", file.display()), 1)?,
+        }
+        self.agi.database_del(&self.c.family.clone(), operator)?;
+        let sound = self.c.deleted_sound.clone();
+        self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
+        Ok(())
+    }
+
+    fn play(&mut self) -> Result<(), AgiError> {
+        let operator = self.agi.env().extension().to_string();
+        if !matches_pattern(&operator, &self.c.pattern) {
+            return self.refuse("extension", &operator);
+        }
+        let flagged = self.agi.database_get(&self.c.family.clone(), &operator)?.as_deref() == Some("1");
+        let (base, file) = self.recording(&operator);
+        let mut played = false;
+        if flagged && file.is_file() {
+            self.agi.stream_file(&base, "", self.c.maxrec)?;
+            played = true;
+        }
+        self.agi.set_variable("OPERATOR_ALERT_PLAYED", if played { "1" } else { "0" })
+    }
+}
+
+fn clone_err(e: &AgiError) -> AgiError {
+    AgiError::Protocol(e.to_string())
+}
+
+fn set_mode(dir: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+}
+
+fn main() -> ExitCode {
+    let hangup = Hangup::default();
+    // Never die from SIGHUP: note it, finish what must persist, exit within 100 ms.
+    if signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.flag()).is_err() {
+        return ExitCode::from(2);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parsed = parse_args(&args);
+    let deadline = parsed.as_ref().map(|c| c.deadline).unwrap_or(Duration::from_secs(5));
+    // 80 ms after a hangup, plus the watchdog's 5 ms tick: out within 100 ms.
+    let watchdog = Watchdog::start(hangup.clone(), Duration::from_millis(80));
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    // The environment block also has to arrive within the deadline.
+    watchdog.arm(deadline);
+    let agi = match Agi::new(stdin, stdout) {
+        Ok(agi) => agi.with_watchdog(watchdog.clone(), deadline, hangup),
+        Err(_) => return ExitCode::from(2),
+    };
+    watchdog.disarm();
+    let c = match parsed {
+        Ok(c) => c,
+        Err(message) => {
+            let mut agi = agi;
+            let _ = agi.verbose(&format!("featpkg operator-alert: bad arguments: {message}"), 1);
+            return ExitCode::from(2);
+        }
+    };
+    let mode = c.mode;
+    let mut alert = Alert { agi, c };
+    let result = match mode {
+        Mode::Menu => alert.menu(),
+        Mode::Play => alert.play(),
+    };
+    match result {
+        Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = alert.agi.verbose(&format!("featpkg operator-alert: {e}"), 1);
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(matches_pattern("201", "_XXX"));
+        assert!(matches_pattern("201", "_2XX"));
+        assert!(!matches_pattern("101", "_2XX"));
+        assert!(matches_pattern("305", "_[1-3]0[05]"));
+        assert!(!matches_pattern("2010", "_XXX"));
+        assert!(!matches_pattern("", "_XXX"));
+        assert!(matches_pattern("201", "201"));
+        for hostile in ["../../etc/passwd", "1;rm", "unknown", "2 1", "２01"] {
+            assert!(!matches_pattern(hostile, "_XXX"), "{hostile}");
+        }
+        assert!(!pattern_ok("_X."));
+        assert!(!pattern_ok("_[a]X"));
+        assert!(!pattern_ok("_[1-"));
+    }
+
+    #[test]
+    fn arguments() {
+        let args: Vec<String> = ["menu", "family=op_alert", "pattern=_2XX", "dir=/var/spool/x", "deadline=3"].iter().map(|s| s.to_string()).collect();
+        let c = parse_args(&args).unwrap();
+        assert_eq!((c.mode, c.pattern.as_str(), c.deadline), (Mode::Menu, "_2XX", Duration::from_secs(3)));
+        for bad in ["dir=relative", "dir=/a/../b", "family=a;b", "menu_sound=../x", "deadline=0", "colour=blue", "pattern=_X!"] {
+            let args = vec!["play".to_string(), bad.to_string()];
+            assert!(parse_args(&args).is_err(), "{bad}");
+        }
+        assert!(parse_args(&["record".to_string()]).is_err());
+    }
+}
