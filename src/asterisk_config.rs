@@ -66,7 +66,9 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
-    #[error("{file}:{line}: #include {target:?} does not exist (Asterisk would refuse the whole file)")]
+    #[error(
+        "{file}:{line}: #include {target:?} does not exist (Asterisk would refuse the whole file)"
+    )]
     MissingInclude {
         file: String,
         line: usize,
@@ -94,7 +96,8 @@ fn strip_comments(line: &str, depth: &mut usize) -> String {
             if rest.starts_with(&['-', '-', ';']) {
                 *depth -= 1;
                 i += 3;
-            } else if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-']) {
+            } else if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-'])
+            {
                 *depth += 1;
                 i += 3;
             } else {
@@ -132,9 +135,16 @@ pub fn parse(text: &[u8], path: &str) -> Result<ConfigFile, ConfigError> {
 /// Parses a fragment that will sit inside section `section` (e.g. a block placed
 /// at the end of `[modules]`, which has no header of its own). The implicit
 /// section has line 0.
-pub fn parse_in_section(text: &[u8], path: &str, section: Option<&str>) -> Result<ConfigFile, ConfigError> {
+pub fn parse_in_section(
+    text: &[u8],
+    path: &str,
+    section: Option<&str>,
+) -> Result<ConfigFile, ConfigError> {
     let text_str = String::from_utf8_lossy(text);
-    let text_str = text_str.strip_prefix('\u{feff}').unwrap_or(&text_str).to_string();
+    let text_str = text_str
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&text_str)
+        .to_string();
     let bom = text.len() - text_str.len().min(text.len());
     let syntax = |line: usize, message: String| ConfigError::Syntax {
         file: path.to_string(),
@@ -211,7 +221,10 @@ pub fn parse_in_section(text: &[u8], path: &str, section: Option<&str>) -> Resul
                     } else if let Some(filter) = opt.strip_prefix('+') {
                         section.append = true;
                         let (k, v) = filter.split_once('=').ok_or_else(|| {
-                            syntax(number, format!("append filter {opt:?} must look like +key=value"))
+                            syntax(
+                                number,
+                                format!("append filter {opt:?} must look like +key=value"),
+                            )
                         })?;
                         section.append_filter = Some((k.trim().to_string(), v.trim().to_string()));
                     } else {
@@ -219,7 +232,10 @@ pub fn parse_in_section(text: &[u8], path: &str, section: Option<&str>) -> Resul
                     }
                 }
             } else if !after.is_empty() {
-                return Err(syntax(number, format!("unexpected text {after:?} after section header")));
+                return Err(syntax(
+                    number,
+                    format!("unexpected text {after:?} after section header"),
+                ));
             }
             file.sections.push(section);
             continue;
@@ -284,10 +300,14 @@ fn load_into(
         },
     };
     if path.split('/').any(|p| p == "..") {
-        return Err(bad("'..' leaves the config directory; featpkg does not follow it"));
+        return Err(bad(
+            "'..' leaves the config directory; featpkg does not follow it",
+        ));
     }
     if path.contains(['*', '?', '[']) {
-        return Err(bad("glob includes are not supported by featpkg's config checks yet"));
+        return Err(bad(
+            "glob includes are not supported by featpkg's config checks yet",
+        ));
     }
     if stack.iter().any(|p| p == path) || stack.len() > 32 {
         return Err(bad("include loop"));
@@ -312,7 +332,13 @@ fn load_into(
     out.push(parsed);
     stack.push(path.to_string());
     for inc in includes {
-        load_into(&inc.target, Some((path, inc.line, inc.optional)), read, stack, out)?;
+        load_into(
+            &inc.target,
+            Some((path, inc.line, inc.optional)),
+            read,
+            stack,
+            out,
+        )?;
     }
     stack.pop();
     Ok(())
@@ -376,8 +402,16 @@ pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
                         (normalize_exten(&exten), prio)
                     }
                     "same" => {
-                        let Some(exten) = current.clone() else { continue };
-                        let prio = entry.value.split(',').next().unwrap_or("").trim().to_string();
+                        let Some(exten) = current.clone() else {
+                            continue;
+                        };
+                        let prio = entry
+                            .value
+                            .split(',')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
                         (exten, prio)
                     }
                     _ => continue,
@@ -395,7 +429,11 @@ pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
                 } else if let Ok(n) = base.parse::<i64>() {
                     Some(n)
                 } else if let Some((l, k)) = base.split_once('+') {
-                    let start = if l.trim() == "n" { Some(last) } else { labels.get(l.trim()).copied() };
+                    let start = if l.trim() == "n" {
+                        Some(last)
+                    } else {
+                        labels.get(l.trim()).copied()
+                    };
                     start.zip(k.trim().parse::<i64>().ok()).map(|(s, k)| s + k)
                 } else {
                     None // a label reference we cannot resolve: not checked
@@ -426,11 +464,14 @@ pub fn dialplan_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Co
     let there = dialplan_entries(existing);
     let mut out = Vec::new();
     for new in dialplan_entries(std::slice::from_ref(added)) {
-        if let Some(old) = there
-            .iter()
-            .find(|o| o.context == new.context && o.exten == new.exten && o.priority == new.priority)
-        {
-            let prio = if new.priority == 0 { "hint".to_string() } else { format!("priority {}", new.priority) };
+        if let Some(old) = there.iter().find(|o| {
+            o.context == new.context && o.exten == new.exten && o.priority == new.priority
+        }) {
+            let prio = if new.priority == 0 {
+                "hint".to_string()
+            } else {
+                format!("priority {}", new.priority)
+            };
             out.push(Conflict {
                 file: old.file.clone(),
                 line: old.line,
@@ -445,7 +486,12 @@ pub fn dialplan_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Co
 }
 
 /// The value of `key` in a section, following its templates (first match wins).
-fn resolve_key<'a>(files: &'a [ConfigFile], section: &'a Section, key: &str, depth: usize) -> Option<&'a str> {
+fn resolve_key<'a>(
+    files: &'a [ConfigFile],
+    section: &'a Section,
+    key: &str,
+    depth: usize,
+) -> Option<&'a str> {
     if let Some(e) = section.entries.iter().rev().find(|e| e.key == key) {
         return Some(&e.value);
     }
@@ -473,7 +519,9 @@ pub fn append_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conf
         if !section.append {
             continue;
         }
-        let earlier_in_added = added.sections[..index].iter().any(|s| s.name == section.name && !s.append);
+        let earlier_in_added = added.sections[..index]
+            .iter()
+            .any(|s| s.name == section.name && !s.append);
         let exists = existing
             .iter()
             .flat_map(|f| f.sections.iter())
@@ -509,8 +557,18 @@ fn module_name(value: &str) -> String {
 pub fn module_conflicts(existing_modules_conf: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
     let noloads: Vec<(&ConfigFile, &Entry)> = existing_modules_conf
         .iter()
-        .flat_map(|f| f.sections.iter().filter(|s| s.name == "modules").map(move |s| (f, s)))
-        .flat_map(|(f, s)| s.entries.iter().filter(|e| e.key == "noload").map(move |e| (f, e)))
+        .flat_map(|f| {
+            f.sections
+                .iter()
+                .filter(|s| s.name == "modules")
+                .map(move |s| (f, s))
+        })
+        .flat_map(|(f, s)| {
+            s.entries
+                .iter()
+                .filter(|e| e.key == "noload")
+                .map(move |e| (f, e))
+        })
         .collect();
     let mut out = Vec::new();
     for load in added
@@ -520,7 +578,10 @@ pub fn module_conflicts(existing_modules_conf: &[ConfigFile], added: &ConfigFile
         .flat_map(|s| s.entries.iter())
         .filter(|e| e.key == "load")
     {
-        if let Some((file, noload)) = noloads.iter().find(|(_, e)| module_name(&e.value) == module_name(&load.value)) {
+        if let Some((file, noload)) = noloads
+            .iter()
+            .find(|(_, e)| module_name(&e.value) == module_name(&load.value))
+        {
             out.push(Conflict {
                 file: file.path.clone(),
                 line: noload.line,
@@ -537,7 +598,11 @@ pub fn module_conflicts(existing_modules_conf: &[ConfigFile], added: &ConfigFile
 /// Byte offset just after the last entry line of the LAST section called `name`:
 /// where a block "at the end of [modules]" goes.
 pub fn section_end(file: &ConfigFile, name: &str) -> Option<usize> {
-    file.sections.iter().rev().find(|s| s.name == name).map(|s| s.span.end)
+    file.sections
+        .iter()
+        .rev()
+        .find(|s| s.name == name)
+        .map(|s| s.span.end)
 }
 
 #[cfg(test)]
@@ -550,19 +615,30 @@ mod tests {
 
     #[test]
     fn sections_options_and_entries() {
-        let f = p("[general]\nstatic=yes\n[tpl](!)\ntype=endpoint\n[201](tpl)\nallow => alaw\n[201](+type=endpoint)\nx=1\n");
+        let f = p(
+            "[general]\nstatic=yes\n[tpl](!)\ntype=endpoint\n[201](tpl)\nallow => alaw\n[201](+type=endpoint)\nx=1\n",
+        );
         let names: Vec<_> = f.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["general", "tpl", "201", "201"]);
         assert!(f.sections[1].template);
         assert_eq!(f.sections[2].inherits, ["tpl"]);
         assert!(f.sections[2].entries[0].object);
-        assert_eq!(f.sections[3].append_filter, Some(("type".into(), "endpoint".into())));
+        assert_eq!(
+            f.sections[3].append_filter,
+            Some(("type".into(), "endpoint".into()))
+        );
     }
 
     #[test]
     fn comments_block_comments_and_escaped_semicolons() {
-        let f = p("[a]\nx = 1 ; trailing\n;-- hidden\nexten => 1,1,NoOp()\n--;\ny = a\\;b\n;--- not a block\nz = 2\n");
-        let keys: Vec<_> = f.sections[0].entries.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        let f = p(
+            "[a]\nx = 1 ; trailing\n;-- hidden\nexten => 1,1,NoOp()\n--;\ny = a\\;b\n;--- not a block\nz = 2\n",
+        );
+        let keys: Vec<_> = f.sections[0]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(keys, [("x", "1"), ("y", "a;b"), ("z", "2")]);
     }
 
@@ -571,13 +647,22 @@ mod tests {
         let e = parse(b"[a]\nx=1\n[b\n", "x.conf").unwrap_err();
         assert_eq!(e.to_string(), "x.conf:3: section header has no closing ']'");
         let e = parse(b"x=1\n[a]\n", "x.conf").unwrap_err();
-        assert!(e.to_string().starts_with("x.conf:1: text before any [section]"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("x.conf:1: text before any [section]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn dialplan_priorities_same_n_and_labels() {
-        let f = p("[ctx]\nexten => 100,1,NoOp()\n same => n(again),NoOp()\n same => n,Goto(again)\nexten => _x!,1,NoOp()\nexten => 100,hint,PJSIP/100\n[other]\n same => n,NoOp()\n");
-        let got: Vec<_> = dialplan_entries(&[f]).into_iter().map(|e| (e.context, e.exten, e.priority, e.line)).collect();
+        let f = p(
+            "[ctx]\nexten => 100,1,NoOp()\n same => n(again),NoOp()\n same => n,Goto(again)\nexten => _x!,1,NoOp()\nexten => 100,hint,PJSIP/100\n[other]\n same => n,NoOp()\n",
+        );
+        let got: Vec<_> = dialplan_entries(&[f])
+            .into_iter()
+            .map(|e| (e.context, e.exten, e.priority, e.line))
+            .collect();
         assert_eq!(
             got,
             [
@@ -593,10 +678,17 @@ mod tests {
     #[test]
     fn dialplan_collision_names_the_existing_line() {
         let existing = p("[general]\n\n[internal-users-custom]\nexten => _X!,1,NoOp(admin)\n");
-        let added = parse(b"[internal-users-custom]\nexten => _x!,1,Gosub(x,${EXTEN},1)\n same => n,Return()\n", "ours").unwrap();
+        let added = parse(
+            b"[internal-users-custom]\nexten => _x!,1,Gosub(x,${EXTEN},1)\n same => n,Return()\n",
+            "ours",
+        )
+        .unwrap();
         let c = dialplan_conflicts(&[existing], &added);
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].to_string(), "extensions.conf:4: [internal-users-custom] already has exten _X! priority 1; featpkg would add the same (ours:2)");
+        assert_eq!(
+            c[0].to_string(),
+            "extensions.conf:4: [internal-users-custom] already has exten _X! priority 1; featpkg would add the same (ours:2)"
+        );
         // Another extension in the same context merges fine.
         let other = p("[internal-users-custom]\nexten => 500,1,NoOp()\n");
         assert!(dialplan_conflicts(&[other], &added).is_empty());
@@ -606,33 +698,59 @@ mod tests {
     fn append_needs_its_section() {
         let pjsip = parse(b"[201]\ntype=aor\n[201]\ntype=endpoint\n[tpl](!)\ntype=endpoint\n[202](tpl)\n[203]\ntype=aor\n", "pjsip.conf").unwrap();
         let added = parse(b"[201](+type=endpoint)\nx=1\n[202](+type=endpoint)\nx=1\n[203](+type=endpoint)\nx=1\n[204](+)\nx=1\n", "ours").unwrap();
-        let c: Vec<String> = append_conflicts(&[pjsip], &added).iter().map(ToString::to_string).collect();
+        let c: Vec<String> = append_conflicts(&[pjsip], &added)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(c.len(), 2, "{c:?}");
-        assert_eq!(c[0], "ours:5: appends to [203], but no [203] section with type = endpoint exists (Asterisk would reject the whole file)");
-        assert!(c[1].starts_with("ours:7: appends to [204], but no [204] section exists"), "{c:?}");
+        assert_eq!(
+            c[0],
+            "ours:5: appends to [203], but no [203] section with type = endpoint exists (Asterisk would reject the whole file)"
+        );
+        assert!(
+            c[1].starts_with("ours:7: appends to [204], but no [204] section exists"),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn load_of_a_noloaded_module() {
-        let modules = parse(b"[modules]\nautoload=yes\nnoload => Func_ExtState\n", "modules.conf").unwrap();
-        let added = parse_in_section(b"load => func_extstate.so\n", "ours", Some("modules")).unwrap();
+        let modules = parse(
+            b"[modules]\nautoload=yes\nnoload => Func_ExtState\n",
+            "modules.conf",
+        )
+        .unwrap();
+        let added =
+            parse_in_section(b"load => func_extstate.so\n", "ours", Some("modules")).unwrap();
         let c = module_conflicts(&[modules], &added);
         assert_eq!(c.len(), 1);
-        assert!(c[0].to_string().starts_with("modules.conf:3: noload => Func_ExtState"), "{}", c[0]);
+        assert!(
+            c[0].to_string()
+                .starts_with("modules.conf:3: noload => Func_ExtState"),
+            "{}",
+            c[0]
+        );
     }
 
     #[test]
     fn section_end_is_after_the_last_entry() {
-        let text = "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n\n";
+        let text =
+            "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n\n";
         let f = p(text);
-        assert_eq!(&text[..section_end(&f, "modules").unwrap()], "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n");
+        assert_eq!(
+            &text[..section_end(&f, "modules").unwrap()],
+            "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n"
+        );
         assert_eq!(section_end(&f, "nope"), None);
     }
 
     #[test]
     fn includes_are_followed_and_checked() {
         let files: BTreeMap<&str, &str> = BTreeMap::from([
-            ("extensions.conf", "[a]\n#include sub.conf\n#tryinclude gone.conf\n"),
+            (
+                "extensions.conf",
+                "[a]\n#include sub.conf\n#tryinclude gone.conf\n",
+            ),
             ("sub.conf", "[b]\nexten => 1,1,NoOp()\n"),
             ("loop.conf", "#include loop.conf\n"),
             ("missing.conf", "#include nothere.conf\n"),
@@ -640,12 +758,27 @@ mod tests {
         ]);
         let mut read = |p: &str| Ok(files.get(p).map(|t| t.as_bytes().to_vec()));
         let loaded = load_with_includes("extensions.conf", &mut read).unwrap();
-        assert_eq!(loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["extensions.conf", "sub.conf"]);
-        assert!(load_with_includes("loop.conf", &mut read).unwrap_err().to_string().contains("include loop"));
         assert_eq!(
-            load_with_includes("missing.conf", &mut read).unwrap_err().to_string(),
+            loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["extensions.conf", "sub.conf"]
+        );
+        assert!(
+            load_with_includes("loop.conf", &mut read)
+                .unwrap_err()
+                .to_string()
+                .contains("include loop")
+        );
+        assert_eq!(
+            load_with_includes("missing.conf", &mut read)
+                .unwrap_err()
+                .to_string(),
             "missing.conf:1: #include \"nothere.conf\" does not exist (Asterisk would refuse the whole file)"
         );
-        assert!(load_with_includes("escape.conf", &mut read).unwrap_err().to_string().contains("'..'"));
+        assert!(
+            load_with_includes("escape.conf", &mut read)
+                .unwrap_err()
+                .to_string()
+                .contains("'..'")
+        );
     }
 }

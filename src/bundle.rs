@@ -34,7 +34,9 @@ pub enum BundleError {
     },
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
-    #[error("binary {path}: {message} (the bundle ships static x86_64 Linux binaries: run `bash .ci/build-static`)")]
+    #[error(
+        "binary {path}: {message} (the bundle ships static x86_64 Linux binaries: run `bash .ci/build-static`)"
+    )]
     NotStatic { path: PathBuf, message: String },
     #[error("{archive}: not a readable zip archive: {message}")]
     NotZip { archive: PathBuf, message: String },
@@ -113,7 +115,10 @@ impl Bundle {
     }
 
     /// Entries whose path starts with `prefix`.
-    pub fn files_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a BundleFile)> + 'a {
+    pub fn files_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a BundleFile)> + 'a {
         self.files
             .iter()
             .filter(move |(p, _)| p.starts_with(prefix))
@@ -152,7 +157,11 @@ pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
     if u16_at(18) != 62 {
         return Err(format!("machine {} is not x86_64", u16_at(18)));
     }
-    let (phoff, phentsize, phnum) = (u64_at(32) as usize, u16_at(54) as usize, u16_at(56) as usize);
+    let (phoff, phentsize, phnum) = (
+        u64_at(32) as usize,
+        u16_at(54) as usize,
+        u16_at(56) as usize,
+    );
     if phentsize < 56 {
         return Err("bad program header size".into());
     }
@@ -186,7 +195,8 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()
         } else {
             return Err(BundleError::Source {
                 path,
-                message: "only regular files and directories can go into a bundle (no links)".into(),
+                message: "only regular files and directories can go into a bundle (no links)"
+                    .into(),
             });
         }
     }
@@ -208,29 +218,44 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Zip (DOS) timestamp for `epoch`, clamped to zip's 1980..2107 range.
 fn zip_time(epoch: Option<u64>) -> zip::DateTime {
-    let secs = epoch.unwrap_or(315_532_800).clamp(315_532_800, 4_354_819_198) as i64;
+    let secs = epoch
+        .unwrap_or(315_532_800)
+        .clamp(315_532_800, 4_354_819_198) as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    zip::DateTime::from_date_and_time(y as u16, mo as u8, d as u8, (rem / 3600) as u8, (rem % 3600 / 60) as u8, (rem % 60) as u8)
-        .unwrap_or_default()
+    zip::DateTime::from_date_and_time(
+        y as u16,
+        mo as u8,
+        d as u8,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+    )
+    .unwrap_or_default()
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn valid_version(v: &str) -> bool {
-    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
 }
 
 /// Builds `<out_dir>/<name>-<version>.zip` and returns its path.
 pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
     let meta_path = opts.source_dir.join("module-manifest/bundle.json");
     let meta_bytes = std::fs::read(&meta_path).map_err(io(&meta_path))?;
-    let meta: BundleMeta = serde_json::from_slice(&meta_bytes).map_err(|e| BundleError::Source {
-        path: meta_path.clone(),
-        message: e.to_string(),
-    })?;
+    let meta: BundleMeta =
+        serde_json::from_slice(&meta_bytes).map_err(|e| BundleError::Source {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
     if !valid_name(&meta.name) || !valid_version(&meta.version) {
         return Err(BundleError::Source {
             path: meta_path,
@@ -242,14 +267,21 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
     for pbx_manifest in ["module.json", "module.xml"] {
         let path = opts.source_dir.join("module-manifest").join(pbx_manifest);
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        entries.push((pbx_manifest.to_string(), text.replace("%VERSION%", &meta.version).into_bytes(), 0o644));
+        entries.push((
+            pbx_manifest.to_string(),
+            text.replace("%VERSION%", &meta.version).into_bytes(),
+            0o644,
+        ));
     }
     let features_dir = opts.source_dir.join("packaging/features");
     let mut feature_files = Vec::new();
     walk(&features_dir, "features/", &mut feature_files)?;
     let mut features = BTreeSet::new();
     for (rel, path) in feature_files {
-        if let Some(id) = rel.strip_prefix("features/").and_then(|r| r.strip_suffix("/feature.json")) {
+        if let Some(id) = rel
+            .strip_prefix("features/")
+            .and_then(|r| r.strip_suffix("/feature.json"))
+        {
             features.insert(id.to_string());
         }
         entries.push((rel, std::fs::read(&path).map_err(io(&path))?, 0o644));
@@ -296,8 +328,12 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
-    let out = opts.out_dir.join(format!("{}-{}.zip", meta.name, meta.version));
-    let tmp = opts.out_dir.join(format!(".{}-{}.zip.tmp", meta.name, meta.version));
+    let out = opts
+        .out_dir
+        .join(format!("{}-{}.zip", meta.name, meta.version));
+    let tmp = opts
+        .out_dir
+        .join(format!(".{}-{}.zip.tmp", meta.name, meta.version));
     let time = zip_time(opts.source_date_epoch);
     {
         let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -312,7 +348,9 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
                 .map_err(|e| BundleError::Archive(format!("writing {path}: {e}")))?;
             zip.write_all(bytes).map_err(io(&tmp))?;
         }
-        let file = zip.finish().map_err(|e| BundleError::Archive(format!("finishing {}: {e}", tmp.display())))?;
+        let file = zip
+            .finish()
+            .map_err(|e| BundleError::Archive(format!("finishing {}: {e}", tmp.display())))?;
         file.sync_all().map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, &out).map_err(io(&out))?;
@@ -346,7 +384,10 @@ fn check_entry_name(name: &str) -> Result<(), String> {
 pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if meta.len() > MAX_ARCHIVE_BYTES {
-        return Err(BundleError::Archive(format!("{} is larger than {MAX_ARCHIVE_BYTES} bytes", path.display())));
+        return Err(BundleError::Archive(format!(
+            "{} is larger than {MAX_ARCHIVE_BYTES} bytes",
+            path.display()
+        )));
     }
     let data = std::fs::read(path).map_err(io(path))?;
     let archive_sha256 = sha256_hex(&data);
@@ -356,16 +397,20 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     };
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data)).map_err(not_zip)?;
     if zip.len() > MAX_ENTRIES {
-        return Err(BundleError::Archive(format!("{} entries, more than {MAX_ENTRIES}", zip.len())));
+        return Err(BundleError::Archive(format!(
+            "{} entries, more than {MAX_ENTRIES}",
+            zip.len()
+        )));
     }
     let mut raw: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
     let mut total: u64 = 0;
     for index in 0..zip.len() {
         let mut entry = zip.by_index(index).map_err(not_zip)?;
-        let name = String::from_utf8(entry.name_raw().to_vec()).map_err(|_| BundleError::Entry {
-            entry: String::from_utf8_lossy(entry.name_raw()).into_owned(),
-            rule: "name is not UTF-8".into(),
-        })?;
+        let name =
+            String::from_utf8(entry.name_raw().to_vec()).map_err(|_| BundleError::Entry {
+                entry: String::from_utf8_lossy(entry.name_raw()).into_owned(),
+                rule: "name is not UTF-8".into(),
+            })?;
         let bad = |rule: String| BundleError::Entry {
             entry: name.clone(),
             rule,
@@ -374,7 +419,9 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
         let unix = entry.unix_mode().unwrap_or(0o100644);
         let kind = unix & 0o170000;
         if entry.is_symlink() || kind == 0o120000 {
-            return Err(bad("is a symbolic link; bundles may hold only regular files".into()));
+            return Err(bad(
+                "is a symbolic link; bundles may hold only regular files".into(),
+            ));
         }
         if entry.is_dir() || name.ends_with('/') {
             continue; // directories carry nothing; their files are checked one by one
@@ -390,10 +437,14 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
             .read_to_end(&mut bytes)
             .map_err(|e| bad(format!("cannot be read: {e}")))?;
         if bytes.len() as u64 > remaining {
-            return Err(bad(format!("expands past the {MAX_TOTAL_BYTES}-byte limit for a bundle")));
+            return Err(bad(format!(
+                "expands past the {MAX_TOTAL_BYTES}-byte limit for a bundle"
+            )));
         }
         if bytes.len() as u64 > 1024 * 1024 && bytes.len() as u64 > compressed.max(1) * MAX_RATIO {
-            return Err(bad(format!("compression ratio above {MAX_RATIO}:1 (zip bomb?)")));
+            return Err(bad(format!(
+                "compression ratio above {MAX_RATIO}:1 (zip bomb?)"
+            )));
         }
         total += bytes.len() as u64;
         if raw.insert(name.clone(), (bytes, unix & 0o7777)).is_some() {
@@ -403,8 +454,8 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     let (manifest_bytes, _) = raw
         .remove(MANIFEST)
         .ok_or_else(|| BundleError::Manifest("missing: this is not a featpkg bundle".into()))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| BundleError::Manifest(e.to_string()))?;
     if !valid_name(&manifest.name) || !valid_version(&manifest.version) {
         return Err(BundleError::Manifest(format!(
             "name {:?} / version {:?} must be [a-z0-9-]+ / [A-Za-z0-9.+-]+",
@@ -413,7 +464,9 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     }
     for id in &manifest.features {
         if !valid_name(id) {
-            return Err(BundleError::Manifest(format!("feature id {id:?} must be [a-z0-9-]+")));
+            return Err(BundleError::Manifest(format!(
+                "feature id {id:?} must be [a-z0-9-]+"
+            )));
         }
     }
     let mut files = BTreeMap::new();
@@ -422,16 +475,25 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
             entry: listed.path.clone(),
             rule: rule.to_string(),
         };
-        let (bytes, _) = raw.remove(&listed.path).ok_or_else(|| bad("listed in the manifest but missing from the archive"))?;
+        let (bytes, _) = raw
+            .remove(&listed.path)
+            .ok_or_else(|| bad("listed in the manifest but missing from the archive"))?;
         if bytes.len() as u64 != listed.size {
             return Err(bad("size does not match the manifest"));
         }
         if sha256_hex(&bytes) != listed.sha256 {
             return Err(bad("sha256 does not match the manifest"));
         }
-        let mode = u32::from_str_radix(&listed.mode, 8).map_err(|_| bad("manifest mode is not octal"))?;
+        let mode =
+            u32::from_str_radix(&listed.mode, 8).map_err(|_| bad("manifest mode is not octal"))?;
         // No setuid/setgid/sticky, no group/other write, whatever the manifest says.
-        files.insert(listed.path.clone(), BundleFile { bytes, mode: mode & 0o755 });
+        files.insert(
+            listed.path.clone(),
+            BundleFile {
+                bytes,
+                mode: mode & 0o755,
+            },
+        );
     }
     if let Some(extra) = raw.keys().next() {
         return Err(BundleError::Entry {
@@ -441,7 +503,9 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     }
     for id in &manifest.features {
         if !files.contains_key(&format!("features/{id}/feature.json")) {
-            return Err(BundleError::Manifest(format!("feature {id} has no features/{id}/feature.json")));
+            return Err(BundleError::Manifest(format!(
+                "feature {id} has no features/{id}/feature.json"
+            )));
         }
     }
     Ok(Bundle {
@@ -480,10 +544,22 @@ mod tests {
             r#"{"name":"demo","version":"1.2.0","description":"d","binaries":["featpkg"]}"#,
         )
         .unwrap();
-        std::fs::write(root.join("module-manifest/module.json"), r#"{"version":"%VERSION%"}"#).unwrap();
-        std::fs::write(root.join("module-manifest/module.xml"), "<module><version>%VERSION%</version></module>").unwrap();
+        std::fs::write(
+            root.join("module-manifest/module.json"),
+            r#"{"version":"%VERSION%"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("module-manifest/module.xml"),
+            "<module><version>%VERSION%</version></module>",
+        )
+        .unwrap();
         std::fs::write(root.join("packaging/features/demo/feature.json"), "{}").unwrap();
-        std::fs::write(root.join("packaging/features/demo/extensions.conf"), "[x]\n").unwrap();
+        std::fs::write(
+            root.join("packaging/features/demo/extensions.conf"),
+            "[x]\n",
+        )
+        .unwrap();
         std::fs::write(root.join("bin/featpkg"), elf(false)).unwrap();
         let opts = BuildOptions {
             source_dir: root.to_path_buf(),
@@ -497,7 +573,11 @@ mod tests {
     #[test]
     fn static_elf_check() {
         assert!(check_static_elf(&elf(false)).is_ok());
-        assert!(check_static_elf(&elf(true)).unwrap_err().contains("PT_INTERP"));
+        assert!(
+            check_static_elf(&elf(true))
+                .unwrap_err()
+                .contains("PT_INTERP")
+        );
         assert!(check_static_elf(b"#!/bin/sh\n").is_err());
     }
 
@@ -507,10 +587,17 @@ mod tests {
         let first = std::fs::read(build(&opts).unwrap()).unwrap();
         let path = build(&opts).unwrap();
         assert_eq!(path.file_name().unwrap(), "demo-1.2.0.zip");
-        assert_eq!(std::fs::read(&path).unwrap(), first, "same sources, same bytes");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            first,
+            "same sources, same bytes"
+        );
         let bundle = open(&path).unwrap();
         assert_eq!(bundle.manifest().features, ["demo"]);
-        assert_eq!(bundle.file("module.json").unwrap().bytes, br#"{"version":"1.2.0"}"#);
+        assert_eq!(
+            bundle.file("module.json").unwrap().bytes,
+            br#"{"version":"1.2.0"}"#
+        );
         assert_eq!(bundle.file("bin/x86_64-linux/featpkg").unwrap().mode, 0o755);
         assert_eq!(bundle.files_under("features/demo/").count(), 2);
     }
@@ -524,7 +611,10 @@ mod tests {
         assert_ne!(std::fs::read(&path).unwrap(), a);
         let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
         let t = zip.by_index(0).unwrap().last_modified().unwrap();
-        assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute()), (2023, 11, 14, 22, 13));
+        assert_eq!(
+            (t.year(), t.month(), t.day(), t.hour(), t.minute()),
+            (2023, 11, 14, 22, 13)
+        );
     }
 
     #[test]
@@ -532,11 +622,16 @@ mod tests {
         let (_d, opts) = source();
         std::fs::write(opts.bin_dir.join("featpkg"), elf(true)).unwrap();
         let err = build(&opts).unwrap_err().to_string();
-        assert!(err.contains("featpkg") && err.contains("PT_INTERP"), "{err}");
+        assert!(
+            err.contains("featpkg") && err.contains("PT_INTERP"),
+            "{err}"
+        );
     }
 
     /// Rewrites the built bundle with `change` applied to its (name, bytes, mode) list.
-    fn tampered(change: impl FnOnce(&mut Vec<(String, Vec<u8>, u32)>)) -> (tempfile::TempDir, PathBuf) {
+    fn tampered(
+        change: impl FnOnce(&mut Vec<(String, Vec<u8>, u32)>),
+    ) -> (tempfile::TempDir, PathBuf) {
         let (d, opts) = source();
         let path = build(&opts).unwrap();
         let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
@@ -545,7 +640,11 @@ mod tests {
             let mut f = zip.by_index(i).unwrap();
             let mut b = Vec::new();
             f.read_to_end(&mut b).unwrap();
-            entries.push((f.name().unwrap().to_string(), b, f.unix_mode().unwrap_or(0o644)));
+            entries.push((
+                f.name().unwrap().to_string(),
+                b,
+                f.unix_mode().unwrap_or(0o644),
+            ));
         }
         change(&mut entries);
         let out = d.path().join("bad.zip");
@@ -553,7 +652,8 @@ mod tests {
         for (name, bytes, mode) in entries {
             let o = zip::write::SimpleFileOptions::default().unix_permissions(mode);
             if mode & 0o170000 == 0o120000 {
-                w.add_symlink(name, String::from_utf8(bytes).unwrap(), o).unwrap();
+                w.add_symlink(name, String::from_utf8(bytes).unwrap(), o)
+                    .unwrap();
             } else {
                 w.start_file(name, o).unwrap();
                 w.write_all(&bytes).unwrap();
@@ -578,8 +678,10 @@ mod tests {
             open_err(|e| e.push(("/etc/passwd".into(), b"x".to_vec(), 0o644))),
             "bundle entry \"/etc/passwd\": absolute path"
         );
-        assert!(open_err(|e| e.push(("features/demo/l".into(), b"/etc/passwd".to_vec(), 0o120777)))
-            .contains("\"features/demo/l\": is a symbolic link"));
+        assert!(
+            open_err(|e| e.push(("features/demo/l".into(), b"/etc/passwd".to_vec(), 0o120777)))
+                .contains("\"features/demo/l\": is a symbolic link")
+        );
         assert_eq!(
             open_err(|e| e.push(("features/demo/extra".into(), b"x".to_vec(), 0o644))),
             "bundle entry \"features/demo/extra\": is not listed in the manifest"
@@ -589,21 +691,38 @@ mod tests {
             "bundle entry \"features/demo/extensions.conf\": listed in the manifest but missing from the archive"
         );
         assert_eq!(
-            open_err(|e| e.iter_mut().find(|x| x.0 == "features/demo/extensions.conf").unwrap().1 = b"[y]\n".to_vec()),
+            open_err(|e| e
+                .iter_mut()
+                .find(|x| x.0 == "features/demo/extensions.conf")
+                .unwrap()
+                .1 = b"[y]\n".to_vec()),
             "bundle entry \"features/demo/extensions.conf\": sha256 does not match the manifest"
         );
         assert_eq!(
-            open_err(|e| e.iter_mut().find(|x| x.0 == "features/demo/extensions.conf").unwrap().1 = b"[x]\n\n".to_vec()),
+            open_err(|e| e
+                .iter_mut()
+                .find(|x| x.0 == "features/demo/extensions.conf")
+                .unwrap()
+                .1 = b"[x]\n\n".to_vec()),
             "bundle entry \"features/demo/extensions.conf\": size does not match the manifest"
         );
-        assert!(open_err(|e| e.iter_mut().find(|x| x.0 == MANIFEST).unwrap().1 = br#"{"name":"demo"}"#.to_vec())
-            .starts_with("bundle manifest bundle.json: missing field"));
+        assert!(
+            open_err(|e| e.iter_mut().find(|x| x.0 == MANIFEST).unwrap().1 =
+                br#"{"name":"demo"}"#.to_vec())
+            .starts_with("bundle manifest bundle.json: missing field")
+        );
         assert!(open_err(|e| e.retain(|x| x.0 != MANIFEST)).contains("not a featpkg bundle"));
     }
 
     #[test]
     fn zip_bomb_is_refused() {
-        let err = open_err(|e| e.push(("features/demo/bomb".into(), vec![0u8; 8 * 1024 * 1024], 0o644)));
+        let err = open_err(|e| {
+            e.push((
+                "features/demo/bomb".into(),
+                vec![0u8; 8 * 1024 * 1024],
+                0o644,
+            ))
+        });
         assert!(err.contains("compression ratio"), "{err}");
     }
 
@@ -611,9 +730,18 @@ mod tests {
     fn setuid_and_group_write_are_stripped() {
         let (_d, path) = tampered(|e| {
             let m = e.iter_mut().find(|x| x.0 == MANIFEST).unwrap();
-            let text = String::from_utf8(m.1.clone()).unwrap().replace("\"0755\"", "\"6777\"");
+            let text = String::from_utf8(m.1.clone())
+                .unwrap()
+                .replace("\"0755\"", "\"6777\"");
             m.1 = text.into_bytes();
         });
-        assert_eq!(open(&path).unwrap().file("bin/x86_64-linux/featpkg").unwrap().mode, 0o755);
+        assert_eq!(
+            open(&path)
+                .unwrap()
+                .file("bin/x86_64-linux/featpkg")
+                .unwrap()
+                .mode,
+            0o755
+        );
     }
 }

@@ -32,7 +32,8 @@ fn file_diff(f: &FileChange) -> String {
     );
     let both_text = old.is_none_or(is_text) && new.is_none_or(is_text);
     if !both_text {
-        let size = |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
+        let size =
+            |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
         return format!(
             "binary file {}: {} -> {}{}\n",
             f.runtime_path,
@@ -47,7 +48,11 @@ fn file_diff(f: &FileChange) -> String {
     let old_text = String::from_utf8_lossy(old.unwrap_or_default());
     let new_text = String::from_utf8_lossy(new.unwrap_or_default());
     let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
-    let mut out = diff.unified_diff().context_radius(3).header(&a, &b).to_string();
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string();
     if !out.ends_with('\n') {
         out.push('\n');
     }

@@ -14,7 +14,11 @@ use featpkg::ops::{
 };
 
 #[derive(Parser)]
-#[command(name = "featpkg", version, about = "Reversible feature packages for Asterisk-based PBXs")]
+#[command(
+    name = "featpkg",
+    version,
+    about = "Reversible feature packages for Asterisk-based PBXs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,7 +159,11 @@ fn print_applied(applied: &ops::Applied) {
 
 fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
     match cli.command {
-        Command::Build { source, bin_dir, out } => {
+        Command::Build {
+            source,
+            bin_dir,
+            out,
+        } => {
             let path = ops::build::build(source, bin_dir, out)?;
             println!("built {}", path.display());
         }
@@ -214,7 +222,10 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             let session = open(&pbx)?;
             let bundles = ops::inspect::status(&session)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&bundles).expect("serialisable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&bundles).expect("serialisable")
+                );
             } else if bundles.is_empty() {
                 println!("nothing installed");
             } else {
@@ -223,7 +234,11 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                     for f in &b.features {
                         println!("  {} {}", f.id, f.version);
                         for (k, v) in &f.params {
-                            let mark = if f.user_params.contains_key(k) { " (set)" } else { "" };
+                            let mark = if f.user_params.contains_key(k) {
+                                " (set)"
+                            } else {
+                                ""
+                            };
                             println!("    {k} = {v}{mark}");
                         }
                     }
@@ -234,12 +249,18 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             let session = open(&pbx)?;
             let drift = ops::inspect::verify(&session)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&drift).expect("serialisable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&drift).expect("serialisable")
+                );
             } else if drift.is_empty() {
                 println!("no drift: every installed file and block is as featpkg wrote it");
             } else {
                 for d in &drift {
-                    println!("{}: {} {} ({}): {}", d.path, d.kind, d.edit, d.bundle, d.detail);
+                    println!(
+                        "{}: {} {} ({}): {}",
+                        d.path, d.kind, d.edit, d.bundle, d.detail
+                    );
                 }
             }
             if !drift.is_empty() {

@@ -86,7 +86,9 @@ pub struct Block {
 /// A marker problem; always names the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarkerError {
-    #[error("line {line}: malformed featpkg marker {text:?} (expected exactly \"{prefix} BEGIN featpkg:<bundle>:<edit>\" or END)")]
+    #[error(
+        "line {line}: malformed featpkg marker {text:?} (expected exactly \"{prefix} BEGIN featpkg:<bundle>:<edit>\" or END)"
+    )]
     Malformed {
         line: usize,
         text: String,
@@ -96,7 +98,9 @@ pub enum MarkerError {
     UnclosedBegin { line: usize, id: String },
     #[error("line {line}: END marker for {id} without a BEGIN")]
     OrphanEnd { line: usize, id: String },
-    #[error("line {line}: BEGIN marker for {id} inside block {outer} (opened at line {outer_line})")]
+    #[error(
+        "line {line}: BEGIN marker for {id} inside block {outer} (opened at line {outer_line})"
+    )]
     Nested {
         line: usize,
         id: String,
@@ -154,8 +158,7 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_
 
 fn valid_id_part(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
 }
 
@@ -298,7 +301,10 @@ fn check_body(id: &BlockId, body_lf: &str, style: CommentStyle) -> Result<(), Ma
 
 impl PartialEq for MarkerKind {
     fn eq(&self, other: &Self) -> bool {
-        matches!((self, other), (MarkerKind::Begin, MarkerKind::Begin) | (MarkerKind::End, MarkerKind::End))
+        matches!(
+            (self, other),
+            (MarkerKind::Begin, MarkerKind::Begin) | (MarkerKind::End, MarkerKind::End)
+        )
     }
 }
 
@@ -430,7 +436,12 @@ mod tests {
         let ins = insert_block(original, S, &id("a/b"), "x = 1\n", at).unwrap();
         assert!(block_body(&ins.text, S, &id("a/b")).unwrap().is_some());
         let back = remove_block(&ins.text, S, &id("a/b"), ins.added_newline).unwrap();
-        assert_eq!(back, original, "round trip of {:?}", String::from_utf8_lossy(original));
+        assert_eq!(
+            back,
+            original,
+            "round trip of {:?}",
+            String::from_utf8_lossy(original)
+        );
     }
 
     #[test]
@@ -450,7 +461,14 @@ mod tests {
 
     #[test]
     fn crlf_file_gets_crlf_block() {
-        let ins = insert_block(b"[m]\r\nx=1\r\n", S, &id("e"), "load => a.so\nload => b.so\n", None).unwrap();
+        let ins = insert_block(
+            b"[m]\r\nx=1\r\n",
+            S,
+            &id("e"),
+            "load => a.so\nload => b.so\n",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             ins.text,
             b"[m]\r\nx=1\r\n; BEGIN featpkg:demo:e\r\nload => a.so\r\nload => b.so\r\n; END featpkg:demo:e\r\n"
@@ -461,15 +479,24 @@ mod tests {
     fn missing_final_newline_is_added_and_reported() {
         let ins = insert_block(b"[m]", S, &id("e"), "a\n", None).unwrap();
         assert!(ins.added_newline);
-        assert_eq!(ins.text, b"[m]\n; BEGIN featpkg:demo:e\na\n; END featpkg:demo:e\n");
+        assert_eq!(
+            ins.text,
+            b"[m]\n; BEGIN featpkg:demo:e\na\n; END featpkg:demo:e\n"
+        );
     }
 
     #[test]
     fn replace_keeps_position_and_is_idempotent() {
         let text = b"[a]\n; BEGIN featpkg:demo:e\nold\n; END featpkg:demo:e\n[b]\n";
         let once = replace_block_body(text, S, &id("e"), "new\n").unwrap();
-        assert_eq!(once, b"[a]\n; BEGIN featpkg:demo:e\nnew\n; END featpkg:demo:e\n[b]\n");
-        assert_eq!(replace_block_body(&once, S, &id("e"), "new\n").unwrap(), once);
+        assert_eq!(
+            once,
+            b"[a]\n; BEGIN featpkg:demo:e\nnew\n; END featpkg:demo:e\n[b]\n"
+        );
+        assert_eq!(
+            replace_block_body(&once, S, &id("e"), "new\n").unwrap(),
+            once
+        );
     }
 
     #[test]
@@ -484,26 +511,45 @@ mod tests {
     #[test]
     fn orphan_begin_names_its_line() {
         let err = scan(b"[a]\nx=1\n; BEGIN featpkg:demo:e\ny\n", S).unwrap_err();
-        assert_eq!(err.to_string(), "line 3: BEGIN marker for featpkg:demo:e has no END marker");
+        assert_eq!(
+            err.to_string(),
+            "line 3: BEGIN marker for featpkg:demo:e has no END marker"
+        );
     }
 
     #[test]
     fn orphan_end_names_its_line() {
         let err = scan(b"[a]\n; END featpkg:demo:e\n", S).unwrap_err();
-        assert!(matches!(err, MarkerError::OrphanEnd { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, MarkerError::OrphanEnd { line: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn reversed_markers_are_refused() {
         let err = scan(b"; END featpkg:demo:e\nx\n; BEGIN featpkg:demo:e\n", S).unwrap_err();
-        assert!(matches!(err, MarkerError::OrphanEnd { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err, MarkerError::OrphanEnd { line: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn duplicate_block_is_refused() {
         let one = "; BEGIN featpkg:demo:e\na\n; END featpkg:demo:e\n";
         let err = scan(format!("{one}{one}").as_bytes(), S).unwrap_err();
-        assert!(matches!(err, MarkerError::Duplicate { line: 4, first_line: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                MarkerError::Duplicate {
+                    line: 4,
+                    first_line: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -511,7 +557,10 @@ mod tests {
         let err = scan(b"; BEGIN featpkg:demo:a\n; BEGIN featpkg:demo:b\n", S).unwrap_err();
         assert!(matches!(err, MarkerError::Nested { line: 2, .. }), "{err}");
         let err = scan(b"; BEGIN featpkg:demo:a\n; END featpkg:demo:b\n", S).unwrap_err();
-        assert!(matches!(err, MarkerError::Mismatched { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, MarkerError::Mismatched { line: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -525,10 +574,17 @@ mod tests {
             "; BEGIN featpkg:demo:e ",
         ] {
             let err = scan(format!("[a]\n{bad}\n").as_bytes(), S).unwrap_err();
-            assert!(matches!(err, MarkerError::Malformed { line: 2, .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, MarkerError::Malformed { line: 2, .. }),
+                "{bad:?}: {err}"
+            );
         }
         // Unrelated comments mentioning the words are fine.
-        assert!(scan(b"; the end of featpkg docs\n; BEGINNING\n", S).unwrap().is_empty());
+        assert!(
+            scan(b"; the end of featpkg docs\n; BEGINNING\n", S)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -542,15 +598,32 @@ mod tests {
     #[test]
     fn body_with_a_marker_is_refused() {
         let err = insert_block(b"", S, &id("e"), "; END featpkg:demo:e\n", None).unwrap_err();
-        assert!(matches!(err, MarkerError::MarkerInBody { line: 1, .. }), "{err}");
+        assert!(
+            matches!(err, MarkerError::MarkerInBody { line: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn hash_style_for_crontabs() {
-        let ins = insert_block(b"0 * * * * true\n", CommentStyle::Hash, &id("cron"), "*/5 * * * * x\n", None).unwrap();
-        assert_eq!(ins.text, b"0 * * * * true\n# BEGIN featpkg:demo:cron\n*/5 * * * * x\n# END featpkg:demo:cron\n");
+        let ins = insert_block(
+            b"0 * * * * true\n",
+            CommentStyle::Hash,
+            &id("cron"),
+            "*/5 * * * * x\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            ins.text,
+            b"0 * * * * true\n# BEGIN featpkg:demo:cron\n*/5 * * * * x\n# END featpkg:demo:cron\n"
+        );
         // A `;` marker means nothing in a crontab.
-        assert!(scan(b"; BEGIN featpkg:demo:e\n", CommentStyle::Hash).unwrap().is_empty());
+        assert!(
+            scan(b"; BEGIN featpkg:demo:e\n", CommentStyle::Hash)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -20,22 +20,30 @@ use crate::txn::FileState;
 pub enum PlanError {
     #[error("{path}: {message}")]
     Markers { path: String, message: String },
-    #[error("{path}: featpkg block {edit} was changed by hand since featpkg wrote it; refusing to {action} it (re-run with --force to {action} it anyway, losing those changes)")]
+    #[error(
+        "{path}: featpkg block {edit} was changed by hand since featpkg wrote it; refusing to {action} it (re-run with --force to {action} it anyway, losing those changes)"
+    )]
     ModifiedBlock {
         path: String,
         edit: String,
         action: &'static str,
     },
-    #[error("{path}: featpkg block {edit} is missing (removed by hand?); re-run with --force to go on without it")]
+    #[error(
+        "{path}: featpkg block {edit} is missing (removed by hand?); re-run with --force to go on without it"
+    )]
     MissingBlock { path: String, edit: String },
-    #[error("{path}: file installed by featpkg ({edit}) was {what} by hand; re-run with --force to {action} it anyway")]
+    #[error(
+        "{path}: file installed by featpkg ({edit}) was {what} by hand; re-run with --force to {action} it anyway"
+    )]
     ModifiedFile {
         path: String,
         edit: String,
         what: &'static str,
         action: &'static str,
     },
-    #[error("{path} already exists and is not featpkg's ({edit} would overwrite it); move it away first")]
+    #[error(
+        "{path} already exists and is not featpkg's ({edit} would overwrite it); move it away first"
+    )]
     FileInTheWay { path: String, edit: String },
     #[error("{path} does not exist; featpkg adds its blocks only to existing files ({edit})")]
     MissingFile { path: String, edit: String },
@@ -46,7 +54,10 @@ pub enum PlanError {
         edit: String,
     },
     #[error("refusing {edit}, it conflicts with the existing configuration:\n  {}", conflicts.join("\n  "))]
-    Conflicts { edit: String, conflicts: Vec<String> },
+    Conflicts {
+        edit: String,
+        conflicts: Vec<String>,
+    },
     #[error("{path}: {message}")]
     Config { path: String, message: String },
     #[error("cannot read {path}: {source}")]
@@ -158,7 +169,10 @@ pub fn plan(
     for runtime_path in &paths {
         let host_path = target.host_path(runtime_path);
         let before = read_file_state(&host_path)?;
-        let olds: Vec<&InstalledEdit> = old_edits.iter().filter(|e| &e.path == runtime_path).collect();
+        let olds: Vec<&InstalledEdit> = old_edits
+            .iter()
+            .filter(|e| &e.path == runtime_path)
+            .collect();
         let news: Vec<&RenderedEdit> = desired
             .iter()
             .filter(|e| &target.runtime_path(&e.location) == runtime_path)
@@ -168,9 +182,25 @@ pub fn plan(
                 .iter()
                 .any(|e| matches!(e.content, RenderedContent::File { .. }));
         let (after, edits) = if is_owned_file {
-            plan_owned_file(runtime_path, before.as_ref(), &olds, &news, force, &mut out.forced)?
+            plan_owned_file(
+                runtime_path,
+                before.as_ref(),
+                &olds,
+                &news,
+                force,
+                &mut out.forced,
+            )?
         } else {
-            plan_blocks(target, bundle, runtime_path, before.as_ref(), &olds, &news, force, &mut out.forced)?
+            plan_blocks(
+                target,
+                bundle,
+                runtime_path,
+                before.as_ref(),
+                &olds,
+                &news,
+                force,
+                &mut out.forced,
+            )?
         };
         out.edits.extend(edits);
         if after != before {
@@ -208,7 +238,10 @@ fn plan_owned_file(
                     action,
                 });
             }
-            forced.push(format!("{path}: hand changes to {} overwritten (--force)", old.edit_id));
+            forced.push(format!(
+                "{path}: hand changes to {} overwritten (--force)",
+                old.edit_id
+            ));
         }
         (Some(old), None) => {
             if !force {
@@ -236,7 +269,10 @@ fn plan_owned_file(
     let RenderedContent::File { bytes, mode } = &new.content else {
         return Err(PlanError::Config {
             path: path.into(),
-            message: format!("{} mixes a block and an owned file on one path", new.edit_id),
+            message: format!(
+                "{} mixes a block and an owned file on one path",
+                new.edit_id
+            ),
         });
     };
     let after = FileState {
@@ -259,11 +295,15 @@ fn plan_owned_file(
 }
 
 fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 fn current_gid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap_or(0)
 }
 
 /// Marked blocks in a shared text file.
@@ -329,7 +369,10 @@ fn plan_blocks(
                         edit: old.edit_id.clone(),
                     });
                 }
-                forced.push(format!("{path}: block {} was missing (--force)", old.edit_id));
+                forced.push(format!(
+                    "{path}: block {} was missing (--force)",
+                    old.edit_id
+                ));
                 continue;
             }
             Some(body) if sha256_hex(body) != old.sha256 => {
@@ -350,7 +393,8 @@ fn plan_blocks(
         if still_wanted {
             added_newline.insert(old.edit_id.clone(), old.added_newline);
         } else {
-            text = marker::remove_block(&text, style, &id, old.added_newline).map_err(marker_err)?;
+            text =
+                marker::remove_block(&text, style, &id, old.added_newline).map_err(marker_err)?;
         }
     }
 
@@ -373,10 +417,12 @@ fn plan_blocks(
         let id = id_of(&new.edit_id);
         if let Some(check) = check {
             let shown = format!("{} (featpkg block {})", file_name(path), new.edit_id);
-            let added = asterisk_config::parse_in_section(body.as_bytes(), &shown, section.as_deref()).map_err(|e| PlanError::Config {
-                path: path.into(),
-                message: format!("block {}: {e}", new.edit_id),
-            })?;
+            let added =
+                asterisk_config::parse_in_section(body.as_bytes(), &shown, section.as_deref())
+                    .map_err(|e| PlanError::Config {
+                        path: path.into(),
+                        message: format!("block {}: {e}", new.edit_id),
+                    })?;
             let mut baseline = existing.clone();
             baseline.extend(added_so_far.iter().cloned());
             let conflicts: Vec<Conflict> = match check {
@@ -396,17 +442,20 @@ fn plan_blocks(
             }
             added_so_far.push(added);
         }
-        let exists = marker::block_body(&text, style, &id).map_err(marker_err)?.is_some();
+        let exists = marker::block_body(&text, style, &id)
+            .map_err(marker_err)?
+            .is_some();
         let added_nl = if exists {
             text = marker::replace_block_body(&text, style, &id, body).map_err(marker_err)?;
             added_newline.get(&new.edit_id).copied().unwrap_or(false)
         } else {
             let at = match section {
                 Some(section) => {
-                    let parsed = asterisk_config::parse(&text, path).map_err(|e| PlanError::Config {
-                        path: path.into(),
-                        message: e.to_string(),
-                    })?;
+                    let parsed =
+                        asterisk_config::parse(&text, path).map_err(|e| PlanError::Config {
+                            path: path.into(),
+                            message: e.to_string(),
+                        })?;
                     let end = asterisk_config::section_end(&parsed, section).ok_or_else(|| {
                         PlanError::MissingSection {
                             path: path.into(),
@@ -500,7 +549,11 @@ fn plan_dirs(
         .unwrap_or_default();
     // Parents of files that exist afterwards.
     let mut needed: BTreeSet<String> = BTreeSet::new();
-    for f in out.files.iter().filter(|f| f.after.is_some() && f.before.is_none()) {
+    for f in out
+        .files
+        .iter()
+        .filter(|f| f.after.is_some() && f.before.is_none())
+    {
         let mut p = f.runtime_path.as_str();
         while let Some((parent, _)) = p.rsplit_once('/') {
             if parent.is_empty() {
@@ -523,7 +576,8 @@ fn plan_dirs(
         }
     }
     // BTreeSet order puts parents first.
-    out.create_dirs.sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
+    out.create_dirs
+        .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
 
     // Owned dirs that will be empty: deepest first.
     let removed_files: BTreeSet<PathBuf> = out
@@ -555,7 +609,9 @@ fn plan_dirs(
             }
         }
         if empty {
-            let mode = std::fs::metadata(&host).map(|m| m.mode() & 0o7777).unwrap_or(0o755);
+            let mode = std::fs::metadata(&host)
+                .map(|m| m.mode() & 0o7777)
+                .unwrap_or(0o755);
             out.remove_dirs.push(DirChange {
                 runtime_path: dir.clone(),
                 host_path: host.clone(),

@@ -73,7 +73,9 @@ pub enum StateError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("state database {path} has schema version {found}; this featpkg knows up to {SCHEMA_VERSION} (upgrade featpkg)")]
+    #[error(
+        "state database {path} has schema version {found}; this featpkg knows up to {SCHEMA_VERSION} (upgrade featpkg)"
+    )]
     TooNew { path: String, found: i64 },
     #[error("state database: corrupt record: {0}")]
     Corrupt(String),
@@ -359,7 +361,9 @@ impl State {
             path: path.clone(),
             source,
         };
-        let to_json = |s: Option<&BundleSnapshot>| s.map(|s| serde_json::to_string(s).expect("snapshot serialises"));
+        let to_json = |s: Option<&BundleSnapshot>| {
+            s.map(|s| serde_json::to_string(s).expect("snapshot serialises"))
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -59,17 +59,23 @@ pub enum TxnError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written, run the command again")]
+    #[error(
+        "{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written, run the command again"
+    )]
     Changed(PathBuf),
     #[error("an unfinished transaction journal is in {0}; run `featpkg recover`")]
     Unfinished(PathBuf),
-    #[error("cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original as a backup)")]
+    #[error(
+        "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original as a backup)"
+    )]
     Drift(PathBuf, PathBuf),
     #[error("directory {0} is not empty, cannot remove it")]
     DirNotEmpty(PathBuf),
     #[error("journal {path} is unreadable: {message}")]
     BadJournal { path: PathBuf, message: String },
-    #[error("another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)")]
+    #[error(
+        "another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)"
+    )]
     Locked { path: PathBuf, waited_s: u64 },
     #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
     Injected(String),
@@ -131,13 +137,20 @@ fn fsync_dir(dir: &Path) -> Result<(), TxnError> {
 }
 
 fn parent(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Writes `bytes` to `path` durably: temp file `temp` in the same directory, fsync,
 /// mode and owner, rename, directory fsync. `point` is the test hook run between
 /// the temp write and the rename.
-fn atomic_write(path: &Path, temp: &Path, state: &FileState, point: Option<&str>) -> Result<(), TxnError> {
+fn atomic_write(
+    path: &Path,
+    temp: &Path,
+    state: &FileState,
+    point: Option<&str>,
+) -> Result<(), TxnError> {
     let _ = fs::remove_file(temp);
     let mut f = OpenOptions::new()
         .write(true)
@@ -179,14 +192,21 @@ fn journal_state(s: &FileState) -> JournalState {
 }
 
 fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     parent(path).join(format!(".{name}.featpkg-{txn_id}"))
 }
 
 impl Transaction {
     /// Writes the journal (and backups) before any change. Refuses, with nothing
     /// changed, when another journal is unfinished or a file no longer matches its `before`.
-    pub fn begin(journal_dir: &Path, txn_id: &str, steps: Vec<Step>) -> Result<Transaction, TxnError> {
+    pub fn begin(
+        journal_dir: &Path,
+        txn_id: &str,
+        steps: Vec<Step>,
+    ) -> Result<Transaction, TxnError> {
         fs::create_dir_all(journal_dir).map_err(io(journal_dir))?;
         for entry in fs::read_dir(journal_dir).map_err(io(journal_dir))? {
             let entry = entry.map_err(io(journal_dir))?;
@@ -220,7 +240,11 @@ impl Transaction {
                     path: path.clone(),
                     mode: *mode,
                 },
-                Step::File { path, before, after } => {
+                Step::File {
+                    path,
+                    before,
+                    after,
+                } => {
                     let expected = before.as_ref().map(|b| sha256_hex(&b.content));
                     if current_hash(path)? != expected {
                         let _ = fs::remove_dir_all(&staging);
@@ -263,7 +287,11 @@ impl Transaction {
             journal,
         };
         if let Err(e) = test_point("journal-written") {
-            undo(&transaction.dir, &transaction.journal_dir, &transaction.journal)?;
+            undo(
+                &transaction.dir,
+                &transaction.journal_dir,
+                &transaction.journal,
+            )?;
             return Err(e);
         }
         Ok(transaction)
@@ -285,12 +313,15 @@ impl Transaction {
             match step {
                 Step::CreateDir { path, mode } => {
                     fs::create_dir(path).map_err(io(path))?;
-                    fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io(path))?;
+                    fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                        .map_err(io(path))?;
                     fsync_dir(parent(path))?;
                 }
                 Step::RemoveDir { path, .. } => {
                     fs::remove_dir(path).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.clone()),
+                        std::io::ErrorKind::DirectoryNotEmpty => {
+                            TxnError::DirNotEmpty(path.clone())
+                        }
                         _ => io(path)(e),
                     })?;
                     fsync_dir(parent(path))?;
@@ -300,7 +331,9 @@ impl Transaction {
                         unreachable!("journal steps mirror the steps")
                     };
                     match after {
-                        Some(state) => atomic_write(path, temp, state, Some(&format!("step-{n}-temp")))?,
+                        Some(state) => {
+                            atomic_write(path, temp, state, Some(&format!("step-{n}-temp")))?
+                        }
                         None => {
                             fs::remove_file(path).map_err(io(path))?;
                             fsync_dir(parent(path))?;
@@ -334,7 +367,9 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
             JournalStep::CreateDir { path, .. } => {
                 if path.is_dir() {
                     fs::remove_dir(path).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.clone()),
+                        std::io::ErrorKind::DirectoryNotEmpty => {
+                            TxnError::DirNotEmpty(path.clone())
+                        }
                         _ => io(path)(e),
                     })?;
                     fsync_dir(parent(path))?;
@@ -344,7 +379,8 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
             JournalStep::RemoveDir { path, mode } => {
                 if !path.exists() {
                     fs::create_dir(path).map_err(io(path))?;
-                    fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(io(path))?;
+                    fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                        .map_err(io(path))?;
                     fsync_dir(parent(path))?;
                     restored.push(path.clone());
                 }
@@ -365,7 +401,8 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
                     if let Some(b) = before {
                         let meta = fs::metadata(path).map_err(io(path))?;
                         if meta.mode() & 0o7777 != b.mode {
-                            fs::set_permissions(path, fs::Permissions::from_mode(b.mode)).map_err(io(path))?;
+                            fs::set_permissions(path, fs::Permissions::from_mode(b.mode))
+                                .map_err(io(path))?;
                         }
                     }
                     continue;
@@ -422,7 +459,11 @@ pub struct RecoveryReport {
 impl std::fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.rolled_forward {
-            write!(f, "found interrupted transaction {}: it had committed, rolled forward", self.txn_id)
+            write!(
+                f,
+                "found interrupted transaction {}: it had committed, rolled forward",
+                self.txn_id
+            )
         } else {
             write!(
                 f,
@@ -436,7 +477,10 @@ impl std::fmt::Display for RecoveryReport {
 
 /// Finishes an interrupted transaction, if any: rolls it forward when
 /// `is_committed(txn_id)` (the state DB recorded it), else undoes it.
-pub fn recover(journal_dir: &Path, is_committed: &dyn Fn(&str) -> bool) -> Result<Option<RecoveryReport>, TxnError> {
+pub fn recover(
+    journal_dir: &Path,
+    is_committed: &dyn Fn(&str) -> bool,
+) -> Result<Option<RecoveryReport>, TxnError> {
     if !journal_dir.is_dir() {
         return Ok(None);
     }
@@ -447,7 +491,10 @@ pub fn recover(journal_dir: &Path, is_committed: &dyn Fn(&str) -> bool) -> Resul
         .collect();
     entries.sort();
     for dir in entries {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             // The journal was never complete, so no step ran.
             fs::remove_dir_all(&dir).map_err(io(&dir))?;
@@ -456,10 +503,11 @@ pub fn recover(journal_dir: &Path, is_committed: &dyn Fn(&str) -> bool) -> Resul
         }
         let jpath = dir.join("journal.json");
         let bytes = fs::read(&jpath).map_err(io(&jpath))?;
-        let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| TxnError::BadJournal {
-            path: jpath.clone(),
-            message: e.to_string(),
-        })?;
+        let journal: Journal =
+            serde_json::from_slice(&bytes).map_err(|e| TxnError::BadJournal {
+                path: jpath.clone(),
+                message: e.to_string(),
+            })?;
         if is_committed(&journal.txn_id) {
             for step in &journal.steps {
                 if let JournalStep::File { temp, .. } = step {
@@ -566,7 +614,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             fs::create_dir(dir.path().join("etc")).unwrap();
             fs::write(dir.path().join("etc/a.conf"), b"[a]\nx=1\n").unwrap();
-            fs::set_permissions(dir.path().join("etc/a.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+            fs::set_permissions(
+                dir.path().join("etc/a.conf"),
+                fs::Permissions::from_mode(0o640),
+            )
+            .unwrap();
             fs::write(dir.path().join("etc/gone.conf"), b"bye\n").unwrap();
             Tree { dir }
         }
@@ -584,7 +636,12 @@ mod tests {
                 for e in fs::read_dir(&d).unwrap() {
                     let e = e.unwrap();
                     let m = e.metadata().unwrap();
-                    let rel = e.path().strip_prefix(self.dir.path()).unwrap().display().to_string();
+                    let rel = e
+                        .path()
+                        .strip_prefix(self.dir.path())
+                        .unwrap()
+                        .display()
+                        .to_string();
                     if m.is_dir() {
                         stack.push(e.path());
                         out.push((rel, Vec::new(), m.mode() & 0o7777));
@@ -629,24 +686,49 @@ mod tests {
         txn.apply().unwrap();
         txn.finish().unwrap();
         assert_eq!(fs::read(t.p("etc/a.conf")).unwrap(), b"[a]\nx=1\n; ours\n");
-        assert_eq!(fs::metadata(t.p("etc/a.conf")).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(t.p("etc/a.conf")).unwrap().mode() & 0o777,
+            0o640
+        );
         assert_eq!(fs::read(t.p("etc/featpkg/new.conf")).unwrap(), b"new\n");
         assert!(!t.p("etc/gone.conf").exists());
-        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0, "journal removed");
+        assert_eq!(
+            fs::read_dir(t.journal()).unwrap().count(),
+            0,
+            "journal removed"
+        );
     }
 
     #[test]
     fn injected_failure_at_every_point_restores_the_tree() {
-        let points = ["journal-written", "step-1-done", "step-2-temp", "step-2-done", "step-3-temp", "step-3-done", "step-4-done", "applied"];
+        let points = [
+            "journal-written",
+            "step-1-done",
+            "step-2-temp",
+            "step-2-done",
+            "step-3-temp",
+            "step-3-done",
+            "step-4-done",
+            "applied",
+        ];
         for point in points {
             let t = Tree::new();
             let before = t.snapshot();
             fail_at(Some(point));
-            let result = Transaction::begin(&t.journal(), "t1", t.steps()).and_then(|mut txn| txn.apply());
+            let result =
+                Transaction::begin(&t.journal(), "t1", t.steps()).and_then(|mut txn| txn.apply());
             fail_at(None);
-            assert!(matches!(result, Err(TxnError::Injected(ref p)) if p == point), "{point}: {:?}", result.err());
+            assert!(
+                matches!(result, Err(TxnError::Injected(ref p)) if p == point),
+                "{point}: {:?}",
+                result.err()
+            );
             assert_eq!(t.snapshot(), before, "{point}");
-            assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0, "{point}: journal left behind");
+            assert_eq!(
+                fs::read_dir(t.journal()).unwrap().count(),
+                0,
+                "{point}: journal left behind"
+            );
         }
     }
 
@@ -671,7 +753,13 @@ mod tests {
 
     #[test]
     fn recover_rolls_back_an_interrupted_journal() {
-        for point in ["step-1-done", "step-2-temp", "step-3-temp", "step-3-done", "applied"] {
+        for point in [
+            "step-1-done",
+            "step-2-temp",
+            "step-3-temp",
+            "step-3-done",
+            "applied",
+        ] {
             let t = Tree::new();
             let before = t.snapshot();
             crash_at(&t, point);
@@ -701,8 +789,14 @@ mod tests {
         crash_at(&t, "applied");
         fs::write(t.p("etc/a.conf"), b"edited by someone else\n").unwrap();
         let err = recover(&t.journal(), &|_| false).unwrap_err();
-        assert!(matches!(err, TxnError::Drift(ref p, _) if p == &t.p("etc/a.conf")), "{err}");
-        assert!(t.journal().join("t1").is_dir(), "journal kept for the admin");
+        assert!(
+            matches!(err, TxnError::Drift(ref p, _) if p == &t.p("etc/a.conf")),
+            "{err}"
+        );
+        assert!(
+            t.journal().join("t1").is_dir(),
+            "journal kept for the admin"
+        );
     }
 
     #[test]
@@ -710,8 +804,13 @@ mod tests {
         let t = Tree::new();
         fs::write(t.p("etc/a.conf"), b"changed\n").unwrap();
         let before = t.snapshot();
-        let err = Transaction::begin(&t.journal(), "t1", t.steps()).err().unwrap();
-        assert!(matches!(err, TxnError::Changed(ref p) if p == &t.p("etc/a.conf")), "{err}");
+        let err = Transaction::begin(&t.journal(), "t1", t.steps())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, TxnError::Changed(ref p) if p == &t.p("etc/a.conf")),
+            "{err}"
+        );
         assert_eq!(t.snapshot(), before);
         assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
     }
@@ -720,7 +819,9 @@ mod tests {
     fn begin_refuses_while_a_journal_is_unfinished() {
         let t = Tree::new();
         crash_at(&t, "step-1-done");
-        let err = Transaction::begin(&t.journal(), "t2", Vec::new()).err().unwrap();
+        let err = Transaction::begin(&t.journal(), "t2", Vec::new())
+            .err()
+            .unwrap();
         assert!(matches!(err, TxnError::Unfinished(_)), "{err}");
     }
 
@@ -729,9 +830,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = acquire_lock(dir.path(), Duration::ZERO).unwrap();
         let started = Instant::now();
-        let err = acquire_lock(dir.path(), Duration::from_millis(300)).err().unwrap();
+        let err = acquire_lock(dir.path(), Duration::from_millis(300))
+            .err()
+            .unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert!(err.to_string().contains("another featpkg run holds the lock"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("another featpkg run holds the lock"),
+            "{err}"
+        );
         drop(first);
         acquire_lock(dir.path(), Duration::ZERO).unwrap();
     }

@@ -8,7 +8,12 @@ use featpkg::feature::{FeatureDef, PbxDir, RenderedContent};
 
 fn read(path: &str) -> Option<Vec<u8>> {
     let rel = path.strip_prefix("features/")?;
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/features").join(rel)).ok()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging/features")
+            .join(rel),
+    )
+    .ok()
 }
 
 fn dirs() -> BTreeMap<PbxDir, String> {
@@ -23,28 +28,53 @@ fn dirs() -> BTreeMap<PbxDir, String> {
 }
 
 fn block(def: &FeatureDef, user: &[(&str, &str)], edit: &str) -> Option<String> {
-    let user: BTreeMap<String, String> = user.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let user: BTreeMap<String, String> = user
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let params = def.resolve_params(&user).unwrap();
     // Binaries are not needed to render blocks; give the reader an empty stand-in.
     let reader = |p: &str| read(p).or_else(|| p.starts_with("bin/").then(Vec::new));
     let r = def.render(&params, &dirs(), "demo", &reader).unwrap();
-    r.edits.into_iter().find(|e| e.edit_id == edit).map(|e| match e.content {
-        RenderedContent::Block { body, .. } => body,
-        RenderedContent::File { .. } => panic!("{edit} is a file"),
-    })
+    r.edits
+        .into_iter()
+        .find(|e| e.edit_id == edit)
+        .map(|e| match e.content {
+            RenderedContent::Block { body, .. } => body,
+            RenderedContent::File { .. } => panic!("{edit} is a file"),
+        })
 }
 
 #[test]
 fn call_waiting_renders_with_parameters() {
     let def = FeatureDef::load("call-waiting", &read).unwrap();
-    let dialplan = block(&def, &[("moh_class", "quiet"), ("hook_context", "my-hook")], "call-waiting/dialplan").unwrap();
-    assert!(dialplan.contains(" same => n,Set(TRANSFER_OPTIONS=${TRANSFER_OPTIONS}m(quiet))\n"), "{dialplan}");
-    assert!(dialplan.contains("\n[my-hook]\nexten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)\n"), "{dialplan}");
-    assert_eq!(block(&def, &[], "call-waiting/modules").unwrap(), "load => func_extstate.so\n");
+    let dialplan = block(
+        &def,
+        &[("moh_class", "quiet"), ("hook_context", "my-hook")],
+        "call-waiting/dialplan",
+    )
+    .unwrap();
+    assert!(
+        dialplan.contains(" same => n,Set(TRANSFER_OPTIONS=${TRANSFER_OPTIONS}m(quiet))\n"),
+        "{dialplan}"
+    );
+    assert!(
+        dialplan.contains("\n[my-hook]\nexten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)\n"),
+        "{dialplan}"
+    );
+    assert_eq!(
+        block(&def, &[], "call-waiting/modules").unwrap(),
+        "load => func_extstate.so\n"
+    );
     // No endpoints listed: pjsip.conf is left alone.
     assert_eq!(block(&def, &[], "call-waiting/endpoints"), None);
     assert_eq!(
-        block(&def, &[("endpoints", "201, 202"), ("busy_at", "5")], "call-waiting/endpoints").unwrap(),
+        block(
+            &def,
+            &[("endpoints", "201, 202"), ("busy_at", "5")],
+            "call-waiting/endpoints"
+        )
+        .unwrap(),
         "[201](+type=endpoint)\ndevice_state_busy_at = 5\n[202](+type=endpoint)\ndevice_state_busy_at = 5\n"
     );
 }
@@ -54,9 +84,20 @@ fn operator_alert_fallback_goes_on_or_hangs_up() {
     let def = FeatureDef::load("operator-alert", &read).unwrap();
     let hangup = block(&def, &[], "operator-alert/dialplan").unwrap();
     assert!(hangup.ends_with(" same => n,Hangup()\n"), "{hangup}");
-    let goto = block(&def, &[("fallback", "from-internal,100,1")], "operator-alert/dialplan").unwrap();
-    assert!(goto.ends_with(" same => n,Goto(from-internal,100,1)\n"), "{goto}");
-    assert!(goto.contains("exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,"), "{goto}");
+    let goto = block(
+        &def,
+        &[("fallback", "from-internal,100,1")],
+        "operator-alert/dialplan",
+    )
+    .unwrap();
+    assert!(
+        goto.ends_with(" same => n,Goto(from-internal,100,1)\n"),
+        "{goto}"
+    );
+    assert!(
+        goto.contains("exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,"),
+        "{goto}"
+    );
 }
 
 #[test]
@@ -64,5 +105,8 @@ fn refusals_name_the_parameter_and_rule() {
     let def = FeatureDef::load("call-waiting", &read).unwrap();
     let user = BTreeMap::from([("hint_context".to_string(), "x]y".to_string())]);
     let err = def.resolve_params(&user).unwrap_err().to_string();
-    assert!(err.contains("feature call-waiting: parameter hint_context = \"x]y\" refused"), "{err}");
+    assert!(
+        err.contains("feature call-waiting: parameter hint_context = \"x]y\" refused"),
+        "{err}"
+    );
 }

@@ -30,13 +30,21 @@ fn install_writes_the_expected_files() {
     let out = install(&pbx, &["--set", "call-waiting.endpoints=201,202"]);
     assert!(out.contains("install featpkg-recipes 1.0.0"), "{out}");
     assert!(out.contains("modified /etc/asterisk/modules.conf"), "{out}");
-    assert!(out.contains("created  /var/lib/asterisk/agi-bin/featpkg-operator-alert"), "{out}");
+    assert!(
+        out.contains("created  /var/lib/asterisk/agi-bin/featpkg-operator-alert"),
+        "{out}"
+    );
 
     assert_eq!(pbx.read_etc("modules.conf"), MODULES_AFTER);
 
     let ext = pbx.read_etc("extensions.conf");
-    let original = std::fs::read_to_string(repo().join("tests/fixtures/pbx/etc/asterisk/extensions.conf")).unwrap();
-    assert!(ext.starts_with(&original), "admin's text must stay in front, untouched");
+    let original =
+        std::fs::read_to_string(repo().join("tests/fixtures/pbx/etc/asterisk/extensions.conf"))
+            .unwrap();
+    assert!(
+        ext.starts_with(&original),
+        "admin's text must stay in front, untouched"
+    );
     for line in [
         "; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan",
         "[featpkg-call-waiting]",
@@ -51,20 +59,31 @@ fn install_writes_the_expected_files() {
         "exten => _X!,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,play,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5)",
         " same => n,Hangup()",
     ] {
-        assert!(ext.lines().any(|l| l == line), "extensions.conf lacks {line:?}:\n{ext}");
+        assert!(
+            ext.lines().any(|l| l == line),
+            "extensions.conf lacks {line:?}:\n{ext}"
+        );
     }
 
     let pjsip = pbx.read_etc("pjsip.conf");
-    assert!(pjsip.ends_with(
-        "; BEGIN featpkg:featpkg-recipes:call-waiting/endpoints\n\
+    assert!(
+        pjsip.ends_with(
+            "; BEGIN featpkg:featpkg-recipes:call-waiting/endpoints\n\
          [201](+type=endpoint)\ndevice_state_busy_at = 3\n\
          [202](+type=endpoint)\ndevice_state_busy_at = 3\n\
          ; END featpkg:featpkg-recipes:call-waiting/endpoints\n"
-    ), "{pjsip}");
+        ),
+        "{pjsip}"
+    );
 
-    let agi = pbx.root().join("var/lib/asterisk/agi-bin/featpkg-operator-alert");
+    let agi = pbx
+        .root()
+        .join("var/lib/asterisk/agi-bin/featpkg-operator-alert");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&agi).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(&agi).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
     assert_eq!(
         std::fs::read(&agi).unwrap(),
         std::fs::read(static_bin_dir().join("featpkg-operator-alert")).unwrap()
@@ -81,9 +100,15 @@ fn install_writes_the_expected_files() {
         "dialplan show featpkg-operator-alert-menu",
         "dialplan show featpkg-operator-alert-noanswer",
     ] {
-        assert!(log.lines().any(|l| l == cmd), "asterisk was not asked {cmd:?}:\n{log}");
+        assert!(
+            log.lines().any(|l| l == cmd),
+            "asterisk was not asked {cmd:?}:\n{log}"
+        );
     }
-    assert!(!log.contains("dialplan reload"), "dialplan reload never reports failure: {log}");
+    assert!(
+        !log.contains("dialplan reload"),
+        "dialplan reload never reports failure: {log}"
+    );
 }
 
 #[test]
@@ -97,7 +122,10 @@ fn install_again_changes_nothing() {
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     let out = install(&pbx, &[]);
-    assert!(out.contains("featpkg-recipes 1.0.0 is up to date; nothing changed"), "{out}");
+    assert!(
+        out.contains("featpkg-recipes 1.0.0 is up to date; nothing changed"),
+        "{out}"
+    );
     assert_same_tree(&before, &pbx.snapshot());
     let mtimes_after: Vec<_> = ["modules.conf", "extensions.conf", "pjsip.conf"]
         .iter()
@@ -113,7 +141,10 @@ fn uninstall_restores_the_tree_byte_for_byte() {
     install(&pbx, &["--set", "call-waiting.endpoints=201"]);
     let out = pbx.ok(&["uninstall", BUNDLE]);
     assert!(out.contains("uninstall featpkg-recipes 1.0.0"), "{out}");
-    assert!(out.contains("removed  /var/lib/asterisk/agi-bin/featpkg-operator-alert"), "{out}");
+    assert!(
+        out.contains("removed  /var/lib/asterisk/agi-bin/featpkg-operator-alert"),
+        "{out}"
+    );
     assert_same_tree(&before, &pbx.snapshot());
     assert!(pbx.ok(&["status"]).contains("nothing installed"));
 }
@@ -142,7 +173,10 @@ fn uninstall_one_feature_keeps_the_other() {
     pbx.ok(&["uninstall", "call-waiting"]);
     assert_same_tree(&only_operator, &pbx.snapshot());
     let status = pbx.ok(&["status"]);
-    assert!(status.contains("operator-alert") && !status.contains("call-waiting"), "{status}");
+    assert!(
+        status.contains("operator-alert") && !status.contains("call-waiting"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -150,7 +184,11 @@ fn hand_edits_outside_our_blocks_survive_install_and_uninstall() {
     let pbx = Pbx::new();
     install(&pbx, &[]);
     let mut ext = pbx.read_etc("extensions.conf");
-    ext = ext.replacen("[internal]\n", "[internal]\n; admin note added after install\n", 1);
+    ext = ext.replacen(
+        "[internal]\n",
+        "[internal]\n; admin note added after install\n",
+        1,
+    );
     ext.push_str("\n[admin-later]\nexten => 999,1,Hangup()\n");
     pbx.write_etc("extensions.conf", ext.as_bytes());
     let out = pbx.ok(&["verify"]);
@@ -158,7 +196,10 @@ fn hand_edits_outside_our_blocks_survive_install_and_uninstall() {
     pbx.ok(&["uninstall", BUNDLE]);
     let after = pbx.read_etc("extensions.conf");
     assert!(after.contains("; admin note added after install\n"));
-    assert!(after.ends_with("\n[admin-later]\nexten => 999,1,Hangup()\n"), "{after}");
+    assert!(
+        after.ends_with("\n[admin-later]\nexten => 999,1,Hangup()\n"),
+        "{after}"
+    );
     assert!(!after.contains("featpkg"), "{after}");
 }
 
@@ -174,7 +215,11 @@ fn hand_edit_inside_our_block_blocks_uninstall_unless_forced() {
 
     let verify = pbx.run(&["verify"]);
     assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
-    assert!(text(&verify).contains("/etc/asterisk/extensions.conf: modified call-waiting/dialplan"), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("/etc/asterisk/extensions.conf: modified call-waiting/dialplan"),
+        "{}",
+        text(&verify)
+    );
     let json = pbx.run(&["verify", "--json"]);
     let drift: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(drift[0]["kind"], "modified");
@@ -183,7 +228,11 @@ fn hand_edit_inside_our_block_blocks_uninstall_unless_forced() {
     let before = pbx.snapshot();
     let out = pbx.run(&["uninstall", BUNDLE]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("featpkg block call-waiting/dialplan was changed by hand"), "{}", text(&out));
+    assert!(
+        text(&out).contains("featpkg block call-waiting/dialplan was changed by hand"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("--force"), "{}", text(&out));
     assert_same_tree(&before, &pbx.snapshot());
 
@@ -200,7 +249,11 @@ fn crlf_file_round_trips() {
     let before = pbx.snapshot();
     install(&pbx, &["--features", "call-waiting"]);
     let during = pbx.read_etc("modules.conf");
-    assert_eq!(during, MODULES_AFTER.replace('\n', "\r\n"), "our block must use the file's CRLF");
+    assert_eq!(
+        during,
+        MODULES_AFTER.replace('\n', "\r\n"),
+        "our block must use the file's CRLF"
+    );
     pbx.ok(&["verify"]);
     pbx.ok(&["uninstall", BUNDLE]);
     assert_same_tree(&before, &pbx.snapshot());
@@ -224,11 +277,20 @@ fn dry_run_prints_a_diff_and_changes_nothing() {
     let before = pbx.snapshot();
     let bundle = bundle();
     let out = pbx.ok(&["install", bundle.to_str().unwrap(), "--dry-run"]);
-    assert!(out.contains("--- a/etc/asterisk/modules.conf\n+++ b/etc/asterisk/modules.conf\n"), "{out}");
+    assert!(
+        out.contains("--- a/etc/asterisk/modules.conf\n+++ b/etc/asterisk/modules.conf\n"),
+        "{out}"
+    );
     assert!(out.contains("+load => func_extstate.so\n"), "{out}");
-    assert!(out.contains("binary file /var/lib/asterisk/agi-bin/featpkg-operator-alert: absent ->"), "{out}");
+    assert!(
+        out.contains("binary file /var/lib/asterisk/agi-bin/featpkg-operator-alert: absent ->"),
+        "{out}"
+    );
     assert_same_tree(&before, &pbx.snapshot());
-    assert!(pbx.asterisk_log().is_empty(), "a dry run must not reload Asterisk");
+    assert!(
+        pbx.asterisk_log().is_empty(),
+        "a dry run must not reload Asterisk"
+    );
     assert!(pbx.ok(&["status"]).contains("nothing installed"));
 }
 
@@ -243,7 +305,12 @@ fn status_lists_features_and_parameters() {
     let json = pbx.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v[0]["name"], BUNDLE);
-    let cw = v[0]["features"].as_array().unwrap().iter().find(|f| f["id"] == "call-waiting").unwrap();
+    let cw = v[0]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "call-waiting")
+        .unwrap();
     assert_eq!(cw["params"]["busy_at"], "4");
     assert_eq!(cw["user_params"]["busy_at"], "4");
 }

@@ -13,9 +13,17 @@ fn refused(pbx: &Pbx, args: &[&str], needle: &str) {
     let before = pbx.snapshot();
     let out = pbx.run(args);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-    assert!(text(&out).contains(needle), "{args:?}: expected {needle:?} in:\n{}", text(&out));
+    assert!(
+        text(&out).contains(needle),
+        "{args:?}: expected {needle:?} in:\n{}",
+        text(&out)
+    );
     assert_same_tree(&before, &pbx.snapshot());
-    assert!(pbx.asterisk_log().is_empty(), "nothing may reach Asterisk: {}", pbx.asterisk_log());
+    assert!(
+        pbx.asterisk_log().is_empty(),
+        "nothing may reach Asterisk: {}",
+        pbx.asterisk_log()
+    );
 }
 
 fn install_args(extra: &[&str]) -> Vec<String> {
@@ -32,7 +40,11 @@ fn refused_install(pbx: &Pbx, extra: &[&str], needle: &str) {
 
 #[test]
 fn unknown_feature() {
-    refused_install(&Pbx::new(), &["--features", "call-forking"], "unknown feature \"call-forking\"");
+    refused_install(
+        &Pbx::new(),
+        &["--features", "call-forking"],
+        "unknown feature \"call-forking\"",
+    );
 }
 
 #[test]
@@ -47,16 +59,56 @@ fn unknown_parameter() {
 #[test]
 fn badly_typed_parameters() {
     let pbx = Pbx::new();
-    refused_install(&pbx, &["--set", "operator-alert.operator_pattern=_X."], "parameter operator_pattern = \"_X.\" refused");
-    refused_install(&pbx, &["--set", "call-waiting.endpoints=201,2 02"], "parameter endpoints");
-    refused_install(&pbx, &["--set", "call-waiting.hook_context=a]b"], "parameter hook_context = \"a]b\" refused: a context name may contain only letters");
-    refused_install(&pbx, &["--set", "call-waiting.hook_context=a,b"], "parameter hook_context = \"a,b\" refused");
-    refused_install(&pbx, &["--set", "call-waiting.beep_sound=../../etc/passwd"], "must not contain '/' or '..'");
-    refused_install(&pbx, &["--set", "call-waiting.beep_sound=custom/beep"], "must not contain '/' or '..'");
-    refused_install(&pbx, &["--set", "call-waiting.busy_at=1"], "must be a whole number from 2 to 32");
-    refused_install(&pbx, &["--set", "operator-alert.service_code=*6;00"], "a service code must be");
-    refused_install(&pbx, &["--set", "operator-alert.fallback=ctx,1;0,1"], "parameter fallback");
-    refused_install(&pbx, &["--set", "nofeature"], "expected feature.param=value");
+    refused_install(
+        &pbx,
+        &["--set", "operator-alert.operator_pattern=_X."],
+        "parameter operator_pattern = \"_X.\" refused",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.endpoints=201,2 02"],
+        "parameter endpoints",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.hook_context=a]b"],
+        "parameter hook_context = \"a]b\" refused: a context name may contain only letters",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.hook_context=a,b"],
+        "parameter hook_context = \"a,b\" refused",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.beep_sound=../../etc/passwd"],
+        "must not contain '/' or '..'",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.beep_sound=custom/beep"],
+        "must not contain '/' or '..'",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.busy_at=1"],
+        "must be a whole number from 2 to 32",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "operator-alert.service_code=*6;00"],
+        "a service code must be",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "operator-alert.fallback=ctx,1;0,1"],
+        "parameter fallback",
+    );
+    refused_install(
+        &pbx,
+        &["--set", "nofeature"],
+        "expected feature.param=value",
+    );
 }
 
 #[test]
@@ -64,7 +116,11 @@ fn missing_asterisk_conf() {
     let pbx = Pbx::new();
     std::fs::remove_file(pbx.etc("asterisk.conf")).unwrap();
     refused_install(&pbx, &[], "asterisk.conf not found at");
-    refused_install(&pbx, &["--asterisk-conf", "/opt/pbx/asterisk.conf"], "opt/pbx/asterisk.conf");
+    refused_install(
+        &pbx,
+        &["--asterisk-conf", "/opt/pbx/asterisk.conf"],
+        "opt/pbx/asterisk.conf",
+    );
 }
 
 #[test]
@@ -106,11 +162,17 @@ fn load_of_a_module_the_admin_noloads() {
 
 #[test]
 fn pjsip_append_to_an_endpoint_that_does_not_exist() {
-    refused_install(&Pbx::new(), &["--set", "call-waiting.endpoints=201,299"], "299");
+    refused_install(
+        &Pbx::new(),
+        &["--set", "call-waiting.endpoints=201,299"],
+        "299",
+    );
 }
 
 /// Rewrites the bundle, letting `change` edit the entry list (name, bytes, is_symlink).
-fn tampered(change: impl FnOnce(&mut Vec<(String, Vec<u8>, bool)>)) -> (tempfile::TempDir, PathBuf) {
+fn tampered(
+    change: impl FnOnce(&mut Vec<(String, Vec<u8>, bool)>),
+) -> (tempfile::TempDir, PathBuf) {
     let mut entries = Vec::new();
     let mut zip = zip::ZipArchive::new(std::fs::File::open(bundle()).unwrap()).unwrap();
     for i in 0..zip.len() {
@@ -131,7 +193,8 @@ fn write_zip(path: &Path, entries: &[(String, Vec<u8>, bool)]) {
     for (name, bytes, symlink) in entries {
         let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
         if *symlink {
-            w.add_symlink(name.as_str(), String::from_utf8_lossy(bytes).as_ref(), opts).unwrap();
+            w.add_symlink(name.as_str(), String::from_utf8_lossy(bytes).as_ref(), opts)
+                .unwrap();
         } else {
             w.start_file(name.as_str(), opts).unwrap();
             w.write_all(bytes).unwrap();
@@ -148,7 +211,10 @@ fn refused_archive(path: &Path, needle: &str) {
 #[test]
 fn archive_entry_that_does_not_match_its_hash() {
     let (_d, path) = tampered(|entries| {
-        let e = entries.iter_mut().find(|e| e.0 == "features/call-waiting/extensions.conf").unwrap();
+        let e = entries
+            .iter_mut()
+            .find(|e| e.0 == "features/call-waiting/extensions.conf")
+            .unwrap();
         e.1.extend_from_slice(b"exten => _X!,2,System(rm -rf /)\n");
     });
     refused_archive(&path, "features/call-waiting/extensions.conf");
@@ -156,25 +222,39 @@ fn archive_entry_that_does_not_match_its_hash() {
 
 #[test]
 fn archive_entry_with_dotdot() {
-    let (_d, path) = tampered(|entries| entries.push(("../../etc/evil.conf".into(), b"x".to_vec(), false)));
+    let (_d, path) =
+        tampered(|entries| entries.push(("../../etc/evil.conf".into(), b"x".to_vec(), false)));
     refused_archive(&path, "../../etc/evil.conf");
 }
 
 #[test]
 fn archive_entry_with_absolute_path() {
-    let (_d, path) = tampered(|entries| entries.push(("/etc/evil.conf".into(), b"x".to_vec(), false)));
+    let (_d, path) =
+        tampered(|entries| entries.push(("/etc/evil.conf".into(), b"x".to_vec(), false)));
     refused_archive(&path, "/etc/evil.conf");
 }
 
 #[test]
 fn archive_entry_that_is_a_symlink() {
-    let (_d, path) = tampered(|entries| entries.push(("features/call-waiting/link".into(), b"/etc/passwd".to_vec(), true)));
+    let (_d, path) = tampered(|entries| {
+        entries.push((
+            "features/call-waiting/link".into(),
+            b"/etc/passwd".to_vec(),
+            true,
+        ))
+    });
     refused_archive(&path, "features/call-waiting/link");
 }
 
 #[test]
 fn archive_entry_not_in_the_manifest() {
-    let (_d, path) = tampered(|entries| entries.push(("features/call-waiting/extra.conf".into(), b"x".to_vec(), false)));
+    let (_d, path) = tampered(|entries| {
+        entries.push((
+            "features/call-waiting/extra.conf".into(),
+            b"x".to_vec(),
+            false,
+        ))
+    });
     refused_archive(&path, "features/call-waiting/extra.conf");
 }
 

@@ -17,13 +17,28 @@ fn bundle_arg() -> String {
 fn reload_failure_rolls_everything_back() {
     let pbx = Pbx::new();
     let before = pbx.snapshot();
-    let out = pbx.run_env(&["install", &bundle_arg()], &[("FAKE_ASTERISK_FAIL_RELOAD", "pbx_config.so")]);
+    let out = pbx.run_env(
+        &["install", &bundle_arg()],
+        &[("FAKE_ASTERISK_FAIL_RELOAD", "pbx_config.so")],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("reload failed, every change was rolled back"), "{}", text(&out));
-    assert!(text(&out).contains("module reload pbx_config.so"), "{}", text(&out));
+    assert!(
+        text(&out).contains("reload failed, every change was rolled back"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("module reload pbx_config.so"),
+        "{}",
+        text(&out)
+    );
     assert_same_tree(&before, &pbx.snapshot());
     // Asterisk was reloaded again on the restored files.
-    let reloads = pbx.asterisk_log().lines().filter(|l| *l == "module reload pbx_config.so").count();
+    let reloads = pbx
+        .asterisk_log()
+        .lines()
+        .filter(|l| *l == "module reload pbx_config.so")
+        .count();
     assert_eq!(reloads, 2, "{}", pbx.asterisk_log());
     assert!(pbx.ok(&["status"]).contains("nothing installed"));
 }
@@ -49,23 +64,42 @@ fn missing_context_after_reload_rolls_back() {
 fn module_load_failure_rolls_back() {
     let pbx = Pbx::new();
     let before = pbx.snapshot();
-    let out = pbx.run_env(&["install", &bundle_arg()], &[("FAKE_ASTERISK_FAIL_LOAD", "func_extstate.so")]);
+    let out = pbx.run_env(
+        &["install", &bundle_arg()],
+        &[("FAKE_ASTERISK_FAIL_LOAD", "func_extstate.so")],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("module load func_extstate.so"), "{}", text(&out));
+    assert!(
+        text(&out).contains("module load func_extstate.so"),
+        "{}",
+        text(&out)
+    );
     assert_same_tree(&before, &pbx.snapshot());
 }
 
 #[test]
 fn injected_failure_after_some_files_were_written_rolls_back() {
-    for point in ["step-1-done", "step-2-temp", "step-2-done", "applied", "before-state-commit"] {
+    for point in [
+        "step-1-done",
+        "step-2-temp",
+        "step-2-done",
+        "applied",
+        "before-state-commit",
+    ] {
         let pbx = Pbx::new();
         let before = pbx.snapshot();
-        let out = pbx.run_env(&["install", &bundle_arg()], &[("FEATPKG_TEST_FAIL_AT", point)]);
+        let out = pbx.run_env(
+            &["install", &bundle_arg()],
+            &[("FEATPKG_TEST_FAIL_AT", point)],
+        );
         assert_eq!(out.status.code(), Some(2), "{point}: {}", text(&out));
         assert_same_tree(&before, &pbx.snapshot());
         assert!(pbx.ok(&["status"]).contains("nothing installed"), "{point}");
         // No journal is left behind: nothing to recover.
-        assert!(pbx.ok(&["recover"]).contains("nothing to recover"), "{point}");
+        assert!(
+            pbx.ok(&["recover"]).contains("nothing to recover"),
+            "{point}"
+        );
     }
 }
 
@@ -87,22 +121,40 @@ fn kill_at(pbx: &Pbx, args: &[&str], point: &str) {
             break;
         }
     }
-    assert!(seen.contains("paused at"), "featpkg never reached {point}: {seen}");
+    assert!(
+        seen.contains("paused at"),
+        "featpkg never reached {point}: {seen}"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
 
 #[test]
 fn killed_install_is_rolled_back_by_the_next_command() {
-    for point in ["journal-written", "step-1-temp", "step-2-done", "step-3-temp", "applied", "before-state-commit"] {
+    for point in [
+        "journal-written",
+        "step-1-temp",
+        "step-2-done",
+        "step-3-temp",
+        "applied",
+        "before-state-commit",
+    ] {
         let pbx = Pbx::new();
         let before = pbx.snapshot();
         kill_at(&pbx, &["install", &bundle_arg()], point);
         // Any command recovers first; status is the least intrusive.
         let out = pbx.run(&["status"]);
         assert!(out.status.success(), "{point}: {}", text(&out));
-        assert!(text(&out).contains("rolled back"), "{point}: {}", text(&out));
-        assert!(text(&out).contains("nothing installed"), "{point}: {}", text(&out));
+        assert!(
+            text(&out).contains("rolled back"),
+            "{point}: {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("nothing installed"),
+            "{point}: {}",
+            text(&out)
+        );
         assert_same_tree(&before, &pbx.snapshot());
     }
 }
@@ -136,7 +188,10 @@ fn a_second_run_waits_then_fails_cleanly() {
     let pbx = Pbx::new();
     let before = pbx.snapshot();
     let mut first = pbx
-        .command(&["install", &bundle_arg()], &[("FEATPKG_TEST_PAUSE_AT", "journal-written")])
+        .command(
+            &["install", &bundle_arg()],
+            &[("FEATPKG_TEST_PAUSE_AT", "journal-written")],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,8 +202,15 @@ fn a_second_run_waits_then_fails_cleanly() {
     let second = pbx.run(&["install", &bundle_arg(), "--lock-wait", "1"]);
     let waited = started.elapsed();
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
-    assert!(text(&second).contains("another featpkg run"), "{}", text(&second));
-    assert!(waited >= std::time::Duration::from_millis(900), "it should wait ~1 s, waited {waited:?}");
+    assert!(
+        text(&second).contains("another featpkg run"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "it should wait ~1 s, waited {waited:?}"
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     // The killed first run is rolled back; the second changed nothing.
@@ -159,22 +221,45 @@ fn a_second_run_waits_then_fails_cleanly() {
 #[test]
 fn upgrade_is_one_transaction_and_keeps_user_parameters() {
     let pbx = Pbx::new();
-    pbx.ok(&["install", &bundle_arg(), "--set", "call-waiting.moh_class=quiet"]);
+    pbx.ok(&[
+        "install",
+        &bundle_arg(),
+        "--set",
+        "call-waiting.moh_class=quiet",
+    ]);
     let v1 = pbx.snapshot();
     let (_dir, v11) = bundle_with_version("1.1.0", |src| {
         let f = src.join("packaging/features/call-waiting/extensions.conf");
         let text = std::fs::read_to_string(&f).unwrap();
-        std::fs::write(&f, text.replace(" same => n,Progress()", " same => n,NoOp(1.1)\n same => n,Progress()")).unwrap();
+        let changed = text.replace(
+            " same => n,Playback(",
+            " same => n,NoOp(1.1)\n same => n,Playback(",
+        );
+        assert_ne!(changed, text, "the 1.1 fragment must differ");
+        std::fs::write(&f, changed).unwrap();
     });
     let out = pbx.ok(&["install", v11.to_str().unwrap()]);
-    assert!(out.contains("upgrade featpkg-recipes 1.0.0 -> 1.1.0"), "{out}");
+    assert!(
+        out.contains("upgrade featpkg-recipes 1.0.0 -> 1.1.0"),
+        "{out}"
+    );
     assert_eq!(out.matches("done: transaction").count(), 1, "{out}");
     let ext = pbx.read_etc("extensions.conf");
     assert!(ext.contains(" same => n,NoOp(1.1)\n"), "{ext}");
-    assert!(ext.contains("m(quiet)"), "user parameter must survive the upgrade: {ext}");
-    assert_eq!(ext.matches("; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan").count(), 1);
+    assert!(
+        ext.contains("m(quiet)"),
+        "user parameter must survive the upgrade: {ext}"
+    );
+    assert_eq!(
+        ext.matches("; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan")
+            .count(),
+        1
+    );
     let status = pbx.ok(&["status"]);
-    assert!(status.contains("featpkg-recipes 1.1.0") && status.contains("moh_class = quiet (set)"), "{status}");
+    assert!(
+        status.contains("featpkg-recipes 1.1.0") && status.contains("moh_class = quiet (set)"),
+        "{status}"
+    );
     assert!(pbx.ok(&["verify"]).contains("no drift"));
     // The upgrade can be taken back as a whole.
     let out = pbx.ok(&["rollback"]);
@@ -193,7 +278,10 @@ fn rollback_walks_back_through_transactions() {
     assert_same_tree(&empty, &pbx.snapshot());
 
     let out = pbx.ok(&["rollback"]);
-    assert!(out.contains("uninstall featpkg-recipes"), "undoes the uninstall first: {out}");
+    assert!(
+        out.contains("uninstall featpkg-recipes"),
+        "undoes the uninstall first: {out}"
+    );
     assert_same_tree(&installed, &pbx.snapshot());
     assert!(pbx.ok(&["verify"]).contains("no drift"));
 
@@ -215,6 +303,10 @@ fn rollback_refuses_over_later_hand_edits() {
     let before = pbx.snapshot();
     let out = pbx.run(&["rollback"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("changed since then: /etc/asterisk/extensions.conf"), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed since then: /etc/asterisk/extensions.conf"),
+        "{}",
+        text(&out)
+    );
     assert_same_tree(&before, &pbx.snapshot());
 }

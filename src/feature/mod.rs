@@ -42,7 +42,11 @@ impl PbxDir {
 
     /// The short name (`etc`, `agi`, …).
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(d, _)| *d == self).map(|(_, n)| *n).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(d, _)| *d == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
     }
 }
 
@@ -378,7 +382,11 @@ impl FeatureDef {
                         "#" => '#',
                         other => return Err(bad(format!("edit {id}: comment {other:?}"))),
                     };
-                    let body = if body.ends_with('\n') { body } else { body + "\n" };
+                    let body = if body.ends_with('\n') {
+                        body
+                    } else {
+                        body + "\n"
+                    };
                     (
                         id,
                         file,
@@ -400,7 +408,11 @@ impl FeatureDef {
                     let mode = u32::from_str_radix(mode, 8)
                         .ok()
                         .filter(|m| *m <= 0o777 && m & 0o022 == 0)
-                        .ok_or_else(|| bad(format!("edit {id}: mode {mode:?} must be octal without group/other write")))?;
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "edit {id}: mode {mode:?} must be octal without group/other write"
+                            ))
+                        })?;
                     let bytes = match (binary, template) {
                         (Some(name), None) => {
                             let path = binary_path(name);

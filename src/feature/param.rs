@@ -72,7 +72,8 @@ fn check_word(value: &str, what: &str, extra: &str, max: usize) -> Result<(), Pa
 
 /// Checks an Asterisk digit pattern (`_2XX`, `_[1-5]XX`, `201`).
 pub fn check_digit_pattern(value: &str) -> Result<(), ParamRuleError> {
-    let rule = "an extension pattern must be digits, or '_' followed by X, Z, N, digits and [a-b] classes";
+    let rule =
+        "an extension pattern must be digits, or '_' followed by X, Z, N, digits and [a-b] classes";
     let Some(body) = value.strip_prefix('_') else {
         if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(());
@@ -114,18 +115,20 @@ impl ParamType {
     pub fn check(&self, value: &str) -> Result<(), ParamRuleError> {
         match self {
             ParamType::Extension => {
-                if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit())
+                if value.is_empty()
+                    || value.len() > 20
+                    || !value.bytes().all(|b| b.is_ascii_digit())
                 {
-                    return Err(ParamRuleError(
-                        "an extension must be 1 to 20 digits".into(),
-                    ));
+                    return Err(ParamRuleError("an extension must be 1 to 20 digits".into()));
                 }
                 Ok(())
             }
             ParamType::ServiceCode => {
                 if value.is_empty()
                     || value.len() > 10
-                    || !value.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
                 {
                     return Err(ParamRuleError(
                         "a service code must be 1 to 10 of the characters 0-9 * #".into(),
@@ -164,7 +167,10 @@ impl ParamType {
                 if values.iter().any(|v| v == value) {
                     Ok(())
                 } else {
-                    Err(ParamRuleError(format!("must be one of {}", values.join(", "))))
+                    Err(ParamRuleError(format!(
+                        "must be one of {}",
+                        values.join(", ")
+                    )))
                 }
             }
             ParamType::EndpointList => {
@@ -236,8 +242,20 @@ mod tests {
     #[test]
     fn sound_refuses_paths() {
         assert!(ParamType::Sound.check("beep").is_ok());
-        assert!(ParamType::Sound.check("../beep").unwrap_err().0.contains("'/'"));
-        assert!(ParamType::Sound.check("a..b").unwrap_err().0.contains("'..'"));
+        assert!(
+            ParamType::Sound
+                .check("../beep")
+                .unwrap_err()
+                .0
+                .contains("'/'")
+        );
+        assert!(
+            ParamType::Sound
+                .check("a..b")
+                .unwrap_err()
+                .0
+                .contains("'..'")
+        );
     }
 
     #[test]
@@ -267,7 +285,9 @@ mod tests {
         assert!(t.check("3").is_ok());
         assert!(t.check("1").is_err());
         assert!(t.check("x").is_err());
-        let e = ParamType::Enum { values: vec!["PJSIP".into()] };
+        let e = ParamType::Enum {
+            values: vec!["PJSIP".into()],
+        };
         assert!(e.check("PJSIP").is_ok());
         assert!(e.check("SIP").unwrap_err().0.contains("PJSIP"));
     }

@@ -48,13 +48,26 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
             match edit.kind {
                 EditKind::File => {
                     if sha256_hex(&current.content) != edit.sha256 {
-                        drift("modified", "file content differs from what featpkg installed".into());
+                        drift(
+                            "modified",
+                            "file content differs from what featpkg installed".into(),
+                        );
                     } else if current.mode != edit.mode {
-                        drift("modified", format!("mode is {:04o}, featpkg installed {:04o}", current.mode, edit.mode));
+                        drift(
+                            "modified",
+                            format!(
+                                "mode is {:04o}, featpkg installed {:04o}",
+                                current.mode, edit.mode
+                            ),
+                        );
                     }
                 }
                 EditKind::Block => {
-                    let style = if edit.comment == '#' { CommentStyle::Hash } else { CommentStyle::Semicolon };
+                    let style = if edit.comment == '#' {
+                        CommentStyle::Hash
+                    } else {
+                        CommentStyle::Semicolon
+                    };
                     let id = BlockId {
                         bundle: bundle.name.clone(),
                         edit: edit.edit_id.clone(),
@@ -62,9 +75,10 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                     match marker::block_body(&current.content, style, &id) {
                         Err(e) => drift("markers", e.to_string()),
                         Ok(None) => drift("missing", "block markers not found".into()),
-                        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => {
-                            drift("modified", "block content differs from what featpkg wrote".into())
-                        }
+                        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => drift(
+                            "modified",
+                            "block content differs from what featpkg wrote".into(),
+                        ),
                         Ok(Some(_)) => {}
                     }
                 }

@@ -25,9 +25,15 @@ pub struct InstallRequest {
 #[derive(Debug, Clone)]
 pub enum InstallOutcome {
     /// Nothing to change: the bundle is installed exactly like this already.
-    UpToDate { bundle: String, version: String },
+    UpToDate {
+        bundle: String,
+        version: String,
+    },
     /// `--dry-run`: the unified diff of what would change.
-    DryRun { summary: String, diff: String },
+    DryRun {
+        summary: String,
+        diff: String,
+    },
     Applied(Applied),
 }
 
@@ -94,7 +100,10 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
             user.extend(s.clone());
         }
         // A parameter the new version no longer has is dropped rather than refused.
-        user.retain(|k, _| def.params.iter().any(|p| &p.name == k) || sets.get(id).is_some_and(|s| s.contains_key(k)));
+        user.retain(|k, _| {
+            def.params.iter().any(|p| &p.name == k)
+                || sets.get(id).is_some_and(|s| s.contains_key(k))
+        });
         let params = def.resolve_params(&user)?;
         let r = def.render(&params, &dirs, &manifest.name, &read)?;
         features.push(InstalledFeature {
@@ -105,7 +114,10 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         });
         rendered.push(r);
     }
-    let desired: Vec<_> = rendered.iter().flat_map(|r| r.edits.iter().cloned()).collect();
+    let desired: Vec<_> = rendered
+        .iter()
+        .flat_map(|r| r.edits.iter().cloned())
+        .collect();
     let plan = crate::plan::plan(
         session.target.as_ref(),
         &manifest.name,
@@ -137,21 +149,40 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
     let (kind, summary) = match &installed {
         Some(old) if old.version != manifest.version => (
             "upgrade",
-            format!("upgrade {} {} -> {} ({})", manifest.name, old.version, manifest.version, wanted.join(", ")),
+            format!(
+                "upgrade {} {} -> {} ({})",
+                manifest.name,
+                old.version,
+                manifest.version,
+                wanted.join(", ")
+            ),
         ),
         Some(_) => (
             "install",
-            format!("reconfigure {} {} ({})", manifest.name, manifest.version, wanted.join(", ")),
+            format!(
+                "reconfigure {} {} ({})",
+                manifest.name,
+                manifest.version,
+                wanted.join(", ")
+            ),
         ),
         None => (
             "install",
-            format!("install {} {} ({})", manifest.name, manifest.version, wanted.join(", ")),
+            format!(
+                "install {} {} ({})",
+                manifest.name,
+                manifest.version,
+                wanted.join(", ")
+            ),
         ),
     };
     let summary = if dropped.is_empty() {
         summary
     } else {
-        format!("{summary}; removed features no longer in the bundle: {}", dropped.join(", "))
+        format!(
+            "{summary}; removed features no longer in the bundle: {}",
+            dropped.join(", ")
+        )
     };
     if request.dry_run {
         return Ok(InstallOutcome::DryRun {
@@ -168,7 +199,10 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         .filter(|r| !previously_installed.contains(&r.id.as_str()))
         .flat_map(|r| r.modules.iter().cloned())
         .collect();
-    let contexts: Vec<String> = rendered.iter().flat_map(|r| r.contexts.iter().cloned()).collect();
+    let contexts: Vec<String> = rendered
+        .iter()
+        .flat_map(|r| r.contexts.iter().cloned())
+        .collect();
     let reload = reload_for(&plan, load_modules, contexts);
     let applied = execute(
         session,

@@ -119,7 +119,12 @@ fn new_txn_key() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}-{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id())
+    format!(
+        "{}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
 }
 
 /// Lines describing a plan's changes.
@@ -144,7 +149,11 @@ pub fn describe(plan: &Plan) -> Vec<String> {
 
 /// Applies a change: journal, atomic edits, reload + verify, state commit.
 /// Any failure before the state commit rolls every file back to its exact bytes.
-pub(crate) fn execute(session: &mut Session, change: Change, no_reload: bool) -> Result<Applied, Error> {
+pub(crate) fn execute(
+    session: &mut Session,
+    change: Change,
+    no_reload: bool,
+) -> Result<Applied, Error> {
     let mut steps = Vec::new();
     let mut files = Vec::new();
     for d in &change.plan.create_dirs {
@@ -203,7 +212,9 @@ pub(crate) fn execute(session: &mut Session, change: Change, no_reload: bool) ->
 
     let mut reload_said = Vec::new();
     if no_reload {
-        reload_said.push("reload skipped (--no-reload): reload Asterisk yourself to activate the changes".into());
+        reload_said.push(
+            "reload skipped (--no-reload): reload Asterisk yourself to activate the changes".into(),
+        );
     } else if !change.reload.is_empty() {
         match session.target.reload(&change.reload) {
             Ok(said) => reload_said = said,
@@ -256,7 +267,11 @@ pub(crate) fn execute(session: &mut Session, change: Change, no_reload: bool) ->
 }
 
 /// The reload a set of changed paths needs (plain Asterisk file names).
-pub(crate) fn reload_for(plan: &Plan, load_modules: Vec<String>, expect_contexts: Vec<String>) -> ReloadRequest {
+pub(crate) fn reload_for(
+    plan: &Plan,
+    load_modules: Vec<String>,
+    expect_contexts: Vec<String>,
+) -> ReloadRequest {
     let changed = |name: &str| {
         plan.files
             .iter()

@@ -24,7 +24,10 @@ pub enum RollbackOutcome {
 }
 
 /// Undoes the newest committed transaction that is not itself a rollback.
-pub fn rollback(session: &mut Session, request: &RollbackRequest) -> Result<RollbackOutcome, Error> {
+pub fn rollback(
+    session: &mut Session,
+    request: &RollbackRequest,
+) -> Result<RollbackOutcome, Error> {
     let Some(txn) = session.state.last_undoable()? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
@@ -82,11 +85,21 @@ pub fn rollback(session: &mut Session, request: &RollbackRequest) -> Result<Roll
                 drift.join(", ")
             )));
         }
-        plan.forced = drift.iter().map(|p| format!("{p}: changes since transaction {} overwritten (--force)", txn.id)).collect();
+        plan.forced = drift
+            .iter()
+            .map(|p| {
+                format!(
+                    "{p}: changes since transaction {} overwritten (--force)",
+                    txn.id
+                )
+            })
+            .collect();
     }
     // Directories: created ones go after the files that were in them, parents last.
-    plan.remove_dirs.sort_by(|a, b| b.runtime_path.cmp(&a.runtime_path));
-    plan.create_dirs.sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
+    plan.remove_dirs
+        .sort_by(|a, b| b.runtime_path.cmp(&a.runtime_path));
+    plan.create_dirs
+        .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
     let summary = format!("rollback of transaction {} ({})", txn.id, txn.summary);
     if request.dry_run {
         return Ok(RollbackOutcome::DryRun {

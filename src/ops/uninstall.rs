@@ -46,33 +46,64 @@ fn resolve(session: &Session, name: &str) -> Result<(BundleSnapshot, Option<Stri
                 .collect();
             Err(Error::Refused(format!(
                 "nothing installed is called {name:?} (installed: {})",
-                if known.is_empty() { "nothing".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    known.join(", ")
+                }
             )))
         }
         many => Err(Error::Refused(format!(
             "{name:?} is a feature of several bundles ({}); say bundle:feature",
-            many.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
 
 /// Removes a bundle, or one feature of it.
-pub fn uninstall(session: &mut Session, request: &UninstallRequest) -> Result<UninstallOutcome, Error> {
+pub fn uninstall(
+    session: &mut Session,
+    request: &UninstallRequest,
+) -> Result<UninstallOutcome, Error> {
     let (installed, feature) = resolve(session, &request.name)?;
     let removing = |f: &str| feature.as_deref().is_none_or(|x| x == f);
     // Plan only over the edits that go: the others are not touched at all.
     let going = BundleSnapshot {
-        edits: installed.edits.iter().filter(|e| removing(&e.feature)).cloned().collect(),
+        edits: installed
+            .edits
+            .iter()
+            .filter(|e| removing(&e.feature))
+            .cloned()
+            .collect(),
         ..installed.clone()
     };
-    let plan = crate::plan::plan(session.target.as_ref(), &installed.name, Some(&going), &[], request.force)?;
-    let remaining_features: Vec<_> = installed.features.iter().filter(|f| !removing(&f.id)).cloned().collect();
+    let plan = crate::plan::plan(
+        session.target.as_ref(),
+        &installed.name,
+        Some(&going),
+        &[],
+        request.force,
+    )?;
+    let remaining_features: Vec<_> = installed
+        .features
+        .iter()
+        .filter(|f| !removing(&f.id))
+        .cloned()
+        .collect();
     let after = if remaining_features.is_empty() {
         None
     } else {
         Some(BundleSnapshot {
             features: remaining_features,
-            edits: installed.edits.iter().filter(|e| !removing(&e.feature)).cloned().collect(),
+            edits: installed
+                .edits
+                .iter()
+                .filter(|e| !removing(&e.feature))
+                .cloned()
+                .collect(),
             dirs: plan.dirs.clone(),
             ..installed.clone()
         })

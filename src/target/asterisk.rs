@@ -88,7 +88,9 @@ impl AsteriskTarget {
             if !value.starts_with('/') || value.split('/').any(|p| p == "..") {
                 return Err(TargetError::Invalid {
                     path: conf_host.clone(),
-                    message: format!("[directories] {key} = {value:?} must be an absolute path without '..'"),
+                    message: format!(
+                        "[directories] {key} = {value:?} must be an absolute path without '..'"
+                    ),
                 });
             }
             dirs.insert(dir, value.trim_end_matches('/').to_string());

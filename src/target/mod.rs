@@ -44,7 +44,9 @@ pub enum ReloadError {
     },
     #[error("`{command}` failed: {output}")]
     Failed { command: String, output: String },
-    #[error("after reload, context [{context}] does not exist (`dialplan show {context}` said: {output})")]
+    #[error(
+        "after reload, context [{context}] does not exist (`dialplan show {context}` said: {output})"
+    )]
     MissingContext { context: String, output: String },
 }
 

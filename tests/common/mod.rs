@@ -84,10 +84,16 @@ pub fn bundle() -> PathBuf {
 }
 
 /// A copy of the repository's bundle sources with the version (and optionally a fragment) changed.
-pub fn bundle_with_version(version: &str, edit: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+pub fn bundle_with_version(
+    version: &str,
+    edit: impl FnOnce(&Path),
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
-    copy_tree(&repo().join("module-manifest"), &src.join("module-manifest"));
+    copy_tree(
+        &repo().join("module-manifest"),
+        &src.join("module-manifest"),
+    );
     copy_tree(&repo().join("packaging"), &src.join("packaging"));
     let manifest = src.join("module-manifest/bundle.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
@@ -116,11 +122,20 @@ impl Pbx {
         std::fs::create_dir_all(&state).unwrap();
         let fake = repo().join("tests/support/fake-asterisk");
         let mode = std::fs::metadata(&fake).unwrap().permissions().mode();
-        assert!(mode & 0o111 != 0, "tests/support/fake-asterisk must be executable");
+        assert!(
+            mode & 0o111 != 0,
+            "tests/support/fake-asterisk must be executable"
+        );
         let env = vec![
-            ("FEATPKG_ASTERISK_CMD".to_string(), fake.display().to_string()),
+            (
+                "FEATPKG_ASTERISK_CMD".to_string(),
+                fake.display().to_string(),
+            ),
             ("FAKE_ASTERISK_LOG".to_string(), log.display().to_string()),
-            ("FAKE_ASTERISK_STATE_DIR".to_string(), state.display().to_string()),
+            (
+                "FAKE_ASTERISK_STATE_DIR".to_string(),
+                state.display().to_string(),
+            ),
             (
                 "FAKE_ASTERISK_ETC".to_string(),
                 dir.path().join("root/etc/asterisk").display().to_string(),
@@ -159,7 +174,8 @@ impl Pbx {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        cmd.env_remove("FEATPKG_TEST_FAIL_AT").env_remove("FEATPKG_TEST_PAUSE_AT");
+        cmd.env_remove("FEATPKG_TEST_FAIL_AT")
+            .env_remove("FEATPKG_TEST_PAUSE_AT");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -177,7 +193,11 @@ impl Pbx {
     /// Runs and asserts success.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "featpkg {args:?} failed: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "featpkg {args:?} failed: {}",
+            text(&out)
+        );
         text(&out)
     }
 

@@ -44,7 +44,13 @@ impl Call {
 
     /// The block exactly as Asterisk's `setup_env` writes it: fixed order, `: `, blank line.
     pub fn env_block(&self) -> String {
-        let empty_is_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+        let empty_is_unknown = |s: &str| {
+            if s.is_empty() {
+                "unknown".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         let mut lines = vec![
             ("agi_request", self.script.clone()),
             ("agi_channel", self.channel.clone()),
@@ -125,7 +131,9 @@ impl FakePeer {
                 }
             }
         });
-        stdin.write_all(call.env_block().as_bytes()).expect("write env block");
+        stdin
+            .write_all(call.env_block().as_bytes())
+            .expect("write env block");
         stdin.flush().expect("flush");
         FakePeer {
             child,
@@ -150,7 +158,12 @@ impl FakePeer {
     /// Expects exactly `command` next, then answers `reply`.
     pub fn expect(&mut self, command: &str, reply: &str) {
         let got = self.next_command(Duration::from_secs(5));
-        assert_eq!(got.as_deref(), Some(command), "transcript so far: {:?}", self.transcript);
+        assert_eq!(
+            got.as_deref(),
+            Some(command),
+            "transcript so far: {:?}",
+            self.transcript
+        );
         self.reply(reply);
     }
 

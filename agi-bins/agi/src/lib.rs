@@ -22,8 +22,8 @@
 pub mod fake;
 
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest command line Asterisk accepts (AGI_BUF_LEN).
@@ -54,7 +54,9 @@ impl std::fmt::Display for AgiError {
             AgiError::Io(e) => write!(f, "AGI pipe error: {e}"),
             AgiError::Eof => write!(f, "Asterisk closed the AGI pipe"),
             AgiError::Hangup => write!(f, "the channel hung up"),
-            AgiError::UnknownCommand(line) => write!(f, "Asterisk does not know the command: {line}"),
+            AgiError::UnknownCommand(line) => {
+                write!(f, "Asterisk does not know the command: {line}")
+            }
             AgiError::Usage(lines) => write!(f, "invalid command syntax: {}", lines.join(" / ")),
             AgiError::Protocol(line) => write!(f, "unexpected reply from Asterisk: {line:?}"),
             AgiError::BadArgument(why) => write!(f, "refusing to send AGI command: {why}"),
@@ -99,7 +101,10 @@ impl AgiEnv {
 
     /// A variable by full name (`agi_callerid`).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Caller ID number (`agi_callerid`); `unknown` when Asterisk has none.
@@ -171,7 +176,9 @@ pub fn parse_reply(line: &str) -> Result<Reply, AgiError> {
         ..Reply::default()
     };
     if let Some(inner) = tail.strip_prefix('(') {
-        let close = inner.find(')').ok_or_else(|| AgiError::Protocol(line.to_string()))?;
+        let close = inner
+            .find(')')
+            .ok_or_else(|| AgiError::Protocol(line.to_string()))?;
         reply.data = Some(inner[..close].to_string());
         tail = inner[close + 1..].trim_start();
     }
@@ -188,7 +195,10 @@ pub fn parse_reply(line: &str) -> Result<Reply, AgiError> {
 /// would end the command and start another one.
 pub fn quote(arg: &str) -> Result<String, AgiError> {
     if arg.contains(['\n', '\r', '\0']) {
-        return Err(AgiError::BadArgument(format!("argument {:?} contains a line break or NUL", escape_for_log(arg, 40))));
+        return Err(AgiError::BadArgument(format!(
+            "argument {:?} contains a line break or NUL",
+            escape_for_log(arg, 40)
+        )));
     }
     let mut out = String::with_capacity(arg.len() + 2);
     out.push('"');
@@ -208,7 +218,13 @@ pub fn escape_for_log(value: &str, max: usize) -> String {
     let mut out: String = value
         .chars()
         .take(max)
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if value.chars().count() > max {
         out.push_str("...");
@@ -262,12 +278,10 @@ impl Watchdog {
                 if hangup.is_set() && hangup_seen.is_none() {
                     hangup_seen = Some(Instant::now());
                 }
-                if let Some(at) = hangup_seen {
-                    if at.elapsed() >= after_hangup {
-                        // No flush here: the session holds the stdout lock; every
-                        // command was flushed when it was sent.
-                        std::process::exit(0);
-                    }
+                // No flush before exiting: the session holds the stdout lock; every
+                // command was flushed when it was sent.
+                if hangup_seen.is_some_and(|at| at.elapsed() >= after_hangup) {
+                    std::process::exit(0);
                 }
                 let deadline = shared.deadline_ms.load(Ordering::SeqCst);
                 if deadline != 0 && shared.start.elapsed().as_millis() as u64 >= deadline {
@@ -281,7 +295,8 @@ impl Watchdog {
     /// Gives the current wait `timeout` before the process exits with [`EXIT_DEADLINE`].
     pub fn arm(&self, timeout: Duration) {
         let at = self.start.elapsed() + timeout;
-        self.deadline_ms.store((at.as_millis() as u64).max(1), Ordering::SeqCst);
+        self.deadline_ms
+            .store((at.as_millis() as u64).max(1), Ordering::SeqCst);
     }
 
     /// The wait is over.
@@ -316,7 +331,12 @@ impl<R: BufRead, W: Write> Agi<R, W> {
 
     /// Every wait for a reply gets `reply_timeout` (the watchdog exits the process
     /// after it); `hangup` is shared with the SIGHUP handler.
-    pub fn with_watchdog(mut self, watchdog: Watchdog, reply_timeout: Duration, hangup: Hangup) -> Self {
+    pub fn with_watchdog(
+        mut self,
+        watchdog: Watchdog,
+        reply_timeout: Duration,
+        hangup: Hangup,
+    ) -> Self {
         self.watchdog = Some(watchdog);
         self.reply_timeout = reply_timeout;
         self.hangup = hangup;
@@ -337,7 +357,9 @@ impl<R: BufRead, W: Write> Agi<R, W> {
     /// `extra` longer than the usual reply deadline.
     pub fn command_line(&mut self, line: &str, extra: Duration) -> Result<Reply, AgiError> {
         if line.len() >= MAX_COMMAND_LEN || line.contains(['\n', '\r', '\0']) {
-            return Err(AgiError::BadArgument("command line too long or contains a line break".into()));
+            return Err(AgiError::BadArgument(
+                "command line too long or contains a line break".into(),
+            ));
         }
         self.writer.write_all(line.as_bytes())?;
         self.writer.write_all(b"\n")?;
@@ -393,7 +415,12 @@ impl<R: BufRead, W: Write> Agi<R, W> {
         self.command_extra(words, args, Duration::ZERO)
     }
 
-    fn command_extra(&mut self, words: &str, args: &[&str], extra: Duration) -> Result<Reply, AgiError> {
+    fn command_extra(
+        &mut self,
+        words: &str,
+        args: &[&str],
+        extra: Duration,
+    ) -> Result<Reply, AgiError> {
         let mut line = words.to_string();
         for arg in args {
             line.push(' ');
@@ -408,7 +435,12 @@ impl<R: BufRead, W: Write> Agi<R, W> {
     }
 
     /// `GET DATA <sound> <timeout_ms> <max_digits>`: returns the digits (empty on timeout).
-    pub fn get_data(&mut self, sound: &str, timeout_ms: u32, max_digits: u32) -> Result<String, AgiError> {
+    pub fn get_data(
+        &mut self,
+        sound: &str,
+        timeout_ms: u32,
+        max_digits: u32,
+    ) -> Result<String, AgiError> {
         let line = format!("GET DATA {} {timeout_ms} {max_digits}", quote(sound)?);
         let extra = Duration::from_millis(u64::from(timeout_ms)) + Duration::from_secs(60);
         let reply = self.command_line(&line, extra)?;
@@ -420,13 +452,24 @@ impl<R: BufRead, W: Write> Agi<R, W> {
     }
 
     /// `STREAM FILE <sound> "<escape digits>"`; the prompt's length is bounded by `max`.
-    pub fn stream_file(&mut self, sound: &str, escape_digits: &str, max: Duration) -> Result<Reply, AgiError> {
+    pub fn stream_file(
+        &mut self,
+        sound: &str,
+        escape_digits: &str,
+        max: Duration,
+    ) -> Result<Reply, AgiError> {
         self.command_extra("STREAM FILE", &[sound, escape_digits], max)
     }
 
     /// `RECORD FILE <path> <format> "<escape digits>" <timeout_ms> BEEP`.
     /// A hangup while recording returns `result=-1 (hangup)`; Asterisk keeps the partial file.
-    pub fn record_file(&mut self, path: &str, format: &str, escape_digits: &str, max: Duration) -> Result<Reply, AgiError> {
+    pub fn record_file(
+        &mut self,
+        path: &str,
+        format: &str,
+        escape_digits: &str,
+        max: Duration,
+    ) -> Result<Reply, AgiError> {
         let line = format!(
             "RECORD FILE {} {} {} {} BEEP",
             quote(path)?,
@@ -466,7 +509,10 @@ impl<R: BufRead, W: Write> Agi<R, W> {
 
     /// `VERBOSE "<message>" <level>`; the message is made safe for one log line.
     pub fn verbose(&mut self, message: &str, level: u8) -> Result<(), AgiError> {
-        let safe: String = message.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        let safe: String = message
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
         let line = format!("VERBOSE {} {level}", quote(&safe)?);
         self.command_line(&line, Duration::ZERO).map(|_| ())
     }
@@ -480,7 +526,11 @@ mod tests {
     const ENV: &str = "agi_request: /var/lib/asterisk/agi-bin/x\nagi_channel: PJSIP/201-00000001\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1700000000.1\nagi_version: 22.5.0\nagi_callerid: 201\nagi_calleridname: Anna\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: *600\nagi_rdnis: unknown\nagi_context: menu\nagi_extension: *600\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 1234\nagi_arg_1: menu\nagi_arg_2: family=op_alert\n\n";
 
     fn session(replies: &str) -> Agi<Cursor<Vec<u8>>, Vec<u8>> {
-        Agi::new(Cursor::new(format!("{ENV}{replies}").into_bytes()), Vec::new()).unwrap()
+        Agi::new(
+            Cursor::new(format!("{ENV}{replies}").into_bytes()),
+            Vec::new(),
+        )
+        .unwrap()
     }
 
     fn sent(agi: &Agi<Cursor<Vec<u8>>, Vec<u8>>) -> String {
@@ -498,25 +548,62 @@ mod tests {
 
     #[test]
     fn eof_in_the_environment_block() {
-        let err = Agi::new(Cursor::new(b"agi_request: x\n".to_vec()), Vec::new()).err().unwrap();
+        let err = Agi::new(Cursor::new(b"agi_request: x\n".to_vec()), Vec::new())
+            .err()
+            .unwrap();
         assert!(matches!(err, AgiError::Eof));
     }
 
     #[test]
     fn parses_replies() {
-        assert_eq!(parse_reply("200 result=1 (INUSE)\n").unwrap(), Reply { result: "1".into(), data: Some("INUSE".into()), endpos: None });
-        assert_eq!(parse_reply("200 result=35 (dtmf) endpos=8000").unwrap().endpos, Some(8000));
-        assert_eq!(parse_reply("200 result=0 endpos=12345").unwrap(), Reply { result: "0".into(), data: None, endpos: Some(12345) });
-        assert_eq!(parse_reply("200 result=-1 (hangup) endpos=400").unwrap().code(), Some(-1));
-        assert_eq!(parse_reply("200 result=123 (timeout)").unwrap().result, "123");
-        assert!(matches!(parse_reply("510 Invalid or unknown command"), Err(AgiError::UnknownCommand(_))));
-        assert!(matches!(parse_reply("511 Command Not Permitted on a dead channel or intercept routine"), Err(AgiError::Hangup)));
+        assert_eq!(
+            parse_reply("200 result=1 (INUSE)\n").unwrap(),
+            Reply {
+                result: "1".into(),
+                data: Some("INUSE".into()),
+                endpos: None
+            }
+        );
+        assert_eq!(
+            parse_reply("200 result=35 (dtmf) endpos=8000")
+                .unwrap()
+                .endpos,
+            Some(8000)
+        );
+        assert_eq!(
+            parse_reply("200 result=0 endpos=12345").unwrap(),
+            Reply {
+                result: "0".into(),
+                data: None,
+                endpos: Some(12345)
+            }
+        );
+        assert_eq!(
+            parse_reply("200 result=-1 (hangup) endpos=400")
+                .unwrap()
+                .code(),
+            Some(-1)
+        );
+        assert_eq!(
+            parse_reply("200 result=123 (timeout)").unwrap().result,
+            "123"
+        );
+        assert!(matches!(
+            parse_reply("510 Invalid or unknown command"),
+            Err(AgiError::UnknownCommand(_))
+        ));
+        assert!(matches!(
+            parse_reply("511 Command Not Permitted on a dead channel or intercept routine"),
+            Err(AgiError::Hangup)
+        ));
         assert!(matches!(parse_reply("garbage"), Err(AgiError::Protocol(_))));
     }
 
     #[test]
     fn multi_line_usage_is_read_to_its_end() {
-        let mut agi = session("520-Invalid command syntax.  Proper usage follows:\nUsage: DATABASE GET <family> <key>\n520 End of proper usage.\n200 result=1\n");
+        let mut agi = session(
+            "520-Invalid command syntax.  Proper usage follows:\nUsage: DATABASE GET <family> <key>\n520 End of proper usage.\n200 result=1\n",
+        );
         match agi.command("DATABASE GET", &["a"]) {
             Err(AgiError::Usage(lines)) => assert_eq!(lines.len(), 3),
             other => panic!("{other:?}"),
@@ -527,10 +614,15 @@ mod tests {
 
     #[test]
     fn hangup_line_and_511_mark_the_session() {
-        let mut agi = session("HANGUP\n200 result=1\n511 Command Not Permitted on a dead channel or intercept routine\n");
+        let mut agi = session(
+            "HANGUP\n200 result=1\n511 Command Not Permitted on a dead channel or intercept routine\n",
+        );
         assert!(agi.database_put("f", "k", "1").unwrap());
         assert!(agi.hung_up());
-        assert!(matches!(agi.stream_file("x", "", Duration::ZERO), Err(AgiError::Hangup)));
+        assert!(matches!(
+            agi.stream_file("x", "", Duration::ZERO),
+            Err(AgiError::Hangup)
+        ));
     }
 
     #[test]
@@ -548,7 +640,10 @@ mod tests {
     #[test]
     fn line_breaks_in_arguments_are_refused() {
         let mut agi = session("");
-        assert!(matches!(agi.set_variable("A", "x\nANSWER"), Err(AgiError::BadArgument(_))));
+        assert!(matches!(
+            agi.set_variable("A", "x\nANSWER"),
+            Err(AgiError::BadArgument(_))
+        ));
         assert_eq!(sent(&agi), "", "nothing may be sent");
     }
 

@@ -49,14 +49,22 @@ enum Mode {
 }
 
 fn word_ok(v: &str, extra: &str) -> bool {
-    !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mode = match args.first().map(String::as_str) {
         Some("menu") => Mode::Menu,
         Some("play") => Mode::Play,
-        other => return Err(format!("first argument must be menu or play, got {:?}", other.unwrap_or(""))),
+        other => {
+            return Err(format!(
+                "first argument must be menu or play, got {:?}",
+                other.unwrap_or("")
+            ));
+        }
     };
     let mut c = Config {
         mode,
@@ -72,7 +80,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         deleted_sound: "vm-tempremoved".into(),
     };
     for arg in &args[1..] {
-        let (key, value) = arg.split_once('=').ok_or_else(|| format!("argument {:?} is not key=value", escape_for_log(arg, 40)))?;
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("argument {:?} is not key=value", escape_for_log(arg, 40)))?;
         let bad = |rule: &str| format!("{key}={:?}: {rule}", escape_for_log(value, 40));
         let seconds = |max: u64| -> Result<Duration, String> {
             match value.parse::<u64>() {
@@ -83,15 +93,26 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         match key {
             "family" if word_ok(value, "-_") => c.family = value.into(),
             "pattern" if pattern_ok(value) => c.pattern = value.into(),
-            "dir" if value.starts_with('/') && !value.split('/').any(|p| p == "..") && word_ok(&value.replace('/', ""), "-_.") => {
+            "dir"
+                if value.starts_with('/')
+                    && !value.split('/').any(|p| p == "..")
+                    && word_ok(&value.replace('/', ""), "-_.") =>
+            {
                 c.dir = value.into()
             }
-            "format" if word_ok(value, "") && value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()) => {
+            "format"
+                if word_ok(value, "")
+                    && value
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()) =>
+            {
                 c.format = value.into()
             }
             "deadline" => c.deadline = seconds(30)?,
             "maxrec" => c.maxrec = seconds(600)?,
-            "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound" if word_ok(value, "-_") => {
+            "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound"
+                if word_ok(value, "-_") =>
+            {
                 let slot = match key {
                     "menu_sound" => &mut c.menu_sound,
                     "record_sound" => &mut c.record_sound,
@@ -100,7 +121,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 };
                 *slot = value.into();
             }
-            "family" | "pattern" | "dir" | "format" | "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound" => {
+            "family" | "pattern" | "dir" | "format" | "menu_sound" | "record_sound"
+            | "saved_sound" | "deleted_sound" => {
                 return Err(bad("invalid value"));
             }
             _ => return Err(format!("unknown key {:?}", escape_for_log(key, 40))),
@@ -118,7 +140,10 @@ fn pattern_ok(p: &str) -> bool {
 /// The pattern as one digit set per position.
 fn parse_pattern(p: &str) -> Option<Vec<Vec<u8>>> {
     let Some(body) = p.strip_prefix('_') else {
-        return p.bytes().all(|b| b.is_ascii_digit()).then(|| p.bytes().map(|b| vec![b]).collect());
+        return p
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| p.bytes().map(|b| vec![b]).collect());
     };
     let mut out = Vec::new();
     let mut chars = body.bytes().peekable();
@@ -160,7 +185,9 @@ fn parse_pattern(p: &str) -> Option<Vec<Vec<u8>>> {
 
 /// True when `number` is all digits and matches `pattern` position by position.
 fn matches_pattern(number: &str, pattern: &str) -> bool {
-    let Some(sets) = parse_pattern(pattern) else { return false };
+    let Some(sets) = parse_pattern(pattern) else {
+        return false;
+    };
     number.len() == sets.len() && number.bytes().zip(&sets).all(|(b, set)| set.contains(&b))
 }
 
@@ -204,7 +231,13 @@ impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
     fn record(&mut self, operator: &str) -> Result<(), AgiError> {
         let (base, file) = self.recording(operator);
         if let Err(e) = std::fs::create_dir_all(&self.c.dir) {
-            return self.agi.verbose(&format!("featpkg operator-alert: cannot create {}: {e}", self.c.dir.display()), 1);
+            return self.agi.verbose(
+                &format!(
+                    "featpkg operator-alert: cannot create {}: {e}",
+                    self.c.dir.display()
+                ),
+                1,
+            );
         }
         set_mode(&self.c.dir, 0o750);
         let sound = self.c.record_sound.clone();
@@ -213,16 +246,15 @@ impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
         let outcome = self.agi.record_file(&base, &format, "#", self.c.maxrec);
         // A hangup ends the recording; Asterisk keeps the partial file (RECORD FILE
         // keeps it, like Record's `k`). Either way, flag what is on disk.
-        let hung_up = matches!(outcome, Err(AgiError::Hangup))
-            || outcome.as_ref().is_ok_and(|r| r.result == "-1" && r.data.as_deref() == Some("hangup"));
-        if let Err(e) = &outcome {
-            if !matches!(e, AgiError::Hangup) {
-                return Err(clone_err(e));
-            }
-        }
+        let hung_up = match outcome {
+            Ok(reply) => reply.result == "-1" && reply.data.as_deref() == Some("hangup"),
+            Err(AgiError::Hangup) => true,
+            Err(e) => return Err(e),
+        };
         let saved = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
         if saved {
-            self.agi.database_put(&self.c.family.clone(), operator, "1")?;
+            self.agi
+                .database_put(&self.c.family.clone(), operator, "1")?;
         }
         if !hung_up && !self.agi.hung_up() && saved {
             let sound = self.c.saved_sound.clone();
@@ -236,7 +268,13 @@ impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
         match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => self.agi.verbose(&format!("featpkg operator-alert: cannot delete {}: {e}", file.display()), 1)?,
+            Err(e) => self.agi.verbose(
+                &format!(
+                    "featpkg operator-alert: cannot delete {}: {e}",
+                    file.display()
+                ),
+                1,
+            )?,
         }
         self.agi.database_del(&self.c.family.clone(), operator)?;
         let sound = self.c.deleted_sound.clone();
@@ -249,19 +287,20 @@ impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
         if !matches_pattern(&operator, &self.c.pattern) {
             return self.refuse("extension", &operator);
         }
-        let flagged = self.agi.database_get(&self.c.family.clone(), &operator)?.as_deref() == Some("1");
+        let flagged = self
+            .agi
+            .database_get(&self.c.family.clone(), &operator)?
+            .as_deref()
+            == Some("1");
         let (base, file) = self.recording(&operator);
         let mut played = false;
         if flagged && file.is_file() {
             self.agi.stream_file(&base, "", self.c.maxrec)?;
             played = true;
         }
-        self.agi.set_variable("OPERATOR_ALERT_PLAYED", if played { "1" } else { "0" })
+        self.agi
+            .set_variable("OPERATOR_ALERT_PLAYED", if played { "1" } else { "0" })
     }
-}
-
-fn clone_err(e: &AgiError) -> AgiError {
-    AgiError::Protocol(e.to_string())
 }
 
 fn set_mode(dir: &Path, mode: u32) {
@@ -277,7 +316,10 @@ fn main() -> ExitCode {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = parse_args(&args);
-    let deadline = parsed.as_ref().map(|c| c.deadline).unwrap_or(Duration::from_secs(5));
+    let deadline = parsed
+        .as_ref()
+        .map(|c| c.deadline)
+        .unwrap_or(Duration::from_secs(5));
     // 80 ms after a hangup, plus the watchdog's 5 ms tick: out within 100 ms.
     let watchdog = Watchdog::start(hangup.clone(), Duration::from_millis(80));
     let stdin = std::io::stdin().lock();
@@ -293,7 +335,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(message) => {
             let mut agi = agi;
-            let _ = agi.verbose(&format!("featpkg operator-alert: bad arguments: {message}"), 1);
+            let _ = agi.verbose(
+                &format!("featpkg operator-alert: bad arguments: {message}"),
+                1,
+            );
             return ExitCode::from(2);
         }
     };
@@ -306,7 +351,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = alert.agi.verbose(&format!("featpkg operator-alert: {e}"), 1);
+            let _ = alert
+                .agi
+                .verbose(&format!("featpkg operator-alert: {e}"), 1);
             ExitCode::from(1)
         }
     }
@@ -335,10 +382,30 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let args: Vec<String> = ["menu", "family=op_alert", "pattern=_2XX", "dir=/var/spool/x", "deadline=3"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = [
+            "menu",
+            "family=op_alert",
+            "pattern=_2XX",
+            "dir=/var/spool/x",
+            "deadline=3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let c = parse_args(&args).unwrap();
-        assert_eq!((c.mode, c.pattern.as_str(), c.deadline), (Mode::Menu, "_2XX", Duration::from_secs(3)));
-        for bad in ["dir=relative", "dir=/a/../b", "family=a;b", "menu_sound=../x", "deadline=0", "colour=blue", "pattern=_X!"] {
+        assert_eq!(
+            (c.mode, c.pattern.as_str(), c.deadline),
+            (Mode::Menu, "_2XX", Duration::from_secs(3))
+        );
+        for bad in [
+            "dir=relative",
+            "dir=/a/../b",
+            "family=a;b",
+            "menu_sound=../x",
+            "deadline=0",
+            "colour=blue",
+            "pattern=_X!",
+        ] {
             let args = vec!["play".to_string(), bad.to_string()];
             assert!(parse_args(&args).is_err(), "{bad}");
         }

@@ -23,7 +23,11 @@ fn args(mode: &str, dir: &Path, extra: &[&str]) -> Vec<String> {
 }
 
 fn start(mode: &str, callerid: &str, exten: &str, dir: &Path, extra: &[&str]) -> FakePeer {
-    let context = if mode == "menu" { "featpkg-operator-alert-menu" } else { "featpkg-operator-alert-noanswer" };
+    let context = if mode == "menu" {
+        "featpkg-operator-alert-menu"
+    } else {
+        "featpkg-operator-alert-noanswer"
+    };
     let mut call = Call::new(SCRIPT, callerid, context, exten);
     call.args = args(mode, dir, extra);
     FakePeer::start(Path::new(BIN), &call, &[])
@@ -36,8 +40,14 @@ fn recordings() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn exits_ok(peer: &mut FakePeer) {
-    let (status, _) = peer.wait(Duration::from_secs(3)).expect("the program must exit by itself");
-    assert!(status.success(), "exit status {status}; transcript {:?}", peer.transcript);
+    let (status, _) = peer
+        .wait(Duration::from_secs(3))
+        .expect("the program must exit by itself");
+    assert!(
+        status.success(),
+        "exit status {status}; transcript {:?}",
+        peer.transcript
+    );
 }
 
 #[test]
@@ -46,16 +56,31 @@ fn record_flow_saves_the_message_and_sets_the_flag() {
     let mut peer = start("menu", "201", "*600", &dir, &[]);
     peer.expect("ANSWER", "200 result=0");
     peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
-    peer.expect("STREAM FILE \"vm-rec-temp\" \"\"", "200 result=0 endpos=28800");
-    let record = format!("RECORD FILE \"{}/201\" \"wav\" \"#\" 60000 BEEP", dir.display());
-    assert_eq!(peer.next_command(Duration::from_secs(2)).as_deref(), Some(record.as_str()));
+    peer.expect(
+        "STREAM FILE \"vm-rec-temp\" \"\"",
+        "200 result=0 endpos=28800",
+    );
+    let record = format!(
+        "RECORD FILE \"{}/201\" \"wav\" \"#\" 60000 BEEP",
+        dir.display()
+    );
+    assert_eq!(
+        peer.next_command(Duration::from_secs(2)).as_deref(),
+        Some(record.as_str())
+    );
     assert!(dir.is_dir(), "the program creates the recordings directory");
     std::fs::write(dir.join("201.wav"), b"RIFF....WAVEfmt ").unwrap(); // what Asterisk writes
     peer.reply("200 result=35 (dtmf) endpos=96000");
     peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
-    peer.expect("STREAM FILE \"auth-thankyou\" \"\"", "200 result=0 endpos=9600");
+    peer.expect(
+        "STREAM FILE \"auth-thankyou\" \"\"",
+        "200 result=0 endpos=9600",
+    );
     exits_ok(&mut peer);
-    assert!(peer.next_command(Duration::from_millis(50)).is_none(), "nothing after the goodbye");
+    assert!(
+        peer.next_command(Duration::from_millis(50)).is_none(),
+        "nothing after the goodbye"
+    );
 }
 
 #[test]
@@ -64,16 +89,29 @@ fn hangup_while_recording_keeps_the_message() {
     let mut peer = start("menu", "202", "*600", &dir, &[]);
     peer.expect("ANSWER", "200 result=0");
     peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
-    peer.expect("STREAM FILE \"vm-rec-temp\" \"\"", "200 result=0 endpos=28800");
-    assert!(peer.next_command(Duration::from_secs(2)).unwrap().starts_with("RECORD FILE"));
+    peer.expect(
+        "STREAM FILE \"vm-rec-temp\" \"\"",
+        "200 result=0 endpos=28800",
+    );
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("RECORD FILE")
+    );
     std::fs::write(dir.join("202.wav"), b"partial").unwrap(); // Asterisk keeps the partial file
     let hung = peer.hangup();
     peer.reply("200 result=-1 (hangup) endpos=41000");
     // DATABASE PUT is allowed on a dead channel; nothing else may be sent.
     peer.expect("DATABASE PUT \"op_alert\" \"202\" \"1\"", "200 result=1");
-    let (status, at) = peer.wait(Duration::from_secs(1)).expect("must exit after hangup");
+    let (status, at) = peer
+        .wait(Duration::from_secs(1))
+        .expect("must exit after hangup");
     assert!(status.success());
-    assert!(at.duration_since(hung) < Duration::from_millis(250), "exited {:?} after SIGHUP", at.duration_since(hung));
+    assert!(
+        at.duration_since(hung) < Duration::from_millis(250),
+        "exited {:?} after SIGHUP",
+        at.duration_since(hung)
+    );
     assert_eq!(std::fs::read(dir.join("202.wav")).unwrap(), b"partial");
 }
 
@@ -88,10 +126,23 @@ fn delete_flow_removes_the_file_with_a_file_system_call() {
     peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=2");
     peer.expect("DATABASE DEL \"op_alert\" \"201\"", "200 result=1");
     assert!(!dir.join("201.wav").exists());
-    assert!(dir.join("203.wav").exists(), "only the caller's own message goes");
-    peer.expect("STREAM FILE \"vm-tempremoved\" \"\"", "200 result=0 endpos=12000");
+    assert!(
+        dir.join("203.wav").exists(),
+        "only the caller's own message goes"
+    );
+    peer.expect(
+        "STREAM FILE \"vm-tempremoved\" \"\"",
+        "200 result=0 endpos=12000",
+    );
     exits_ok(&mut peer);
-    assert!(!peer.transcript.iter().any(|c| c.contains("EXEC") || c.contains("System")), "{:?}", peer.transcript);
+    assert!(
+        !peer
+            .transcript
+            .iter()
+            .any(|c| c.contains("EXEC") || c.contains("System")),
+        "{:?}",
+        peer.transcript
+    );
 }
 
 #[test]
@@ -99,7 +150,10 @@ fn menu_timeout_ends_quietly() {
     let (_t, dir) = recordings();
     let mut peer = start("menu", "201", "*600", &dir, &[]);
     peer.expect("ANSWER", "200 result=0");
-    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result= (timeout)");
+    peer.expect(
+        "GET DATA \"vm-tempgreeting2\" 5000 1",
+        "200 result= (timeout)",
+    );
     exits_ok(&mut peer);
     assert!(!dir.exists());
 }
@@ -111,8 +165,14 @@ fn play_flow_with_a_message() {
     std::fs::write(dir.join("205.wav"), b"msg").unwrap();
     let mut peer = start("play", "300", "205", &dir, &[]);
     peer.expect("DATABASE GET \"op_alert\" \"205\"", "200 result=1 (1)");
-    peer.expect(&format!("STREAM FILE \"{}/205\" \"\"", dir.display()), "200 result=0 endpos=64000");
-    peer.expect("SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"1\"", "200 result=1");
+    peer.expect(
+        &format!("STREAM FILE \"{}/205\" \"\"", dir.display()),
+        "200 result=0 endpos=64000",
+    );
+    peer.expect(
+        "SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"1\"",
+        "200 result=1",
+    );
     exits_ok(&mut peer);
 }
 
@@ -121,27 +181,55 @@ fn play_flow_without_a_message() {
     let (_t, dir) = recordings();
     let mut peer = start("play", "300", "205", &dir, &[]);
     peer.expect("DATABASE GET \"op_alert\" \"205\"", "200 result=0");
-    peer.expect("SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"0\"", "200 result=1");
+    peer.expect(
+        "SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"0\"",
+        "200 result=1",
+    );
     exits_ok(&mut peer);
 }
 
 #[test]
 fn hostile_caller_ids_are_refused_without_touching_anything() {
     let long = "2".repeat(200);
-    for hostile in ["../../etc/passwd", "1;rm", "", "unknown", long.as_str(), "2\"01", "20 1"] {
+    for hostile in [
+        "../../etc/passwd",
+        "1;rm",
+        "",
+        "unknown",
+        long.as_str(),
+        "2\"01",
+        "20 1",
+    ] {
         let (_t, dir) = recordings();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("201.wav"), b"keep").unwrap();
-        let before: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let before: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         let mut peer = start("menu", hostile, "*600", &dir, &[]);
         let verbose = peer.next_command(Duration::from_secs(2)).unwrap();
-        assert!(verbose.starts_with("VERBOSE \"featpkg operator-alert: refused caller ID "), "{hostile:?}: {verbose}");
+        assert!(
+            verbose.starts_with("VERBOSE \"featpkg operator-alert: refused caller ID "),
+            "{hostile:?}: {verbose}"
+        );
         assert!(verbose.ends_with(" 1"), "{verbose}");
-        assert!(!verbose.contains(&long), "a 200-digit value is shown truncated");
+        assert!(
+            !verbose.contains(&long),
+            "a 200-digit value is shown truncated"
+        );
         peer.reply("200 result=1");
         exits_ok(&mut peer);
-        assert_eq!(peer.transcript.len(), 1, "{hostile:?}: only the refusal is logged: {:?}", peer.transcript);
-        let after: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(
+            peer.transcript.len(),
+            1,
+            "{hostile:?}: only the refusal is logged: {:?}",
+            peer.transcript
+        );
+        let after: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(before, after);
         assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), b"keep");
     }
@@ -152,7 +240,10 @@ fn hostile_extension_in_play_mode_is_refused() {
     let (_t, dir) = recordings();
     let mut peer = start("play", "201", "../201", &dir, &[]);
     let verbose = peer.next_command(Duration::from_secs(2)).unwrap();
-    assert!(verbose.starts_with("VERBOSE \"featpkg operator-alert: refused extension \\\"../201\\\""), "{verbose}");
+    assert!(
+        verbose.starts_with("VERBOSE \"featpkg operator-alert: refused extension \\\"../201\\\""),
+        "{verbose}"
+    );
     peer.reply("200 result=1");
     exits_ok(&mut peer);
     assert_eq!(peer.transcript.len(), 1);
@@ -163,10 +254,16 @@ fn sighup_mid_conversation_exits_within_100_ms() {
     let (_t, dir) = recordings();
     let mut peer = start("menu", "201", "*600", &dir, &["deadline=10"]);
     peer.expect("ANSWER", "200 result=0");
-    assert!(peer.next_command(Duration::from_secs(2)).unwrap().starts_with("GET DATA"));
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("GET DATA")
+    );
     // Asterisk is slow to answer; the caller hangs up meanwhile.
     let hung = peer.hangup();
-    let (status, at) = peer.wait(Duration::from_secs(2)).expect("must exit after SIGHUP");
+    let (status, at) = peer
+        .wait(Duration::from_secs(2))
+        .expect("must exit after SIGHUP");
     let took = at.duration_since(hung);
     assert!(took < Duration::from_millis(150), "took {took:?}");
     assert!(status.success(), "{status}");
@@ -177,11 +274,20 @@ fn silent_asterisk_cannot_hold_the_call() {
     let (_t, dir) = recordings();
     let started = Instant::now();
     let mut peer = start("play", "300", "205", &dir, &["deadline=1"]);
-    assert!(peer.next_command(Duration::from_secs(2)).unwrap().starts_with("DATABASE GET"));
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("DATABASE GET")
+    );
     // Never answer.
-    let (status, at) = peer.wait(Duration::from_secs(4)).expect("deadline must end the program");
+    let (status, at) = peer
+        .wait(Duration::from_secs(4))
+        .expect("deadline must end the program");
     let took = at.duration_since(started);
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(2500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "took {took:?}"
+    );
     assert_eq!(status.code(), Some(featpkg_agi::EXIT_DEADLINE));
 }
 
