@@ -476,7 +476,7 @@ pub fn dialplan_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Co
                 file: old.file.clone(),
                 line: old.line,
                 message: format!(
-                    "[{}] already has exten {} {prio}; featpkg would add the same ({}:{})",
+                    "[{}] already has exten {} {prio}; featpkg would add the same ({}, line {})",
                     new.context, new.exten, new.file, new.line
                 ),
             });
@@ -687,7 +687,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(
             c[0].to_string(),
-            "extensions.conf:4: [internal-users-custom] already has exten _X! priority 1; featpkg would add the same (ours:2)"
+            "extensions.conf:4: [internal-users-custom] already has exten _X! priority 1; featpkg would add the same (ours, line 2)"
         );
         // Another extension in the same context merges fine.
         let other = p("[internal-users-custom]\nexten => 500,1,NoOp()\n");

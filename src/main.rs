@@ -124,7 +124,7 @@ enum Command {
     },
 }
 
-fn open(pbx: &Pbx) -> Result<Session, ops::Error> {
+fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
     if pbx.target != "asterisk" {
         return Err(ops::Error::Refused(format!(
             "--target {}: only `asterisk` is supported by this version",
@@ -136,6 +136,7 @@ fn open(pbx: &Pbx) -> Result<Session, ops::Error> {
         asterisk_conf: pbx.asterisk_conf.clone(),
         asterisk_cmd: pbx.asterisk_cmd.clone(),
         lock_wait: Duration::from_secs(pbx.lock_wait),
+        read_only,
     })?;
     if let Some(report) = &session.recovered {
         eprintln!("featpkg: {report}");
@@ -176,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             force,
             pbx,
         } => {
-            let mut session = open(&pbx)?;
+            let mut session = open(&pbx, dry_run)?;
             let request = InstallRequest {
                 archive,
                 features,
@@ -203,7 +204,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             force,
             pbx,
         } => {
-            let mut session = open(&pbx)?;
+            let mut session = open(&pbx, dry_run)?;
             let request = UninstallRequest {
                 name,
                 dry_run,
@@ -219,7 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             }
         }
         Command::Status { json, pbx } => {
-            let session = open(&pbx)?;
+            let session = open(&pbx, true)?;
             let bundles = ops::inspect::status(&session)?;
             if json {
                 println!(
@@ -246,7 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             }
         }
         Command::Verify { json, pbx } => {
-            let session = open(&pbx)?;
+            let session = open(&pbx, true)?;
             let drift = ops::inspect::verify(&session)?;
             if json {
                 println!(
@@ -273,7 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             force,
             pbx,
         } => {
-            let mut session = open(&pbx)?;
+            let mut session = open(&pbx, dry_run)?;
             let request = RollbackRequest {
                 dry_run,
                 no_reload,
@@ -289,7 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             }
         }
         Command::Recover { pbx } => {
-            let session = open(&pbx)?;
+            let session = open(&pbx, false)?;
             if session.recovered.is_none() {
                 println!("nothing to recover");
             }

@@ -416,7 +416,7 @@ fn plan_blocks(
         };
         let id = id_of(&new.edit_id);
         if let Some(check) = check {
-            let shown = format!("{} (featpkg block {})", file_name(path), new.edit_id);
+            let shown = format!("featpkg block {}", new.edit_id);
             let added =
                 asterisk_config::parse_in_section(body.as_bytes(), &shown, section.as_deref())
                     .map_err(|e| PlanError::Config {

@@ -204,6 +204,19 @@ impl State {
         Ok(state)
     }
 
+    /// An empty database in memory, for read-only commands on a PBX featpkg never touched
+    /// (so that `status` or a dry run does not create the state directory).
+    pub fn empty_in_memory() -> Result<State, StateError> {
+        let path = ":memory:".to_string();
+        let conn = Connection::open_in_memory().map_err(|source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut state = State { conn, path };
+        state.migrate()?;
+        Ok(state)
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         |source| StateError::Sqlite {
             path: self.path.clone(),

@@ -48,6 +48,9 @@ pub struct PbxOptions {
     pub asterisk_cmd: Option<String>,
     /// How long to wait for another featpkg run to finish.
     pub lock_wait: Duration,
+    /// The command only reads (status, verify, a dry run): on a PBX featpkg never
+    /// touched, nothing is created, not even the state directory.
+    pub read_only: bool,
 }
 
 /// An open PBX: target, state, the lock, and what crash recovery did on opening.
@@ -56,7 +59,7 @@ pub struct Session {
     pub state: State,
     /// Set when an unfinished transaction was found and rolled back (or forward).
     pub recovered: Option<txn::RecoveryReport>,
-    _lock: txn::PbxLock,
+    _lock: Option<txn::PbxLock>,
 }
 
 impl Session {
@@ -68,6 +71,14 @@ impl Session {
             options.asterisk_cmd.as_deref(),
         )?;
         let state_dir = target.state_dir();
+        if options.read_only && !state_dir.exists() {
+            return Ok(Session {
+                target: Box::new(target),
+                state: State::empty_in_memory()?,
+                recovered: None,
+                _lock: None,
+            });
+        }
         std::fs::create_dir_all(&state_dir).map_err(|source| crate::state::StateError::Dir {
             path: state_dir.display().to_string(),
             source,
@@ -81,7 +92,7 @@ impl Session {
             target: Box::new(target),
             state,
             recovered,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 }
