@@ -180,7 +180,10 @@ fn killed_after_state_commit_is_rolled_forward() {
     let out = pbx.ok(&["status"]);
     assert!(out.contains("it had committed, rolled forward"), "{out}");
     assert!(out.contains("featpkg-recipes 1.0.0"), "{out}");
-    assert!(pbx.ok(&["recover"]).contains("nothing to recover"), "the journal is gone");
+    assert!(
+        pbx.ok(&["recover"]).contains("nothing to recover"),
+        "the journal is gone"
+    );
     assert_same_tree(&reference.snapshot(), &pbx.snapshot());
     assert!(pbx.ok(&["verify"]).contains("no drift"));
 }
