@@ -526,7 +526,18 @@ fn existing_config(
         if rel == me {
             return Ok(Some(stripped.clone()));
         }
-        match std::fs::read(target.host_path(&format!("{dir}/{rel}"))) {
+        // Includes are relative to the config directory; an absolute one must stay inside it.
+        let runtime = if rel.starts_with('/') {
+            if !rel.starts_with(&format!("{dir}/")) {
+                return Err(std::io::Error::other(format!(
+                    "outside {dir}; featpkg's checks only follow includes inside the config directory"
+                )));
+            }
+            rel.to_string()
+        } else {
+            format!("{dir}/{rel}")
+        };
+        match std::fs::read(target.host_path(&runtime)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

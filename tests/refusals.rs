@@ -265,3 +265,12 @@ fn not_a_zip_at_all() {
     std::fs::write(&path, b"this is not a zip archive").unwrap();
     refused_archive(&path, "junk.zip");
 }
+
+#[test]
+fn include_outside_the_config_directory_is_not_followed() {
+    let pbx = Pbx::new();
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str("#include /root/elsewhere.conf\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(&pbx, &[], "#include \"/root/elsewhere.conf\"");
+}

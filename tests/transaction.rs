@@ -164,9 +164,21 @@ fn killed_uninstall_is_rolled_back_by_recover() {
     let pbx = Pbx::new();
     pbx.ok(&["install", &bundle_arg()]);
     let installed = pbx.snapshot();
+    let reloads_before = pbx
+        .asterisk_log()
+        .lines()
+        .filter(|l| *l == "module reload pbx_config.so")
+        .count();
     kill_at(&pbx, &["uninstall", BUNDLE], "step-2-done");
     let out = pbx.ok(&["recover"]);
     assert!(out.contains("rolled back"), "{out}");
+    // The restored dialplan is loaded again, whatever Asterisk saw before the crash.
+    let reloads_after = pbx
+        .asterisk_log()
+        .lines()
+        .filter(|l| *l == "module reload pbx_config.so")
+        .count();
+    assert_eq!(reloads_after, reloads_before + 1, "{}", pbx.asterisk_log());
     assert_same_tree(&installed, &pbx.snapshot());
     assert!(pbx.ok(&["verify"]).contains("no drift"));
 }

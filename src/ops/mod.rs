@@ -88,6 +88,24 @@ impl Session {
         let recovered = txn::recover(&journal_dir(&target), &|key| {
             state.is_committed(key).unwrap_or(false)
         })?;
+        if let Some(report) = recovered.as_ref().filter(|r| !r.rolled_forward) {
+            // Asterisk may have loaded the files before the crash: load the restored ones.
+            let restored = |name: &str| {
+                report
+                    .restored
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|f| f == name))
+            };
+            let request = ReloadRequest {
+                dialplan: restored("extensions.conf"),
+                pjsip: restored("pjsip.conf"),
+                ..ReloadRequest::default()
+            };
+            // An empty request runs no command.
+            if let Err(e) = target.reload(&request) {
+                tracing::warn!("after recovery, reloading Asterisk failed: {e}; reload it by hand");
+            }
+        }
         Ok(Session {
             target: Box::new(target),
             state,
