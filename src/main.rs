@@ -144,6 +144,11 @@ fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
     Ok(session)
 }
 
+fn print_dry_run(summary: &str, diff: &str) {
+    println!("dry run: {summary} would change:");
+    print!("{diff}");
+}
+
 fn print_applied(applied: &ops::Applied) {
     println!("{}", applied.summary);
     for line in &applied.changes {
@@ -191,8 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                     println!("{bundle} {version} is up to date; nothing changed");
                 }
                 InstallOutcome::DryRun { summary, diff } => {
-                    println!("dry run: {summary} would change:");
-                    print!("{diff}");
+                    print_dry_run(&summary, &diff);
                 }
                 InstallOutcome::Applied(applied) => print_applied(&applied),
             }
@@ -213,8 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             };
             match ops::uninstall::uninstall(&mut session, &request)? {
                 UninstallOutcome::DryRun { summary, diff } => {
-                    println!("dry run: {summary} would change:");
-                    print!("{diff}");
+                    print_dry_run(&summary, &diff);
                 }
                 UninstallOutcome::Applied(applied) => print_applied(&applied),
             }
@@ -283,8 +286,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             match ops::rollback::rollback(&mut session, &request)? {
                 RollbackOutcome::NothingToUndo => println!("nothing to roll back"),
                 RollbackOutcome::DryRun { summary, diff } => {
-                    println!("dry run: {summary} would change:");
-                    print!("{diff}");
+                    print_dry_run(&summary, &diff);
                 }
                 RollbackOutcome::Applied(applied) => print_applied(&applied),
             }

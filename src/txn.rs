@@ -173,6 +173,22 @@ fn atomic_write(
     fsync_dir(parent(path))
 }
 
+/// Creates one directory with exactly `mode` (not masked by the umask), durably.
+fn make_dir(path: &Path, mode: u32) -> Result<(), TxnError> {
+    fs::create_dir(path).map_err(io(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))?;
+    fsync_dir(parent(path))
+}
+
+/// Removes a directory that must be empty, durably.
+fn remove_empty_dir(path: &Path) -> Result<(), TxnError> {
+    fs::remove_dir(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.to_path_buf()),
+        _ => io(path)(e),
+    })?;
+    fsync_dir(parent(path))
+}
+
 /// Hash of the file at `path`, or None when it does not exist.
 fn current_hash(path: &Path) -> Result<Option<String>, TxnError> {
     match fs::read(path) {
@@ -311,21 +327,8 @@ impl Transaction {
         for (index, (step, jstep)) in self.steps.iter().zip(&self.journal.steps).enumerate() {
             let n = index + 1;
             match step {
-                Step::CreateDir { path, mode } => {
-                    fs::create_dir(path).map_err(io(path))?;
-                    fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                        .map_err(io(path))?;
-                    fsync_dir(parent(path))?;
-                }
-                Step::RemoveDir { path, .. } => {
-                    fs::remove_dir(path).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::DirectoryNotEmpty => {
-                            TxnError::DirNotEmpty(path.clone())
-                        }
-                        _ => io(path)(e),
-                    })?;
-                    fsync_dir(parent(path))?;
-                }
+                Step::CreateDir { path, mode } => make_dir(path, *mode)?,
+                Step::RemoveDir { path, .. } => remove_empty_dir(path)?,
                 Step::File { path, after, .. } => {
                     let JournalStep::File { temp, .. } = jstep else {
                         unreachable!("journal steps mirror the steps")
@@ -366,22 +369,13 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
         match step {
             JournalStep::CreateDir { path, .. } => {
                 if path.is_dir() {
-                    fs::remove_dir(path).map_err(|e| match e.kind() {
-                        std::io::ErrorKind::DirectoryNotEmpty => {
-                            TxnError::DirNotEmpty(path.clone())
-                        }
-                        _ => io(path)(e),
-                    })?;
-                    fsync_dir(parent(path))?;
+                    remove_empty_dir(path)?;
                     restored.push(path.clone());
                 }
             }
             JournalStep::RemoveDir { path, mode } => {
                 if !path.exists() {
-                    fs::create_dir(path).map_err(io(path))?;
-                    fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                        .map_err(io(path))?;
-                    fsync_dir(parent(path))?;
+                    make_dir(path, *mode)?;
                     restored.push(path.clone());
                 }
             }
