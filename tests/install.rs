@@ -322,3 +322,34 @@ fn no_reload_says_so_and_does_not_call_asterisk() {
     assert!(out.contains("reload skipped (--no-reload)"), "{out}");
     assert!(pbx.asterisk_log().is_empty());
 }
+
+#[test]
+fn default_asterisk_cli_is_found_on_path() {
+    let pbx = Pbx::new();
+    let bin = pbx.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        repo().join("tests/support/fake-asterisk"),
+        bin.join("asterisk"),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let bundle = bundle();
+    let out = pbx
+        .command(&["install", bundle.to_str().unwrap()], &[("PATH", &path)])
+        .env_remove("FEATPKG_ASTERISK_CMD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("module reload pbx_config.so: Module 'pbx_config.so' reloaded successfully."),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        pbx.asterisk_log()
+            .lines()
+            .any(|l| l == "dialplan show featpkg-call-waiting")
+    );
+}
