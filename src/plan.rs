@@ -294,6 +294,7 @@ fn plan_owned_file(
     Ok((Some(after), vec![edit]))
 }
 
+// std has no getuid(); /proc/self belongs to the process's effective uid and gid.
 fn current_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
