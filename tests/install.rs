@@ -353,3 +353,51 @@ fn default_asterisk_cli_is_found_on_path() {
             .any(|l| l == "dialplan show featpkg-call-waiting")
     );
 }
+
+#[test]
+fn directories_come_from_asterisk_conf() {
+    let pbx = Pbx::new();
+    let root = pbx.root();
+    std::fs::create_dir_all(root.join("opt/pbx")).unwrap();
+    std::fs::rename(root.join("etc/asterisk"), root.join("opt/pbx/etc")).unwrap();
+    std::fs::create_dir_all(root.join("opt/pbx/agi")).unwrap();
+    std::fs::write(
+        root.join("opt/pbx/etc/asterisk.conf"),
+        "[directories](!)\nastetcdir => /opt/pbx/etc\nastagidir => /opt/pbx/agi\nastvarlibdir => /opt/pbx/lib\nastspooldir => /opt/pbx/spool\n",
+    )
+    .unwrap();
+    let bundle = bundle();
+    let out = pbx
+        .command(
+            &[
+                "install",
+                bundle.to_str().unwrap(),
+                "--no-reload",
+                "--asterisk-conf",
+                "/opt/pbx/etc/asterisk.conf",
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("modified /opt/pbx/etc/extensions.conf"),
+        "{}",
+        text(&out)
+    );
+    assert!(root.join("opt/pbx/agi/featpkg-operator-alert").is_file());
+    assert!(
+        root.join("opt/pbx/lib/featpkg/state.db").is_file(),
+        "state lives under astvarlibdir"
+    );
+    let ext = std::fs::read_to_string(root.join("opt/pbx/etc/extensions.conf")).unwrap();
+    assert!(
+        ext.contains("AGI(/opt/pbx/agi/featpkg-operator-alert,menu,"),
+        "{ext}"
+    );
+    assert!(
+        ext.contains("dir=/opt/pbx/spool/featpkg/operator-alert"),
+        "{ext}"
+    );
+}
