@@ -67,6 +67,9 @@ enum Command {
         /// Set a parameter: feature.param=value (repeatable).
         #[arg(long = "set", value_name = "FEATURE.PARAM=VALUE")]
         sets: Vec<String>,
+        /// Parameters from a JSON file: {"feature": {"param": value}}; --set wins.
+        #[arg(long = "params", value_name = "FILE.json")]
+        params_file: Option<PathBuf>,
         /// Print the unified diff of every change and change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -177,6 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             archive,
             features,
             sets,
+            params_file,
             dry_run,
             no_reload,
             force,
@@ -187,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                 archive,
                 features,
                 sets,
+                params_file,
                 dry_run,
                 no_reload,
                 force,

@@ -110,3 +110,42 @@ fn refusals_name_the_parameter_and_rule() {
         "{err}"
     );
 }
+
+#[test]
+fn queue_failover_renders_every_status_in_order() {
+    let def = FeatureDef::load("queue-failover", &read).unwrap();
+    let statuses = featpkg::feature::param::QUEUE_STATUSES;
+    let rules: Vec<String> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(r#"{{"queue":"2000","status":"{s}","destination":"internal,30{i},1"}}"#)
+        })
+        .collect();
+    let rules = format!("[{}]", rules.join(","));
+    let body = block(
+        &def,
+        &[("rules", &rules), ("default", "internal,200,1")],
+        "queue-failover/dialplan",
+    )
+    .unwrap();
+    let mut expected = String::from(
+        "[notify-queue-failover]\n\
+         ; Goto(notify-queue-failover,<queue number>,1) right after Queue(): the first rule that\n\
+         ; matches the queue and ${QUEUESTATUS} decides where the call goes.\n\
+         exten => _X!,1,NoOp(featpkg queue-failover: queue ${EXTEN} ended with ${QUEUESTATUS})\n",
+    );
+    for (i, s) in statuses.iter().enumerate() {
+        expected.push_str(&format!(
+            " same => n,GotoIf($[\"${{EXTEN}}\" = \"2000\" & \"${{QUEUESTATUS}}\" = \"{s}\"]?internal,30{i},1)\n"
+        ));
+    }
+    expected.push_str(" same => n,Goto(internal,200,1)\n");
+    assert_eq!(body, expected);
+    // No rules, no default: the context still exists and hangs up.
+    let empty = block(&def, &[], "queue-failover/dialplan").unwrap();
+    assert!(
+        empty.ends_with("QUEUESTATUS})\n same => n,Hangup()\n"),
+        "{empty}"
+    );
+}

@@ -169,7 +169,7 @@ fn uninstall_one_feature_keeps_the_other() {
     pbx.ok(&["uninstall", "featpkg-recipes"]);
     assert_same_tree(&before, &pbx.snapshot());
 
-    install(&pbx, &[]);
+    install(&pbx, &["--features", "call-waiting,operator-alert"]);
     pbx.ok(&["uninstall", "call-waiting"]);
     assert_same_tree(&only_operator, &pbx.snapshot());
     let status = pbx.ok(&["status"]);

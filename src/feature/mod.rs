@@ -185,8 +185,20 @@ pub enum FeatureError {
         value: String,
         rule: String,
     },
+    #[error("feature {feature}: parameter {param} refused: $.{feature}.{param}{rule}")]
+    BadStructured {
+        feature: String,
+        param: String,
+        rule: String,
+    },
     #[error("--set {0:?}: expected feature.param=value")]
     BadSetSyntax(String),
+    #[error("parameters file {file}: {path}: {rule}")]
+    ParamsFile {
+        file: String,
+        path: String,
+        rule: String,
+    },
     #[error("feature {feature}: definition invalid: {message}")]
     Definition { feature: String, message: String },
 }
@@ -208,6 +220,45 @@ pub fn parse_sets(sets: &[String]) -> Result<UserParams, FeatureError> {
         out.entry(feature.to_string())
             .or_default()
             .insert(param.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+/// Reads a `--params FILE.json`: `{"<feature>": {"<param>": <value>, …}, …}`.
+/// Strings are taken as they are, numbers and booleans as their text, arrays and
+/// objects (structured parameters such as queue-failover's `rules`) as compact JSON.
+/// Errors name the JSON path (`$.queue-failover.rules`).
+pub fn parse_params_file(file: &str, bytes: &[u8]) -> Result<UserParams, FeatureError> {
+    let err = |path: &str, rule: String| FeatureError::ParamsFile {
+        file: file.to_string(),
+        path: path.to_string(),
+        rule,
+    };
+    let top: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| err("$", format!("not valid JSON: {e}")))?;
+    let top = top
+        .as_object()
+        .ok_or_else(|| err("$", "must be an object of features".into()))?;
+    let mut out = UserParams::new();
+    for (feature, params) in top {
+        let path = format!("$.{feature}");
+        let params = params
+            .as_object()
+            .ok_or_else(|| err(&path, "must be an object of parameters".into()))?;
+        for (name, value) in params {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => value.to_string(),
+                serde_json::Value::Null => {
+                    return Err(err(&format!("{path}.{name}"), "null is not a value".into()));
+                }
+            };
+            out.entry(feature.clone())
+                .or_default()
+                .insert(name.clone(), text);
+        }
     }
     Ok(out)
 }
@@ -312,11 +363,21 @@ impl FeatureDef {
         for spec in &self.params {
             let value = user.get(&spec.name).unwrap_or(&spec.default);
             if let Some(value) = user.get(&spec.name) {
-                spec.ty.check(value).map_err(|e| FeatureError::BadValue {
-                    feature: self.id.clone(),
-                    param: spec.name.clone(),
-                    value: value.clone(),
-                    rule: e.0,
+                spec.ty.check(value).map_err(|e| {
+                    if spec.ty == ParamType::QueueRules {
+                        FeatureError::BadStructured {
+                            feature: self.id.clone(),
+                            param: spec.name.clone(),
+                            rule: e.0,
+                        }
+                    } else {
+                        FeatureError::BadValue {
+                            feature: self.id.clone(),
+                            param: spec.name.clone(),
+                            value: value.clone(),
+                            rule: e.0,
+                        }
+                    }
                 })?;
             }
             out.insert(spec.name.clone(), value.clone());
@@ -463,6 +524,31 @@ mod tests {
         assert_eq!(p["call-waiting"]["busy_at"], "4");
         assert!(parse_sets(&["busy_at=4".into()]).is_err());
         assert!(parse_sets(&["a.b".into()]).is_err());
+    }
+
+    #[test]
+    fn params_file() {
+        let p = parse_params_file(
+            "p.json",
+            br#"{"queue-failover": {"rules": [{"queue": "1", "status": "TIMEOUT", "destination": "c,2,1"}], "context": "x"},
+                 "call-waiting": {"busy_at": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!(p["call-waiting"]["busy_at"], "4");
+        assert_eq!(
+            p["queue-failover"]["rules"],
+            r#"[{"destination":"c,2,1","queue":"1","status":"TIMEOUT"}]"#
+        );
+        let e = parse_params_file("p.json", br#"{"call-waiting": {"busy_at": null}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters file p.json: $.call-waiting.busy_at: null is not a value"
+        );
+        let e = parse_params_file("p.json", br#"{"call-waiting": 3}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters file p.json: $.call-waiting: must be an object of parameters"
+        );
     }
 
     #[test]

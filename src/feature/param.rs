@@ -29,6 +29,115 @@ pub enum ParamType {
     EndpointList,
     /// `context,exten,priority` dialplan destination, or empty for "none".
     Destination,
+    /// queue-failover's rule table: a JSON array of
+    /// `{"queue": "<digits>", "status": "<QUEUESTATUS>", "destination": "context,exten,priority"}`.
+    QueueRules,
+}
+
+/// Every QUEUESTATUS app_queue sets (reference/asterisk.md §4.2).
+pub const QUEUE_STATUSES: [&str; 9] = [
+    "TIMEOUT",
+    "FULL",
+    "JOINEMPTY",
+    "LEAVEEMPTY",
+    "JOINUNAVAIL",
+    "LEAVEUNAVAIL",
+    "CONTINUE",
+    "WITHDRAW",
+    "UNKNOWN",
+];
+
+/// Exits on which the queue had nobody to ring: sending them back into the same
+/// queue loops (the recipe's own comment thread warns about it).
+const EMPTY_STATUSES: [&str; 4] = ["JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"];
+
+/// One rule of the queue-failover table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRule {
+    pub queue: String,
+    pub status: String,
+    pub destination: String,
+}
+
+/// Checks a rule table; errors start with the JSON path inside the value (`[2].status`).
+pub fn check_queue_rules(value: &str) -> Result<Vec<QueueRule>, ParamRuleError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(value)
+        .map_err(|e| ParamRuleError(format!(": must be a JSON array of rules ({e})")))?;
+    let mut rules = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |field: &str, rule: String| ParamRuleError(format!("[{i}]{field}: {rule}"));
+        let obj = item.as_object().ok_or_else(|| {
+            at(
+                "",
+                "must be an object with queue, status, destination".into(),
+            )
+        })?;
+        for key in obj.keys() {
+            if !["queue", "status", "destination"].contains(&key.as_str()) {
+                return Err(at(
+                    &format!(".{key}"),
+                    "unknown field (expected queue, status, destination)".into(),
+                ));
+            }
+        }
+        let field = |name: &str| -> Result<String, ParamRuleError> {
+            match obj.get(name) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Number(n)) if name == "queue" => Ok(n.to_string()),
+                Some(_) => Err(at(&format!(".{name}"), "must be a string".into())),
+                None => Err(at(&format!(".{name}"), "is missing".into())),
+            }
+        };
+        let rule = QueueRule {
+            queue: field("queue")?,
+            status: field("status")?,
+            destination: field("destination")?,
+        };
+        ParamType::Extension
+            .check(&rule.queue)
+            .map_err(|e| at(".queue", format!("{:?}: {}", rule.queue, e.0)))?;
+        if !QUEUE_STATUSES.contains(&rule.status.as_str()) {
+            return Err(at(
+                ".status",
+                format!(
+                    "{:?} is not a QUEUESTATUS (one of {})",
+                    rule.status,
+                    QUEUE_STATUSES.join(", ")
+                ),
+            ));
+        }
+        if rule.destination.is_empty() {
+            return Err(at(".destination", "is empty".into()));
+        }
+        ParamType::Destination
+            .check(&rule.destination)
+            .map_err(|e| at(".destination", format!("{:?}: {}", rule.destination, e.0)))?;
+        let exten = rule.destination.split(',').nth(1).unwrap_or("");
+        if EMPTY_STATUSES.contains(&rule.status.as_str()) && exten == rule.queue {
+            return Err(at(
+                ".destination",
+                format!(
+                    "{:?} sends a {} exit back into queue {}: a loop (the queue is still empty)",
+                    rule.destination, rule.status, rule.queue
+                ),
+            ));
+        }
+        if rules
+            .iter()
+            .any(|r: &QueueRule| r.queue == rule.queue && r.status == rule.status)
+        {
+            return Err(at(
+                "",
+                format!(
+                    "a second rule for queue {} status {}",
+                    rule.queue, rule.status
+                ),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 /// One parameter of a feature definition.
@@ -179,6 +288,7 @@ impl ParamType {
                 }
                 Ok(())
             }
+            ParamType::QueueRules => check_queue_rules(value).map(|_| ()),
             ParamType::Destination => {
                 if value.is_empty() {
                     return Ok(());
@@ -277,6 +387,48 @@ mod tests {
         assert!(ParamType::Destination.check("c]x,100,1").is_err());
         assert!(ParamType::Destination.check("ctx,1;0,1").is_err());
         assert!(ParamType::Destination.check("ctx,100,0").is_err());
+    }
+
+    #[test]
+    fn queue_rules() {
+        let ok = r#"[{"queue":"2000","status":"TIMEOUT","destination":"internal,201,1"},
+                     {"queue":2000,"status":"JOINEMPTY","destination":"internal,202,1"}]"#;
+        assert_eq!(check_queue_rules(ok).unwrap().len(), 2);
+        for status in QUEUE_STATUSES {
+            let one = format!(r#"[{{"queue":"1","status":"{status}","destination":"c,2,1"}}]"#);
+            assert!(check_queue_rules(&one).is_ok(), "{status}");
+        }
+        let err = |v: &str| check_queue_rules(v).unwrap_err().0;
+        assert!(
+            err(r#"[{"queue":"1","status":"BUSY","destination":"c,2,1"}]"#)
+                .starts_with("[0].status: \"BUSY\" is not a QUEUESTATUS")
+        );
+        assert!(err(r#"[{"queue":"1","status":"TIMEOUT","destination":"c,2,1"},{"queue":"1x","status":"TIMEOUT","destination":"c,2,1"}]"#).starts_with("[1].queue:"));
+        assert!(
+            err(r#"[{"queue":"1","status":"TIMEOUT","destination":"c]x,2,1"}]"#)
+                .starts_with("[0].destination:")
+        );
+        assert!(
+            err(r#"[{"queue":"1","status":"TIMEOUT"}]"#).starts_with("[0].destination: is missing")
+        );
+        assert!(
+            err(r#"[{"queue":"1","status":"TIMEOUT","destination":"c,2,1","x":1}]"#)
+                .starts_with("[0].x: unknown field")
+        );
+        let looped =
+            err(r#"[{"queue":"2000","status":"LEAVEEMPTY","destination":"ext-queues,2000,1"}]"#);
+        assert!(
+            looped.starts_with("[0].destination:") && looped.contains("loop"),
+            "{looped}"
+        );
+        // A timeout may go back to the queue: it had members, they just did not answer.
+        assert!(
+            check_queue_rules(
+                r#"[{"queue":"2000","status":"TIMEOUT","destination":"ext-queues,2000,1"}]"#
+            )
+            .is_ok()
+        );
+        assert!(err("{}").starts_with(": must be a JSON array"));
     }
 
     #[test]

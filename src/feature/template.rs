@@ -1,6 +1,7 @@
 //! The fragment template language: `%{name}` substitutes a value, and
 //! `%{#each list}…%{item}…%{/each}` repeats a part once per item of a
-//! comma-separated list. Nothing else: fragments stay readable as Asterisk config.
+//! comma-separated list — or of a JSON array of objects, whose fields are
+//! `%{item.field}`. Nothing else: fragments stay readable as Asterisk config.
 //! (`%{` was chosen because `{{`/`${` collide with dialplan `${VAR}` syntax.)
 
 use std::collections::BTreeMap;
@@ -37,8 +38,26 @@ fn render_into(
             let body = &rest[..body_end];
             rest = &rest[body_end + close.len()..];
             let list = lookup(vars, list_name.trim())?;
-            for value in list_items(&list) {
-                render_into(body, vars, Some(value), out)?;
+            if list.trim_start().starts_with('[') {
+                let items: Vec<BTreeMap<String, serde_json::Value>> = serde_json::from_str(&list)
+                    .map_err(|e| {
+                    format!("'%{{#each {list_name}}}': not a JSON array of objects: {e}")
+                })?;
+                for item in items {
+                    let mut scoped = vars.clone();
+                    for (k, v) in item {
+                        let text = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        scoped.insert(format!("item.{k}"), text);
+                    }
+                    render_into(body, &scoped, None, out)?;
+                }
+            } else {
+                for value in list_items(&list) {
+                    render_into(body, vars, Some(value), out)?;
+                }
             }
         } else if tag == "item" {
             out.push_str(item.ok_or("'%{item}' used outside '%{#each}'")?);
@@ -90,6 +109,18 @@ mod tests {
         assert_eq!(out, "[201](+)\nx = 3\n[202](+)\nx = 3\n");
         let empty = vars(&[("eps", "")]);
         assert_eq!(render("a%{#each eps}b%{/each}c", &empty).unwrap(), "ac");
+    }
+
+    #[test]
+    fn repeats_per_json_object() {
+        let v = vars(&[("rules", r#"[{"q":"1","d":"a,b,1"},{"q":2,"d":"c,d,1"}]"#)]);
+        let out = render("%{#each rules}q=%{item.q} d=%{item.d}\n%{/each}", &v).unwrap();
+        assert_eq!(out, "q=1 d=a,b,1\nq=2 d=c,d,1\n");
+        assert!(
+            render("%{#each rules}%{item.zzz}%{/each}", &v)
+                .unwrap_err()
+                .contains("item.zzz")
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub struct InstallRequest {
     pub archive: PathBuf,
     /// Features to install (None = all the bundle has). Already installed ones stay.
     pub features: Option<Vec<String>>,
-    /// `feature.param=value` settings.
+    /// `feature.param=value` settings (they win over `params_file`).
     pub sets: Vec<String>,
+    /// `--params FILE.json` (structured parameters such as queue-failover's rules).
+    pub params_file: Option<PathBuf>,
     pub dry_run: bool,
     pub no_reload: bool,
     pub force: bool,
@@ -72,7 +74,21 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         .filter(|id| !manifest.features.contains(id))
         .collect();
 
-    let sets = feature::parse_sets(&request.sets)?;
+    let mut sets = match &request.params_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                Error::Refused(format!(
+                    "cannot read parameters file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            feature::parse_params_file(&path.display().to_string(), &bytes)?
+        }
+        None => feature::UserParams::new(),
+    };
+    for (feature, values) in feature::parse_sets(&request.sets)? {
+        sets.entry(feature).or_default().extend(values);
+    }
     for id in sets.keys() {
         if !wanted.contains(id) {
             return Err(if manifest.features.contains(id) {

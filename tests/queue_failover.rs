@@ -1,0 +1,154 @@
+//! End-to-end: queue-failover's rule table from `--params FILE.json`, its
+//! refusals (with the JSON path), and removing one feature alone.
+
+mod common;
+
+use common::*;
+
+fn params(pbx: &Pbx, json: &str) -> String {
+    let path = pbx.dir.path().join("params.json");
+    std::fs::write(&path, json).unwrap();
+    path.display().to_string()
+}
+
+const RULES: &str = r#"{
+  "queue-failover": {
+    "rules": [
+      {"queue": "2000", "status": "TIMEOUT", "destination": "internal,201,1"},
+      {"queue": "2000", "status": "JOINEMPTY", "destination": "internal,202,1"},
+      {"queue": "2001", "status": "LEAVEEMPTY", "destination": "ext-queues,2000,1"}
+    ],
+    "default": "internal,200,1"
+  }
+}"#;
+
+#[test]
+fn rules_from_a_params_file_are_rendered_in_order() {
+    let pbx = Pbx::new();
+    let file = params(&pbx, RULES);
+    let bundle = bundle();
+    pbx.ok(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "queue-failover",
+        "--params",
+        &file,
+    ]);
+    let ext = pbx.read_etc("extensions.conf");
+    let block = ext
+        .split("; BEGIN featpkg:featpkg-recipes:queue-failover/dialplan\n")
+        .nth(1)
+        .unwrap();
+    assert!(block.contains(
+        " same => n,GotoIf($[\"${EXTEN}\" = \"2000\" & \"${QUEUESTATUS}\" = \"TIMEOUT\"]?internal,201,1)\n \
+         same => n,GotoIf($[\"${EXTEN}\" = \"2000\" & \"${QUEUESTATUS}\" = \"JOINEMPTY\"]?internal,202,1)\n \
+         same => n,GotoIf($[\"${EXTEN}\" = \"2001\" & \"${QUEUESTATUS}\" = \"LEAVEEMPTY\"]?ext-queues,2000,1)\n \
+         same => n,Goto(internal,200,1)\n\
+         ; END featpkg:featpkg-recipes:queue-failover/dialplan\n"
+    ), "{block}");
+    assert!(
+        pbx.asterisk_log()
+            .lines()
+            .any(|l| l == "dialplan show notify-queue-failover")
+    );
+    // The table is a parameter like any other: kept, shown, and the same install is a no-op.
+    let out = pbx.ok(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "queue-failover",
+    ]);
+    assert!(out.contains("up to date"), "{out}");
+}
+
+#[test]
+fn a_bad_status_is_refused_with_its_json_path() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    let file = params(&pbx, &RULES.replace("\"JOINEMPTY\"", "\"NOANSWER\""));
+    let bundle = bundle();
+    let out = pbx.run(&["install", bundle.to_str().unwrap(), "--params", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("$.queue-failover.rules[1].status: \"NOANSWER\" is not a QUEUESTATUS"),
+        "{}",
+        text(&out)
+    );
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn a_loop_back_into_an_empty_queue_is_refused() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    let file = params(&pbx, &RULES.replace("internal,202,1", "ext-queues,2000,1"));
+    let bundle = bundle();
+    let out = pbx.run(&["install", bundle.to_str().unwrap(), "--params", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(
+        t.contains("$.queue-failover.rules[1].destination:") && t.contains("a loop"),
+        "{t}"
+    );
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn malformed_destinations_and_files_name_the_path() {
+    let pbx = Pbx::new();
+    let bundle = bundle();
+    for (json, needle) in [
+        (
+            RULES.replace("internal,201,1", "internal;201"),
+            "$.queue-failover.rules[0].destination:",
+        ),
+        (
+            RULES.replace("\"2001\"", "\"20 01\""),
+            "$.queue-failover.rules[2].queue:",
+        ),
+        (
+            r#"{"queue-failover": {"rules": null}}"#.to_string(),
+            "$.queue-failover.rules: null is not a value",
+        ),
+        (
+            r#"{"queue-failover": ["x"]}"#.to_string(),
+            "$.queue-failover: must be an object of parameters",
+        ),
+        ("{not json".to_string(), "$: not valid JSON"),
+    ] {
+        let before = pbx.snapshot();
+        let file = params(&pbx, &json);
+        let out = pbx.run(&["install", bundle.to_str().unwrap(), "--params", &file]);
+        assert_eq!(out.status.code(), Some(2), "{json}");
+        assert!(text(&out).contains(needle), "{needle}: {}", text(&out));
+        assert_same_tree(&before, &pbx.snapshot());
+    }
+}
+
+#[test]
+fn uninstalling_one_feature_equals_installing_only_the_others() {
+    let bundle = bundle();
+    let archive = bundle.to_str().unwrap();
+    let all = ["call-waiting", "operator-alert", "queue-failover"];
+    for removed in all {
+        let others: Vec<&str> = all.iter().copied().filter(|f| *f != removed).collect();
+        let others = others.join(",");
+        let mut only_args = vec!["install", archive, "--features", &others];
+        if removed != "call-waiting" {
+            only_args.extend(["--set", "call-waiting.endpoints=201"]);
+        }
+        let only_others = Pbx::new();
+        only_others.ok(&only_args);
+
+        let pbx = Pbx::new();
+        pbx.ok(&["install", archive, "--set", "call-waiting.endpoints=201"]);
+        pbx.ok(&["uninstall", removed]);
+        assert_same_tree(&only_others.snapshot(), &pbx.snapshot());
+        let status = pbx.ok(&["status"]);
+        assert!(
+            !status.contains(&format!("  {removed} ")),
+            "{removed}: {status}"
+        );
+    }
+}
