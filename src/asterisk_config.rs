@@ -548,6 +548,29 @@ pub fn append_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conf
     out
 }
 
+/// Each section `added` defines (not `(+)`) whose name `existing` already uses,
+/// e.g. an AMI user in manager.conf that the admin already has.
+pub fn section_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for new in added.sections.iter().filter(|s| !s.append) {
+        if let Some((file, old)) = existing
+            .iter()
+            .flat_map(|f| f.sections.iter().map(move |s| (f, s)))
+            .find(|(_, s)| s.name == new.name)
+        {
+            out.push(Conflict {
+                file: file.path.clone(),
+                line: old.line,
+                message: format!(
+                    "[{}] already exists; featpkg would define it again ({}, line {})",
+                    new.name, added.path, new.line
+                ),
+            });
+        }
+    }
+    out
+}
+
 fn module_name(value: &str) -> String {
     let v = value.trim().to_ascii_lowercase();
     v.strip_suffix(".so").unwrap_or(&v).to_string()

@@ -400,7 +400,15 @@ fn plan_blocks(
     }
 
     // 2. What the PBX already has, without this bundle's blocks: the baseline for the checks.
-    let existing = existing_config(target, bundle, path, &text, style)?;
+    // (Only Asterisk config files are parsed: a crontab block has no check.)
+    let needs_check = news
+        .iter()
+        .any(|n| matches!(n.content, RenderedContent::Block { check: Some(_), .. }));
+    let existing = if needs_check {
+        existing_config(target, bundle, path, &text, style)?
+    } else {
+        Vec::new()
+    };
     let mut added_so_far: Vec<ConfigFile> = Vec::new();
 
     // 3. New blocks: check, then replace in place or insert.
@@ -434,6 +442,7 @@ fn plan_blocks(
                 }
                 ConfigCheck::Modules => asterisk_config::module_conflicts(&baseline, &added),
                 ConfigCheck::PjsipAppend => asterisk_config::append_conflicts(&baseline, &added),
+                ConfigCheck::NewSections => asterisk_config::section_conflicts(&baseline, &added),
             };
             if !conflicts.is_empty() {
                 return Err(PlanError::Conflicts {

@@ -24,6 +24,7 @@ fn dirs() -> BTreeMap<PbxDir, String> {
         (PbxDir::Data, "/var/lib/asterisk".to_string()),
         (PbxDir::Spool, "/var/spool/asterisk".to_string()),
         (PbxDir::Log, "/var/log/asterisk".to_string()),
+        (PbxDir::SysEtc, "/etc".to_string()),
     ])
 }
 
@@ -35,7 +36,9 @@ fn block(def: &FeatureDef, user: &[(&str, &str)], edit: &str) -> Option<String> 
     let params = def.resolve_params(&user).unwrap();
     // Binaries are not needed to render blocks; give the reader an empty stand-in.
     let reader = |p: &str| read(p).or_else(|| p.starts_with("bin/").then(Vec::new));
-    let r = def.render(&params, &dirs(), "demo", &reader).unwrap();
+    let r = def
+        .render(&params, &dirs(), "demo", "0123abcd", &reader)
+        .unwrap();
     r.edits
         .into_iter()
         .find(|e| e.edit_id == edit)

@@ -27,17 +27,20 @@ pub enum PbxDir {
     Spool,
     /// astlogdir (`/var/log/asterisk`)
     Log,
+    /// The system's `/etc` (for `/etc/crontab`): not an Asterisk directory.
+    SysEtc,
 }
 
 impl PbxDir {
     /// All directories, with the name used in locations (`etc:modules.conf`) and templates (`%{dirs.etc}`).
-    pub const ALL: [(PbxDir, &'static str); 6] = [
+    pub const ALL: [(PbxDir, &'static str); 7] = [
         (PbxDir::Etc, "etc"),
         (PbxDir::Agi, "agi"),
         (PbxDir::VarLib, "varlib"),
         (PbxDir::Data, "data"),
         (PbxDir::Spool, "spool"),
         (PbxDir::Log, "log"),
+        (PbxDir::SysEtc, "sysetc"),
     ];
 
     /// The short name (`etc`, `agi`, …).
@@ -105,6 +108,8 @@ pub enum ConfigCheck {
     Modules,
     /// pjsip.conf: every `[x](+type=endpoint)` needs an endpoint `[x]`.
     PjsipAppend,
+    /// A file of named sections (manager.conf users): each section we add must be new.
+    NewSections,
 }
 
 /// One contribution of a feature, as declared in `feature.json`.
@@ -386,11 +391,14 @@ impl FeatureDef {
     }
 
     /// Renders every edit with `params` (from `resolve_params`) and the PBX's runtime directories.
+    /// `secret` is this feature's generated secret on this PBX (e.g. its AMI user's
+    /// password), available to fragments as `%{secret}`.
     pub fn render(
         &self,
         params: &BTreeMap<String, String>,
         dirs: &BTreeMap<PbxDir, String>,
         bundle_name: &str,
+        secret: &str,
         read: BundleReader,
     ) -> Result<RenderedFeature, FeatureError> {
         let bad = |message: String| FeatureError::Definition {
@@ -406,6 +414,7 @@ impl FeatureDef {
         vars.insert("bundle".into(), bundle_name.into());
         vars.insert("feature".into(), self.id.clone());
         vars.insert("version".into(), self.version.clone());
+        vars.insert("secret".into(), secret.into());
         for spec in &self.params {
             if spec.ty == ParamType::Destination {
                 let value = &params[&spec.name];

@@ -103,6 +103,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
 
     let dirs = session.target.runtime_dirs();
     let mut rendered: Vec<RenderedFeature> = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
     let mut features = Vec::new();
     for id in &wanted {
         let def = FeatureDef::load(id, &read)?;
@@ -121,7 +122,9 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
                 || sets.get(id).is_some_and(|s| s.contains_key(k))
         });
         let params = def.resolve_params(&user)?;
-        let r = def.render(&params, &dirs, &manifest.name, &read)?;
+        let secret = super::feature_secret(session.target.as_ref(), &manifest.name, id)?;
+        secrets.push(secret.clone());
+        let r = def.render(&params, &dirs, &manifest.name, &secret, &read)?;
         features.push(InstalledFeature {
             id: id.clone(),
             version: def.version.clone(),
@@ -201,10 +204,11 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         )
     };
     if request.dry_run {
-        return Ok(InstallOutcome::DryRun {
-            summary,
-            diff: crate::diff::render(&plan),
-        });
+        let mut diff = crate::diff::render(&plan);
+        for secret in &secrets {
+            diff = diff.replace(secret.as_str(), super::SECRET_MASK);
+        }
+        return Ok(InstallOutcome::DryRun { summary, diff });
     }
     let previously_installed: Vec<&str> = installed
         .iter()

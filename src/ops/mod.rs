@@ -99,6 +99,7 @@ impl Session {
             let request = ReloadRequest {
                 dialplan: restored("extensions.conf"),
                 pjsip: restored("pjsip.conf"),
+                manager: restored("manager.conf"),
                 ..ReloadRequest::default()
             };
             // An empty request runs no command.
@@ -114,6 +115,47 @@ impl Session {
         })
     }
 }
+
+/// The secret a feature uses on this PBX (e.g. its AMI user's password): derived
+/// from a random key kept in featpkg's state dir (mode 0600), so it is stable
+/// across reinstalls and upgrades and different on every PBX. On a PBX featpkg
+/// never touched, read-only commands get a mask instead (and create nothing).
+pub(crate) fn feature_secret(
+    target: &dyn Target,
+    bundle: &str,
+    feature: &str,
+) -> Result<String, Error> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = target.state_dir();
+    if !dir.exists() {
+        return Ok(SECRET_MASK.to_string());
+    }
+    let path = dir.join("machine.key");
+    let io = |e: std::io::Error| Error::Refused(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut key))
+            .map_err(io)?;
+        let tmp = dir.join(".machine.key.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(&key).and_then(|_| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+    }
+    let mut material = std::fs::read(&path).map_err(io)?;
+    material.extend_from_slice(format!("\0{bundle}\0{feature}").as_bytes());
+    Ok(sha256_hex(&material)[..32].to_string())
+}
+
+/// Shown instead of secrets in diffs and on untouched PBXs.
+pub const SECRET_MASK: &str = "********";
 
 fn journal_dir(target: &dyn Target) -> PathBuf {
     target.state_dir().join("journal")
@@ -253,6 +295,7 @@ pub(crate) fn execute(
                 let again = ReloadRequest {
                     dialplan: change.reload.dialplan,
                     pjsip: change.reload.pjsip,
+                    manager: change.reload.manager,
                     ..ReloadRequest::default()
                 };
                 if let Err(again_err) = session.target.reload(&again) {
@@ -310,6 +353,7 @@ pub(crate) fn reload_for(
         load_modules,
         dialplan: changed("extensions.conf"),
         pjsip: changed("pjsip.conf"),
+        manager: changed("manager.conf"),
         expect_contexts,
     }
 }

@@ -95,6 +95,7 @@ impl AsteriskTarget {
             }
             dirs.insert(dir, value.trim_end_matches('/').to_string());
         }
+        dirs.insert(PbxDir::SysEtc, "/etc".to_string());
         let cli = match cli
             .map(str::to_string)
             .or_else(|| std::env::var(ASTERISK_CMD_ENV).ok())
@@ -221,6 +222,11 @@ impl Target for AsteriskTarget {
         }
         if request.pjsip {
             said.push(self.reload_module("res_pjsip.so")?);
+        }
+        if request.manager {
+            // `manager reload` prints nothing; read the users back to check ours is known.
+            self.run_cli("manager reload")?;
+            said.push("manager reload".into());
         }
         if request.dialplan {
             said.push(self.reload_module("pbx_config.so")?);

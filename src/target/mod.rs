@@ -20,6 +20,8 @@ pub struct ReloadRequest {
     pub dialplan: bool,
     /// pjsip.conf changed (`module reload res_pjsip.so`).
     pub pjsip: bool,
+    /// manager.conf changed (`manager reload`).
+    pub manager: bool,
     /// Contexts that must exist afterwards (`dialplan show <context>`).
     pub expect_contexts: Vec<String>,
 }
@@ -30,6 +32,7 @@ impl ReloadRequest {
         self.load_modules.is_empty()
             && !self.dialplan
             && !self.pjsip
+            && !self.manager
             && self.expect_contexts.is_empty()
     }
 }
