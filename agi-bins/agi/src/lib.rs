@@ -20,6 +20,7 @@
 
 #[cfg(feature = "fake-peer")]
 pub mod fake;
+pub mod pattern;
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
