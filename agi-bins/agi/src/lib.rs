@@ -9,13 +9,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! let hangup = featpkg_agi::Hangup::default();
-//! // binaries register SIGHUP with signal_hook::flag::register(SIGHUP, hangup.flag())
-//! let watchdog = featpkg_agi::Watchdog::start(hangup.clone(), Duration::from_millis(100));
-//! let mut agi = featpkg_agi::Agi::new(std::io::stdin().lock(), std::io::stdout().lock())
-//!     .unwrap()
-//!     .with_watchdog(watchdog, Duration::from_secs(5), hangup);
-//! agi.verbose("hello", 1).unwrap();
+//! // SIGHUP noted, a 5 s deadline on every answer, out within 100 ms of a hangup.
+//! let mut agi = featpkg_agi::stdio_session(Duration::from_secs(5)).unwrap();
+//! let caller = agi.env().callerid().to_string();
+//! agi.verbose(&format!("hello {}", featpkg_agi::escape_for_log(&caller, 20)), 1).unwrap();
 //! ```
 
 #[cfg(feature = "fake-peer")]
@@ -304,6 +301,23 @@ impl Watchdog {
     pub fn disarm(&self) {
         self.deadline_ms.store(0, Ordering::SeqCst);
     }
+}
+
+/// A local AGI session on stdin/stdout, set up the way every featpkg AGI program
+/// needs it: SIGHUP noted instead of killing us, a watchdog that ends the program
+/// when Asterisk does not answer within `deadline` (the environment block
+/// included) and 80 ms after a hangup (with its 5 ms tick: out within 100 ms).
+pub type StdioAgi = Agi<std::io::StdinLock<'static>, std::io::StdoutLock<'static>>;
+
+/// Starts a [`StdioAgi`]; see there.
+pub fn stdio_session(deadline: Duration) -> Result<StdioAgi, AgiError> {
+    let hangup = Hangup::default();
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.flag())?;
+    let watchdog = Watchdog::start(hangup.clone(), Duration::from_millis(80));
+    watchdog.arm(deadline);
+    let agi = Agi::new(std::io::stdin().lock(), std::io::stdout().lock())?;
+    watchdog.disarm();
+    Ok(agi.with_watchdog(watchdog, deadline, hangup))
 }
 
 /// An AGI session over a reader (Asterisk's replies) and a writer (our commands).

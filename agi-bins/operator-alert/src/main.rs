@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use featpkg_agi::pattern::{matches_pattern, pattern_ok};
-use featpkg_agi::{Agi, AgiError, Hangup, Watchdog, escape_for_log};
+use featpkg_agi::{Agi, AgiError, escape_for_log};
 
 /// Parsed, checked arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,28 +250,15 @@ fn set_mode(dir: &Path, mode: u32) {
 }
 
 fn main() -> ExitCode {
-    let hangup = Hangup::default();
-    // Never die from SIGHUP: note it, finish what must persist, exit within 100 ms.
-    if signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.flag()).is_err() {
-        return ExitCode::from(2);
-    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = parse_args(&args);
     let deadline = parsed
         .as_ref()
         .map(|c| c.deadline)
         .unwrap_or(Duration::from_secs(5));
-    // 80 ms after a hangup, plus the watchdog's 5 ms tick: out within 100 ms.
-    let watchdog = Watchdog::start(hangup.clone(), Duration::from_millis(80));
-    let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
-    // The environment block also has to arrive within the deadline.
-    watchdog.arm(deadline);
-    let agi = match Agi::new(stdin, stdout) {
-        Ok(agi) => agi.with_watchdog(watchdog.clone(), deadline, hangup),
-        Err(_) => return ExitCode::from(2),
+    let Ok(agi) = featpkg_agi::stdio_session(deadline) else {
+        return ExitCode::from(2);
     };
-    watchdog.disarm();
     let c = match parsed {
         Ok(c) => c,
         Err(message) => {
