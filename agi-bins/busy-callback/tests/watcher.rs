@@ -1,0 +1,339 @@
+//! The busy-callback watcher against a fake Asterisk manager on 127.0.0.1:
+//! callbacks only when both sides are free, bounded retries, expiry, restarts
+//! of the watcher and of Asterisk, single instance.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use featpkg_ami::Message;
+use featpkg_ami::fake::{FakeAmi, msg, standard_reply};
+use featpkg_busy_callback::Store;
+
+const WATCH: &str = env!("CARGO_BIN_EXE_featpkg-busy-callback-watch");
+
+struct Pbx {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ami: FakeAmi,
+    states: Arc<Mutex<Vec<(String, String)>>>,
+    outcome: Arc<Mutex<&'static str>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Pbx {
+    fn new(states: &[(&str, &str)]) -> Pbx {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let states = Arc::new(Mutex::new(
+            states
+                .iter()
+                .map(|(d, s)| (d.to_string(), s.to_string()))
+                .collect::<Vec<_>>(),
+        ));
+        let outcome = Arc::new(Mutex::new("Success"));
+        let (st, out) = (states.clone(), outcome.clone());
+        let ami = FakeAmi::start(Arc::new(move |a: &Message| {
+            let id = a.get("ActionID").unwrap_or("").to_string();
+            match a.get("Action").unwrap_or("") {
+                "DeviceStateList" => {
+                    let mut replies = vec![msg(&[
+                        ("Response", "Success"),
+                        ("ActionID", &id),
+                        ("EventList", "start"),
+                        ("Message", "Device State Changes will follow"),
+                    ])];
+                    let list = st.lock().unwrap().clone();
+                    for (d, s) in &list {
+                        replies.push(msg(&[
+                            ("Event", "DeviceStateChange"),
+                            ("ActionID", &id),
+                            ("Device", d),
+                            ("State", s),
+                        ]));
+                    }
+                    let n = list.len().to_string();
+                    replies.push(msg(&[
+                        ("Event", "DeviceStateListComplete"),
+                        ("ActionID", &id),
+                        ("EventList", "Complete"),
+                        ("ListItems", &n),
+                    ]));
+                    Some(replies)
+                }
+                "Originate" => {
+                    let outcome = *out.lock().unwrap();
+                    let reason = if outcome == "Success" { "4" } else { "3" };
+                    Some(vec![
+                        msg(&[
+                            ("Response", "Success"),
+                            ("ActionID", &id),
+                            ("Message", "Originate successfully queued"),
+                        ]),
+                        msg(&[
+                            ("Event", "OriginateResponse"),
+                            ("Privilege", "call,all"),
+                            ("ActionID", &id),
+                            ("Response", outcome),
+                            ("Channel", a.get("Channel").unwrap_or("")),
+                            ("Context", a.get("Context").unwrap_or("")),
+                            ("Exten", a.get("Exten").unwrap_or("")),
+                            ("Reason", reason),
+                            ("Uniqueid", "1763900000.9"),
+                        ]),
+                    ])
+                }
+                _ => standard_reply(a, "watch-secret"),
+            }
+        }));
+        let creds = dir.join("ami.conf");
+        std::fs::write(
+            &creds,
+            format!(
+                "host=127.0.0.1\nport={}\nusername=featpkg-busy-callback\nsecret=watch-secret\n",
+                ami.addr.port()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Pbx {
+            _tmp: tmp,
+            dir,
+            ami,
+            states,
+            outcome,
+        }
+    }
+
+    fn store(&self) -> Store {
+        Store::new(&self.dir.join("requests"))
+    }
+
+    fn watcher(&self, extra: &[&str]) -> Child {
+        let d = &self.dir;
+        Command::new(WATCH)
+            .args(["--store", d.join("requests").to_str().unwrap()])
+            .args(["--ami", d.join("ami.conf").to_str().unwrap()])
+            .args(["--lock", d.join("watch.lock").to_str().unwrap()])
+            .args(["--log", d.join("watch.log").to_str().unwrap()])
+            .args(extra)
+            .spawn()
+            .unwrap()
+    }
+
+    fn originates(&self) -> Vec<Message> {
+        self.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("Action") == Some("Originate"))
+            .cloned()
+            .collect()
+    }
+
+    fn device(&self, device: &str, state: &str) {
+        self.states.lock().unwrap().retain(|(d, _)| d != device);
+        self.states
+            .lock()
+            .unwrap()
+            .push((device.into(), state.into()));
+        self.ami.push_event(msg(&[
+            ("Event", "DeviceStateChange"),
+            ("Privilege", "call,all"),
+            ("Device", device),
+            ("State", state),
+        ]));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("watch.log")).unwrap_or_default()
+    }
+}
+
+fn until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        assert!(Instant::now() < end, "watcher did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn calls_back_only_when_both_sides_are_free() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("login and device list", Duration::from_secs(5), || {
+        pbx.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.get("Action") == Some("DeviceStateList"))
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(pbx.originates().is_empty(), "202 is still busy");
+    pbx.device("PJSIP/201", "INUSE");
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(pbx.originates().is_empty(), "now the caller is busy");
+    pbx.device("PJSIP/201", "NOT_INUSE");
+    until("the callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    let o = pbx.originates()[0].clone();
+    assert_eq!(o.get("Channel"), Some("PJSIP/201"));
+    assert_eq!(o.get("Context"), Some("featpkg-busy-callback-dial"));
+    assert_eq!(o.get("Exten"), Some("202"));
+    assert_eq!(o.get("CallerID"), Some("\"Callback 202\" <202>"));
+    assert_eq!(o.get("Async"), Some("true"));
+    until("the answered request to go", Duration::from_secs(3), || {
+        pbx.store().list().unwrap().is_empty()
+    });
+    assert_eq!(pbx.originates().len(), 1, "exactly one callback");
+    stop(w);
+    assert!(
+        pbx.log().contains("201 answered the callback for 202"),
+        "{}",
+        pbx.log()
+    );
+}
+
+#[test]
+fn unanswered_callbacks_are_retried_a_bounded_number_of_times() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    *pbx.outcome.lock().unwrap() = "Failure";
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&["--retries", "2", "--retry-wait", "0"]);
+    until("the request to be dropped", Duration::from_secs(6), || {
+        pbx.store().list().unwrap().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pbx.originates().len(), 3, "one try and two retries");
+    stop(w);
+    assert!(
+        pbx.log()
+            .contains("did not answer 3 callbacks for 202; dropped"),
+        "{}",
+        pbx.log()
+    );
+}
+
+#[test]
+fn expired_requests_are_dropped_without_a_call() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    let store = pbx.store();
+    store.add("201", "202", now() - 4000, 3, u64::MAX).unwrap();
+    let w = pbx.watcher(&["--expiry", "1800"]);
+    until("expiry", Duration::from_secs(5), || {
+        store.list().unwrap().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pbx.originates().is_empty());
+    stop(w);
+}
+
+#[test]
+fn requests_survive_a_watcher_restart() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("device list", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    stop(w);
+    assert_eq!(
+        pbx.store().list().unwrap().len(),
+        1,
+        "the request is on disk"
+    );
+    pbx.states.lock().unwrap().retain(|(d, _)| d != "PJSIP/202");
+    pbx.states
+        .lock()
+        .unwrap()
+        .push(("PJSIP/202".into(), "NOT_INUSE".into()));
+    let w = pbx.watcher(&[]);
+    until(
+        "the callback after the restart",
+        Duration::from_secs(5),
+        || !pbx.originates().is_empty(),
+    );
+    stop(w);
+}
+
+#[test]
+fn reconnects_after_asterisk_restarts() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("first connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    pbx.ami.drop_connection();
+    until("reconnect", Duration::from_secs(5), || {
+        pbx.ami.connections() == 2
+    });
+    until("device list again", Duration::from_secs(5), || {
+        pbx.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("Action") == Some("DeviceStateList"))
+            .count()
+            == 2
+    });
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until(
+        "the callback after reconnecting",
+        Duration::from_secs(3),
+        || !pbx.originates().is_empty(),
+    );
+    stop(w);
+    assert!(pbx.log().contains("reconnecting"), "{}", pbx.log());
+}
+
+#[test]
+fn a_second_instance_exits_at_once() {
+    let pbx = Pbx::new(&[]);
+    let first = pbx.watcher(&[]);
+    until("first connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    let started = Instant::now();
+    let status = pbx.watcher(&[]).wait().unwrap();
+    assert!(status.success());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(pbx.ami.connections(), 1, "the second one never connected");
+    stop(first);
+}
