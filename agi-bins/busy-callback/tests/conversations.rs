@@ -166,3 +166,31 @@ fn cancel_drops_every_request_of_the_caller() {
     finish(&mut peer);
     assert_eq!(pending(&dir), [("205".to_string(), "202".to_string())]);
 }
+
+#[test]
+fn a_callee_busy_again_puts_the_request_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let mut peer = start("requeue", "202", "202", &dir);
+    peer.expect(
+        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
+        "200 result=1 (201)",
+    );
+    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"QUEUED\"", "200 result=1");
+    finish(&mut peer);
+    assert_eq!(pending(&dir), [("201".to_string(), "202".to_string())]);
+    // A forged variable is refused like any number from the channel.
+    let mut peer = start("requeue", "202", "202", &dir);
+    peer.expect(
+        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
+        "200 result=1 (../201)",
+    );
+    let line = peer.next_command(Duration::from_secs(2)).unwrap();
+    assert!(
+        line.starts_with("VERBOSE \"featpkg busy-callback: refused caller "),
+        "{line}"
+    );
+    peer.reply("200 result=1");
+    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
+    finish(&mut peer);
+}

@@ -337,3 +337,25 @@ fn a_second_instance_exits_at_once() {
     assert_eq!(pbx.ami.connections(), 1, "the second one never connected");
     stop(first);
 }
+
+#[test]
+fn exits_once_the_feature_is_uninstalled() {
+    let pbx = Pbx::new(&[]);
+    let mut w = pbx.watcher(&[]);
+    until("connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::fs::remove_file(pbx.dir.join("ami.conf")).unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(status) = w.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the watcher must leave when its credentials are gone"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -9,7 +9,9 @@
 //!
 //! Single instance (a second start exits 0 at once: cron starts it every
 //! minute to keep it alive), survives Asterisk restarts (reconnects with
-//! backoff) and its own (requests live on disk), exits cleanly on SIGTERM.
+//! backoff) and its own (requests live on disk), exits cleanly on SIGTERM —
+//! and by itself once its AMI credentials file is gone (the feature was
+//! uninstalled).
 //! It never runs inside an AGI, so it holds no call.
 
 use std::collections::BTreeMap;
@@ -243,7 +245,7 @@ impl Watcher {
     }
 
     /// One AMI session: initial states, then events until the connection drops.
-    fn session(&mut self, ami: &mut Ami, stop: &AtomicBool) -> Result<(), AmiError> {
+    fn session(&mut self, ami: &mut Ami, stop: &dyn Fn() -> bool) -> Result<(), AmiError> {
         self.states.clear();
         self.in_flight.clear();
         for item in ami.list(action("DeviceStateList", &[])?)? {
@@ -251,7 +253,7 @@ impl Watcher {
                 self.states.insert(d.to_string(), s.to_string());
             }
         }
-        while !stop.load(Ordering::SeqCst) {
+        while !stop() {
             self.dispatch(ami)?;
             match ami.next_event(Duration::from_millis(250)) {
                 Ok(ev) => self.on_event(&ev),
@@ -315,8 +317,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     w.log.line("started");
-    while !stop.load(Ordering::SeqCst) {
-        let give_up = || stop.load(Ordering::SeqCst);
+    let ami_file = w.o.ami.clone();
+    let give_up = || stop.load(Ordering::SeqCst) || !ami_file.exists();
+    while !give_up() {
         let mut ami = match connect_with_retry(&creds, "call", Duration::from_secs(5), &give_up) {
             Ok(ami) => ami,
             Err(AmiError::AuthenticationFailed) => {
@@ -328,7 +331,7 @@ fn main() -> std::process::ExitCode {
         };
         w.log
             .line(&format!("connected to Asterisk (AMI {})", ami.version));
-        match w.session(&mut ami, &stop) {
+        match w.session(&mut ami, &give_up) {
             Ok(()) => {
                 let _ = ami.logoff();
             }

@@ -7,6 +7,9 @@
 //!   QUEUED, DECLINED, DUPLICATE, LIMIT or REFUSED.
 //! * `cancel` (the cancel code): drops every request the caller made. Sets
 //!   `BUSY_CALLBACK` to CANCELLED (or REFUSED).
+//! * `requeue` (the callback's dial context, when the callee is busy again): the
+//!   request of `FEATPKG_CALLBACK_CALLER` (set by the watcher) for the callee
+//!   (`agi_extension`) waits again. Sets `BUSY_CALLBACK` to QUEUED (or REFUSED).
 //!
 //! Keys: `dir` (request store), `pattern` (extensions served, digits only,
 //! default `_XXX`), `digit` (5), `max` (pending requests per caller, 3),
@@ -22,9 +25,16 @@ use featpkg_agi::pattern::{matches_pattern, pattern_ok};
 use featpkg_agi::{AgiError, StdioAgi, escape_for_log};
 use featpkg_busy_callback::{Store, StoreError};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Offer,
+    Cancel,
+    Requeue,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Config {
-    cancel: bool,
+    mode: Mode,
     dir: PathBuf,
     pattern: String,
     digit: String,
@@ -44,18 +54,19 @@ fn sound_ok(v: &str) -> bool {
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
-    let cancel = match args.first().map(String::as_str) {
-        Some("offer") => false,
-        Some("cancel") => true,
+    let mode = match args.first().map(String::as_str) {
+        Some("offer") => Mode::Offer,
+        Some("cancel") => Mode::Cancel,
+        Some("requeue") => Mode::Requeue,
         other => {
             return Err(format!(
-                "first argument must be offer or cancel, got {:?}",
+                "first argument must be offer, cancel or requeue, got {:?}",
                 escape_for_log(other.unwrap_or(""), 20)
             ));
         }
     };
     let mut c = Config {
-        cancel,
+        mode,
         dir: PathBuf::from("/var/spool/asterisk/featpkg/busy-callback"),
         pattern: "_XXX".into(),
         digit: "5".into(),
@@ -168,6 +179,30 @@ impl Callback {
         Ok(())
     }
 
+    fn requeue(&mut self) -> Result<(), AgiError> {
+        let caller = self
+            .agi
+            .get_variable("FEATPKG_CALLBACK_CALLER")?
+            .unwrap_or_default();
+        let callee = self.agi.env().extension().to_string();
+        if !matches_pattern(&caller, &self.c.pattern) {
+            return self.refuse("caller", &caller);
+        }
+        if !matches_pattern(&callee, &self.c.pattern) {
+            return self.refuse("extension", &callee);
+        }
+        match Store::new(&self.c.dir).add(&caller, &callee, now(), self.c.max, self.c.expiry) {
+            Ok(_) | Err(StoreError::Duplicate { .. }) => {
+                self.agi.set_variable("BUSY_CALLBACK", "QUEUED")
+            }
+            Err(e) => {
+                self.agi
+                    .verbose(&format!("featpkg busy-callback: cannot requeue: {e}"), 1)?;
+                self.agi.set_variable("BUSY_CALLBACK", "ERROR")
+            }
+        }
+    }
+
     fn cancel(&mut self) -> Result<(), AgiError> {
         let caller = self.agi.env().callerid().to_string();
         if !matches_pattern(&caller, &self.c.pattern) {
@@ -214,9 +249,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cancel = c.cancel;
+    let mode = c.mode;
     let mut cb = Callback { agi, c };
-    let result = if cancel { cb.cancel() } else { cb.offer() };
+    let result = match mode {
+        Mode::Offer => cb.offer(),
+        Mode::Cancel => cb.cancel(),
+        Mode::Requeue => cb.requeue(),
+    };
     match result {
         Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
         Err(e) => {
