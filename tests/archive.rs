@@ -59,7 +59,12 @@ fn archive_layout_and_manifest() {
     assert_eq!(manifest["name"], BUNDLE);
     assert_eq!(
         manifest["features"],
-        serde_json::json!(["call-waiting", "operator-alert", "queue-failover"])
+        serde_json::json!([
+            "busy-callback",
+            "call-waiting",
+            "operator-alert",
+            "queue-failover"
+        ])
     );
     let listed: Vec<&str> = manifest["entries"]
         .as_array()

@@ -130,7 +130,12 @@ fn malformed_destinations_and_files_name_the_path() {
 fn uninstalling_one_feature_equals_installing_only_the_others() {
     let bundle = bundle();
     let archive = bundle.to_str().unwrap();
-    let all = ["call-waiting", "operator-alert", "queue-failover"];
+    let all = [
+        "busy-callback",
+        "call-waiting",
+        "operator-alert",
+        "queue-failover",
+    ];
     for removed in all {
         let others: Vec<&str> = all.iter().copied().filter(|f| *f != removed).collect();
         let others = others.join(",");
@@ -142,6 +147,7 @@ fn uninstalling_one_feature_equals_installing_only_the_others() {
         only_others.ok(&only_args);
 
         let pbx = Pbx::new();
+        pbx.share_machine_key(&only_others);
         pbx.ok(&["install", archive, "--set", "call-waiting.endpoints=201"]);
         pbx.ok(&["uninstall", removed]);
         assert_same_tree(&only_others.snapshot(), &pbx.snapshot());

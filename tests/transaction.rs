@@ -9,6 +9,10 @@ use std::process::Stdio;
 
 use common::*;
 
+// A full install is, in order: step 1-2 create /etc/asterisk/featpkg-ami and
+// /var/lib/asterisk/featpkg-bin, steps 3-8 busy-callback's files (AGI program,
+// watcher, extensions.conf, manager.conf, AMI credentials, /etc/crontab), then
+// modules.conf and operator-alert's AGI program. The points below land in each kind.
 fn bundle_arg() -> String {
     bundle().display().to_string()
 }
@@ -81,8 +85,9 @@ fn module_load_failure_rolls_back() {
 fn injected_failure_after_some_files_were_written_rolls_back() {
     for point in [
         "step-1-done",
-        "step-2-temp",
-        "step-2-done",
+        "step-3-temp",
+        "step-5-done",
+        "step-8-temp",
         "applied",
         "before-state-commit",
     ] {
@@ -133,9 +138,10 @@ fn kill_at(pbx: &Pbx, args: &[&str], point: &str) {
 fn killed_install_is_rolled_back_by_the_next_command() {
     for point in [
         "journal-written",
-        "step-1-temp",
         "step-2-done",
         "step-3-temp",
+        "step-5-done",
+        "step-9-temp",
         "applied",
         "before-state-commit",
     ] {
@@ -169,7 +175,8 @@ fn killed_uninstall_is_rolled_back_by_recover() {
         .lines()
         .filter(|l| *l == "module reload pbx_config.so")
         .count();
-    kill_at(&pbx, &["uninstall", BUNDLE], "step-2-done");
+    // Uninstall removes files first: step 3 is extensions.conf, step 4 manager.conf.
+    kill_at(&pbx, &["uninstall", BUNDLE], "step-4-done");
     let out = pbx.ok(&["recover"]);
     assert!(out.contains("rolled back"), "{out}");
     // The restored dialplan is loaded again, whatever Asterisk saw before the crash.
@@ -188,6 +195,7 @@ fn killed_after_state_commit_is_rolled_forward() {
     let pbx = Pbx::new();
     let reference = Pbx::new();
     reference.ok(&["install", &bundle_arg()]);
+    pbx.share_machine_key(&reference);
     kill_at(&pbx, &["install", &bundle_arg()], "state-committed");
     let out = pbx.ok(&["status"]);
     assert!(out.contains("it had committed, rolled forward"), "{out}");

@@ -23,7 +23,12 @@ pub fn featpkg_bin() -> PathBuf {
 /// Directory with the static musl binaries the bundle ships (built by `.ci/build-static`).
 pub fn static_bin_dir() -> PathBuf {
     let dir = repo().join("target/x86_64-unknown-linux-musl/release");
-    for name in ["featpkg", "featpkg-operator-alert"] {
+    for name in [
+        "featpkg",
+        "featpkg-operator-alert",
+        "featpkg-busy-callback",
+        "featpkg-busy-callback-watch",
+    ] {
         assert!(
             dir.join(name).is_file(),
             "{} is missing: run `bash .ci/build-static` (bash .ci/run does) before the tests",
@@ -206,6 +211,15 @@ impl Pbx {
         let mut out = BTreeMap::new();
         snapshot_into(&self.root(), &self.root(), &mut out);
         out
+    }
+
+    /// Gives this PBX the same machine key (so the same generated secrets) as
+    /// `other`, which must have installed something already: lets two PBXs be
+    /// compared byte for byte.
+    pub fn share_machine_key(&self, other: &Pbx) {
+        let rel = "var/lib/asterisk/featpkg/machine.key";
+        std::fs::create_dir_all(self.root().join("var/lib/asterisk/featpkg")).unwrap();
+        std::fs::copy(other.root().join(rel), self.root().join(rel)).unwrap();
     }
 
     pub fn asterisk_log(&self) -> String {
