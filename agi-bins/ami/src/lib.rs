@@ -9,6 +9,7 @@
 //!
 //! Credentials come from a featpkg-owned file (mode 0600) and are never logged.
 
+pub mod daemon;
 #[cfg(feature = "fake-server")]
 pub mod fake;
 

@@ -15,13 +15,11 @@
 //! It never runs inside an AGI, so it holds no call.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use featpkg_ami::{Ami, AmiError, Credentials, action, connect_with_retry};
+use featpkg_ami::daemon::{self, DaemonPaths, Log};
+use featpkg_ami::{Ami, AmiError, action};
 use featpkg_busy_callback::{Request, Store};
 
 #[derive(Debug, Clone)]
@@ -95,21 +93,6 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Appends timestamped lines to the log file (or stderr).
-struct Log(Option<std::fs::File>);
-
-impl Log {
-    fn line(&mut self, text: &str) {
-        let line = format!("{} featpkg-busy-callback-watch: {text}\n", now());
-        match self.0.as_mut() {
-            Some(f) => {
-                let _ = f.write_all(line.as_bytes());
-            }
-            None => eprint!("{line}"),
-        }
-    }
-}
-
 /// Device state is free for a callback: idle, or unknown to Asterisk's hints.
 fn free(state: Option<&String>) -> bool {
     matches!(state.map(String::as_str), Some("NOT_INUSE"))
@@ -123,7 +106,6 @@ struct Watcher {
     in_flight: BTreeMap<String, (String, String)>,
     /// Earliest time of the next attempt per (caller, callee).
     not_before: BTreeMap<(String, String), Instant>,
-    log: Log,
 }
 
 impl Watcher {
@@ -138,9 +120,9 @@ impl Watcher {
     }
 
     /// Originates every request whose two sides are free.
-    fn dispatch(&mut self, ami: &mut Ami) -> Result<(), AmiError> {
+    fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
         for gone in self.store.expire(now(), self.o.expiry).unwrap_or_default() {
-            self.log.line(&format!(
+            log.line(&format!(
                 "request {} -> {} expired",
                 gone.caller, gone.callee
             ));
@@ -148,7 +130,7 @@ impl Watcher {
         let pending = match self.store.list() {
             Ok(p) => p,
             Err(e) => {
-                self.log.line(&format!("cannot read requests: {e}"));
+                log.line(&format!("cannot read requests: {e}"));
                 return Ok(());
             }
         };
@@ -184,14 +166,13 @@ impl Watcher {
                 ("Timeout", &timeout),
                 ("Variable", &variable),
             ])?;
-            self.log
-                .line(&format!("calling {} back for {}", r.caller, r.callee));
+            log.line(&format!("calling {} back for {}", r.caller, r.callee));
             self.in_flight.insert(id, key);
         }
         Ok(())
     }
 
-    fn on_event(&mut self, ev: &featpkg_ami::Message) {
+    fn on_event(&mut self, ev: &featpkg_ami::Message, log: &mut Log) {
         match ev.event() {
             Some("DeviceStateChange") => {
                 if let (Some(d), Some(s)) = (ev.get("Device"), ev.get("State")) {
@@ -217,13 +198,12 @@ impl Watcher {
                 let Some(mut r) = current else { return };
                 if answered {
                     let _ = self.store.remove(&caller, &callee);
-                    self.log
-                        .line(&format!("{caller} answered the callback for {callee}"));
+                    log.line(&format!("{caller} answered the callback for {callee}"));
                 } else {
                     r.attempts += 1;
                     if r.attempts > self.o.retries {
                         let _ = self.store.remove(&caller, &callee);
-                        self.log.line(&format!(
+                        log.line(&format!(
                             "{caller} did not answer {} callbacks for {callee}; dropped",
                             r.attempts
                         ));
@@ -233,7 +213,7 @@ impl Watcher {
                             (caller.clone(), callee.clone()),
                             Instant::now() + self.o.retry_wait,
                         );
-                        self.log.line(&format!(
+                        log.line(&format!(
                             "{caller} did not answer the callback for {callee} (attempt {})",
                             r.attempts
                         ));
@@ -245,7 +225,12 @@ impl Watcher {
     }
 
     /// One AMI session: initial states, then events until the connection drops.
-    fn session(&mut self, ami: &mut Ami, stop: &dyn Fn() -> bool) -> Result<(), AmiError> {
+    fn session(
+        &mut self,
+        ami: &mut Ami,
+        stop: &dyn Fn() -> bool,
+        log: &mut Log,
+    ) -> Result<(), AmiError> {
         self.states.clear();
         self.in_flight.clear();
         for item in ami.list(action("DeviceStateList", &[])?)? {
@@ -254,9 +239,9 @@ impl Watcher {
             }
         }
         while !stop() {
-            self.dispatch(ami)?;
+            self.dispatch(ami, log)?;
             match ami.next_event(Duration::from_millis(250)) {
-                Ok(ev) => self.on_event(&ev),
+                Ok(ev) => self.on_event(&ev, log),
                 Err(AmiError::Timeout) => {}
                 Err(e) => return Err(e),
             }
@@ -274,72 +259,22 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // Single instance: cron starts us every minute; a second copy leaves at once.
-    let lock = match std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&o.lock)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("featpkg-busy-callback-watch: {}: {e}", o.lock.display());
-            return std::process::ExitCode::from(2);
-        }
+    let paths = DaemonPaths {
+        lock: o.lock.clone(),
+        ami: o.ami.clone(),
+        log: o.log.clone(),
     };
-    if lock.try_lock().is_err() {
-        return std::process::ExitCode::SUCCESS;
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-    let log_file = o.log.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
     let mut w = Watcher {
         store: Store::new(&o.store),
         o,
         states: BTreeMap::new(),
         in_flight: BTreeMap::new(),
         not_before: BTreeMap::new(),
-        log: Log(log_file),
     };
-    let creds = match Credentials::load(&w.o.ami) {
-        Ok(c) => c,
-        Err(e) => {
-            w.log.line(&e.to_string());
-            return std::process::ExitCode::from(2);
-        }
-    };
-    w.log.line("started");
-    let ami_file = w.o.ami.clone();
-    let give_up = || stop.load(Ordering::SeqCst) || !ami_file.exists();
-    while !give_up() {
-        let mut ami = match connect_with_retry(&creds, "call", Duration::from_secs(5), &give_up) {
-            Ok(ami) => ami,
-            Err(AmiError::AuthenticationFailed) => {
-                w.log
-                    .line("AMI login failed; check the featpkg AMI user in manager.conf");
-                return std::process::ExitCode::from(1);
-            }
-            Err(_) => break, // asked to stop while retrying
-        };
-        w.log
-            .line(&format!("connected to Asterisk (AMI {})", ami.version));
-        match w.session(&mut ami, &give_up) {
-            Ok(()) => {
-                let _ = ami.logoff();
-            }
-            Err(e) => w
-                .log
-                .line(&format!("AMI connection lost ({e}); reconnecting")),
-        }
-    }
-    w.log.line("stopped");
-    std::process::ExitCode::SUCCESS
+    daemon::run(
+        "featpkg-busy-callback-watch",
+        &paths,
+        "call",
+        |ami, stop, log| w.session(ami, stop, log),
+    )
 }
