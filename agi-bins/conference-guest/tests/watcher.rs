@@ -1,0 +1,301 @@
+//! The conference-guest watcher against a fake Asterisk manager on 127.0.0.1
+//! speaking the real framing: one guest leg per conference however employees
+//! join, dropped within a second of the last employee leaving, re-dialled with
+//! bounded backoff, recognised again after a restart.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use featpkg_ami::Message;
+use featpkg_ami::fake::{FakeAmi, msg, standard_reply};
+
+const WATCH: &str = env!("CARGO_BIN_EXE_featpkg-conference-guest-watch");
+const GUEST: &str = "PJSIP/provider-0000000a";
+
+struct Pbx {
+    dir: tempfile::TempDir,
+    ami: FakeAmi,
+    outcome: Arc<Mutex<&'static str>>,
+}
+
+fn join(conf: &str, channel: &str, num: &str) -> String {
+    msg(&[
+        ("Event", "ConfbridgeJoin"),
+        ("Privilege", "call,all"),
+        ("Conference", conf),
+        ("Channel", channel),
+        ("CallerIDNum", num),
+        ("Admin", "No"),
+        ("Muted", "No"),
+    ])
+}
+
+fn leave(conf: &str, channel: &str, num: &str) -> String {
+    msg(&[
+        ("Event", "ConfbridgeLeave"),
+        ("Privilege", "call,all"),
+        ("Conference", conf),
+        ("Channel", channel),
+        ("CallerIDNum", num),
+        ("Admin", "No"),
+    ])
+}
+
+impl Pbx {
+    fn new(already_in: &[&str]) -> Pbx {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = Arc::new(Mutex::new("Success"));
+        let out = outcome.clone();
+        let in_conf: Vec<String> = already_in.iter().map(|s| s.to_string()).collect();
+        let legs = Arc::new(AtomicUsize::new(0));
+        let ami = FakeAmi::start(Arc::new(move |a: &Message| {
+            let id = a.get("ActionID").unwrap_or("").to_string();
+            match a.get("Action").unwrap_or("") {
+                "ConfbridgeList" if in_conf.is_empty() => Some(vec![msg(&[
+                    ("Response", "Error"),
+                    ("ActionID", &id),
+                    ("Message", "No active conferences."),
+                ])]),
+                "ConfbridgeList" => {
+                    let mut r = vec![msg(&[
+                        ("Response", "Success"),
+                        ("ActionID", &id),
+                        ("EventList", "start"),
+                        ("Message", "Confbridge user list will follow"),
+                    ])];
+                    for ch in &in_conf {
+                        r.push(msg(&[
+                            ("Event", "ConfbridgeList"),
+                            ("ActionID", &id),
+                            ("Conference", "700"),
+                            ("Channel", ch),
+                            ("CallerIDNum", "201"),
+                        ]));
+                    }
+                    let n = in_conf.len().to_string();
+                    r.push(msg(&[
+                        ("Event", "ConfbridgeListComplete"),
+                        ("ActionID", &id),
+                        ("EventList", "Complete"),
+                        ("ListItems", &n),
+                    ]));
+                    Some(r)
+                }
+                "Originate" => {
+                    legs.fetch_add(1, Ordering::SeqCst);
+                    let outcome = *out.lock().unwrap();
+                    let channel = if outcome == "Success" { GUEST } else { "" };
+                    Some(vec![
+                        msg(&[
+                            ("Response", "Success"),
+                            ("ActionID", &id),
+                            ("Message", "Originate successfully queued"),
+                        ]),
+                        msg(&[
+                            ("Event", "OriginateResponse"),
+                            ("Privilege", "call,all"),
+                            ("ActionID", &id),
+                            ("Response", outcome),
+                            ("Channel", channel),
+                            ("Context", "featpkg-conference-guest-leg"),
+                            ("Exten", "s"),
+                            ("Reason", if outcome == "Success" { "4" } else { "1" }),
+                            ("Uniqueid", "1763900000.20"),
+                        ]),
+                    ])
+                }
+                "ConfbridgeKick" => Some(vec![msg(&[
+                    ("Response", "Success"),
+                    ("ActionID", &id),
+                    ("Message", "User kicked"),
+                ])]),
+                _ => standard_reply(a, "conf-secret"),
+            }
+        }));
+        let creds = dir.path().join("ami.conf");
+        std::fs::write(
+            &creds,
+            format!(
+                "port={}\nusername=featpkg-conference-guest\nsecret=conf-secret\n",
+                ami.addr.port()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Pbx { dir, ami, outcome }
+    }
+
+    fn watcher(&self, extra: &[&str]) -> Child {
+        let d = self.dir.path();
+        Command::new(WATCH)
+            .args([
+                "--conference",
+                "700",
+                "--dial",
+                "PJSIP/0551234567@provider",
+                "--backoff-ms",
+                "100",
+            ])
+            .args(["--ami", d.join("ami.conf").to_str().unwrap()])
+            .args(["--lock", d.join("watch.lock").to_str().unwrap()])
+            .args(["--log", d.join("watch.log").to_str().unwrap()])
+            .args(extra)
+            .spawn()
+            .unwrap()
+    }
+
+    fn actions(&self, name: &str) -> Vec<(Instant, Message)> {
+        self.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("Action") == Some(name))
+            .map(|m| (Instant::now(), m.clone()))
+            .collect()
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.actions(name).len()
+    }
+
+    fn connected(&self) {
+        until("list at start", || self.count("ConfbridgeList") >= 1);
+    }
+}
+
+fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+#[test]
+fn concurrent_joins_place_exactly_one_leg() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    // Two employees join in the same instant.
+    pbx.ami.push_event(format!(
+        "{}{}",
+        join("700", "PJSIP/201-00000001", "201"),
+        join("700", "PJSIP/202-00000002", "202")
+    ));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    let o = pbx.actions("Originate")[0].clone();
+    assert_eq!(o.get("Channel"), Some("PJSIP/0551234567@provider"));
+    assert_eq!(o.get("Context"), Some("featpkg-conference-guest-leg"));
+    assert_eq!(o.get("Async"), Some("true"));
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", "PJSIP/203-00000003", "203"));
+    // Another conference does not count.
+    pbx.ami.push_event(join("800", "PJSIP/204-00000004", "204"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pbx.count("Originate"), 1, "still one leg");
+    stop(w);
+}
+
+#[test]
+fn the_guest_is_dropped_within_a_second_of_the_last_employee_leaving() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    pbx.ami.push_event(join("700", "PJSIP/202-00000002", "202"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        pbx.count("ConfbridgeKick"),
+        0,
+        "one employee is still there"
+    );
+    let left = Instant::now();
+    pbx.ami
+        .push_event(leave("700", "PJSIP/202-00000002", "202"));
+    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    assert!(
+        left.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        left.elapsed()
+    );
+    let kick = pbx.actions("ConfbridgeKick")[0].clone();
+    assert_eq!(
+        (kick.get("Conference"), kick.get("Channel")),
+        (Some("700"), Some(GUEST))
+    );
+    stop(w);
+}
+
+#[test]
+fn a_failing_leg_is_redialled_with_bounded_backoff() {
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Failure";
+    let w = pbx.watcher(&["--attempts", "3"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("three tries", || pbx.count("Originate") == 3);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(pbx.count("Originate"), 3, "bounded");
+    let log = std::fs::read_to_string(pbx.dir.path().join("watch.log")).unwrap();
+    assert!(
+        log.contains("dialling again in 100 ms") && log.contains("dialling again in 200 ms"),
+        "{log}"
+    );
+    assert!(log.contains("failed 3 times; giving up"), "{log}");
+    stop(w);
+}
+
+#[test]
+fn a_guest_who_hangs_up_is_called_again_while_employees_remain() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(200));
+    pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+    until("a second leg", || pbx.count("Originate") == 2);
+    stop(w);
+}
+
+#[test]
+fn after_a_restart_the_guest_already_in_is_recognised() {
+    // The conference has an employee and the guest when the watcher starts.
+    let pbx = Pbx::new(&["PJSIP/201-00000001", GUEST]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    stop(w);
+}
+
+#[test]
+fn an_employee_alone_at_start_gets_the_guest() {
+    let pbx = Pbx::new(&["PJSIP/201-00000001"]);
+    let w = pbx.watcher(&[]);
+    until("the guest leg", || pbx.count("Originate") == 1);
+    stop(w);
+}
