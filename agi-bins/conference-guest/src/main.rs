@@ -222,16 +222,16 @@ impl Watcher {
                     }
                 }
             }
-            Some("OriginateResponse") => {
-                if self.guest == Guest::Dialing(ev.get("ActionID").unwrap_or("").to_string()) {
-                    if ev
-                        .get("Response")
-                        .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
-                    {
-                        self.guest = Guest::Present(channel);
-                    } else {
-                        self.leg_failed(log);
-                    }
+            Some("OriginateResponse")
+                if self.guest == Guest::Dialing(ev.get("ActionID").unwrap_or("").to_string()) =>
+            {
+                if ev
+                    .get("Response")
+                    .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
+                {
+                    self.guest = Guest::Present(channel);
+                } else {
+                    self.leg_failed(log);
                 }
             }
             _ => {}
@@ -265,10 +265,8 @@ impl Watcher {
             Err(AmiError::Refused(_)) => {}
             Err(e) => return Err(e),
         }
-        if self.employees.is_empty() {
-            if let Guest::Present(g) = self.guest.clone() {
-                self.kick(ami, &g, log)?;
-            }
+        if let (true, Guest::Present(g)) = (self.employees.is_empty(), self.guest.clone()) {
+            self.kick(ami, &g, log)?;
         }
         while !stop() {
             self.dispatch(ami, log)?;
