@@ -147,14 +147,14 @@ impl Pbx {
             .unwrap()
     }
 
-    fn actions(&self, name: &str) -> Vec<(Instant, Message)> {
+    fn actions(&self, name: &str) -> Vec<Message> {
         self.ami
             .received
             .lock()
             .unwrap()
             .iter()
             .filter(|m| m.get("Action") == Some(name))
-            .map(|m| (Instant::now(), m.clone()))
+            .cloned()
             .collect()
     }
 
