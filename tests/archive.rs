@@ -62,6 +62,7 @@ fn archive_layout_and_manifest() {
         serde_json::json!([
             "busy-callback",
             "call-waiting",
+            "conference-guest",
             "operator-alert",
             "queue-failover"
         ])

@@ -133,28 +133,67 @@ fn uninstalling_one_feature_equals_installing_only_the_others() {
     let all = [
         "busy-callback",
         "call-waiting",
+        "conference-guest",
         "operator-alert",
         "queue-failover",
     ];
+    // Parameters for all five; each run passes those of the features it installs.
+    let sets = |features: &[&str]| -> Vec<String> {
+        let mut v = Vec::new();
+        if features.contains(&"call-waiting") {
+            v.extend(["--set".into(), "call-waiting.endpoints=201".into()]);
+        }
+        if features.contains(&"conference-guest") {
+            for s in [
+                "conference-guest.conference=700",
+                "conference-guest.provider=provider",
+                "conference-guest.number=0551234567",
+            ] {
+                v.extend(["--set".into(), s.into()]);
+            }
+        }
+        v
+    };
+    let full = Pbx::new();
+    let mut args: Vec<String> = vec![
+        "install".into(),
+        archive.into(),
+        "--features".into(),
+        all.join(","),
+    ];
+    args.extend(sets(&all));
+    let out = full.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.contains(
+            "(busy-callback, call-waiting, conference-guest, operator-alert, queue-failover)"
+        ),
+        "{out}"
+    );
     for removed in all {
         let others: Vec<&str> = all.iter().copied().filter(|f| *f != removed).collect();
-        let others = others.join(",");
-        let mut only_args = vec!["install", archive, "--features", &others];
-        if removed != "call-waiting" {
-            only_args.extend(["--set", "call-waiting.endpoints=201"]);
-        }
         let only_others = Pbx::new();
-        only_others.ok(&only_args);
+        let mut only_args: Vec<String> = vec![
+            "install".into(),
+            archive.into(),
+            "--features".into(),
+            others.join(","),
+        ];
+        only_args.extend(sets(&others));
+        only_others.ok(&only_args.iter().map(String::as_str).collect::<Vec<_>>());
 
         let pbx = Pbx::new();
         pbx.share_machine_key(&only_others);
-        pbx.ok(&["install", archive, "--set", "call-waiting.endpoints=201"]);
+        pbx.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         pbx.ok(&["uninstall", removed]);
         assert_same_tree(&only_others.snapshot(), &pbx.snapshot());
         let status = pbx.ok(&["status"]);
         assert!(
             !status.contains(&format!("  {removed} ")),
             "{removed}: {status}"
+        );
+        assert!(
+            pbx.ok(&["verify"]).contains("no drift"),
+            "{removed}: the others are intact"
         );
     }
 }

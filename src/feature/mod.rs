@@ -196,6 +196,10 @@ pub enum FeatureError {
         param: String,
         rule: String,
     },
+    #[error(
+        "feature {feature}: parameter {param} is required (--set {feature}.{param}=VALUE or --params FILE.json)"
+    )]
+    Required { feature: String, param: String },
     #[error("--set {0:?}: expected feature.param=value")]
     BadSetSyntax(String),
     #[error("parameters file {file}: {path}: {rule}")]
@@ -321,19 +325,11 @@ impl FeatureDef {
         if def.id != id {
             return Err(bad(format!("{path} declares id {:?}", def.id)));
         }
-        for spec in &def.params {
+        // An empty default means "not set" (an optional list, destination or
+        // code, or a required value); any other default must pass its own type.
+        for spec in def.params.iter().filter(|p| !p.default.is_empty()) {
             spec.ty
                 .check(&spec.default)
-                .or_else(|e| {
-                    // Optional values (empty lists/destinations) are allowed to default to empty.
-                    if spec.default.is_empty()
-                        && matches!(spec.ty, ParamType::EndpointList | ParamType::Destination)
-                    {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
                 .map_err(|e| bad(format!("default of {} is invalid: {}", spec.name, e.0)))?;
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -343,6 +339,15 @@ impl FeatureDef {
             }
         }
         Ok(def)
+    }
+
+    /// Required parameters `user` does not give.
+    pub fn missing_required(&self, user: &BTreeMap<String, String>) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|p| p.required && user.get(&p.name).is_none_or(|v| v.is_empty()))
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     /// Effective parameters: defaults, overridden by `user` (each checked against its type).
@@ -363,6 +368,12 @@ impl FeatureDef {
                         .join(", "),
                 });
             }
+        }
+        if let Some(param) = self.missing_required(user).into_iter().next() {
+            return Err(FeatureError::Required {
+                feature: self.id.clone(),
+                param,
+            });
         }
         let mut out = BTreeMap::new();
         for spec in &self.params {

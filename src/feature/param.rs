@@ -148,6 +148,9 @@ pub struct ParamSpec {
     pub ty: ParamType,
     pub default: String,
     pub help: String,
+    /// No usable default: the admin must give a value (`--set`/`--params`).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// Why a value was refused; the message names the rule.

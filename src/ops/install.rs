@@ -47,6 +47,9 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
     let installed = session.state.bundle(&manifest.name)?;
     let available = manifest.features.join(", ");
 
+    // Without --features: every feature, but those whose required parameters
+    // nobody gave are skipped (and said so) rather than failing the whole install.
+    let mut skipped: Vec<String> = Vec::new();
     let requested: Vec<String> = match &request.features {
         Some(list) => list.clone(),
         None => manifest.features.clone(),
@@ -101,6 +104,26 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         }
     }
 
+    if request.features.is_none() {
+        let mut kept = Vec::new();
+        for id in wanted {
+            let def = FeatureDef::load(&id, &read)?;
+            let mut given: BTreeMap<String, String> = installed
+                .iter()
+                .flat_map(|b| b.features.iter())
+                .find(|f| f.id == id)
+                .map(|f| f.user_params.clone())
+                .unwrap_or_default();
+            given.extend(sets.get(&id).cloned().unwrap_or_default());
+            let missing = def.missing_required(&given);
+            if missing.is_empty() {
+                kept.push(id);
+            } else {
+                skipped.push(format!("{id} (needs {})", missing.join(", ")));
+            }
+        }
+        wanted = kept;
+    }
     let dirs = session.target.runtime_dirs();
     let mut rendered: Vec<RenderedFeature> = Vec::new();
     let mut secrets: Vec<String> = Vec::new();
@@ -195,7 +218,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
             ),
         ),
     };
-    let summary = if dropped.is_empty() {
+    let mut summary = if dropped.is_empty() {
         summary
     } else {
         format!(
@@ -203,6 +226,12 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
             dropped.join(", ")
         )
     };
+    if !skipped.is_empty() {
+        summary.push_str(&format!(
+            "; skipped {} (set with --set or --params)",
+            skipped.join(", ")
+        ));
+    }
     if request.dry_run {
         let mut diff = crate::diff::render(&plan);
         for secret in &secrets {

@@ -28,6 +28,7 @@ pub fn static_bin_dir() -> PathBuf {
         "featpkg-operator-alert",
         "featpkg-busy-callback",
         "featpkg-busy-callback-watch",
+        "featpkg-conference-guest-watch",
     ] {
         assert!(
             dir.join(name).is_file(),
