@@ -4,23 +4,22 @@
 //! Asterisk restarts, and exit once its credentials file is gone (the feature
 //! was uninstalled). Watchers never run inside an AGI, so they hold no call.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::{Ami, AmiError, Credentials, connect_with_retry};
 
-/// Appends timestamped lines to a log file (or stderr when there is none).
+/// The watcher's log: lines go through `tracing` to the log file (or stderr).
 pub struct Log {
-    name: String,
-    file: Option<std::fs::File>,
+    _private: (),
 }
 
 impl Log {
-    /// Opens `path` for appending (stderr if None or unwritable).
+    /// Sends `tracing` output to `path` (appended; stderr if None or unwritable).
+    /// Call once per process.
     pub fn open(name: &str, path: Option<&Path>) -> Log {
         let file = path.and_then(|p| {
             std::fs::OpenOptions::new()
@@ -29,25 +28,22 @@ impl Log {
                 .open(p)
                 .ok()
         });
-        Log {
-            name: name.to_string(),
-            file,
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_target(false);
+        let installed = match file {
+            Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
+            None => builder.with_writer(std::io::stderr).try_init(),
+        };
+        if installed.is_ok() {
+            tracing::info!("{name}: logging");
         }
+        Log { _private: () }
     }
 
-    /// Writes one line.
+    /// Logs one line at info level.
     pub fn line(&mut self, text: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let line = format!("{now} {}: {text}\n", self.name);
-        match self.file.as_mut() {
-            Some(f) => {
-                let _ = f.write_all(line.as_bytes());
-            }
-            None => eprint!("{line}"),
-        }
+        tracing::info!("{text}");
     }
 }
 
