@@ -320,6 +320,40 @@ pub fn stdio_session(deadline: Duration) -> Result<StdioAgi, AgiError> {
     Ok(agi.with_watchdog(watchdog, deadline, hangup))
 }
 
+/// The `main` of a featpkg AGI program: starts the [`StdioAgi`] (with the
+/// deadline of the parsed arguments, or 5 s), logs bad arguments with VERBOSE
+/// (exit 2), runs `body`, and maps its end to an exit status: a hangup or EOF is
+/// a normal end (0); any other error is logged with VERBOSE (1).
+pub fn run_program<C>(
+    name: &str,
+    parsed: Result<C, String>,
+    deadline: impl Fn(&C) -> Duration,
+    body: impl FnOnce(&mut StdioAgi, C) -> Result<(), AgiError>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let wait = parsed
+        .as_ref()
+        .map(&deadline)
+        .unwrap_or(Duration::from_secs(5));
+    let Ok(mut agi) = stdio_session(wait) else {
+        return ExitCode::from(2);
+    };
+    let config = match parsed {
+        Ok(c) => c,
+        Err(message) => {
+            let _ = agi.verbose(&format!("{name}: bad arguments: {message}"), 1);
+            return ExitCode::from(2);
+        }
+    };
+    match body(&mut agi, config) {
+        Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = agi.verbose(&format!("{name}: {e}"), 1);
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// An AGI session over a reader (Asterisk's replies) and a writer (our commands).
 pub struct Agi<R: BufRead, W: Write> {
     reader: R,

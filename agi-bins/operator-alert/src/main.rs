@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use featpkg_agi::pattern::{matches_pattern, pattern_ok};
-use featpkg_agi::{Agi, AgiError, escape_for_log};
+use featpkg_agi::{AgiError, StdioAgi, escape_for_log};
 
 /// Parsed, checked arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,12 +132,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     Ok(c)
 }
 
-struct Alert<R: std::io::BufRead, W: std::io::Write> {
-    agi: Agi<R, W>,
+struct Alert<'a> {
+    agi: &'a mut StdioAgi,
     c: Config,
 }
 
-impl<R: std::io::BufRead, W: std::io::Write> Alert<R, W> {
+impl Alert<'_> {
     /// Logs a refusal on the Asterisk console and ends the call's use of us.
     fn refuse(&mut self, what: &str, value: &str) -> Result<(), AgiError> {
         let msg = format!(
@@ -251,40 +251,19 @@ fn set_mode(dir: &Path, mode: u32) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = parse_args(&args);
-    let deadline = parsed
-        .as_ref()
-        .map(|c| c.deadline)
-        .unwrap_or(Duration::from_secs(5));
-    let Ok(agi) = featpkg_agi::stdio_session(deadline) else {
-        return ExitCode::from(2);
-    };
-    let c = match parsed {
-        Ok(c) => c,
-        Err(message) => {
-            let mut agi = agi;
-            let _ = agi.verbose(
-                &format!("featpkg operator-alert: bad arguments: {message}"),
-                1,
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let mode = c.mode;
-    let mut alert = Alert { agi, c };
-    let result = match mode {
-        Mode::Menu => alert.menu(),
-        Mode::Play => alert.play(),
-    };
-    match result {
-        Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = alert
-                .agi
-                .verbose(&format!("featpkg operator-alert: {e}"), 1);
-            ExitCode::from(1)
-        }
-    }
+    featpkg_agi::run_program(
+        "featpkg operator-alert",
+        parse_args(&args),
+        |c| c.deadline,
+        |agi, c| {
+            let mode = c.mode;
+            let mut alert = Alert { agi, c };
+            match mode {
+                Mode::Menu => alert.menu(),
+                Mode::Play => alert.play(),
+            }
+        },
+    )
 }
 
 #[cfg(test)]

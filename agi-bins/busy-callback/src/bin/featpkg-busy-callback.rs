@@ -122,12 +122,12 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-struct Callback {
-    agi: StdioAgi,
+struct Callback<'a> {
+    agi: &'a mut StdioAgi,
     c: Config,
 }
 
-impl Callback {
+impl Callback<'_> {
     fn refuse(&mut self, what: &str, value: &str) -> Result<(), AgiError> {
         let msg = format!(
             "featpkg busy-callback: refused {what} \"{}\": not an extension matching {}",
@@ -231,38 +231,20 @@ impl Callback {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = parse_args(&args);
-    let deadline = parsed
-        .as_ref()
-        .map(|c| c.deadline)
-        .unwrap_or(Duration::from_secs(5));
-    let Ok(mut agi) = featpkg_agi::stdio_session(deadline) else {
-        return ExitCode::from(2);
-    };
-    let c = match parsed {
-        Ok(c) => c,
-        Err(message) => {
-            let _ = agi.verbose(
-                &format!("featpkg busy-callback: bad arguments: {message}"),
-                1,
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let mode = c.mode;
-    let mut cb = Callback { agi, c };
-    let result = match mode {
-        Mode::Offer => cb.offer(),
-        Mode::Cancel => cb.cancel(),
-        Mode::Requeue => cb.requeue(),
-    };
-    match result {
-        Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = cb.agi.verbose(&format!("featpkg busy-callback: {e}"), 1);
-            ExitCode::from(1)
-        }
-    }
+    featpkg_agi::run_program(
+        "featpkg busy-callback",
+        parse_args(&args),
+        |c| c.deadline,
+        |agi, c| {
+            let mode = c.mode;
+            let mut cb = Callback { agi, c };
+            match mode {
+                Mode::Offer => cb.offer(),
+                Mode::Cancel => cb.cancel(),
+                Mode::Requeue => cb.requeue(),
+            }
+        },
+    )
 }
 
 #[cfg(test)]
