@@ -10,7 +10,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::{Ami, AmiError, Credentials, connect_with_retry};
+use crate::{Ami, AmiError, Credentials, Message, connect_with_retry};
+
+/// A watcher's reaction to the PBX: act on what it knows, learn from each event.
+pub trait Watch {
+    /// Acts on the current state (e.g. originates what is due). Runs every tick.
+    fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError>;
+    /// Learns from one event.
+    fn on_event(&mut self, ami: &mut Ami, event: &Message, log: &mut Log) -> Result<(), AmiError>;
+}
+
+/// Dispatches, then waits up to `tick` for an event, until `stop()`; returns the
+/// error that ended the connection.
+pub fn event_loop(
+    watch: &mut impl Watch,
+    ami: &mut Ami,
+    stop: &dyn Fn() -> bool,
+    tick: Duration,
+    log: &mut Log,
+) -> Result<(), AmiError> {
+    while !stop() {
+        watch.dispatch(ami, log)?;
+        match ami.next_event(tick) {
+            Ok(event) => watch.on_event(ami, &event, log)?,
+            Err(AmiError::Timeout) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// The watcher's log: lines go through `tracing` to the log file (or stderr).
 pub struct Log {

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use featpkg_ami::daemon::{self, DaemonPaths, Log};
+use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
 use featpkg_ami::{Ami, AmiError, Message, action};
 
 #[derive(Debug, Clone)]
@@ -163,6 +163,40 @@ impl Watcher {
         }
     }
 
+    fn session(
+        &mut self,
+        ami: &mut Ami,
+        stop: &dyn Fn() -> bool,
+        log: &mut Log,
+    ) -> Result<(), AmiError> {
+        self.employees.clear();
+        self.guest = Guest::Absent;
+        match ami.list(action(
+            "ConfbridgeList",
+            &[("Conference", &self.o.conference)],
+        )?) {
+            Ok(items) => {
+                for item in items {
+                    let channel = item.get("Channel").unwrap_or("").to_string();
+                    if self.is_guest(&channel) {
+                        self.guest = Guest::Present(channel);
+                    } else {
+                        self.employees.insert(channel);
+                    }
+                }
+            }
+            // "No active conferences." / "No Conference by that name found."
+            Err(AmiError::Refused(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if let (true, Guest::Present(g)) = (self.employees.is_empty(), self.guest.clone()) {
+            self.kick(ami, &g, log)?;
+        }
+        daemon::event_loop(self, ami, stop, Duration::from_millis(100), log)
+    }
+}
+
+impl Watch for Watcher {
     /// Dials the guest when employees are in and no leg exists.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
         if self.employees.is_empty() {
@@ -235,46 +269,6 @@ impl Watcher {
                 }
             }
             _ => {}
-        }
-        Ok(())
-    }
-
-    fn session(
-        &mut self,
-        ami: &mut Ami,
-        stop: &dyn Fn() -> bool,
-        log: &mut Log,
-    ) -> Result<(), AmiError> {
-        self.employees.clear();
-        self.guest = Guest::Absent;
-        match ami.list(action(
-            "ConfbridgeList",
-            &[("Conference", &self.o.conference)],
-        )?) {
-            Ok(items) => {
-                for item in items {
-                    let channel = item.get("Channel").unwrap_or("").to_string();
-                    if self.is_guest(&channel) {
-                        self.guest = Guest::Present(channel);
-                    } else {
-                        self.employees.insert(channel);
-                    }
-                }
-            }
-            // "No active conferences." / "No Conference by that name found."
-            Err(AmiError::Refused(_)) => {}
-            Err(e) => return Err(e),
-        }
-        if let (true, Guest::Present(g)) = (self.employees.is_empty(), self.guest.clone()) {
-            self.kick(ami, &g, log)?;
-        }
-        while !stop() {
-            self.dispatch(ami, log)?;
-            match ami.next_event(Duration::from_millis(100)) {
-                Ok(ev) => self.on_event(ami, &ev, log)?,
-                Err(AmiError::Timeout) => {}
-                Err(e) => return Err(e),
-            }
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use featpkg_ami::daemon::{self, DaemonPaths, Log};
-use featpkg_ami::{Ami, AmiError, action};
+use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
+use featpkg_ami::{Ami, AmiError, Message, action};
 use featpkg_busy_callback::{Request, Store};
 
 #[derive(Debug, Clone)]
@@ -119,6 +119,25 @@ impl Watcher {
             .any(|(a, b)| a == &r.caller && b == &r.callee)
     }
 
+    /// One AMI session: initial states, then events until the connection drops.
+    fn session(
+        &mut self,
+        ami: &mut Ami,
+        stop: &dyn Fn() -> bool,
+        log: &mut Log,
+    ) -> Result<(), AmiError> {
+        self.states.clear();
+        self.in_flight.clear();
+        for item in ami.list(action("DeviceStateList", &[])?)? {
+            if let (Some(d), Some(s)) = (item.get("Device"), item.get("State")) {
+                self.states.insert(d.to_string(), s.to_string());
+            }
+        }
+        daemon::event_loop(self, ami, stop, Duration::from_millis(250), log)
+    }
+}
+
+impl Watch for Watcher {
     /// Originates every request whose two sides are free.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
         for gone in self.store.expire(now(), self.o.expiry).unwrap_or_default() {
@@ -172,7 +191,7 @@ impl Watcher {
         Ok(())
     }
 
-    fn on_event(&mut self, ev: &featpkg_ami::Message, log: &mut Log) {
+    fn on_event(&mut self, _ami: &mut Ami, ev: &Message, log: &mut Log) -> Result<(), AmiError> {
         match ev.event() {
             Some("DeviceStateChange") => {
                 if let (Some(d), Some(s)) = (ev.get("Device"), ev.get("State")) {
@@ -183,7 +202,7 @@ impl Watcher {
                 let Some((caller, callee)) =
                     ev.get("ActionID").and_then(|id| self.in_flight.remove(id))
                 else {
-                    return;
+                    return Ok(());
                 };
                 let _lock = self.store.lock();
                 let answered = ev
@@ -195,7 +214,7 @@ impl Watcher {
                     .unwrap_or_default()
                     .into_iter()
                     .find(|r| r.caller == caller && r.callee == callee);
-                let Some(mut r) = current else { return };
+                let Some(mut r) = current else { return Ok(()) };
                 if answered {
                     let _ = self.store.remove(&caller, &callee);
                     log.line(&format!("{caller} answered the callback for {callee}"));
@@ -221,30 +240,6 @@ impl Watcher {
                 }
             }
             _ => {}
-        }
-    }
-
-    /// One AMI session: initial states, then events until the connection drops.
-    fn session(
-        &mut self,
-        ami: &mut Ami,
-        stop: &dyn Fn() -> bool,
-        log: &mut Log,
-    ) -> Result<(), AmiError> {
-        self.states.clear();
-        self.in_flight.clear();
-        for item in ami.list(action("DeviceStateList", &[])?)? {
-            if let (Some(d), Some(s)) = (item.get("Device"), item.get("State")) {
-                self.states.insert(d.to_string(), s.to_string());
-            }
-        }
-        while !stop() {
-            self.dispatch(ami, log)?;
-            match ami.next_event(Duration::from_millis(250)) {
-                Ok(ev) => self.on_event(&ev, log),
-                Err(AmiError::Timeout) => {}
-                Err(e) => return Err(e),
-            }
         }
         Ok(())
     }
