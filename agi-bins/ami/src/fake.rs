@@ -3,18 +3,28 @@
 //! gives (responses and events as wire text, from reference/asterisk.md §2).
 //! Tests can push events at any time and drop the connection (an Asterisk
 //! restart). It stops by itself when dropped.
+//!
+//! What Asterisk's manager.c does whatever the script says is done here:
+//! actions other than Login/Logoff/Challenge before a successful Login get
+//! `Permission denied`; a failed Login is answered after a delay and the
+//! connection closed; Logoff's `Goodbye` closes it; a session that logged in
+//! with `Events: off` gets no events; actions may arrive in any number of TCP
+//! reads. [`FakeAmi::dribble`] makes the fake write in small pieces too.
 
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::{Message, read_message};
+use crate::{Message, take_message};
 
 /// The banner Asterisk 22 sends.
 pub const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
+
+/// How long Asterisk waits before it answers a failed Login (then it closes).
+pub const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
 /// Builds wire text for a message: `msg(&[("Response", "Success"), …])`.
 pub fn msg(fields: &[(&str, &str)]) -> String {
@@ -36,13 +46,28 @@ pub fn standard_reply(action: &Message, secret: &str) -> Option<Vec<String>> {
     match action.get("Action").unwrap_or("") {
         a if a.eq_ignore_ascii_case("Login") => {
             if action.get("Secret") == Some(secret) {
-                Some(vec![msg(&[
+                let mut replies = vec![msg(&[
                     ("Response", "Success"),
                     ("ActionID", id),
                     ("Message", "Authentication accepted"),
-                ])])
+                ])];
+                // A session that takes system events hears that Asterisk is up.
+                let events = action.get("Events").unwrap_or("on").to_ascii_lowercase();
+                if events
+                    .split(',')
+                    .any(|c| ["on", "all", "system"].contains(&c.trim()))
+                {
+                    replies.push(msg(&[
+                        ("Event", "FullyBooted"),
+                        ("Privilege", "system,all"),
+                        ("Uptime", "3"),
+                        ("LastReload", "3"),
+                        ("Status", "Fully Booted"),
+                    ]));
+                }
+                Some(replies)
             } else {
-                // Asterisk answers after a 1 s delay, then closes; the delay is left out here.
+                // The fake waits LOGIN_FAILURE_DELAY before sending this, then closes.
                 Some(vec![msg(&[
                     ("Response", "Error"),
                     ("ActionID", id),
@@ -82,6 +107,7 @@ pub struct FakeAmi {
     /// Every action received, in order, across connections.
     pub received: Arc<Mutex<Vec<Message>>>,
     connections: Arc<AtomicUsize>,
+    dribble: Arc<AtomicBool>,
 }
 
 impl FakeAmi {
@@ -94,11 +120,13 @@ impl FakeAmi {
         let push: Arc<Mutex<Option<Sender<Option<String>>>>> = Arc::new(Mutex::new(None));
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (s, p, r, c) = (
+        let dribble = Arc::new(AtomicBool::new(false));
+        let (s, p, r, c, d) = (
             stop.clone(),
             push.clone(),
             received.clone(),
             connections.clone(),
+            dribble.clone(),
         );
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
@@ -107,7 +135,14 @@ impl FakeAmi {
                         c.fetch_add(1, Ordering::SeqCst);
                         let (tx, rx) = channel();
                         *p.lock().unwrap() = Some(tx);
-                        serve(stream, &script, &r, rx, &s);
+                        let conn = Conn {
+                            stream,
+                            dribble: &d,
+                            authenticated: false,
+                            events: true,
+                            held: Vec::new(),
+                        };
+                        conn.serve(&script, &r, rx, &s);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -119,7 +154,14 @@ impl FakeAmi {
             push,
             received,
             connections,
+            dribble,
         }
+    }
+
+    /// From now on, writes every reply and event a few bytes at a time, so
+    /// the client must put messages together from many TCP reads.
+    pub fn dribble(&self, on: bool) {
+        self.dribble.store(on, Ordering::SeqCst);
     }
 
     /// Sends an event (wire text) to the connected client.
@@ -148,57 +190,148 @@ impl Drop for FakeAmi {
     }
 }
 
-fn serve(
+/// One client connection, as manager.c's session sees it.
+struct Conn<'a> {
     stream: TcpStream,
-    script: &Arc<Script>,
-    received: &Arc<Mutex<Vec<Message>>>,
-    pushes: Receiver<Option<String>>,
-    stop: &AtomicBool,
-) {
-    let mut writer = stream.try_clone().expect("clone");
-    if writer.write_all(BANNER.as_bytes()).is_err() {
-        return;
+    dribble: &'a AtomicBool,
+    /// Logged in: before that only Login, Logoff and Challenge are served.
+    authenticated: bool,
+    /// The Login did not say `Events: off`.
+    events: bool,
+    /// Events pushed before the login; Asterisk sends none before it.
+    held: Vec<String>,
+}
+
+impl Conn<'_> {
+    /// Writes wire text, in pieces with short pauses when dribbling.
+    fn write(&mut self, wire: &str) -> std::io::Result<()> {
+        if !self.dribble.load(Ordering::SeqCst) {
+            return self.stream.write_all(wire.as_bytes());
+        }
+        for piece in wire.as_bytes().chunks(7) {
+            self.stream.write_all(piece)?;
+            self.stream.flush()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
-    stream
-        .set_read_timeout(Some(Duration::from_millis(10)))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream);
-    loop {
-        if stop.load(Ordering::SeqCst) {
+
+    fn close(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Sends a pushed event if this session may get events now.
+    fn event(&mut self, wire: String) -> std::io::Result<()> {
+        match (self.authenticated, self.events) {
+            (false, _) => {
+                self.held.push(wire);
+                Ok(())
+            }
+            (true, true) => self.write(&wire),
+            (true, false) => Ok(()),
+        }
+    }
+
+    /// Answers one action; false when the connection is to be closed.
+    fn answer(&mut self, action: &Message, script: &Arc<Script>) -> bool {
+        let name = action.get("Action").unwrap_or("").to_ascii_lowercase();
+        if !self.authenticated && !["login", "logoff", "challenge"].contains(&name.as_str()) {
+            let id = action.get("ActionID").unwrap_or("");
+            return self
+                .write(&msg(&[
+                    ("Response", "Error"),
+                    ("ActionID", id),
+                    ("Message", "Permission denied"),
+                ]))
+                .is_ok();
+        }
+        let Some(replies) = script(action) else {
+            self.close();
+            return false;
+        };
+        let said = |text: &str| {
+            replies
+                .iter()
+                .any(|w| w.contains(&format!("Message: {text}\r\n")))
+        };
+        let login_failed = name == "login" && said("Authentication failed");
+        if login_failed {
+            std::thread::sleep(LOGIN_FAILURE_DELAY);
+        }
+        if name == "login" && said("Authentication accepted") {
+            self.authenticated = true;
+            self.events = !action
+                .get("Events")
+                .is_some_and(|e| e.eq_ignore_ascii_case("off"));
+        }
+        for wire in &replies {
+            if self.write(wire).is_err() {
+                return false;
+            }
+        }
+        if login_failed || name == "logoff" {
+            self.close();
+            return false;
+        }
+        if self.authenticated {
+            for wire in std::mem::take(&mut self.held) {
+                if self.event(wire).is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn serve(
+        mut self,
+        script: &Arc<Script>,
+        received: &Arc<Mutex<Vec<Message>>>,
+        pushes: Receiver<Option<String>>,
+        stop: &AtomicBool,
+    ) {
+        if self.write(BANNER).is_err() {
             return;
         }
-        while let Ok(push) = pushes.try_recv() {
-            match push {
-                Some(wire) => {
-                    if writer.write_all(wire.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let _ = writer.shutdown(std::net::Shutdown::Both);
+        let mut reader = self.stream.try_clone().expect("clone");
+        reader
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .expect("timeout");
+        // Bytes read and not yet a whole action: a pause in the middle of an
+        // action must not lose its first half.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !stop.load(Ordering::SeqCst) {
+            while let Ok(push) = pushes.try_recv() {
+                let Some(wire) = push else {
+                    self.close();
+                    return;
+                };
+                if self.event(wire).is_err() {
                     return;
                 }
             }
-        }
-        match read_message(&mut reader) {
-            Ok(action) => {
-                received.lock().unwrap().push(action.clone());
-                match script(&action) {
-                    Some(replies) => {
-                        for wire in replies {
-                            if writer.write_all(wire.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    None => {
-                        let _ = writer.shutdown(std::net::Shutdown::Both);
+            match take_message(&mut buf) {
+                Ok(Some(action)) => {
+                    received.lock().unwrap().push(action.clone());
+                    if !self.answer(&action, script) {
                         return;
                     }
+                    continue;
                 }
+                Ok(None) => {}
+                Err(_) => return,
             }
-            Err(crate::AmiError::Timeout) => continue,
-            Err(_) => return,
+            match reader.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
         }
     }
 }

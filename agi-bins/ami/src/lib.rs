@@ -202,9 +202,17 @@ impl Credentials {
                 "port" => port = v.trim().to_string(),
                 "username" => username = Some(v.trim().to_string()),
                 "secret" => secret = Some(v.trim().to_string()),
-                other => {
+                // Name the key only when it is a plain word: a malformed
+                // line such as `Secret: c2VjcmV0=` has the secret left of `=`.
+                other if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
                     return Err(AmiError::Credentials(format!(
-                        "{shown}:{}: unknown key {other:?}",
+                        "{shown}:{}: unknown key {other:?} (expected host, port, username, secret)",
+                        n + 1
+                    )));
+                }
+                _ => {
+                    return Err(AmiError::Credentials(format!(
+                        "{shown}:{}: expected key=value with key host, port, username or secret",
                         n + 1
                     )));
                 }
@@ -266,33 +274,61 @@ impl Framed {
 
     fn message(&mut self, until: Instant) -> Result<Message, AmiError> {
         loop {
-            // A complete message is there when a blank line follows its fields
-            // (CRLF or bare LF); leading blank lines are skipped.
-            let skipped = self
-                .buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            let body = &self.buf[skipped..];
-            let find = |pat: &[u8]| {
-                body.windows(pat.len())
-                    .position(|w| w == pat)
-                    .map(|i| i + pat.len())
-            };
-            if let Some(len) = [find(b"\r\n\r\n"), find(b"\n\n")]
-                .into_iter()
-                .flatten()
-                .min()
-            {
-                let consumed = skipped + len;
-                let mut reader = &self.buf[..consumed];
-                let msg = read_message(&mut reader)?;
-                self.buf.drain(..consumed);
+            if let Some(msg) = take_message(&mut self.buf)? {
                 return Ok(msg);
             }
             self.fill(until)?;
         }
     }
+}
+
+/// Takes one complete message off the front of `buf`, if one is there: its
+/// fields followed by a blank line (CRLF or bare LF; leading blank lines are
+/// skipped). An incomplete message stays in `buf` untouched, so bytes that
+/// arrive in several TCP reads are framed as one message.
+pub fn take_message(buf: &mut Vec<u8>) -> Result<Option<Message>, AmiError> {
+    let skipped = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let body = &buf[skipped..];
+    let find = |pat: &[u8]| {
+        body.windows(pat.len())
+            .position(|w| w == pat)
+            .map(|i| i + pat.len())
+    };
+    let Some(len) = [find(b"\r\n\r\n"), find(b"\n\n")]
+        .into_iter()
+        .flatten()
+        .min()
+    else {
+        return Ok(None);
+    };
+    let consumed = skipped + len;
+    let mut reader = &buf[..consumed];
+    let msg = read_message(&mut reader)?;
+    buf.drain(..consumed);
+    Ok(Some(msg))
+}
+
+/// True for the response to action `id`: `Response:` and the ActionID, and not
+/// an event — `OriginateResponse` events carry `Response:` and the ActionID too.
+fn is_reply_to(msg: &Message, id: &str) -> bool {
+    msg.event().is_none() && msg.get("Response").is_some() && msg.get("ActionID") == Some(id)
+}
+
+/// Sleeps for `wait` in short steps; returns true at once if `give_up()` says stop.
+pub fn sleep_unless(wait: Duration, give_up: &dyn Fn() -> bool) -> bool {
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        if give_up() {
+            return true;
+        }
+        std::thread::sleep(
+            Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+    give_up()
 }
 
 /// A logged-in AMI connection.
@@ -389,10 +425,7 @@ impl Ami {
     pub fn send(&mut self, msg: Message) -> Result<Message, AmiError> {
         let id = self.fresh_id();
         self.write(msg, &id)?;
-        let reply = self.read_until(
-            |m| m.get("Response").is_some() && m.get("ActionID") == Some(id.as_str()),
-            true,
-        )?;
+        let reply = self.read_until(|m| is_reply_to(m, &id), true)?;
         match reply.get("Response") {
             Some(r) if r.eq_ignore_ascii_case("Success") || r.eq_ignore_ascii_case("Follows") => {
                 Ok(reply)
@@ -409,10 +442,7 @@ impl Ami {
         let id = self.fresh_id();
         self.write(msg, &id)?;
         let mut items = Vec::new();
-        let reply = self.read_until(
-            |m| m.get("Response").is_some() && m.get("ActionID") == Some(id.as_str()),
-            true,
-        )?;
+        let reply = self.read_until(|m| is_reply_to(m, &id), true)?;
         if !reply
             .get("Response")
             .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
@@ -450,10 +480,7 @@ impl Ami {
         all.push(("Async", "true"));
         let id = self.fresh_id();
         self.write(action("Originate", &all)?, &id)?;
-        let reply = self.read_until(
-            |m| m.get("Response").is_some() && m.get("ActionID") == Some(id.as_str()),
-            true,
-        )?;
+        let reply = self.read_until(|m| is_reply_to(m, &id), true)?;
         if reply
             .get("Response")
             .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
@@ -522,13 +549,8 @@ pub fn connect_with_retry(
                 if give_up() {
                     return Err(e);
                 }
-                let wait = backoff(attempt);
-                let until = Instant::now() + wait;
-                while Instant::now() < until {
-                    if give_up() {
-                        return Err(e);
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                if sleep_unless(backoff(attempt), give_up) {
+                    return Err(e);
                 }
                 attempt += 1;
             }
@@ -590,6 +612,22 @@ mod tests {
             !format!("{c:?}").contains("s3cret"),
             "the secret is never printed"
         );
+        // Lines the parser cannot use never repeat the secret in the error.
+        for bad in [
+            "username=a\nSecret: s3cret==\n",
+            "username=a\nsecret s3cret=\n",
+            "username=a\ns3cret\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Credentials::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(":2: expected key=value") && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
+        std::fs::write(&path, "username=a\nsecert=x\n").unwrap();
+        let err = Credentials::load(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown key \"secert\""), "{err}");
         std::fs::write(&path, "host=10.0.0.5\nusername=a\nsecret=b\n").unwrap();
         assert!(
             Credentials::load(&path)

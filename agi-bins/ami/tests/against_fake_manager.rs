@@ -9,6 +9,9 @@ use featpkg_ami::{Ami, AmiError, Credentials, Message, action, connect_with_retr
 
 const T: Duration = Duration::from_secs(2);
 
+// Sessions that read events log in with `Events: call`, as the watchers do, so
+// Asterisk's `FullyBooted` (class system) is not in their stream.
+
 fn creds(server: &FakeAmi, secret: &str) -> Credentials {
     Credentials::new(server.addr, "featpkg-watch", secret)
 }
@@ -131,7 +134,7 @@ fn wrong_secret_is_an_authentication_failure() {
 #[test]
 fn command_output_with_an_event_in_between() {
     let server = manager();
-    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
     let out = ami.command("core show channels").unwrap();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1], "0 active channels");
@@ -150,7 +153,7 @@ fn command_output_with_an_event_in_between() {
 #[test]
 fn list_actions_collect_their_items_until_complete() {
     let server = manager();
-    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
     let items = ami
         .list(action("ConfbridgeList", &[("Conference", "700")]).unwrap())
         .unwrap();
@@ -169,7 +172,7 @@ fn list_actions_collect_their_items_until_complete() {
 #[test]
 fn async_originate_reports_through_originate_response() {
     let server = manager();
-    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
     let id = ami
         .originate(&[
             ("Channel", "PJSIP/0551234567@provider"),
@@ -208,7 +211,7 @@ fn unknown_actions_are_refused_with_asterisks_message() {
 #[test]
 fn events_pushed_in_pieces_are_framed_correctly() {
     let server = manager();
-    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
     let wire = msg(&[
         ("Event", "ConfbridgeJoin"),
         ("Privilege", "call,all"),
@@ -233,10 +236,10 @@ fn events_pushed_in_pieces_are_framed_correctly() {
 #[test]
 fn reconnects_after_asterisk_drops_the_connection() {
     let server = manager();
-    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
     server.drop_connection();
     assert!(matches!(ami.next_event(T), Err(AmiError::Closed)));
-    let mut ami = connect_with_retry(&creds(&server, "s3cret"), "on", T, &|| false).unwrap();
+    let mut ami = connect_with_retry(&creds(&server, "s3cret"), "call", T, &|| false).unwrap();
     assert_eq!(server.connections(), 2);
     assert_eq!(ami.command("core show version").unwrap().len(), 2);
 }
@@ -278,4 +281,205 @@ fn a_peer_that_is_not_asterisk_is_refused() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("not an Asterisk manager"), "{err}");
+}
+
+/// A raw TCP client for checking the fake itself: reads up to the blank line
+/// ending a message (or EOF).
+struct Raw {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(server: &FakeAmi) -> Raw {
+        let stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        let banner = raw.read_until(b"\r\n");
+        assert_eq!(banner, "Asterisk Call Manager/11.0.0\r\n");
+        raw
+    }
+
+    fn send(&mut self, pieces: &[&str]) {
+        use std::io::Write;
+        for p in pieces {
+            self.stream.write_all(p.as_bytes()).unwrap();
+            self.stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    }
+
+    /// Text up to and including `end`; "" at EOF.
+    fn read_until(&mut self, end: &[u8]) -> String {
+        use std::io::Read;
+        loop {
+            if let Some(i) = self.buf.windows(end.len()).position(|w| w == end) {
+                let got: Vec<u8> = self.buf.drain(..i + end.len()).collect();
+                return String::from_utf8(got).unwrap();
+            }
+            let mut chunk = [0u8; 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return String::new(),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    fn message(&mut self) -> String {
+        self.read_until(b"\r\n\r\n")
+    }
+}
+
+#[test]
+fn the_fake_reads_an_action_split_across_tcp_writes() {
+    let server = manager();
+    let mut raw = Raw::connect(&server);
+    // Pauses longer than the fake's read timeout between the pieces.
+    raw.send(&[
+        "Action: Lo",
+        "gin\r\nActionID: 1\r\nUsername: featpkg-watch\r",
+        "\nSecret: s3cret\r\nEvents: off\r\n",
+        "\r\n",
+    ]);
+    let reply = raw.message();
+    assert!(
+        reply.starts_with(
+            "Response: Success\r\nActionID: 1\r\nMessage: Authentication accepted\r\n"
+        ),
+        "{reply:?}"
+    );
+}
+
+#[test]
+fn the_fake_refuses_actions_before_login() {
+    let server = manager();
+    let mut raw = Raw::connect(&server);
+    raw.send(&["Action: Command\r\nActionID: 7\r\nCommand: core show version\r\n\r\n"]);
+    assert_eq!(
+        raw.message(),
+        "Response: Error\r\nActionID: 7\r\nMessage: Permission denied\r\n\r\n"
+    );
+}
+
+#[test]
+fn the_fake_answers_a_failed_login_late_and_closes() {
+    let server = manager();
+    let mut raw = Raw::connect(&server);
+    let sent = std::time::Instant::now();
+    raw.send(&["Action: Login\r\nActionID: 1\r\nUsername: x\r\nSecret: nope\r\n\r\n"]);
+    let reply = raw.message();
+    assert!(
+        reply.contains("Message: Authentication failed\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "Asterisk waits about a second"
+    );
+    assert_eq!(raw.message(), "", "then it closes the connection");
+}
+
+#[test]
+fn logoff_says_goodbye_and_closes() {
+    let server = manager();
+    let mut raw = Raw::connect(&server);
+    raw.send(&["Action: Logoff\r\nActionID: 9\r\n\r\n"]);
+    assert!(raw.message().starts_with("Response: Goodbye\r\n"));
+    assert_eq!(raw.message(), "");
+}
+
+#[test]
+fn an_originate_response_event_is_never_taken_for_the_reply() {
+    // The OriginateResponse event carries `Response:` and the ActionID too; if
+    // it is written before the `queued` reply it must stay an event.
+    let server = FakeAmi::start(Arc::new(|a: &Message| {
+        let id = a.get("ActionID").unwrap_or("").to_string();
+        match a.get("Action").unwrap_or("") {
+            "Originate" => Some(vec![
+                msg(&[
+                    ("Event", "OriginateResponse"),
+                    ("Privilege", "call,all"),
+                    ("ActionID", &id),
+                    ("Response", "Failure"),
+                    ("Channel", "PJSIP/201"),
+                    ("Context", "featpkg-busy-callback-dial"),
+                    ("Exten", "202"),
+                    ("Reason", "0"),
+                    ("Uniqueid", "<null>"),
+                ]),
+                msg(&[
+                    ("Response", "Success"),
+                    ("ActionID", &id),
+                    ("Message", "Originate successfully queued"),
+                ]),
+            ]),
+            _ => standard_reply(a, "s3cret"),
+        }
+    }));
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "call", T).unwrap();
+    let id = ami
+        .originate(&[
+            ("Channel", "PJSIP/201"),
+            ("Application", "Wait"),
+            ("Data", "1"),
+        ])
+        .unwrap();
+    let done = ami
+        .wait_event(T, |m| m.event() == Some("OriginateResponse"))
+        .unwrap();
+    assert_eq!(
+        (done.get("ActionID"), done.get("Response")),
+        (Some(id.as_str()), Some("Failure"))
+    );
+}
+
+#[test]
+fn replies_and_events_written_a_few_bytes_at_a_time_are_framed() {
+    let server = manager();
+    server.dribble(true);
+    let mut ami = Ami::connect(&creds(&server, "s3cret"), "on", T).unwrap();
+    let out = ami.command("core show channels").unwrap();
+    assert_eq!(out[1], "0 active channels");
+    let items = ami
+        .list(action("ConfbridgeList", &[("Conference", "700")]).unwrap())
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    let names: Vec<_> = std::iter::from_fn(|| ami.next_event(Duration::from_millis(300)).ok())
+        .map(|e| e.event().unwrap().to_string())
+        .collect();
+    // Logged in with `Events: on`: FullyBooted first, then what interleaved.
+    assert_eq!(
+        names,
+        ["FullyBooted", "DeviceStateChange", "DeviceStateChange"]
+    );
+}
+
+#[test]
+fn the_secret_never_appears_in_errors() {
+    let server = manager();
+    let secret = "Zq9-very-secret";
+    let err = Ami::connect(&creds(&server, secret), "off", T)
+        .err()
+        .unwrap();
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    let c = creds(&server, secret);
+    assert!(!format!("{c:?}").contains(secret));
+    // A dead port: the connection error names the address, not the secret.
+    let addr = {
+        let s = manager();
+        s.addr
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let err = Ami::connect(&Credentials::new(addr, "u", secret), "off", T)
+        .err()
+        .unwrap();
+    assert!(!format!("{err} {err:?}").contains(secret));
 }
