@@ -42,53 +42,63 @@ impl Call {
         }
     }
 
-    /// The block exactly as Asterisk's `setup_env` writes it: fixed order, `: `, blank line.
+    /// The block exactly as Asterisk's `setup_env` writes it: fixed order, `: `,
+    /// `\n` only, values unescaped (`%s`: a line break in a value goes out as
+    /// it is, a NUL ends it), blank line.
     pub fn env_block(&self) -> String {
-        let empty_is_unknown = |s: &str| {
-            if s.is_empty() {
-                "unknown".to_string()
-            } else {
-                s.to_string()
-            }
+        // S_COR(valid, str, "unknown"): an absent or empty number or name.
+        let or_unknown = |s: &str| match c_string(s) {
+            "" => "unknown".to_string(),
+            v => v.to_string(),
         };
-        let mut lines = vec![
-            ("agi_request", self.script.clone()),
-            ("agi_channel", self.channel.clone()),
+        let lines = [
+            ("agi_request", c_string(&self.script).to_string()),
+            ("agi_channel", c_string(&self.channel).to_string()),
             ("agi_language", "en".into()),
             ("agi_type", "PJSIP".into()),
             ("agi_uniqueid", "1763900000.42".into()),
             ("agi_version", "22.5.0".into()),
-            ("agi_callerid", empty_is_unknown(&self.callerid)),
-            ("agi_calleridname", empty_is_unknown(&self.calleridname)),
+            ("agi_callerid", or_unknown(&self.callerid)),
+            ("agi_calleridname", or_unknown(&self.calleridname)),
             ("agi_callingpres", "0".into()),
             ("agi_callingani2", "0".into()),
             ("agi_callington", "0".into()),
             ("agi_callingtns", "0".into()),
-            ("agi_dnid", empty_is_unknown(&self.dnid)),
+            ("agi_dnid", or_unknown(&self.dnid)),
             ("agi_rdnis", "unknown".into()),
-            ("agi_context", self.context.clone()),
-            ("agi_extension", self.extension.clone()),
+            ("agi_context", c_string(&self.context).to_string()),
+            ("agi_extension", c_string(&self.extension).to_string()),
             ("agi_priority", "1".into()),
             ("agi_enhanced", "0.0".into()),
             ("agi_accountcode", String::new()),
             ("agi_threadid", "140234567890".into()),
         ];
-        let args: Vec<(String, String)> = self
+        let args = self
             .args
             .iter()
             .enumerate()
-            .map(|(i, a)| (format!("agi_arg_{}", i + 1), a.clone()))
-            .collect();
+            .map(|(i, a)| (format!("agi_arg_{}", i + 1), c_string(a).to_string()));
         let mut out = String::new();
-        for (k, v) in lines.drain(..) {
-            out.push_str(&format!("{k}: {v}\n"));
-        }
-        for (k, v) in args {
+        for (k, v) in lines
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(args)
+        {
             out.push_str(&format!("{k}: {v}\n"));
         }
         out.push('\n');
         out
     }
+
+    /// The program's arguments as `execv` passes them: C strings, cut at a NUL.
+    pub fn argv(&self) -> Vec<String> {
+        self.args.iter().map(|a| c_string(a).to_string()).collect()
+    }
+}
+
+/// What C code sees of a Rust string: everything before the first NUL.
+fn c_string(s: &str) -> &str {
+    s.split('\0').next().unwrap_or("")
 }
 
 /// A running AGI program and the fake Asterisk end of its pipes.
@@ -105,8 +115,19 @@ impl FakePeer {
     /// Starts `program` as Asterisk would (argv = script, then the dialplan arguments)
     /// and writes the environment block.
     pub fn start(program: &Path, call: &Call, env: &[(&str, &str)]) -> FakePeer {
+        FakePeer::start_with_block(program, call, call.env_block().as_bytes(), env)
+    }
+
+    /// Like [`FakePeer::start`], with the environment block given byte for byte
+    /// (a caller name in Latin-1, say).
+    pub fn start_with_block(
+        program: &Path,
+        call: &Call,
+        block: &[u8],
+        env: &[(&str, &str)],
+    ) -> FakePeer {
         let mut cmd = Command::new(program);
-        cmd.args(&call.args)
+        cmd.args(call.argv())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -131,9 +152,7 @@ impl FakePeer {
                 }
             }
         });
-        stdin
-            .write_all(call.env_block().as_bytes())
-            .expect("write env block");
+        stdin.write_all(block).expect("write env block");
         stdin.flush().expect("flush");
         FakePeer {
             child,
@@ -174,6 +193,11 @@ impl FakePeer {
             let _ = stdin.write_all(format!("{reply}\n").as_bytes());
             let _ = stdin.flush();
         }
+    }
+
+    /// Closes Asterisk's end of the program's stdin: the program reads EOF.
+    pub fn close(&mut self) {
+        self.stdin = None;
     }
 
     /// Hangs the channel up as Asterisk does for a local AGI: SIGHUP to the program.

@@ -70,30 +70,133 @@ impl From<std::io::Error> for AgiError {
     }
 }
 
+/// The variables of the environment block in the order Asterisk's `setup_env`
+/// writes them (reference/asterisk.md §1.1); `agi_arg_1..N` follow the last one.
+const ENV_ORDER: [&str; 20] = [
+    "agi_request",
+    "agi_channel",
+    "agi_language",
+    "agi_type",
+    "agi_uniqueid",
+    "agi_version",
+    "agi_callerid",
+    "agi_calleridname",
+    "agi_callingpres",
+    "agi_callingani2",
+    "agi_callington",
+    "agi_callingtns",
+    "agi_dnid",
+    "agi_rdnis",
+    "agi_context",
+    "agi_extension",
+    "agi_priority",
+    "agi_enhanced",
+    "agi_accountcode",
+    "agi_threadid",
+];
+
+/// Reads one line as Asterisk sent it, without its `\n`. Bytes that are not
+/// UTF-8 (a Latin-1 caller name) become U+FFFD instead of failing the call:
+/// no validation accepts that character, so nothing hostile gets through.
+/// `None` at EOF.
+fn read_line_lossy(reader: &mut impl BufRead) -> Result<Option<String>, AgiError> {
+    let mut bytes = Vec::new();
+    if reader.read_until(b'\n', &mut bytes)? == 0 {
+        return Ok(None);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 /// The `agi_*` environment block, in the order Asterisk sent it.
+///
+/// Asterisk writes each value with `%s`, unescaped, so a value holding a line
+/// break (a caller ID set from a SIP header, say) spreads over several lines.
+/// Such lines are kept in the value they belong to — which no validation then
+/// accepts — instead of ending the block early (the rest would be read as
+/// replies) or becoming variables of their own (an injected `agi_extension`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgiEnv {
     vars: Vec<(String, String)>,
 }
 
+/// Where the reader of the block stands.
+#[derive(Debug, Default)]
+struct EnvReader {
+    vars: Vec<(String, String)>,
+    /// Index in [`ENV_ORDER`] of the last variable read from it.
+    last: Option<usize>,
+    /// `agi_arg_N` lines read so far.
+    args: usize,
+}
+
+impl EnvReader {
+    /// True once `agi_threadid`, the last variable before the arguments, was read.
+    fn fixed_done(&self) -> bool {
+        self.last == Some(ENV_ORDER.len() - 1)
+    }
+
+    /// Whether `name` starts a new variable at this point of the block. Only a
+    /// name that comes later in Asterisk's order does (later, not next: a
+    /// future Asterisk may drop one); a name already passed is part of a value.
+    fn starts_variable(&self, name: &str) -> bool {
+        if let Some(i) = ENV_ORDER.iter().position(|n| *n == name) {
+            return self.last.is_none_or(|last| i > last);
+        }
+        if name == "agi_network" || name == "agi_network_script" {
+            // FastAGI sends these before agi_request.
+            return self.last.is_none();
+        }
+        if let Some(n) = name.strip_prefix("agi_arg_") {
+            return self.fixed_done() && n.parse::<usize>().ok() == Some(self.args + 1);
+        }
+        // A variable a newer Asterisk added; no program reads it.
+        name.len() > 4
+            && name.starts_with("agi_")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    }
+
+    /// Takes one line; true when it was the blank line that ends the block.
+    fn take(&mut self, line: String) -> Result<bool, AgiError> {
+        if line.is_empty() && self.fixed_done() {
+            return Ok(true);
+        }
+        let pair = line
+            .split_once(": ")
+            .or_else(|| line.strip_suffix(':').map(|n| (n, "")));
+        if let Some((name, value)) = pair.filter(|(name, _)| self.starts_variable(name)) {
+            if let Some(i) = ENV_ORDER.iter().position(|n| *n == name) {
+                self.last = Some(i);
+            } else if name.starts_with("agi_arg_") {
+                self.args += 1;
+            }
+            self.vars.push((name.to_string(), value.to_string()));
+            return Ok(false);
+        }
+        match self.vars.last_mut() {
+            Some((_, value)) => {
+                value.push('\n');
+                value.push_str(&line);
+                Ok(false)
+            }
+            None => Err(AgiError::Protocol(line)),
+        }
+    }
+}
+
 impl AgiEnv {
-    /// Reads `name: value` lines up to the blank line.
+    /// Reads the block up to the blank line after `agi_threadid` and the arguments.
     pub fn read(reader: &mut impl BufRead) -> Result<AgiEnv, AgiError> {
-        let mut vars = Vec::new();
+        let mut block = EnvReader::default();
         loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Err(AgiError::Eof);
+            let line = read_line_lossy(reader)?.ok_or(AgiError::Eof)?;
+            if block.take(line)? {
+                return Ok(AgiEnv { vars: block.vars });
             }
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                return Ok(AgiEnv { vars });
-            }
-            let (name, value) = line
-                .split_once(": ")
-                .or_else(|| line.strip_suffix(':').map(|n| (n, "")))
-                .ok_or_else(|| AgiError::Protocol(line.to_string()))?;
-            vars.push((name.to_string(), value.to_string()));
         }
     }
 
@@ -174,8 +277,10 @@ pub fn parse_reply(line: &str) -> Result<Reply, AgiError> {
         ..Reply::default()
     };
     if let Some(inner) = tail.strip_prefix('(') {
+        // The last `)`: the data is written with `%s` and may hold one itself;
+        // what follows it (`endpos=N`) never does.
         let close = inner
-            .find(')')
+            .rfind(')')
             .ok_or_else(|| AgiError::Protocol(line.to_string()))?;
         reply.data = Some(inner[..close].to_string());
         tail = inner[close + 1..].trim_start();
@@ -426,29 +531,15 @@ impl<R: BufRead, W: Write> Agi<R, W> {
         result
     }
 
-    /// Reads one reply, including a multi-line `520-` usage text and a stray
-    /// `HANGUP` line before it.
+    /// Reads one reply, including a multi-line `520-` usage text. A FastAGI
+    /// `HANGUP` line may come at any line position (after the reply of the
+    /// interrupted command, inside a usage text): it is noted and skipped.
     pub fn read_reply(&mut self) -> Result<Reply, AgiError> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(AgiError::Eof);
-        }
-        if line.trim_end() == "HANGUP" {
-            // FastAGI announces the hangup in-band; the command's reply follows.
-            self.hangup.set();
-            line.clear();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(AgiError::Eof);
-            }
-        }
+        let line = self.read_reply_line()?;
         if line.starts_with("520-") {
-            let mut usage = vec![line.trim_end().to_string()];
+            let mut usage = vec![line];
             loop {
-                let mut next = String::new();
-                if self.reader.read_line(&mut next)? == 0 {
-                    return Err(AgiError::Eof);
-                }
-                let next = next.trim_end().to_string();
+                let next = self.read_reply_line()?;
                 let done = next.starts_with("520 ");
                 usage.push(next);
                 if done {
@@ -457,6 +548,19 @@ impl<R: BufRead, W: Write> Agi<R, W> {
             }
         }
         parse_reply(&line)
+    }
+
+    /// The next line from Asterisk that is not a `HANGUP` announcement.
+    fn read_reply_line(&mut self) -> Result<String, AgiError> {
+        loop {
+            let line = read_line_lossy(&mut self.reader)?.ok_or(AgiError::Eof)?;
+            let line = line.trim_end_matches('\r');
+            if line == "HANGUP" {
+                self.hangup.set();
+                continue;
+            }
+            return Ok(line.to_string());
+        }
     }
 
     /// Sends a command made of plain words (sent as they are) and arguments (quoted).
@@ -593,6 +697,95 @@ mod tests {
         assert_eq!(agi.env().extension(), "*600");
         assert_eq!(agi.env().get("agi_accountcode"), Some(""));
         assert_eq!(agi.env().args(), ["menu", "family=op_alert"]);
+    }
+
+    /// The test block with `agi_callerid`'s value replaced by raw bytes, as
+    /// Asterisk's `setup_env` writes it (`%s`: no escaping of any kind).
+    fn block_with_callerid(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in ENV.split_inclusive('\n') {
+            if line.starts_with("agi_callerid: ") {
+                out.extend_from_slice(b"agi_callerid: ");
+                out.extend_from_slice(raw);
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+        out
+    }
+
+    fn session_with_callerid(raw: &[u8], replies: &str) -> Agi<Cursor<Vec<u8>>, Vec<u8>> {
+        let mut input = block_with_callerid(raw);
+        input.extend_from_slice(replies.as_bytes());
+        Agi::new(Cursor::new(input), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_line_break_in_a_value_stays_in_that_value() {
+        // A caller ID with a line break (or two: an early blank line) must neither
+        // end the block early nor turn into other variables or replies.
+        for raw in ["20\n1", "201\n\nANSWER", "\n201", "201\nagi_callerid: 202"] {
+            let mut agi = session_with_callerid(raw.as_bytes(), "200 result=0\n");
+            assert!(agi.env().callerid().contains('\n'), "{raw:?}");
+            assert_eq!(agi.env().extension(), "*600", "{raw:?}");
+            assert_eq!(agi.env().args(), ["menu", "family=op_alert"], "{raw:?}");
+            assert!(agi.answer().is_ok(), "{raw:?}: replies stay in step");
+        }
+    }
+
+    #[test]
+    fn an_injected_variable_never_replaces_a_real_one() {
+        // The attacker jumps ahead to agi_extension; the real lines that follow
+        // pollute the injected value instead of being lost.
+        let agi = session_with_callerid(b"201\nagi_extension: 999", "");
+        assert_ne!(agi.env().extension(), "999");
+        assert!(agi.env().extension().starts_with("999\n"));
+        assert_eq!(agi.env().get("agi_priority"), Some("1"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_do_not_end_the_session() {
+        // A Latin-1 caller name from an old phone.
+        let mut input = ENV.replace("Anna", "M\u{1}ller").into_bytes();
+        let at = input.iter().position(|&b| b == 1).unwrap();
+        input[at] = 0xfc;
+        input.extend_from_slice(b"200 result=1 (\xfc)\n");
+        let mut agi = Agi::new(Cursor::new(input), Vec::new()).unwrap();
+        assert_eq!(agi.env().callerid(), "201");
+        assert_eq!(agi.env().get("agi_calleridname"), Some("M\u{fffd}ller"));
+        assert_eq!(agi.get_variable("X").unwrap(), Some("\u{fffd}".into()));
+    }
+
+    #[test]
+    fn a_closing_parenthesis_inside_the_data_is_kept() {
+        // `200 result=1 (%s)`: a value holding `)` must not be cut to a valid-looking prefix.
+        assert_eq!(
+            parse_reply("200 result=1 (201) x)")
+                .unwrap()
+                .data
+                .as_deref(),
+            Some("201) x")
+        );
+        assert_eq!(
+            parse_reply("200 result=-1 (hangup) endpos=400")
+                .unwrap()
+                .data
+                .as_deref(),
+            Some("hangup")
+        );
+    }
+
+    #[test]
+    fn a_hangup_line_inside_a_usage_text_is_noticed() {
+        let mut agi = session(
+            "520-Invalid command syntax.  Proper usage follows:\nHANGUP\nUsage: DATABASE GET <family> <key>\n520 End of proper usage.\n",
+        );
+        match agi.command("DATABASE GET", &["a"]) {
+            Err(AgiError::Usage(lines)) => assert_eq!(lines.len(), 3, "{lines:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(agi.hung_up());
     }
 
     #[test]
