@@ -188,7 +188,14 @@ impl Alert<'_> {
         // A hangup ends the recording; Asterisk keeps the partial file (RECORD FILE
         // keeps it, like Record's `k`). Either way, flag what is on disk.
         let hung_up = match outcome {
-            Ok(reply) => reply.result == "-1" && reply.data.as_deref() == Some("hangup"),
+            Ok(reply) if reply.result == "-1" => match reply.data.as_deref() {
+                Some("hangup") => true,
+                // `(writefile)`, `(randomerror)`, `(waitfor)`: nothing new was
+                // recorded. An older message may still be on disk; saying
+                // "saved" now would be a lie.
+                other => return self.record_failed(operator, other.unwrap_or("error")),
+            },
+            Ok(_) => false,
             Err(AgiError::Hangup) => true,
             Err(e) => return Err(e),
         };
@@ -202,6 +209,15 @@ impl Alert<'_> {
             self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
         }
         Ok(())
+    }
+
+    /// Logs a RECORD FILE that Asterisk could not carry out; nothing is flagged.
+    fn record_failed(&mut self, operator: &str, why: &str) -> Result<(), AgiError> {
+        let msg = format!(
+            "featpkg operator-alert: recording for {operator} failed ({}); nothing new was saved",
+            escape_for_log(why, 32)
+        );
+        self.agi.verbose(&msg, 1)
     }
 
     fn delete(&mut self, operator: &str) -> Result<(), AgiError> {

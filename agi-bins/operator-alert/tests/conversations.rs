@@ -199,6 +199,16 @@ fn hostile_caller_ids_are_refused_without_touching_anything() {
         long.as_str(),
         "2\"01",
         "20 1",
+        // Asterisk writes the value unescaped: the line break reaches us raw.
+        "20\n1",
+        "\n201",
+        "201\n\nANSWER",
+        "201\r",
+        // A NUL ends the C string: Asterisk sends `unknown`.
+        "\u{0}201",
+        "+201",
+        "\u{ff12}\u{ff10}\u{ff11}",
+        "\u{662}\u{660}\u{661}",
     ] {
         let (_t, dir) = recordings();
         std::fs::create_dir_all(&dir).unwrap();
@@ -314,4 +324,115 @@ fn bad_arguments_are_logged_and_fail() {
     peer.reply("200 result=1");
     let (status, _) = peer.wait(Duration::from_secs(2)).unwrap();
     assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn a_caller_name_that_is_not_utf8_does_not_break_the_call() {
+    let (_t, dir) = recordings();
+    let mut call = Call::new(SCRIPT, "201", "featpkg-operator-alert-menu", "*600");
+    call.calleridname = "M\u{1}ller".into();
+    call.args = args("menu", &dir, &[]);
+    // Latin-1 "Müller", as an old phone sends it.
+    let block: Vec<u8> = call
+        .env_block()
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 1 { 0xfc } else { b })
+        .collect();
+    let mut peer = FakePeer::start_with_block(Path::new(BIN), &call, &block, &[]);
+    peer.expect("ANSWER", "200 result=0");
+    peer.expect(
+        "GET DATA \"vm-tempgreeting2\" 5000 1",
+        "200 result= (timeout)",
+    );
+    exits_ok(&mut peer);
+}
+
+#[test]
+fn a_recording_asterisk_could_not_write_is_not_reported_as_saved() {
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("201.wav"), b"old").unwrap();
+    let mut peer = start("menu", "201", "*600", &dir, &[]);
+    peer.expect("ANSWER", "200 result=0");
+    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"vm-rec-temp\" \"\"",
+        "200 result=0 endpos=28800",
+    );
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("RECORD FILE")
+    );
+    peer.reply("200 result=-1 (writefile)");
+    let verbose = peer.next_command(Duration::from_secs(2)).unwrap();
+    assert!(
+        verbose
+            .starts_with("VERBOSE \"featpkg operator-alert: recording for 201 failed (writefile)"),
+        "{verbose}"
+    );
+    peer.reply("200 result=1");
+    exits_ok(&mut peer);
+    assert!(
+        !peer
+            .transcript
+            .iter()
+            .any(|c| c.contains("auth-thankyou") || c.starts_with("DATABASE")),
+        "{:?}",
+        peer.transcript
+    );
+    assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), b"old");
+}
+
+#[test]
+fn asterisk_closing_the_pipe_ends_the_program_at_once() {
+    let (_t, dir) = recordings();
+    let mut peer = start("menu", "201", "*600", &dir, &["deadline=10"]);
+    peer.expect("ANSWER", "200 result=0");
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("GET DATA")
+    );
+    let closed = Instant::now();
+    peer.close();
+    let (status, at) = peer.wait(Duration::from_secs(2)).expect("exits on EOF");
+    assert!(status.success(), "{status}");
+    assert!(at.duration_since(closed) < Duration::from_millis(100));
+}
+
+#[test]
+fn the_fake_peer_writes_the_block_as_asterisk_does() {
+    let mut call = Call::new(SCRIPT, "", "ctx", "*600");
+    call.calleridname = String::new();
+    call.args = vec!["menu".into(), "a b".into(), "x\0y".into()];
+    assert_eq!(
+        call.env_block(),
+        "agi_request: /var/lib/asterisk/agi-bin/featpkg-operator-alert\n\
+         agi_channel: PJSIP/201-0000002a\n\
+         agi_language: en\n\
+         agi_type: PJSIP\n\
+         agi_uniqueid: 1763900000.42\n\
+         agi_version: 22.5.0\n\
+         agi_callerid: unknown\n\
+         agi_calleridname: unknown\n\
+         agi_callingpres: 0\n\
+         agi_callingani2: 0\n\
+         agi_callington: 0\n\
+         agi_callingtns: 0\n\
+         agi_dnid: *600\n\
+         agi_rdnis: unknown\n\
+         agi_context: ctx\n\
+         agi_extension: *600\n\
+         agi_priority: 1\n\
+         agi_enhanced: 0.0\n\
+         agi_accountcode: \n\
+         agi_threadid: 140234567890\n\
+         agi_arg_1: menu\n\
+         agi_arg_2: a b\n\
+         agi_arg_3: x\n\
+         \n"
+    );
+    assert_eq!(call.argv(), ["menu", "a b", "x"]);
 }
