@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::{Ami, AmiError, Credentials, Message, connect_with_retry};
+use crate::{Ami, AmiError, Credentials, Message, backoff, connect_with_retry, sleep_unless};
+
+/// A session that lasted this long was a working connection: the next loss
+/// starts the reconnect delays from the beginning again.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// A watcher's reaction to the PBX: act on what it knows, learn from each event.
 pub trait Watch {
@@ -75,6 +79,25 @@ impl Log {
     }
 }
 
+/// Opens (creating it and its directory if needed) the single-instance lock
+/// file: on a fresh install nothing else has made the directory yet.
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// Where a watcher keeps its lock, credentials and log.
 #[derive(Debug, Clone)]
 pub struct DaemonPaths {
@@ -92,12 +115,7 @@ pub fn run(
     events: &str,
     mut session: impl FnMut(&mut Ami, &dyn Fn() -> bool, &mut Log) -> Result<(), AmiError>,
 ) -> ExitCode {
-    let lock = match std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&paths.lock)
-    {
+    let lock = match open_lock(&paths.lock) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{name}: {}: {e}", paths.lock.display());
@@ -122,6 +140,10 @@ pub fn run(
     log.line("started");
     let ami_file = paths.ami.clone();
     let give_up = || stop.load(Ordering::SeqCst) || !ami_file.exists();
+    // Sessions that end soon after they began (Asterisk shutting down, an
+    // action it refuses at start) are spaced by growing delays, not retried
+    // in a tight loop that floods Asterisk and the log.
+    let mut quick_losses = 0;
     while !give_up() {
         let mut ami = match connect_with_retry(&creds, events, Duration::from_secs(5), &give_up) {
             Ok(ami) => ami,
@@ -132,11 +154,22 @@ pub fn run(
             Err(_) => break, // asked to stop while retrying
         };
         log.line(&format!("connected to Asterisk (AMI {})", ami.version));
+        let began = Instant::now();
         match session(&mut ami, &give_up, &mut log) {
             Ok(()) => {
                 let _ = ami.logoff();
             }
-            Err(e) => log.line(&format!("AMI connection lost ({e}); reconnecting")),
+            Err(e) => {
+                log.line(&format!("AMI connection lost ({e}); reconnecting"));
+                if began.elapsed() >= STABLE_SESSION {
+                    quick_losses = 0;
+                } else {
+                    if sleep_unless(backoff(quick_losses), &give_up) {
+                        break;
+                    }
+                    quick_losses += 1;
+                }
+            }
         }
     }
     log.line("stopped");
