@@ -19,7 +19,11 @@ struct Pbx {
     dir: PathBuf,
     ami: FakeAmi,
     states: Arc<Mutex<Vec<(String, String)>>>,
+    /// How Originate is answered: `Success`/`Failure` (the OriginateResponse),
+    /// `Refused` (`Response: Error`), `Silent` (queued, the outcome pushed later).
     outcome: Arc<Mutex<&'static str>>,
+    /// `Drop`: DeviceStateList closes the connection (Asterisk going down).
+    list_reply: Arc<Mutex<&'static str>>,
 }
 
 fn now() -> u64 {
@@ -40,10 +44,22 @@ impl Pbx {
                 .collect::<Vec<_>>(),
         ));
         let outcome = Arc::new(Mutex::new("Success"));
-        let (st, out) = (states.clone(), outcome.clone());
+        let list_reply = Arc::new(Mutex::new("Normal"));
+        let (st, out, lr) = (states.clone(), outcome.clone(), list_reply.clone());
         let ami = FakeAmi::start(Arc::new(move |a: &Message| {
             let id = a.get("ActionID").unwrap_or("").to_string();
             match a.get("Action").unwrap_or("") {
+                "DeviceStateList" if *lr.lock().unwrap() == "Drop" => None,
+                "Originate" if *out.lock().unwrap() == "Refused" => Some(vec![msg(&[
+                    ("Response", "Error"),
+                    ("ActionID", &id),
+                    ("Message", "Originate failed"),
+                ])]),
+                "Originate" if *out.lock().unwrap() == "Silent" => Some(vec![msg(&[
+                    ("Response", "Success"),
+                    ("ActionID", &id),
+                    ("Message", "Originate successfully queued"),
+                ])]),
                 "DeviceStateList" => {
                     let mut replies = vec![msg(&[
                         ("Response", "Success"),
@@ -110,7 +126,23 @@ impl Pbx {
             ami,
             states,
             outcome,
+            list_reply,
         }
+    }
+
+    /// Pushes the OriginateResponse for an originate answered `Silent`.
+    fn originate_response(&self, originate: &Message, response: &str) {
+        self.ami.push_event(msg(&[
+            ("Event", "OriginateResponse"),
+            ("Privilege", "call,all"),
+            ("ActionID", originate.get("ActionID").unwrap()),
+            ("Response", response),
+            ("Channel", originate.get("Channel").unwrap()),
+            ("Context", originate.get("Context").unwrap()),
+            ("Exten", originate.get("Exten").unwrap()),
+            ("Reason", if response == "Success" { "4" } else { "3" }),
+            ("Uniqueid", "1763900000.11"),
+        ]));
     }
 
     fn store(&self) -> Store {
@@ -358,4 +390,134 @@ fn exits_once_the_feature_is_uninstalled() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_refused_originate_counts_as_an_attempt_and_keeps_the_connection() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    *pbx.outcome.lock().unwrap() = "Refused";
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&["--retries", "1", "--retry-wait", "0"]);
+    until("the request to be dropped", Duration::from_secs(6), || {
+        pbx.store().list().unwrap().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pbx.originates().len(), 2, "one try and one retry");
+    assert_eq!(
+        pbx.ami.connections(),
+        1,
+        "a refusal is not a lost connection"
+    );
+    stop(w);
+    assert!(pbx.log().contains("Originate failed"), "{}", pbx.log());
+}
+
+#[test]
+fn one_callback_per_callee_at_a_time() {
+    let pbx = Pbx::new(&[
+        ("PJSIP/201", "NOT_INUSE"),
+        ("PJSIP/203", "NOT_INUSE"),
+        ("PJSIP/202", "NOT_INUSE"),
+    ]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    pbx.store().add("201", "202", now() - 2, 3, 1800).unwrap();
+    pbx.store().add("203", "202", now() - 1, 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("the first callback", Duration::from_secs(5), || {
+        !pbx.originates().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        pbx.originates().len(),
+        1,
+        "202 can take one callback; 203 waits while 201's rings"
+    );
+    let first = pbx.originates()[0].clone();
+    assert_eq!(
+        first.get("Channel"),
+        Some("PJSIP/201"),
+        "the older request first"
+    );
+    // 201 answers; the dial context now rings 202, whose state still says free
+    // until Asterisk reports the ringing.
+    pbx.originate_response(&first, "Success");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(pbx.originates().len(), 1, "202 is taken by 201's callback");
+    pbx.device("PJSIP/202", "RINGING");
+    pbx.device("PJSIP/202", "INUSE");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.originates().len(), 1);
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until("203's callback", Duration::from_secs(3), || {
+        pbx.originates().len() == 2
+    });
+    assert_eq!(pbx.originates()[1].get("Channel"), Some("PJSIP/203"));
+    stop(w);
+}
+
+#[test]
+fn a_session_that_fails_at_once_is_retried_with_growing_delays() {
+    // Asterisk accepts the login, then the connection drops at once, again and
+    // again (it is shutting down): no tight reconnect loop, no log flood.
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE")]);
+    *pbx.list_reply.lock().unwrap() = "Drop";
+    let w = pbx.watcher(&[]);
+    until("a second connection", Duration::from_secs(5), || {
+        pbx.ami.connections() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let n = pbx.ami.connections();
+    assert!((2..=5).contains(&n), "{n} connections in about 3 s");
+    *pbx.list_reply.lock().unwrap() = "Normal";
+    stop(w);
+    let lost = pbx.log().matches("reconnecting").count();
+    assert!(lost <= 5, "{lost} lines:\n{}", pbx.log());
+}
+
+#[test]
+fn the_lock_directory_is_created_on_first_start() {
+    let pbx = Pbx::new(&[]);
+    let lock = pbx.dir.join("not-yet").join("watch.lock");
+    let w = pbx.watcher(&["--lock", lock.to_str().unwrap()]);
+    until("connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    assert!(lock.exists());
+    stop(w);
+}
+
+#[test]
+fn the_secret_never_reaches_the_log() {
+    let pbx = Pbx::new(&[]);
+    let creds = pbx.dir.join("ami.conf");
+    // Wrong secret: the watcher says login failed and leaves (cron retries).
+    std::fs::write(
+        &creds,
+        format!(
+            "port={}\nusername=featpkg-busy-callback\nsecret=Zq9-wrong-secret\n",
+            pbx.ami.addr.port()
+        ),
+    )
+    .unwrap();
+    let status = pbx.watcher(&[]).wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(pbx.log().contains("AMI login failed"), "{}", pbx.log());
+    // Readable by others: refused before anything is read out of it.
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let status = pbx.watcher(&[]).wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(pbx.log().contains("must be 0600"), "{}", pbx.log());
+    // A malformed secret line.
+    std::fs::write(&creds, "username=u\nSecret: Zq9-wrong-secret=\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let status = pbx.watcher(&[]).wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let log = pbx.log();
+    assert!(!log.contains("Zq9-wrong-secret"), "{log}");
+    let received = pbx.ami.received.lock().unwrap().clone();
+    assert_eq!(
+        received[0].get("Secret"),
+        Some("Zq9-wrong-secret"),
+        "the fake did see it, so the log had the chance to show it"
+    );
 }

@@ -93,30 +93,32 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Device state is free for a callback: idle, or unknown to Asterisk's hints.
+/// Device state is free for a callback: idle. Anything else, or a device whose
+/// state Asterisk has not told us, is not.
 fn free(state: Option<&String>) -> bool {
     matches!(state.map(String::as_str), Some("NOT_INUSE"))
 }
+
+/// (caller, callee) of one request.
+type Pair = (String, String);
 
 struct Watcher {
     o: Options,
     store: Store,
     states: BTreeMap<String, String>,
     /// ActionID of an originate in flight -> (caller, callee).
-    in_flight: BTreeMap<String, (String, String)>,
+    in_flight: BTreeMap<String, Pair>,
     /// Earliest time of the next attempt per (caller, callee).
-    not_before: BTreeMap<(String, String), Instant>,
+    not_before: BTreeMap<Pair, Instant>,
+    /// Callees whose callback was just answered: the dial context is ringing
+    /// them although their last known state may still say free. Taken until
+    /// their next state change, or this instant at the latest.
+    taken: BTreeMap<String, Instant>,
 }
 
 impl Watcher {
     fn device(&self, ext: &str) -> String {
         format!("{}/{ext}", self.o.tech)
-    }
-
-    fn busy_pair(&self, r: &Request) -> bool {
-        self.in_flight
-            .values()
-            .any(|(a, b)| a == &r.caller && b == &r.callee)
     }
 
     /// One AMI session: initial states, then events until the connection drops.
@@ -134,6 +136,115 @@ impl Watcher {
             }
         }
         daemon::event_loop(self, ami, stop, Duration::from_millis(250), log)
+    }
+
+    /// True when `r` may be called back now: both sides free, neither already
+    /// in a callback of ours, and its retry delay over.
+    fn ready(&self, r: &Request) -> bool {
+        let busy_with_us = self
+            .in_flight
+            .values()
+            .any(|(a, b)| a == &r.caller || b == &r.callee);
+        let waiting = self
+            .not_before
+            .get(&(r.caller.clone(), r.callee.clone()))
+            .is_some_and(|t| Instant::now() < *t);
+        let taken = self
+            .taken
+            .get(&r.callee)
+            .is_some_and(|t| Instant::now() < *t);
+        !busy_with_us
+            && !waiting
+            && !taken
+            && free(self.states.get(&self.device(&r.callee)))
+            && free(self.states.get(&self.device(&r.caller)))
+    }
+
+    /// Rings the caller, showing which callee this callback is for.
+    fn call_back(&mut self, ami: &mut Ami, r: &Request, log: &mut Log) -> Result<(), AmiError> {
+        let caller_id = format!("\"Callback {}\" <{}>", r.callee, r.callee);
+        let timeout = self.o.ring.as_millis().to_string();
+        let channel = self.device(&r.caller);
+        let variable = format!("FEATPKG_CALLBACK_CALLER={}", r.caller);
+        let sent = ami.originate(&[
+            ("Channel", &channel),
+            ("Context", &self.o.context),
+            ("Exten", &r.callee),
+            ("Priority", "1"),
+            ("CallerID", &caller_id),
+            ("Timeout", &timeout),
+            ("Variable", &variable),
+        ]);
+        match sent {
+            Ok(id) => {
+                log.line(&format!("calling {} back for {}", r.caller, r.callee));
+                self.in_flight
+                    .insert(id, (r.caller.clone(), r.callee.clone()));
+                Ok(())
+            }
+            // Asterisk refused this one call ("Originate failed"): an attempt
+            // that did not ring, not a reason to drop the connection.
+            Err(AmiError::Refused(why)) => {
+                log.line(&format!(
+                    "Asterisk refused the callback to {} for {}: {why}",
+                    r.caller, r.callee
+                ));
+                self.unanswered(&r.caller, &r.callee, log);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counts an attempt the caller did not answer; drops the request after
+    /// `--retries` retries, else waits `--retry-wait` before the next one.
+    fn unanswered(&mut self, caller: &str, callee: &str, log: &mut Log) {
+        let _lock = self.store.lock();
+        let current = self
+            .store
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.caller == caller && r.callee == callee);
+        let Some(mut r) = current else { return };
+        r.attempts += 1;
+        if r.attempts > self.o.retries {
+            let _ = self.store.remove(caller, callee);
+            log.line(&format!(
+                "{caller} did not answer {} callbacks for {callee}; dropped",
+                r.attempts
+            ));
+        } else {
+            let _ = self.store.save(&r);
+            self.not_before.insert(
+                (caller.to_string(), callee.to_string()),
+                Instant::now() + self.o.retry_wait,
+            );
+            log.line(&format!(
+                "{caller} did not answer the callback for {callee} (attempt {})",
+                r.attempts
+            ));
+        }
+    }
+
+    /// The caller answered: the request is done and the callee is being rung.
+    fn answered(&mut self, caller: &str, callee: &str, log: &mut Log) {
+        let _lock = self.store.lock();
+        let _ = self.store.remove(caller, callee);
+        // Ringing the callee takes as long as the dial context's ring time.
+        let until = Instant::now() + self.o.ring + Duration::from_secs(5);
+        self.taken.insert(callee.to_string(), until);
+        log.line(&format!("{caller} answered the callback for {callee}"));
+    }
+
+    /// A new device state; the callee's first change after its callback was
+    /// answered is the real one (ringing, talking, or free again).
+    fn device_state(&mut self, device: &str, state: &str) {
+        self.states.insert(device.to_string(), state.to_string());
+        let tech = format!("{}/", self.o.tech);
+        if let Some(ext) = device.strip_prefix(&tech) {
+            self.taken.remove(ext);
+        }
     }
 }
 
@@ -154,39 +265,9 @@ impl Watch for Watcher {
             }
         };
         for r in pending {
-            let key = (r.caller.clone(), r.callee.clone());
-            if self.busy_pair(&r)
-                || self
-                    .not_before
-                    .get(&key)
-                    .is_some_and(|t| Instant::now() < *t)
-            {
-                continue;
+            if self.ready(&r) {
+                self.call_back(ami, &r, log)?;
             }
-            // One callback per caller at a time.
-            if self.in_flight.values().any(|(a, _)| a == &r.caller) {
-                continue;
-            }
-            if !free(self.states.get(&self.device(&r.callee)))
-                || !free(self.states.get(&self.device(&r.caller)))
-            {
-                continue;
-            }
-            let caller_id = format!("\"Callback {}\" <{}>", r.callee, r.callee);
-            let timeout = self.o.ring.as_millis().to_string();
-            let channel = self.device(&r.caller);
-            let variable = format!("FEATPKG_CALLBACK_CALLER={}", r.caller);
-            let id = ami.originate(&[
-                ("Channel", &channel),
-                ("Context", &self.o.context),
-                ("Exten", &r.callee),
-                ("Priority", "1"),
-                ("CallerID", &caller_id),
-                ("Timeout", &timeout),
-                ("Variable", &variable),
-            ])?;
-            log.line(&format!("calling {} back for {}", r.caller, r.callee));
-            self.in_flight.insert(id, key);
         }
         Ok(())
     }
@@ -195,7 +276,7 @@ impl Watch for Watcher {
         match ev.event() {
             Some("DeviceStateChange") => {
                 if let (Some(d), Some(s)) = (ev.get("Device"), ev.get("State")) {
-                    self.states.insert(d.to_string(), s.to_string());
+                    self.device_state(d, s);
                 }
             }
             Some("OriginateResponse") => {
@@ -204,39 +285,13 @@ impl Watch for Watcher {
                 else {
                     return Ok(());
                 };
-                let _lock = self.store.lock();
-                let answered = ev
+                if ev
                     .get("Response")
-                    .is_some_and(|r| r.eq_ignore_ascii_case("Success"));
-                let current = self
-                    .store
-                    .list()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|r| r.caller == caller && r.callee == callee);
-                let Some(mut r) = current else { return Ok(()) };
-                if answered {
-                    let _ = self.store.remove(&caller, &callee);
-                    log.line(&format!("{caller} answered the callback for {callee}"));
+                    .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
+                {
+                    self.answered(&caller, &callee, log);
                 } else {
-                    r.attempts += 1;
-                    if r.attempts > self.o.retries {
-                        let _ = self.store.remove(&caller, &callee);
-                        log.line(&format!(
-                            "{caller} did not answer {} callbacks for {callee}; dropped",
-                            r.attempts
-                        ));
-                    } else {
-                        let _ = self.store.save(&r);
-                        self.not_before.insert(
-                            (caller.clone(), callee.clone()),
-                            Instant::now() + self.o.retry_wait,
-                        );
-                        log.line(&format!(
-                            "{caller} did not answer the callback for {callee} (attempt {})",
-                            r.attempts
-                        ));
-                    }
+                    self.unanswered(&caller, &callee, log);
                 }
             }
             _ => {}
@@ -265,6 +320,7 @@ fn main() -> std::process::ExitCode {
         states: BTreeMap::new(),
         in_flight: BTreeMap::new(),
         not_before: BTreeMap::new(),
+        taken: BTreeMap::new(),
     };
     daemon::run(
         "featpkg-busy-callback-watch",
