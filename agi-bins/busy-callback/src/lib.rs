@@ -3,13 +3,21 @@
 //! Asterisk. Writes are temp file + rename; a lock file serialises the AGI
 //! programs (several calls at once) and the watcher.
 //!
-//! A request is `<caller>-<callee>.req` holding `caller callee created attempts`.
-//! Both numbers are checked digits before they name a file.
+//! A request is `<caller>-<callee>.req` holding `caller callee created attempts\n`.
+//! Both numbers are checked digits before they name a file. A file that does not
+//! hold exactly that (cut short by a crash or a full disk, junk, a name that
+//! disagrees with its content) is ignored: one bad file must not stop every
+//! caller's requests and the watcher.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long [`Store::lock`] waits for another holder. Holders only do a few
+/// file operations; an AGI program waiting longer would hold a live call.
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// One pending callback: call `caller` back once `callee` is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +48,8 @@ pub enum StoreError {
     },
     /// A file in the store that is not a request we wrote.
     Corrupt(PathBuf),
+    /// The lock file stayed locked for [`LOCK_WAIT`].
+    Busy(PathBuf),
 }
 
 impl std::fmt::Display for StoreError {
@@ -54,6 +64,12 @@ impl std::fmt::Display for StoreError {
                 write!(f, "{caller} already has {max} pending callbacks")
             }
             StoreError::Corrupt(p) => write!(f, "{} is not a callback request", p.display()),
+            StoreError::Busy(p) => write!(
+                f,
+                "{} is busy: another program held the request store's lock for {} ms",
+                p.display(),
+                LOCK_WAIT.as_millis()
+            ),
         }
     }
 }
@@ -87,7 +103,7 @@ impl Store {
         move |e| StoreError::Io(path.clone(), e)
     }
 
-    /// Takes the store's lock (blocking: holders only do a few file operations).
+    /// Takes the store's lock, waiting at most [`LOCK_WAIT`] for another holder.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         if !self.dir.is_dir() {
             fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
@@ -102,15 +118,25 @@ impl Store {
             .mode(0o640)
             .open(&path)
             .map_err(self.io(&path))?;
-        file.lock().map_err(self.io(&path))?;
-        Ok(StoreLock(file))
+        let until = Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StoreLock(file)),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Busy(path)),
+                Err(fs::TryLockError::Error(e)) => return Err(StoreError::Io(path, e)),
+            }
+        }
     }
 
     fn path_of(&self, caller: &str, callee: &str) -> PathBuf {
         self.dir.join(format!("{caller}-{callee}.req"))
     }
 
-    /// Every pending request, oldest first.
+    /// Every pending request, oldest first. Files that are not a request we
+    /// wrote are skipped (see the module documentation).
     pub fn list(&self) -> Result<Vec<Request>, StoreError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -120,34 +146,34 @@ impl Store {
         let mut out = Vec::new();
         for entry in entries {
             let path = entry.map_err(self.io(&self.dir))?.path();
-            if path.extension().is_none_or(|e| e != "req") {
-                continue;
+            if path.extension().is_some_and(|e| e == "req")
+                && let Some(request) = self.read_request(&path)
+            {
+                out.push(request);
             }
-            let text = fs::read_to_string(&path).map_err(self.io(&path))?;
-            let parts: Vec<&str> = text.split_whitespace().collect();
-            let request = match parts.as_slice() {
-                [caller, callee, created, attempts]
-                    if valid_number(caller) && valid_number(callee) =>
-                {
-                    Request {
-                        caller: caller.to_string(),
-                        callee: callee.to_string(),
-                        created: created
-                            .parse()
-                            .map_err(|_| StoreError::Corrupt(path.clone()))?,
-                        attempts: attempts
-                            .parse()
-                            .map_err(|_| StoreError::Corrupt(path.clone()))?,
-                    }
-                }
-                _ => return Err(StoreError::Corrupt(path)),
-            };
-            out.push(request);
         }
         out.sort_by(|a, b| {
             (a.created, &a.caller, &a.callee).cmp(&(b.created, &b.caller, &b.callee))
         });
         Ok(out)
+    }
+
+    /// The request in `path`, if the file holds exactly what [`Store::save`]
+    /// writes for that name. The final newline tells a whole write from a cut one.
+    fn read_request(&self, path: &Path) -> Option<Request> {
+        let text = fs::read_to_string(path).ok()?;
+        let line = text.strip_suffix('\n')?;
+        let [caller, callee, created, attempts] = line.split(' ').collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let request = Request {
+            caller: caller.to_string(),
+            callee: callee.to_string(),
+            created: created.parse().ok()?,
+            attempts: attempts.parse().ok()?,
+        };
+        (valid_number(caller) && valid_number(callee) && self.path_of(caller, callee) == path)
+            .then_some(request)
     }
 
     /// Writes (creates or updates) a request atomically. Call with the lock held.
@@ -167,7 +193,15 @@ impl Store {
         f.write_all(format!("{} {} {} {}\n", r.caller, r.callee, r.created, r.attempts).as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(self.io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(self.io(&path))
+        fs::rename(&tmp, &path).map_err(self.io(&path))?;
+        self.sync_dir()
+    }
+
+    /// Makes a rename or removal in the store survive a power cut.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io(&self.dir))
     }
 
     /// Removes a request (absent is fine). Call with the lock held.
@@ -180,12 +214,14 @@ impl Store {
         }
     }
 
-    /// Drops requests older than `expiry_s`; returns them.
+    /// Drops requests older than `expiry_s`; returns them. A request dated
+    /// `expiry_s` or more in the future (the clock went back) goes too: it must
+    /// not outlive its expiry by the size of the jump.
     pub fn expire(&self, now: u64, expiry_s: u64) -> Result<Vec<Request>, StoreError> {
         let _lock = self.lock()?;
         let mut gone = Vec::new();
         for r in self.list()? {
-            if now.saturating_sub(r.created) >= expiry_s {
+            if now.abs_diff(r.created) >= expiry_s {
                 self.remove(&r.caller, &r.callee)?;
                 gone.push(r);
             }
@@ -336,5 +372,55 @@ mod tests {
             store.save(&r).unwrap();
         }
         assert_eq!(Store::new(tmp.path()).list().unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn a_torn_or_foreign_file_does_not_block_the_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        // A write cut short, junk, a file whose name and content disagree, a
+        // directory, and a temp file left by a crash.
+        std::fs::write(tmp.path().join("201-203.req"), "201 20").unwrap();
+        std::fs::write(tmp.path().join("junk.req"), "x").unwrap();
+        std::fs::write(tmp.path().join("202-204.req"), "205 206 1 0\n").unwrap();
+        std::fs::create_dir(tmp.path().join("d.req")).unwrap();
+        std::fs::write(tmp.path().join(".201-205.tmp"), "201 2").unwrap();
+        store.add("201", "202", 10, 3, 60).unwrap();
+        let pairs: Vec<(String, String)> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.caller, r.callee))
+            .collect();
+        assert_eq!(pairs, [("201".to_string(), "202".to_string())]);
+        assert_eq!(store.cancel("201").unwrap(), 1);
+        assert!(store.expire(1000, 60).is_ok());
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_waited_for_briefly_then_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let held = store.lock().unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            store.add("201", "202", 10, 3, 60),
+            Err(StoreError::Busy(_))
+        ));
+        let waited = started.elapsed();
+        assert!(waited >= LOCK_WAIT && waited < LOCK_WAIT * 2, "{waited:?}");
+        drop(held);
+        store.add("201", "202", 10, 3, 60).unwrap();
+    }
+
+    #[test]
+    fn a_request_from_the_future_expires_too() {
+        // The clock went back (an RTC fixed by NTP): the request must not
+        // outlive the expiry by the size of the jump.
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        store.add("201", "202", 10_000, 3, 60).unwrap();
+        assert_eq!(store.expire(100, 60).unwrap().len(), 1);
+        assert!(store.list().unwrap().is_empty());
     }
 }

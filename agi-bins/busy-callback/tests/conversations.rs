@@ -123,6 +123,14 @@ fn bad_numbers_are_refused_before_anything_is_stored() {
         (long.as_str(), "202", "caller ID"),
         ("201", "999", "extension"),
         ("201", "2;0", "extension"),
+        // Asterisk writes values unescaped: a line break reaches us raw.
+        ("20\n1", "202", "caller ID"),
+        ("201\n\nANSWER", "202", "caller ID"),
+        ("+201", "202", "caller ID"),
+        ("\u{ff12}\u{ff10}\u{ff11}", "202", "caller ID"),
+        ("unknown", "202", "caller ID"),
+        ("201", "20\n2", "extension"),
+        ("201", "", "extension"),
     ] {
         let mut peer = start("offer", caller, callee, &dir);
         let line = peer.next_command(Duration::from_secs(2)).unwrap();
@@ -193,4 +201,50 @@ fn a_callee_busy_again_puts_the_request_back() {
     peer.reply("200 result=1");
     peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
     finish(&mut peer);
+}
+
+#[test]
+fn a_torn_request_file_does_not_stop_new_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    std::fs::create_dir_all(&dir).unwrap();
+    // What a crash could leave: a cut-short request, a temp file.
+    std::fs::write(dir.join("201-203.req"), "201 2").unwrap();
+    std::fs::write(dir.join(".201-204.tmp"), "201 204 1").unwrap();
+    let mut peer = offer(&dir, "201", "202", "5");
+    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"QUEUED\"", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"auth-thankyou\" \"\"",
+        "200 result=0 endpos=9600",
+    );
+    finish(&mut peer);
+    assert_eq!(pending(&dir), [("201".to_string(), "202".to_string())]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("201-202.req"))
+            .unwrap()
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["201", "202"]
+    );
+}
+
+#[test]
+fn a_store_locked_elsewhere_cannot_hold_the_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let store = Store::new(&dir);
+    let _held = store.lock().unwrap(); // a stuck watcher, say
+    let mut peer = offer(&dir, "201", "202", "5");
+    let line = peer.next_command(Duration::from_secs(3)).unwrap();
+    assert!(
+        line.starts_with("VERBOSE \"featpkg busy-callback: cannot store the request: ")
+            && line.contains("busy"),
+        "{line}"
+    );
+    peer.reply("200 result=1");
+    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"ERROR\"", "200 result=1");
+    peer.expect("STREAM FILE \"beeperr\" \"\"", "200 result=0 endpos=3200");
+    finish(&mut peer);
+    assert!(pending(&dir).is_empty());
 }

@@ -94,11 +94,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 c.dir = value.into()
             }
             "pattern" if pattern_ok(value) => c.pattern = value.into(),
+            // Not `#`: GET DATA ends the input at `#` and never returns it.
             "digit"
-                if value.len() == 1
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') =>
+                if value.len() == 1 && value.bytes().all(|b| b.is_ascii_digit() || b == b'*') =>
             {
                 c.digit = value.into()
             }
@@ -270,5 +268,13 @@ mod tests {
             assert!(parse_args(&["cancel".into(), bad.into()]).is_err(), "{bad}");
         }
         assert!(parse_args(&["call".into()]).is_err());
+    }
+
+    #[test]
+    fn the_hash_key_cannot_be_the_callback_digit() {
+        // GET DATA ends input at `#` and never returns it: the offer could
+        // never be taken.
+        assert!(parse_args(&["offer".into(), "digit=#".into()]).is_err());
+        assert!(parse_args(&["offer".into(), "digit=*".into()]).is_ok());
     }
 }
