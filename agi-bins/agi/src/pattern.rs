@@ -54,11 +54,14 @@ fn parse_pattern(p: &str) -> Option<Vec<Vec<u8>>> {
 }
 
 /// True when `number` is all digits and matches `pattern` position by position.
+/// An empty pattern matches nothing (an empty number is never an extension).
 pub fn matches_pattern(number: &str, pattern: &str) -> bool {
     let Some(sets) = parse_pattern(pattern) else {
         return false;
     };
-    number.len() == sets.len() && number.bytes().zip(&sets).all(|(b, set)| set.contains(&b))
+    !sets.is_empty()
+        && number.len() == sets.len()
+        && number.bytes().zip(&sets).all(|(b, set)| set.contains(&b))
 }
 
 #[cfg(test)]
@@ -77,6 +80,9 @@ mod tests {
         for hostile in ["../../etc/passwd", "1;rm", "unknown", "2 1", "２01"] {
             assert!(!matches_pattern(hostile, "_XXX"), "{hostile}");
         }
+        // An empty pattern body matches nothing, not the empty number.
+        assert!(!matches_pattern("", "_"));
+        assert!(!matches_pattern("", ""));
         assert!(!pattern_ok("_X."));
         assert!(!pattern_ok("_[a]X"));
         assert!(!pattern_ok("_[1-"));
