@@ -10,7 +10,7 @@
 //!   message if flagged; sets `OPERATOR_ALERT_PLAYED` to 1 or 0.
 //!
 //! Keys: `family` (op_alert), `pattern` (operator extension pattern, digits only,
-//! default `_XXX`), `dir` (absolute recordings directory), `format` (wav),
+//! default `_XXX`), `dir` (absolute recordings directory), `format` (wav; wav16 or gsm),
 //! `deadline` (seconds to wait for any reply, 5), `maxrec` (seconds, 60),
 //! `menu_sound`, `record_sound`, `saved_sound`, `deleted_sound`.
 //!
@@ -48,6 +48,9 @@ enum Mode {
     Menu,
     Play,
 }
+
+/// Recording formats whose file extension is the format's name.
+const RECORD_FORMATS: [&str; 3] = ["wav", "wav16", "gsm"];
 
 fn word_ok(v: &str, extra: &str) -> bool {
     !v.is_empty()
@@ -101,14 +104,10 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             {
                 c.dir = value.into()
             }
-            "format"
-                if word_ok(value, "")
-                    && value
-                        .chars()
-                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()) =>
-            {
-                c.format = value.into()
-            }
+            // Only formats whose file Asterisk names `<base>.<format>` (it uses the
+            // format's first extension: ulaw writes `.pcm`, wav49 `.WAV`), so
+            // the file checked, played and deleted here is the one recorded.
+            "format" if RECORD_FORMATS.contains(&value) => c.format = value.into(),
             "deadline" => c.deadline = seconds(30)?,
             "maxrec" => c.maxrec = seconds(600)?,
             "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound"
@@ -316,5 +315,17 @@ mod tests {
             assert!(parse_args(&args).is_err(), "{bad}");
         }
         assert!(parse_args(&["record".to_string()]).is_err());
+    }
+
+    #[test]
+    fn only_formats_whose_file_is_named_after_them() {
+        // Asterisk names the file with the format's first extension: ulaw
+        // writes `.pcm`, wav49 `.WAV`; the program would never find those.
+        for bad in ["format=ulaw", "format=wav49", "format=alaw"] {
+            assert!(parse_args(&["menu".into(), bad.into()]).is_err(), "{bad}");
+        }
+        for good in ["format=wav", "format=wav16", "format=gsm"] {
+            assert!(parse_args(&["menu".into(), good.into()]).is_ok(), "{good}");
+        }
     }
 }
