@@ -248,3 +248,23 @@ fn a_store_locked_elsewhere_cannot_hold_the_call() {
     finish(&mut peer);
     assert!(pending(&dir).is_empty());
 }
+
+#[test]
+fn a_caller_who_presses_and_hangs_up_at_once_is_still_called_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let mut peer = start("offer", "201", "202", &dir);
+    peer.expect("ANSWER", "200 result=0");
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("GET DATA")
+    );
+    let hung = peer.hangup();
+    peer.reply("200 result=5");
+    peer.answer_dead_until_exit(Duration::from_secs(1));
+    let (status, at) = peer.wait(Duration::from_secs(1)).expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(at.duration_since(hung) < Duration::from_millis(150));
+    assert_eq!(pending(&dir), [("201".to_string(), "202".to_string())]);
+}
