@@ -170,16 +170,20 @@ impl Alert<'_> {
 
     fn record(&mut self, operator: &str) -> Result<(), AgiError> {
         let (base, file) = self.recording(operator);
-        if let Err(e) = std::fs::create_dir_all(&self.c.dir) {
-            return self.agi.verbose(
-                &format!(
-                    "featpkg operator-alert: cannot create {}: {e}",
-                    self.c.dir.display()
-                ),
-                1,
-            );
+        // Only a directory made here gets our mode: an existing one keeps the
+        // admin's (a group that may also write the messages, say).
+        if !self.c.dir.is_dir() {
+            if let Err(e) = std::fs::create_dir_all(&self.c.dir) {
+                return self.agi.verbose(
+                    &format!(
+                        "featpkg operator-alert: cannot create {}: {e}",
+                        self.c.dir.display()
+                    ),
+                    1,
+                );
+            }
+            set_mode(&self.c.dir, 0o750);
         }
-        set_mode(&self.c.dir, 0o750);
         let sound = self.c.record_sound.clone();
         self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
         let format = self.c.format.clone();

@@ -436,3 +436,34 @@ fn the_fake_peer_writes_the_block_as_asterisk_does() {
     );
     assert_eq!(call.argv(), ["menu", "a b", "x"]);
 }
+
+#[test]
+fn recording_leaves_the_mode_of_an_existing_directory_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    // The admin lets a web UI's group write the messages too.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let mut peer = start("menu", "201", "*600", &dir, &[]);
+    peer.expect("ANSWER", "200 result=0");
+    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"vm-rec-temp\" \"\"",
+        "200 result=0 endpos=28800",
+    );
+    assert!(
+        peer.next_command(Duration::from_secs(2))
+            .unwrap()
+            .starts_with("RECORD FILE")
+    );
+    std::fs::write(dir.join("201.wav"), b"RIFF").unwrap();
+    peer.reply("200 result=0 (timeout) endpos=96000");
+    peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"auth-thankyou\" \"\"",
+        "200 result=0 endpos=9600",
+    );
+    exits_ok(&mut peer);
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o770);
+}
