@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Longest command line Asterisk accepts (AGI_BUF_LEN).
+/// Asterisk's command buffer (AGI_BUF_LEN). It reads at most one byte less
+/// (room for the NUL), newline included: a longer line is cut and its rest
+/// read as a second command, so every later reply would answer the wrong one.
 pub const MAX_COMMAND_LEN: usize = 8192;
 
 /// Everything that can go wrong talking to Asterisk.
@@ -510,7 +512,8 @@ impl<R: BufRead, W: Write> Agi<R, W> {
     /// Sends one command line (already quoted) and reads its reply, waiting at most
     /// `extra` longer than the usual reply deadline.
     pub fn command_line(&mut self, line: &str, extra: Duration) -> Result<Reply, AgiError> {
-        if line.len() >= MAX_COMMAND_LEN || line.contains(['\n', '\r', '\0']) {
+        // The line, its `\n` and Asterisk's NUL must fit in AGI_BUF_LEN.
+        if line.len() + 2 > MAX_COMMAND_LEN || line.contains(['\n', '\r', '\0']) {
             return Err(AgiError::BadArgument(
                 "command line too long or contains a line break".into(),
             ));
@@ -887,6 +890,21 @@ mod tests {
             Err(AgiError::BadArgument(_))
         ));
         assert_eq!(sent(&agi), "", "nothing may be sent");
+    }
+
+    #[test]
+    fn a_command_asterisk_would_cut_in_two_is_refused() {
+        // 8190 characters + `\n` + NUL fill AGI_BUF_LEN exactly.
+        let mut agi = session("200 result=1\n");
+        let fits = "x".repeat(MAX_COMMAND_LEN - 2 - "VERBOSE \"\" 1".len());
+        agi.verbose(&fits, 1).unwrap();
+        let sent_len = sent(&agi).len();
+        assert_eq!(sent_len, MAX_COMMAND_LEN - 1);
+        assert!(matches!(
+            agi.verbose(&format!("{fits}x"), 1),
+            Err(AgiError::BadArgument(_))
+        ));
+        assert_eq!(sent(&agi).len(), sent_len, "nothing more was sent");
     }
 
     #[test]
