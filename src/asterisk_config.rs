@@ -55,6 +55,9 @@ pub struct Include {
     /// `#tryinclude`: a missing file is skipped.
     pub optional: bool,
     pub line: usize,
+    /// The section the `#include` line is in: Asterisk splices the included text
+    /// in place, so its lines before a header of its own belong to this section.
+    pub section: Option<String>,
 }
 
 /// A config the checks cannot read; names the file and line.
@@ -140,12 +143,14 @@ pub fn parse_in_section(
     path: &str,
     section: Option<&str>,
 ) -> Result<ConfigFile, ConfigError> {
-    let text_str = String::from_utf8_lossy(text);
-    let text_str = text_str
-        .strip_prefix('\u{feff}')
-        .unwrap_or(&text_str)
-        .to_string();
-    let bom = text.len() - text_str.len().min(text.len());
+    // Offsets (section spans, where blocks are inserted) count the file's own
+    // bytes: each line is decoded on its own, so a Latin-1 or cp1251 comment
+    // (not UTF-8) cannot shift the positions of the lines after it.
+    let bom = if text.starts_with(b"\xef\xbb\xbf") {
+        3
+    } else {
+        0
+    };
     let syntax = |line: usize, message: String| ConfigError::Syntax {
         file: path.to_string(),
         line,
@@ -170,11 +175,12 @@ pub fn parse_in_section(
     }
     let mut depth = 0usize;
     let mut offset = bom;
-    for (index, raw) in text_str.split_inclusive('\n').enumerate() {
+    for (index, raw) in text[bom..].split_inclusive(|&b| b == b'\n').enumerate() {
         let number = index + 1;
         let line_start = offset;
         offset += raw.len();
-        let content = raw.trim_end_matches(['\n', '\r']);
+        let content = String::from_utf8_lossy(raw);
+        let content = content.trim_end_matches(['\n', '\r']);
         let line = strip_comments(content, &mut depth);
         let line = line.trim();
         if line.is_empty() {
@@ -183,11 +189,14 @@ pub fn parse_in_section(
         if let Some(directive) = line.strip_prefix('#') {
             let (word, arg) = directive.split_once([' ', '\t']).unwrap_or((directive, ""));
             let arg = arg.trim().trim_matches(['"', '<', '>']).to_string();
-            match word {
+            // Asterisk compares directive names without regard to case.
+            let word = word.to_ascii_lowercase();
+            match word.as_str() {
                 "include" | "tryinclude" => file.includes.push(Include {
                     target: arg,
                     optional: word == "tryinclude",
                     line: number,
+                    section: file.sections.last().map(|s| s.name.clone()),
                 }),
                 _ => {} // #exec and unknown directives: Asterisk warns or runs them; nothing to check
             }
@@ -267,30 +276,110 @@ pub fn parse_in_section(
     Ok(file)
 }
 
-/// Loads `rel_path` and, depth first in order, what it `#include`s. `read` gets an
-/// include target as written (relative to the etc dir, or absolute) and returns
-/// Ok(None) for a missing file.
+/// Reads config files for [`load_with_includes`]. Paths are as written in an
+/// `#include` (relative to the config directory, or absolute).
+pub trait ConfigSource {
+    /// The file's bytes, or Ok(None) when it does not exist.
+    fn read(&mut self, path: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// The names of the entries of directory `dir` (`""` = the config directory);
+    /// empty when it does not exist.
+    fn list(&mut self, dir: &str) -> std::io::Result<Vec<String>>;
+}
+
+/// Loads `rel_path` and, depth first in order, what it `#include`s (globs
+/// expanded in sorted order, as Asterisk's glob(3) does).
 pub fn load_with_includes(
     rel_path: &str,
-    read: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+    source: &mut dyn ConfigSource,
 ) -> Result<Vec<ConfigFile>, ConfigError> {
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    load_into(rel_path, None, read, &mut stack, &mut out)?;
+    load_into(rel_path, None, source, &mut stack, &mut out)?;
     Ok(out)
+}
+
+/// Where an include comes from: file, line, `#tryinclude`, current section.
+#[derive(Clone, Copy)]
+struct IncludedFrom<'a> {
+    file: &'a str,
+    line: usize,
+    optional: bool,
+    section: Option<&'a str>,
+}
+
+fn has_wildcards(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// Shell-style match of one file name: `*`, `?`, `[abc]`, `[a-z]`, `[!a]`.
+fn wildcard_match(pattern: &[char], name: &[char]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => (0..=name.len()).any(|i| wildcard_match(rest, &name[i..])),
+        Some(('?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
+        Some(('[', rest)) => {
+            let Some(close) = rest.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
+                return name.first() == Some(&'[') && wildcard_match(rest, &name[1..]);
+            };
+            let Some(&c) = name.first() else { return false };
+            let (negate, set) = match rest[0] {
+                '!' | '^' => (true, &rest[1..close]),
+                _ => (false, &rest[..close]),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == '-' {
+                    hit |= set[i] <= c && c <= set[i + 2];
+                    i += 3;
+                } else {
+                    hit |= set[i] == c;
+                    i += 1;
+                }
+            }
+            hit != negate && wildcard_match(&rest[close + 1..], &name[1..])
+        }
+        Some((p, rest)) => name.first() == Some(p) && wildcard_match(rest, &name[1..]),
+    }
+}
+
+/// The files an `#include` pattern names, sorted; wildcards only in the last part.
+fn expand_glob(pattern: &str, source: &mut dyn ConfigSource) -> Result<Vec<String>, String> {
+    let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+    if has_wildcards(dir) {
+        return Err("wildcards in directory names are not followed by featpkg's checks".into());
+    }
+    let name: Vec<char> = name.chars().collect();
+    let mut found: Vec<String> = source
+        .list(dir)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        // Like glob(3): a leading dot must be matched explicitly.
+        .filter(|n| !n.starts_with('.') || name.first() == Some(&'.'))
+        .filter(|n| wildcard_match(&name, &n.chars().collect::<Vec<_>>()))
+        .map(|n| {
+            if dir.is_empty() {
+                n
+            } else {
+                format!("{dir}/{n}")
+            }
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 fn load_into(
     path: &str,
-    from: Option<(&str, usize, bool)>,
-    read: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+    from: Option<IncludedFrom>,
+    source: &mut dyn ConfigSource,
     stack: &mut Vec<String>,
     out: &mut Vec<ConfigFile>,
 ) -> Result<(), ConfigError> {
-    let bad = |message: &str| match from {
-        Some((file, line, _)) => ConfigError::BadInclude {
-            file: file.to_string(),
-            line,
+    let bad = |message: &str| match &from {
+        Some(from) => ConfigError::BadInclude {
+            file: from.file.to_string(),
+            line: from.line,
             target: path.to_string(),
             message: message.to_string(),
         },
@@ -299,46 +388,50 @@ fn load_into(
             message: message.to_string(),
         },
     };
+    let missing = || match &from {
+        Some(from) if from.optional => Ok(()),
+        Some(from) => Err(ConfigError::MissingInclude {
+            file: from.file.to_string(),
+            line: from.line,
+            target: path.to_string(),
+        }),
+        None => Err(bad("file does not exist")),
+    };
     if path.split('/').any(|p| p == "..") {
         return Err(bad(
             "'..' leaves the config directory; featpkg does not follow it",
         ));
     }
-    if path.contains(['*', '?', '[']) {
-        return Err(bad(
-            "glob includes are not supported by featpkg's config checks yet",
-        ));
+    if has_wildcards(path) {
+        let files = expand_glob(path, source).map_err(|m| bad(&m))?;
+        if files.is_empty() {
+            return missing(); // glob(3) found nothing: Asterisk treats it as a missing file
+        }
+        for file in files {
+            load_into(&file, from, source, stack, out)?;
+        }
+        return Ok(());
     }
     if stack.iter().any(|p| p == path) || stack.len() > 32 {
         return Err(bad("include loop"));
     }
-    let bytes = match read(path) {
+    let bytes = match source.read(path) {
         Ok(Some(b)) => b,
-        Ok(None) => {
-            return match from {
-                Some((_, _, true)) => Ok(()),
-                Some((file, line, false)) => Err(ConfigError::MissingInclude {
-                    file: file.to_string(),
-                    line,
-                    target: path.to_string(),
-                }),
-                None => Err(bad("file does not exist")),
-            };
-        }
+        Ok(None) => return missing(),
         Err(e) => return Err(bad(&e.to_string())),
     };
-    let parsed = parse(&bytes, path)?;
+    let parsed = parse_in_section(&bytes, path, from.as_ref().and_then(|f| f.section))?;
     let includes = parsed.includes.clone();
     out.push(parsed);
     stack.push(path.to_string());
-    for inc in includes {
-        load_into(
-            &inc.target,
-            Some((path, inc.line, inc.optional)),
-            read,
-            stack,
-            out,
-        )?;
+    for inc in &includes {
+        let from = IncludedFrom {
+            file: path,
+            line: inc.line,
+            optional: inc.optional,
+            section: inc.section.as_deref(),
+        };
+        load_into(&inc.target, Some(from), source, stack, out)?;
     }
     stack.pop();
     Ok(())
@@ -756,6 +849,17 @@ mod tests {
     }
 
     #[test]
+    fn offsets_count_the_files_own_bytes() {
+        // Not UTF-8 (cp1251), and a BOM: the span still ends right after the entry.
+        let text =
+            b"\xef\xbb\xbf; \xcf\xf0\xe8\xe2\xe5\xf2\n[modules]\nload => a.so ; \xe9\n; tail\n";
+        let f = parse(text, "modules.conf").unwrap();
+        let end = section_end(&f, "modules").unwrap();
+        assert!(text[..end].ends_with(b"load => a.so ; \xe9\n"));
+        assert_eq!(f.sections[0].line, 2);
+    }
+
+    #[test]
     fn section_end_is_after_the_last_entry() {
         let text =
             "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n\n";
@@ -765,6 +869,91 @@ mod tests {
             "[modules]\nautoload=yes\n\n; about other\n[other]\nx=1\n[modules]\nload => a.so\n"
         );
         assert_eq!(section_end(&f, "nope"), None);
+    }
+
+    /// An in-memory config directory.
+    struct Files(BTreeMap<&'static str, &'static str>);
+
+    impl ConfigSource for Files {
+        fn read(&mut self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+            Ok(self.0.get(path).map(|t| t.as_bytes().to_vec()))
+        }
+        fn list(&mut self, dir: &str) -> std::io::Result<Vec<String>> {
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            Ok(self
+                .0
+                .keys()
+                .filter_map(|k| k.strip_prefix(prefix.as_str()))
+                .filter(|rest| !rest.contains('/'))
+                .map(str::to_string)
+                .collect())
+        }
+    }
+
+    #[test]
+    fn globs_sections_and_case_of_includes() {
+        let mut files = Files(BTreeMap::from([
+            (
+                "extensions.conf",
+                "[a]\n#INCLUDE <conf.d/*.conf>\n[hooks]\n#include \"hook?.conf\"\n#tryinclude none/*.conf\n",
+            ),
+            ("conf.d/20-b.conf", "[b]\nexten => 2,1,NoOp()\n"),
+            ("conf.d/10-a.conf", "exten => 1,1,NoOp()\n"),
+            ("conf.d/.hidden.conf", "[hidden]\n"),
+            ("conf.d/notes.txt", "[txt]\n"),
+            ("hook1.conf", "exten => _X!,1,NoOp()\n"),
+            ("bad.conf", "[x]\n#include nothing*.conf\n"),
+            ("deep.conf", "[x]\n#include */x.conf\n"),
+        ]));
+        let loaded = load_with_includes("extensions.conf", &mut files).unwrap();
+        assert_eq!(
+            loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            [
+                "extensions.conf",
+                "conf.d/10-a.conf",
+                "conf.d/20-b.conf",
+                "hook1.conf"
+            ]
+        );
+        let got: Vec<_> = dialplan_entries(&loaded)
+            .into_iter()
+            .map(|e| (e.context, e.exten, e.file, e.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), "1".into(), "conf.d/10-a.conf".into(), 1),
+                ("b".into(), "2".into(), "conf.d/20-b.conf".into(), 2),
+                ("hooks".into(), "_X!".into(), "hook1.conf".into(), 1),
+            ] as [(String, String, String, usize); 3]
+        );
+        assert_eq!(
+            load_with_includes("bad.conf", &mut files)
+                .unwrap_err()
+                .to_string(),
+            "bad.conf:2: #include \"nothing*.conf\" does not exist (Asterisk would refuse the whole file)"
+        );
+        assert!(
+            load_with_includes("deep.conf", &mut files)
+                .unwrap_err()
+                .to_string()
+                .contains("wildcards in directory names")
+        );
+        for (pattern, name, hit) in [
+            ("*.conf", "a.conf", true),
+            ("*.conf", "a.conf.bak", false),
+            ("x[0-9].conf", "x7.conf", true),
+            ("x[!0-9].conf", "x7.conf", false),
+            ("?.conf", "ab.conf", false),
+        ] {
+            let p: Vec<char> = pattern.chars().collect();
+            let n: Vec<char> = name.chars().collect();
+            assert_eq!(wildcard_match(&p, &n), hit, "{pattern} {name}");
+        }
     }
 
     #[test]
@@ -779,7 +968,7 @@ mod tests {
             ("missing.conf", "#include nothere.conf\n"),
             ("escape.conf", "#include ../../etc/passwd\n"),
         ]);
-        let mut read = |p: &str| Ok(files.get(p).map(|t| t.as_bytes().to_vec()));
+        let mut read = Files(files);
         let loaded = load_with_includes("extensions.conf", &mut read).unwrap();
         assert_eq!(
             loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),

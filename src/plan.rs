@@ -58,6 +58,14 @@ pub enum PlanError {
         edit: String,
         conflicts: Vec<String>,
     },
+    #[error(
+        "{path}: featpkg block {edit} is in the file but featpkg has no record of it (state database lost or restored from an older copy?) and it differs from what featpkg would write; re-run with --force to overwrite it"
+    )]
+    UnknownBlock { path: String, edit: String },
+    #[error(
+        "{path} is a symbolic link (to {target}); featpkg changes only regular files, so that its rename never replaces your link and never writes outside the PBX tree: put the real file in its place, then run again"
+    )]
+    Symlink { path: String, target: String },
     #[error("{path}: {message}")]
     Config { path: String, message: String },
     #[error("cannot read {path}: {source}")]
@@ -118,9 +126,18 @@ fn style(comment: char) -> CommentStyle {
     }
 }
 
-/// Reads a file's current state, or None when it does not exist.
+/// Reads a file's current state, or None when it does not exist. A symbolic
+/// link is refused: the transaction renames a new file over the path, which
+/// would replace the link (with the link's own mode, 0777) instead of editing
+/// what it points to, and following it could lead out of the PBX tree.
 pub fn read_file_state(path: &Path) -> Result<Option<FileState>, PlanError> {
     match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(PlanError::Symlink {
+            path: path.display().to_string(),
+            target: std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|e| format!("unreadable: {e}")),
+        }),
         Ok(meta) => {
             let content = std::fs::read(path).map_err(|source| PlanError::Io {
                 path: path.display().to_string(),
@@ -456,7 +473,24 @@ fn plan_blocks(
             .map_err(marker_err)?
             .is_some();
         let added_nl = if exists {
-            text = marker::replace_block_body(&text, style, &id, body).map_err(marker_err)?;
+            let replaced =
+                marker::replace_block_body(&text, style, &id, body).map_err(marker_err)?;
+            // A block State does not know (state lost or restored from an older
+            // copy): only what we would write ourselves is taken over silently.
+            let known = olds.iter().any(|o| o.edit_id == new.edit_id);
+            if !known && replaced != text {
+                if !force {
+                    return Err(PlanError::UnknownBlock {
+                        path: path.into(),
+                        edit: new.edit_id.clone(),
+                    });
+                }
+                forced.push(format!(
+                    "{path}: block {} that featpkg had no record of overwritten (--force)",
+                    new.edit_id
+                ));
+            }
+            text = replaced;
             added_newline.get(&new.edit_id).copied().unwrap_or(false)
         } else {
             let at = match section {
@@ -532,31 +566,76 @@ fn existing_config(
 
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let me = file_name(path).to_string();
-    let mut read = |rel: &str| -> std::io::Result<Option<Vec<u8>>> {
-        if rel == me {
-            return Ok(Some(stripped.clone()));
-        }
-        // Includes are relative to the config directory; an absolute one must stay inside it.
+    let mut source = PbxConfigDir {
+        target,
+        dir,
+        me: &me,
+        stripped,
+    };
+    asterisk_config::load_with_includes(&me, &mut source).map_err(|e| PlanError::Config {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+/// The PBX's config directory as the include checks read it: the file being
+/// planned comes from memory (without this bundle's blocks), the rest from disk.
+struct PbxConfigDir<'a> {
+    target: &'a dyn Target,
+    /// The config directory (runtime path).
+    dir: &'a str,
+    /// The planned file's name, and its text without this bundle's blocks.
+    me: &'a str,
+    stripped: Vec<u8>,
+}
+
+impl PbxConfigDir<'_> {
+    /// Includes are relative to the config directory; an absolute one must stay inside it.
+    fn host_path(&self, rel: &str) -> std::io::Result<PathBuf> {
         let runtime = if rel.starts_with('/') {
-            if !rel.starts_with(&format!("{dir}/")) {
+            if rel != self.dir && !rel.starts_with(&format!("{}/", self.dir)) {
                 return Err(std::io::Error::other(format!(
-                    "outside {dir}; featpkg's checks only follow includes inside the config directory"
+                    "outside {}; featpkg's checks only follow includes inside the config directory",
+                    self.dir
                 )));
             }
             rel.to_string()
+        } else if rel.is_empty() {
+            self.dir.to_string()
         } else {
-            format!("{dir}/{rel}")
+            format!("{}/{rel}", self.dir)
         };
-        match std::fs::read(target.host_path(&runtime)) {
+        Ok(self.target.host_path(&runtime))
+    }
+}
+
+impl asterisk_config::ConfigSource for PbxConfigDir<'_> {
+    fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        if rel == self.me {
+            return Ok(Some(self.stripped.clone()));
+        }
+        match std::fs::read(self.host_path(rel)?) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    };
-    asterisk_config::load_with_includes(&me, &mut read).map_err(|e| PlanError::Config {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    }
+
+    fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(self.host_path(rel)?) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if !entry.path().is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
 }
 
 /// Directories: create missing parents of new files; remove owned ones left empty.

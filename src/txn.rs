@@ -69,6 +69,10 @@ pub enum TxnError {
         "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original as a backup)"
     )]
     Drift(PathBuf, PathBuf),
+    #[error(
+        "{0} is a symbolic link; featpkg changes only regular files (a rename would replace the link)"
+    )]
+    Symlink(PathBuf),
     #[error("directory {0} is not empty, cannot remove it")]
     DirNotEmpty(PathBuf),
     #[error("journal {path} is unreadable: {message}")]
@@ -261,6 +265,10 @@ impl Transaction {
                     before,
                     after,
                 } => {
+                    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                        let _ = fs::remove_dir_all(&staging);
+                        return Err(TxnError::Symlink(path.clone()));
+                    }
                     let expected = before.as_ref().map(|b| sha256_hex(&b.content));
                     if current_hash(path)? != expected {
                         let _ = fs::remove_dir_all(&staging);
@@ -356,9 +364,25 @@ impl Transaction {
 
     /// The caller recorded the transaction as committed: remove the journal.
     pub fn finish(self) -> Result<(), TxnError> {
-        fs::remove_dir_all(&self.dir).map_err(io(&self.dir))?;
-        fsync_dir(&self.journal_dir)
+        discard_journal(&self.dir, &self.journal_dir)
     }
+}
+
+/// Removes a journal directory that is no longer needed. It is first renamed to a
+/// dot name in one atomic step, so a crash in the middle of deleting its files
+/// leaves a directory every later run deletes, never a journal without its
+/// `journal.json` that no run could read.
+fn discard_journal(dir: &Path, journal_dir: &Path) -> Result<(), TxnError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = journal_dir.join(format!(".{name}.done"));
+    let _ = fs::remove_dir_all(&doomed);
+    fs::rename(dir, &doomed).map_err(io(dir))?;
+    fsync_dir(journal_dir)?;
+    fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
+    fsync_dir(journal_dir)
 }
 
 /// Undoes a journal's steps in reverse by hashes, then deletes the journal.
@@ -436,8 +460,7 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
 
 fn undo(dir: &Path, journal_dir: &Path, journal: &Journal) -> Result<(), TxnError> {
     undo_steps(dir, journal)?;
-    fs::remove_dir_all(dir).map_err(io(dir))?;
-    fsync_dir(journal_dir)
+    discard_journal(dir, journal_dir)
 }
 
 /// What [`recover`] did.
@@ -496,7 +519,17 @@ pub fn recover(
             continue;
         }
         let jpath = dir.join("journal.json");
-        let bytes = fs::read(&jpath).map_err(io(&jpath))?;
+        let bytes = match fs::read(&jpath) {
+            Ok(bytes) => bytes,
+            // A journal directory is renamed into place only once journal.json is
+            // in it, so without one it is the rest of an interrupted removal
+            // (by an older featpkg): its transaction was already finished or undone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                discard_journal(&dir, journal_dir)?;
+                continue;
+            }
+            Err(e) => return Err(io(&jpath)(e)),
+        };
         let journal: Journal =
             serde_json::from_slice(&bytes).map_err(|e| TxnError::BadJournal {
                 path: jpath.clone(),
@@ -508,8 +541,7 @@ pub fn recover(
                     let _ = fs::remove_file(temp);
                 }
             }
-            fs::remove_dir_all(&dir).map_err(io(&dir))?;
-            fsync_dir(journal_dir)?;
+            discard_journal(&dir, journal_dir)?;
             report = Some(RecoveryReport {
                 txn_id: journal.txn_id,
                 rolled_forward: true,
@@ -517,8 +549,7 @@ pub fn recover(
             });
         } else {
             let restored = undo_steps(&dir, &journal)?;
-            fs::remove_dir_all(&dir).map_err(io(&dir))?;
-            fsync_dir(journal_dir)?;
+            discard_journal(&dir, journal_dir)?;
             report = Some(RecoveryReport {
                 txn_id: journal.txn_id,
                 rolled_forward: false,
@@ -806,6 +837,34 @@ mod tests {
             "{err}"
         );
         assert_eq!(t.snapshot(), before);
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn begin_refuses_a_symlink_and_a_crashed_removal_is_cleaned_up() {
+        let t = Tree::new();
+        fs::rename(t.p("etc/a.conf"), t.p("a.conf.real")).unwrap();
+        std::os::unix::fs::symlink("../a.conf.real", t.p("etc/a.conf")).unwrap();
+        let err = Transaction::begin(&t.journal(), "t1", t.steps())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, TxnError::Symlink(ref p) if p == &t.p("etc/a.conf")),
+            "{err}"
+        );
+        assert!(
+            fs::symlink_metadata(t.p("etc/a.conf"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+
+        // What a kill -9 in the middle of deleting a journal could leave.
+        fs::create_dir_all(t.journal().join("t0")).unwrap();
+        fs::write(t.journal().join("t0/backup-001"), b"x").unwrap();
+        fs::create_dir_all(t.journal().join(".t9.done")).unwrap();
+        assert_eq!(recover(&t.journal(), &|_| false).unwrap(), None);
         assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
     }
 

@@ -401,3 +401,116 @@ fn directories_come_from_asterisk_conf() {
         "{ext}"
     );
 }
+
+#[test]
+fn non_utf8_bytes_before_our_section_round_trip() {
+    // A cp1251/Latin-1 comment (not UTF-8) above [modules], and text after its
+    // last entry: the block goes right after `noload => res_hep.so`, at a byte
+    // offset counted in the file's own bytes.
+    let pbx = Pbx::new();
+    let original = pbx
+        .read_etc("modules.conf")
+        .into_bytes()
+        .splitn(2, |&b| b == b'\n')
+        .enumerate()
+        .fold(Vec::new(), |mut out, (i, part)| {
+            out.extend_from_slice(part);
+            out.push(b'\n');
+            if i == 0 {
+                out.extend_from_slice(b"; \xcf\xf0\xe8\xe2\xe5\xf2 caf\xe9 (cp1251)\n");
+            }
+            out
+        });
+    let mut original = original[..original.len() - 1].to_vec();
+    original.extend_from_slice(b"\n; the end \xe9\n");
+    pbx.write_etc("modules.conf", &original);
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "call-waiting"]);
+    let during = std::fs::read(pbx.etc("modules.conf")).unwrap();
+    let block = b"noload => res_hep.so\n; BEGIN featpkg:featpkg-recipes:call-waiting/modules\nload => func_extstate.so\n; END featpkg:featpkg-recipes:call-waiting/modules\n\n; the end \xe9\n";
+    assert!(
+        during.ends_with(block),
+        "{}",
+        String::from_utf8_lossy(&during)
+    );
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn a_block_featpkg_has_no_record_of_is_not_overwritten() {
+    // The state database was lost (or restored from an old backup) while our
+    // blocks stayed in the files: featpkg must not treat them as its own.
+    let pbx = Pbx::new();
+    install(&pbx, &["--features", "call-waiting"]);
+    let state_dir = pbx.root().join("var/lib/asterisk/featpkg");
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    // Untouched blocks, identical to what featpkg would write: taken back over.
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "call-waiting"]);
+    assert_same_tree(&before, &pbx.snapshot());
+    assert!(pbx.ok(&["verify"]).contains("no drift"));
+
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    let modules = pbx.read_etc("modules.conf").replace(
+        "load => func_extstate.so\n",
+        "load => func_extstate.so\nload => res_admin_added.so\n",
+    );
+    pbx.write_etc("modules.conf", modules.as_bytes());
+    let before = pbx.snapshot();
+    let bundle = bundle();
+    let args = [
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "call-waiting",
+    ];
+    let out = pbx.run(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "/etc/asterisk/modules.conf: featpkg block call-waiting/modules is in the file but featpkg has no record of it"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("--force"), "{}", text(&out));
+    assert_same_tree(&before, &pbx.snapshot());
+
+    let out = pbx.ok(&[&args[..], &["--force"]].concat());
+    assert!(out.contains("overwritten (--force)"), "{out}");
+    assert!(!pbx.read_etc("modules.conf").contains("res_admin_added"));
+}
+
+#[test]
+fn glob_and_in_section_includes_are_followed_not_refused() {
+    let pbx = Pbx::new();
+    std::fs::create_dir(pbx.etc("pjsip.d")).unwrap();
+    pbx.write_etc(
+        "pjsip.d/301.conf",
+        b"[301]\ntype = aor\n\n[301]\ntype = endpoint\n#include pjsip_301_options.conf\n",
+    );
+    pbx.write_etc(
+        "pjsip_301_options.conf",
+        b"context = internal\naors = 301\n",
+    );
+    let mut pjsip = pbx.read_etc("pjsip.conf");
+    pjsip.push_str("\n#include <pjsip.d/*.conf>\n#tryinclude pjsip.nothing/*.conf\n");
+    pbx.write_etc("pjsip.conf", pjsip.as_bytes());
+    let before = pbx.snapshot();
+    install(
+        &pbx,
+        &[
+            "--features",
+            "call-waiting",
+            "--set",
+            "call-waiting.endpoints=201,301",
+        ],
+    );
+    assert!(
+        pbx.read_etc("pjsip.conf")
+            .contains("[301](+type=endpoint)\ndevice_state_busy_at = 3\n")
+    );
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}

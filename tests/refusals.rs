@@ -274,3 +274,61 @@ fn include_outside_the_config_directory_is_not_followed() {
     pbx.write_etc("extensions.conf", ext.as_bytes());
     refused_install(&pbx, &[], "#include \"/root/elsewhere.conf\"");
 }
+
+#[test]
+fn a_symlinked_config_file_is_refused_and_stays_a_link() {
+    // Writing through rename would replace the admin's link with a copy (and the
+    // link's own mode 0777); following it could write outside the PBX tree.
+    let pbx = Pbx::new();
+    let real = pbx.root().join("etc/modules.conf.real");
+    std::fs::rename(pbx.etc("modules.conf"), &real).unwrap();
+    std::os::unix::fs::symlink("../modules.conf.real", pbx.etc("modules.conf")).unwrap();
+    refused_install(
+        &pbx,
+        &["--features", "call-waiting"],
+        "/etc/asterisk/modules.conf is a symbolic link (to ../modules.conf.real)",
+    );
+    let meta = std::fs::symlink_metadata(pbx.etc("modules.conf")).unwrap();
+    assert!(meta.file_type().is_symlink());
+}
+
+#[test]
+fn collision_inside_a_glob_included_file_is_found() {
+    let pbx = Pbx::new();
+    std::fs::create_dir(pbx.etc("extensions.d")).unwrap();
+    pbx.write_etc(
+        "extensions.d/05-other.conf",
+        b"[other]\nexten => 1,1,NoOp()\n",
+    );
+    pbx.write_etc(
+        "extensions.d/10-admin.conf",
+        b"[internal-users-custom]\nexten => _X!,1,NoOp(admin hook)\n",
+    );
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str("#INCLUDE \"extensions.d/*.conf\"\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(
+        &pbx,
+        &[],
+        "extensions.d/10-admin.conf:2: [internal-users-custom] already has exten _X! priority 1",
+    );
+}
+
+#[test]
+fn collision_in_an_include_that_continues_the_current_section() {
+    // Asterisk splices an included file in place: lines before its first
+    // header belong to the section the #include is in.
+    let pbx = Pbx::new();
+    pbx.write_etc(
+        "hooks.conf",
+        b"; the admin's hook lines\nexten => _X!,1,NoOp(admin hook)\n",
+    );
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str("\n[internal-users-custom]\n#include hooks.conf\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(
+        &pbx,
+        &[],
+        "hooks.conf:2: [internal-users-custom] already has exten _X! priority 1",
+    );
+}

@@ -335,3 +335,27 @@ fn rollback_refuses_over_later_hand_edits() {
     );
     assert_same_tree(&before, &pbx.snapshot());
 }
+
+#[test]
+fn a_journal_whose_removal_was_interrupted_does_not_block_featpkg() {
+    let pbx = Pbx::new();
+    pbx.ok(&["install", &bundle_arg(), "--features", "call-waiting"]);
+    let installed = pbx.snapshot();
+    // A crash while a finished journal was being deleted: journal.json already
+    // gone, a backup still there. Nothing in it is needed any more.
+    let dir = pbx
+        .root()
+        .join("var/lib/asterisk/featpkg/journal/1700000000-000000001-4242");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("backup-001"), b"old bytes\n").unwrap();
+    let out = pbx.run(&["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("featpkg-recipes 1.0.0"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.exists(), "the leftover is cleaned up");
+    assert_same_tree(&installed, &pbx.snapshot());
+    pbx.ok(&["uninstall", BUNDLE]);
+}

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{Error, Session};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
-use crate::plan::read_file_state;
+use crate::plan::{PlanError, read_file_state};
 use crate::state::{BundleSnapshot, EditKind};
 
 /// Everything installed, from State.
@@ -31,7 +31,19 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     for bundle in session.state.bundles()? {
         for edit in &bundle.edits {
             let host = session.target.host_path(&edit.path);
-            let current = read_file_state(&host)?;
+            let current = match read_file_state(&host) {
+                Err(PlanError::Symlink { target, .. }) => {
+                    out.push(Drift {
+                        bundle: bundle.name.clone(),
+                        edit: edit.edit_id.clone(),
+                        path: edit.path.clone(),
+                        kind: "modified".into(),
+                        detail: format!("replaced by a symbolic link to {target}"),
+                    });
+                    continue;
+                }
+                other => other?,
+            };
             let mut drift = |kind: &str, detail: String| {
                 out.push(Drift {
                     bundle: bundle.name.clone(),
