@@ -107,3 +107,27 @@ fn install_wires_agi_watcher_ami_user_and_cron_line() {
     pbx.ok(&["uninstall", "busy-callback"]);
     assert_same_tree(&before, &pbx.snapshot());
 }
+
+/// GET DATA treats `#` as the end of input and never returns it, so a `#`
+/// callback digit could never be pressed: refused at install, nothing written.
+#[test]
+fn hash_as_the_callback_digit_is_refused() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    let bundle = bundle();
+    let out = pbx.run(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "busy-callback",
+        "--set",
+        "busy-callback.digit=#",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("parameter digit = \"#\" refused"),
+        "{}",
+        text(&out)
+    );
+    assert_same_tree(&before, &pbx.snapshot());
+}
