@@ -11,9 +11,17 @@
 //! hangs up while employees remain is re-dialled with doubling delays
 //! (`--backoff-ms`), at most `--attempts` times in a row.
 //!
-//! The guest is the participant whose channel starts with the provider's
-//! channel prefix (`PJSIP/provider-`), so the watcher recognises it after its
-//! own restart too.
+//! The guest is the channel the watcher's own Originate produced (named by its
+//! `OriginateResponse`), so an employee who dials in over the same provider
+//! trunk is an employee. Only when that name is unknown — after the watcher's
+//! own restart, or while a leg rings across an AMI reconnect — is the first
+//! participant whose channel starts with the provider's prefix
+//! (`PJSIP/provider-`) taken for the guest.
+//!
+//! A guest leg that hangs up within [`STABLE_GUEST`] of joining counts as a
+//! failed attempt, so a party that answers and drops at once is not re-dialled
+//! forever. A leg whose `OriginateResponse` never comes is counted as failed
+//! once the ring time and [`ORIGINATE_SLACK`] are over.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -78,14 +86,24 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
+/// A guest who stayed this long had a working leg: losing it later starts the
+/// count of failed attempts afresh.
+const STABLE_GUEST: Duration = Duration::from_secs(30);
+
+/// How long after the ring time an `OriginateResponse` may still come.
+const ORIGINATE_SLACK: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Guest {
     /// No leg (and none wanted right now, or ready to dial).
     Absent,
-    /// Originate sent; waiting for its OriginateResponse.
-    Dialing(String),
-    /// Answered (channel known), in or about to join the conference.
-    Present(String),
+    /// Originate sent (ActionID); its OriginateResponse is due by `until`.
+    Dialing { id: String, until: Instant },
+    /// Answered: the leg's channel, and since when it is in the conference.
+    Present {
+        channel: String,
+        joined: Option<Instant>,
+    },
     /// The last leg failed; next try not before this instant.
     Waiting(Instant),
 }
@@ -97,6 +115,11 @@ struct Watcher {
     employees: BTreeSet<String>,
     guest: Guest,
     failures: u32,
+    /// Guest legs we dropped whose ConfbridgeLeave or Hangup may still come:
+    /// they are not employees.
+    dropped: BTreeSet<String>,
+    /// A first session ran: a leg of ours placed before is known by name.
+    started: bool,
 }
 
 impl Watcher {
@@ -111,30 +134,69 @@ impl Watcher {
             employees: BTreeSet::new(),
             guest: Guest::Absent,
             failures: 0,
+            dropped: BTreeSet::new(),
+            started: false,
         }
     }
 
+    /// Is `channel` our guest leg? By name when we know it; by the provider's
+    /// prefix only while a leg of ours rings with its name unknown.
     fn is_guest(&self, channel: &str) -> bool {
-        channel.starts_with(&self.guest_prefix) || self.guest == Guest::Present(channel.to_string())
+        match &self.guest {
+            Guest::Present { channel: c, .. } => c == channel,
+            Guest::Dialing { .. } => channel.starts_with(&self.guest_prefix),
+            _ => false,
+        }
+    }
+
+    /// A listed participant on the provider's trunk is taken for our leg only
+    /// when its name is unknown: at our own first start (a leg placed before
+    /// a restart), or while our leg rang across a reconnect.
+    fn may_be_our_unnamed_leg(&self, channel: &str) -> bool {
+        let unnamed = match self.guest {
+            Guest::Dialing { .. } => true,
+            Guest::Absent => !self.started,
+            _ => false,
+        };
+        unnamed && channel.starts_with(&self.guest_prefix)
     }
 
     fn ours(&self, ev: &Message) -> bool {
         ev.get("Conference") == Some(self.o.conference.as_str())
     }
 
-    fn kick(&mut self, ami: &mut Ami, channel: &str, log: &mut Log) -> Result<(), AmiError> {
+    /// Drops the guest leg at once: kicked from the conference, or hung up if
+    /// it is not in it yet (answered, hearing the DTMF).
+    fn drop_guest(&mut self, ami: &mut Ami, channel: &str, log: &mut Log) -> Result<(), AmiError> {
         log.line(&format!(
-            "last employee left conference {}; dropping the guest {channel}",
+            "no employee in conference {}; dropping the guest {channel}",
             self.o.conference
         ));
+        let joined = matches!(
+            self.guest,
+            Guest::Present {
+                joined: Some(_),
+                ..
+            }
+        );
         let kick = action(
             "ConfbridgeKick",
             &[("Conference", &self.o.conference), ("Channel", channel)],
         )?;
-        match ami.send(kick) {
-            Ok(_) | Err(AmiError::Refused(_)) => {} // already gone
-            Err(e) => return Err(e),
+        let kicked = joined
+            && match ami.send(kick) {
+                Ok(_) => true,
+                // "No Channel by that name found in Conference."
+                Err(AmiError::Refused(_)) => false,
+                Err(e) => return Err(e),
+            };
+        if !kicked {
+            match ami.send(action("Hangup", &[("Channel", channel)])?) {
+                Ok(_) | Err(AmiError::Refused(_)) => {} // refused: already gone
+                Err(e) => return Err(e),
+            }
         }
+        self.dropped.insert(channel.to_string());
         self.guest = Guest::Absent;
         Ok(())
     }
@@ -163,42 +225,163 @@ impl Watcher {
         }
     }
 
+    /// The conference as Asterisk lists it now, after (re)connecting. A leg of
+    /// ours that was ringing or answered stays ours (exactly one leg).
+    fn read_conference(&mut self, ami: &mut Ami) -> Result<Vec<String>, AmiError> {
+        match ami.list(action(
+            "ConfbridgeList",
+            &[("Conference", &self.o.conference)],
+        )?) {
+            Ok(items) => Ok(items
+                .iter()
+                .map(|i| i.get("Channel").unwrap_or("").to_string())
+                .collect()),
+            // "No active conferences." / "No Conference by that name found."
+            Err(AmiError::Refused(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn session(
         &mut self,
         ami: &mut Ami,
         stop: &dyn Fn() -> bool,
         log: &mut Log,
     ) -> Result<(), AmiError> {
+        let channels = self.read_conference(ami)?;
         self.employees.clear();
-        self.guest = Guest::Absent;
-        match ami.list(action(
-            "ConfbridgeList",
-            &[("Conference", &self.o.conference)],
-        )?) {
-            Ok(items) => {
-                for item in items {
-                    let channel = item.get("Channel").unwrap_or("").to_string();
-                    if self.is_guest(&channel) {
-                        self.guest = Guest::Present(channel);
-                    } else {
-                        self.employees.insert(channel);
-                    }
-                }
+        let mut guest_seen = false;
+        for channel in channels {
+            if !guest_seen && self.may_be_our_unnamed_leg(&channel) {
+                self.guest = Guest::Present {
+                    channel: channel.clone(),
+                    joined: None,
+                };
             }
-            // "No active conferences." / "No Conference by that name found."
-            Err(AmiError::Refused(_)) => {}
-            Err(e) => return Err(e),
+            if self.is_guest(&channel) {
+                guest_seen = true;
+                if let Guest::Present { joined, .. } = &mut self.guest {
+                    joined.get_or_insert_with(Instant::now);
+                }
+            } else if !self.dropped.contains(&channel) {
+                self.employees.insert(channel);
+            }
         }
-        if let (true, Guest::Present(g)) = (self.employees.is_empty(), self.guest.clone()) {
-            self.kick(ami, &g, log)?;
+        self.started = true;
+        // A guest that was in and is gone left while we were away.
+        if !guest_seen
+            && matches!(
+                self.guest,
+                Guest::Present {
+                    joined: Some(_),
+                    ..
+                }
+            )
+        {
+            self.leg_failed(log);
+        }
+        if self.employees.is_empty() {
+            self.failures = 0;
+            match self.guest.clone() {
+                Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log)?,
+                Guest::Waiting(_) => self.guest = Guest::Absent,
+                _ => {}
+            }
         }
         daemon::event_loop(self, ami, stop, Duration::from_millis(100), log)
+    }
+
+    fn on_join(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
+        if self.is_guest(&channel) {
+            self.guest = Guest::Present {
+                channel: channel.clone(),
+                joined: Some(Instant::now()),
+            };
+            if self.employees.is_empty() {
+                self.drop_guest(ami, &channel, log)?;
+            }
+        } else if !self.dropped.contains(&channel) {
+            self.employees.insert(channel);
+        }
+        Ok(())
+    }
+
+    fn on_leave(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
+        if self.dropped.remove(&channel) {
+            return Ok(());
+        }
+        if self.is_guest(&channel) {
+            // A guest who stayed a while had a working leg: count afresh.
+            let stayed = matches!(self.guest, Guest::Present { joined: Some(since), .. }
+                if since.elapsed() >= STABLE_GUEST);
+            if stayed {
+                self.failures = 0;
+            }
+            self.leg_failed(log);
+            return Ok(());
+        }
+        self.employees.remove(&channel);
+        if self.employees.is_empty() {
+            self.failures = 0;
+            match self.guest.clone() {
+                Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log)?,
+                Guest::Waiting(_) => self.guest = Guest::Absent,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A guest leg that answered but hung up before it joined (during the
+    /// DTMF) has no ConfbridgeLeave: its Hangup event tells.
+    fn on_hangup(&mut self, channel: String, log: &mut Log) {
+        if self.dropped.remove(&channel) {
+            return;
+        }
+        if self.guest
+            == (Guest::Present {
+                channel,
+                joined: None,
+            })
+        {
+            self.leg_failed(log);
+        }
+    }
+
+    fn on_originate_response(
+        &mut self,
+        ami: &mut Ami,
+        ev: &Message,
+        log: &mut Log,
+    ) -> Result<(), AmiError> {
+        let answered = ev
+            .get("Response")
+            .is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+        if !answered {
+            self.leg_failed(log);
+            return Ok(());
+        }
+        let channel = ev.get("Channel").unwrap_or("").to_string();
+        self.guest = Guest::Present {
+            channel: channel.clone(),
+            joined: None,
+        };
+        if self.employees.is_empty() {
+            self.drop_guest(ami, &channel, log)?;
+        }
+        Ok(())
     }
 }
 
 impl Watch for Watcher {
-    /// Dials the guest when employees are in and no leg exists.
+    /// Dials the guest when employees are in and no leg exists; gives up on a
+    /// leg whose outcome did not come in time.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
+        let overdue = matches!(self.guest, Guest::Dialing { until, .. } if Instant::now() >= until);
+        if overdue {
+            log.line("no outcome for the guest leg within the ring time");
+            self.leg_failed(log);
+        }
         if self.employees.is_empty() {
             return Ok(());
         }
@@ -209,18 +392,30 @@ impl Watch for Watcher {
         };
         if due {
             let timeout = self.o.ring.as_millis().to_string();
-            let id = ami.originate(&[
+            let sent = ami.originate(&[
                 ("Channel", &self.o.dial),
                 ("Context", &self.o.context),
                 ("Exten", "s"),
                 ("Priority", "1"),
                 ("Timeout", &timeout),
-            ])?;
+            ]);
+            let id = match sent {
+                Ok(id) => id,
+                // Asterisk refused this leg ("Originate failed"): a failed
+                // attempt, not a lost connection.
+                Err(AmiError::Refused(why)) => {
+                    log.line(&format!("Asterisk refused the guest leg: {why}"));
+                    self.leg_failed(log);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             log.line(&format!(
                 "dialling the guest {} for conference {}",
                 self.o.dial, self.o.conference
             ));
-            self.guest = Guest::Dialing(id);
+            let until = Instant::now() + self.o.ring + ORIGINATE_SLACK;
+            self.guest = Guest::Dialing { id, until };
         }
         Ok(())
     }
@@ -228,49 +423,20 @@ impl Watch for Watcher {
     fn on_event(&mut self, ami: &mut Ami, ev: &Message, log: &mut Log) -> Result<(), AmiError> {
         let channel = ev.get("Channel").unwrap_or("").to_string();
         match ev.event() {
-            Some("ConfbridgeJoin") if self.ours(ev) => {
-                if self.is_guest(&channel) {
-                    self.guest = Guest::Present(channel.clone());
-                    self.failures = 0;
-                    if self.employees.is_empty() {
-                        self.kick(ami, &channel, log)?;
-                    }
-                } else {
-                    self.employees.insert(channel);
-                }
-            }
-            Some("ConfbridgeLeave") if self.ours(ev) => {
-                if self.is_guest(&channel) {
-                    if matches!(self.guest, Guest::Present(_)) {
-                        self.leg_failed(log);
-                    }
-                } else {
-                    self.employees.remove(&channel);
-                    if self.employees.is_empty() {
-                        self.failures = 0;
-                        match self.guest.clone() {
-                            Guest::Present(g) => self.kick(ami, &g, log)?,
-                            Guest::Waiting(_) => self.guest = Guest::Absent,
-                            _ => {}
-                        }
-                    }
-                }
+            Some("ConfbridgeJoin") if self.ours(ev) => self.on_join(ami, channel, log),
+            Some("ConfbridgeLeave") if self.ours(ev) => self.on_leave(ami, channel, log),
+            Some("Hangup") => {
+                self.on_hangup(channel, log);
+                Ok(())
             }
             Some("OriginateResponse")
-                if self.guest == Guest::Dialing(ev.get("ActionID").unwrap_or("").to_string()) =>
+                if matches!(&self.guest, Guest::Dialing { id, .. }
+                    if ev.get("ActionID") == Some(id.as_str())) =>
             {
-                if ev
-                    .get("Response")
-                    .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
-                {
-                    self.guest = Guest::Present(channel);
-                } else {
-                    self.leg_failed(log);
-                }
+                self.on_originate_response(ami, ev, log)
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

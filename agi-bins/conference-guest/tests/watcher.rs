@@ -18,7 +18,13 @@ const GUEST: &str = "PJSIP/provider-0000000a";
 struct Pbx {
     dir: tempfile::TempDir,
     ami: FakeAmi,
+    /// `Success`/`Failure`: the OriginateResponse; `Silent`: only queued;
+    /// `Refused`: `Response: Error`.
     outcome: Arc<Mutex<&'static str>>,
+    /// Who ConfbridgeList reports in conference 700.
+    in_conf: Arc<Mutex<Vec<String>>>,
+    /// `NotFound`: ConfbridgeKick answers that the channel is not in the conference.
+    kick_reply: Arc<Mutex<&'static str>>,
 }
 
 fn join(conf: &str, channel: &str, num: &str) -> String {
@@ -49,10 +55,15 @@ impl Pbx {
         let dir = tempfile::tempdir().unwrap();
         let outcome = Arc::new(Mutex::new("Success"));
         let out = outcome.clone();
-        let in_conf: Vec<String> = already_in.iter().map(|s| s.to_string()).collect();
+        let in_conf: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
+            already_in.iter().map(|s| s.to_string()).collect(),
+        ));
+        let kick_reply = Arc::new(Mutex::new("Kicked"));
+        let (conf, kr) = (in_conf.clone(), kick_reply.clone());
         let legs = Arc::new(AtomicUsize::new(0));
         let ami = FakeAmi::start(Arc::new(move |a: &Message| {
             let id = a.get("ActionID").unwrap_or("").to_string();
+            let in_conf = conf.lock().unwrap().clone();
             match a.get("Action").unwrap_or("") {
                 "ConfbridgeList" if in_conf.is_empty() => Some(vec![msg(&[
                     ("Response", "Error"),
@@ -66,7 +77,7 @@ impl Pbx {
                         ("EventList", "start"),
                         ("Message", "Confbridge user list will follow"),
                     ])];
-                    for ch in &in_conf {
+                    for ch in in_conf.iter() {
                         r.push(msg(&[
                             ("Event", "ConfbridgeList"),
                             ("ActionID", &id),
@@ -83,6 +94,22 @@ impl Pbx {
                         ("ListItems", &n),
                     ]));
                     Some(r)
+                }
+                "Originate" if *out.lock().unwrap() == "Refused" => {
+                    legs.fetch_add(1, Ordering::SeqCst);
+                    Some(vec![msg(&[
+                        ("Response", "Error"),
+                        ("ActionID", &id),
+                        ("Message", "Originate failed"),
+                    ])])
+                }
+                "Originate" if *out.lock().unwrap() == "Silent" => {
+                    legs.fetch_add(1, Ordering::SeqCst);
+                    Some(vec![msg(&[
+                        ("Response", "Success"),
+                        ("ActionID", &id),
+                        ("Message", "Originate successfully queued"),
+                    ])])
                 }
                 "Originate" => {
                     legs.fetch_add(1, Ordering::SeqCst);
@@ -107,6 +134,16 @@ impl Pbx {
                         ]),
                     ])
                 }
+                "ConfbridgeKick" if *kr.lock().unwrap() == "NotFound" => Some(vec![msg(&[
+                    ("Response", "Error"),
+                    ("ActionID", &id),
+                    ("Message", "No Channel by that name found in Conference."),
+                ])]),
+                "Hangup" => Some(vec![msg(&[
+                    ("Response", "Success"),
+                    ("ActionID", &id),
+                    ("Message", "Channel Hungup"),
+                ])]),
                 "ConfbridgeKick" => Some(vec![msg(&[
                     ("Response", "Success"),
                     ("ActionID", &id),
@@ -125,7 +162,13 @@ impl Pbx {
         )
         .unwrap();
         std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Pbx { dir, ami, outcome }
+        Pbx {
+            dir,
+            ami,
+            outcome,
+            in_conf,
+            kick_reply,
+        }
     }
 
     fn watcher(&self, extra: &[&str]) -> Child {
@@ -297,5 +340,186 @@ fn an_employee_alone_at_start_gets_the_guest() {
     let pbx = Pbx::new(&["PJSIP/201-00000001"]);
     let w = pbx.watcher(&[]);
     until("the guest leg", || pbx.count("Originate") == 1);
+    stop(w);
+}
+
+#[test]
+fn an_employee_calling_in_through_the_provider_is_not_the_guest() {
+    // An employee dials into the conference from a mobile over the same trunk:
+    // the channel looks like the guest's, but it is not the leg we placed.
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami
+        .push_event(join("700", "PJSIP/provider-00000005", "0559999999"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("ConfbridgeKick"), 0, "nobody is kicked");
+    assert_eq!(pbx.count("Originate"), 1);
+    pbx.ami
+        .push_event(leave("700", "PJSIP/provider-00000005", "0559999999"));
+    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    assert_eq!(
+        pbx.actions("ConfbridgeKick")[0].get("Channel"),
+        Some(GUEST),
+        "the leg we placed is the one dropped"
+    );
+    stop(w);
+}
+
+#[test]
+fn a_guest_who_keeps_hanging_up_is_redialled_a_bounded_number_of_times() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&["--attempts", "3"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    // Each leg answers, joins and hangs up at once (say, an answering machine).
+    for leg in 1..=5 {
+        let placed = || pbx.count("Originate") >= leg;
+        if leg > 3 {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(!placed(), "leg {leg} placed: the re-dials are bounded");
+            break;
+        }
+        until("the next leg", placed);
+        std::thread::sleep(Duration::from_millis(50));
+        pbx.ami.push_event(join("700", GUEST, "0551234567"));
+        pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+    }
+    assert_eq!(pbx.count("Originate"), 3);
+    stop(w);
+}
+
+#[test]
+fn the_last_employee_leaving_before_the_guest_joined_hangs_the_leg_up() {
+    // The guest answered (OriginateResponse) but is still hearing the DTMF,
+    // not yet in the conference: a kick cannot reach them, a hangup does.
+    let pbx = Pbx::new(&[]);
+    *pbx.kick_reply.lock().unwrap() = "NotFound";
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let left = Instant::now();
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    until("the hangup", || pbx.count("Hangup") == 1);
+    assert!(
+        left.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(pbx.actions("Hangup")[0].get("Channel"), Some(GUEST));
+    stop(w);
+}
+
+#[test]
+fn an_ami_drop_while_dialling_places_no_second_leg() {
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    // The manager drops while the leg rings; the employee is still there.
+    pbx.in_conf
+        .lock()
+        .unwrap()
+        .push("PJSIP/201-00000001".into());
+    std::thread::sleep(Duration::from_millis(100));
+    pbx.ami.drop_connection();
+    until("the list after reconnecting", || {
+        pbx.count("ConfbridgeList") == 2
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(pbx.count("Originate"), 1, "the first leg still rings");
+    // It answers and joins: that is the guest.
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(200));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    assert_eq!(pbx.actions("ConfbridgeKick")[0].get("Channel"), Some(GUEST));
+    assert_eq!(pbx.count("Originate"), 1);
+    stop(w);
+}
+
+#[test]
+fn a_leg_whose_outcome_never_comes_is_redialled_after_the_ring_time() {
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    let w = pbx.watcher(&["--ring", "1"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(pbx.count("Originate"), 1, "still within the ring time");
+    let end = Instant::now() + Duration::from_secs(10);
+    while pbx.count("Originate") < 2 {
+        assert!(Instant::now() < end, "never re-dialled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(w);
+}
+
+#[test]
+fn reconnecting_keeps_the_guest_it_placed() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.in_conf
+        .lock()
+        .unwrap()
+        .extend(["PJSIP/201-00000001".to_string(), GUEST.to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    pbx.ami.drop_connection();
+    until("the list after reconnecting", || {
+        pbx.count("ConfbridgeList") == 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pbx.count("Originate"), 1, "the guest is still in");
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    stop(w);
+}
+
+#[test]
+fn a_guest_who_hangs_up_before_joining_is_called_again() {
+    // Answered, then gone during the DTMF: no ConfbridgeLeave, only a Hangup.
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    std::thread::sleep(Duration::from_millis(200));
+    pbx.ami.push_event(msg(&[
+        ("Event", "Hangup"),
+        ("Privilege", "call,all"),
+        ("Channel", GUEST),
+        ("Uniqueid", "1763900000.20"),
+        ("Cause", "16"),
+        ("Cause-txt", "Normal Clearing"),
+    ]));
+    until("a second leg", || pbx.count("Originate") == 2);
+    stop(w);
+}
+
+#[test]
+fn a_refused_originate_is_a_failed_attempt_not_a_lost_connection() {
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Refused";
+    let w = pbx.watcher(&["--attempts", "3"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("three tries", || pbx.count("Originate") == 3);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(pbx.count("Originate"), 3, "bounded");
+    assert_eq!(pbx.ami.connections(), 1);
     stop(w);
 }
