@@ -17,6 +17,9 @@ pub struct ConfigFile {
     pub path: String,
     pub sections: Vec<Section>,
     pub includes: Vec<Include>,
+    /// Line of a `;--` block comment never closed: Asterisk ignores everything
+    /// after it (with a warning), so a block appended there would be dead text.
+    pub unclosed_comment: Option<usize>,
 }
 
 /// One `[name](options)` section and its entries.
@@ -160,6 +163,7 @@ pub fn parse_in_section(
         path: path.to_string(),
         sections: Vec::new(),
         includes: Vec::new(),
+        unclosed_comment: None,
     };
     if let Some(name) = section {
         file.sections.push(Section {
@@ -174,6 +178,7 @@ pub fn parse_in_section(
         });
     }
     let mut depth = 0usize;
+    let mut comment_opened = 0usize;
     let mut offset = bom;
     for (index, raw) in text[bom..].split_inclusive(|&b| b == b'\n').enumerate() {
         let number = index + 1;
@@ -181,7 +186,13 @@ pub fn parse_in_section(
         offset += raw.len();
         let content = String::from_utf8_lossy(raw);
         let content = content.trim_end_matches(['\n', '\r']);
+        let depth_before = depth;
         let line = strip_comments(content, &mut depth);
+        if depth_before == 0 && depth > 0 {
+            comment_opened = number;
+        }
+        // A block may go after this line only if no comment is left open on it.
+        let end_of_entry = if depth == 0 { offset } else { line_start };
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -271,7 +282,10 @@ pub fn parse_in_section(
             object,
             line: number,
         });
-        section.span.end = offset;
+        section.span.end = end_of_entry.max(section.span.start);
+    }
+    if depth > 0 {
+        file.unclosed_comment = Some(comment_opened);
     }
     Ok(file)
 }
@@ -513,17 +527,19 @@ pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
                     Some((b, l)) => (b.trim(), Some(l.trim_end_matches(')').to_string())),
                     None => (prio_text.as_str(), None),
                 };
+                // `n`/`s` need an earlier line in this section; Asterisk skips the line otherwise.
+                let first_in_section = last == 0;
                 let number = if base == "hint" {
                     Some(0)
                 } else if base == "n" || base == "next" {
-                    Some(last + 1)
+                    (!first_in_section).then_some(last + 1)
                 } else if base == "s" || base == "same" {
-                    Some(last)
+                    (!first_in_section).then_some(last)
                 } else if let Ok(n) = base.parse::<i64>() {
                     Some(n)
                 } else if let Some((l, k)) = base.split_once('+') {
                     let start = if l.trim() == "n" {
-                        Some(last)
+                        (!first_in_section).then_some(last)
                     } else {
                         labels.get(l.trim()).copied()
                     };
@@ -595,7 +611,7 @@ fn resolve_key<'a>(
         let found = files
             .iter()
             .flat_map(|f| f.sections.iter())
-            .filter(|s| &s.name == parent && !s.append)
+            .filter(|s| s.name.eq_ignore_ascii_case(parent) && !s.append)
             .find_map(|s| resolve_key(files, s, key, depth + 1));
         if found.is_some() {
             return found;
@@ -612,13 +628,14 @@ pub fn append_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conf
         if !section.append {
             continue;
         }
+        // Asterisk finds the section to append to with strcasecmp (main/config.c).
         let earlier_in_added = added.sections[..index]
             .iter()
-            .any(|s| s.name == section.name && !s.append);
+            .any(|s| s.name.eq_ignore_ascii_case(&section.name) && !s.append);
         let exists = existing
             .iter()
             .flat_map(|f| f.sections.iter())
-            .filter(|s| s.name == section.name && !s.append && !s.template)
+            .filter(|s| s.name.eq_ignore_ascii_case(&section.name) && !s.append && !s.template)
             .any(|s| match &section.append_filter {
                 None => true,
                 Some((k, v)) => resolve_key(existing, s, k, 0) == Some(v.as_str()),
@@ -649,7 +666,7 @@ pub fn section_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Con
         if let Some((file, old)) = existing
             .iter()
             .flat_map(|f| f.sections.iter().map(move |s| (f, s)))
-            .find(|(_, s)| s.name == new.name)
+            .find(|(_, s)| s.name.eq_ignore_ascii_case(&new.name))
         {
             out.push(Conflict {
                 file: file.path.clone(),
@@ -767,6 +784,41 @@ mod tests {
             e.to_string()
                 .starts_with("x.conf:1: text before any [section]"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn n_on_the_first_line_of_a_section_is_skipped_like_asterisk_does() {
+        // pbx_config: "Can't use 'next' priority on the first entry", line ignored.
+        let f = p("[ctx]\nexten => 100,n,NoOp()\nexten => 100,1,NoOp()\n same => n,NoOp()\n");
+        let got: Vec<_> = dialplan_entries(&[f])
+            .into_iter()
+            .map(|e| (e.exten, e.priority, e.line))
+            .collect();
+        assert_eq!(got, [("100".to_string(), 1, 3), ("100".to_string(), 2, 4)]);
+    }
+
+    #[test]
+    fn append_and_new_section_names_ignore_case_like_asterisk() {
+        // config.c finds categories with strcasecmp.
+        let pjsip = parse(b"[Alice](!)\ntype=endpoint\n[Bob](Alice)\n", "pjsip.conf").unwrap();
+        let added = parse(b"[bob](+type=endpoint)\nx=1\n", "ours").unwrap();
+        assert!(append_conflicts(std::slice::from_ref(&pjsip), &added).is_empty());
+        let added = parse(b"[BOB]\nx=1\n", "ours").unwrap();
+        assert_eq!(section_conflicts(&[pjsip], &added).len(), 1);
+    }
+
+    #[test]
+    fn an_unclosed_block_comment_is_reported_with_its_line() {
+        let f = p("[a]\nx=1\n;-- old stuff\n;-- nested --;\ny=2\n");
+        assert_eq!(f.unclosed_comment, Some(3));
+        assert_eq!(p("[a]\n;-- x --;\n").unclosed_comment, None);
+        // A comment opened after the last entry on its line: a block goes before that line.
+        let text = "[modules]\nload => a.so\nload => b.so ;-- disabled:\nload => c.so\n--;\n";
+        let f = p(text);
+        assert_eq!(
+            &text[..section_end(&f, "modules").unwrap()],
+            "[modules]\nload => a.so\n"
         );
     }
 

@@ -493,14 +493,20 @@ fn plan_blocks(
             text = replaced;
             added_newline.get(&new.edit_id).copied().unwrap_or(false)
         } else {
-            let at = match section {
-                Some(section) => {
-                    let parsed =
-                        asterisk_config::parse(&text, path).map_err(|e| PlanError::Config {
-                            path: path.into(),
-                            message: e.to_string(),
-                        })?;
-                    let end = asterisk_config::section_end(&parsed, section).ok_or_else(|| {
+            // Asterisk files (checked or placed in a section) are parsed to place the block.
+            let parsed = if check.is_some() || section.is_some() {
+                Some(
+                    asterisk_config::parse(&text, path).map_err(|e| PlanError::Config {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?,
+                )
+            } else {
+                None
+            };
+            let at = match (section, &parsed) {
+                (Some(section), Some(parsed)) => {
+                    let end = asterisk_config::section_end(parsed, section).ok_or_else(|| {
                         PlanError::MissingSection {
                             path: path.into(),
                             section: section.clone(),
@@ -510,8 +516,17 @@ fn plan_blocks(
                     // At the very end of the file, let insert_block handle a missing final newline.
                     if end >= text.len() { None } else { Some(end) }
                 }
-                None => None,
+                _ => None,
             };
+            if let (None, Some(line)) = (at, parsed.as_ref().and_then(|p| p.unclosed_comment)) {
+                return Err(PlanError::Config {
+                    path: path.into(),
+                    message: format!(
+                        "line {line}: block comment ';--' is never closed; Asterisk ignores everything after it, so featpkg's block {} would be dead text (close it with '--;')",
+                        new.edit_id
+                    ),
+                });
+            }
             let inserted = marker::insert_block(&text, style, &id, body, at).map_err(marker_err)?;
             text = inserted.text;
             inserted.added_newline

@@ -164,11 +164,12 @@ fn atomic_write(
         .map_err(io(temp))?;
     f.write_all(&state.content).map_err(io(temp))?;
     f.sync_all().map_err(io(temp))?;
-    fs::set_permissions(temp, fs::Permissions::from_mode(state.mode)).map_err(io(temp))?;
     let meta = f.metadata().map_err(io(temp))?;
     if meta.uid() != state.uid || meta.gid() != state.gid {
         std::os::unix::fs::chown(temp, Some(state.uid), Some(state.gid)).map_err(io(temp))?;
     }
+    // After the chown, which clears set-uid/set-gid bits.
+    fs::set_permissions(temp, fs::Permissions::from_mode(state.mode)).map_err(io(temp))?;
     drop(f);
     if let Some(point) = point {
         test_point(point)?;
@@ -866,6 +867,28 @@ mod tests {
         fs::create_dir_all(t.journal().join(".t9.done")).unwrap();
         assert_eq!(recover(&t.journal(), &|_| false).unwrap(), None);
         assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn owner_and_special_mode_bits_are_both_kept() {
+        // chown(2) clears set-id bits, so the mode must be set after the owner.
+        if fs::metadata("/proc/self").unwrap().uid() != 0 {
+            return; // only root can give a file away
+        }
+        let t = Tree::new();
+        let path = t.p("etc/setgid.bin");
+        let state = FileState {
+            content: b"x".to_vec(),
+            mode: 0o6755,
+            uid: 1234,
+            gid: 1234,
+        };
+        atomic_write(&path, &t.p("etc/.tmp"), &state, None).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o6755, 1234, 1234)
+        );
     }
 
     #[test]

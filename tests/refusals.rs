@@ -332,3 +332,18 @@ fn collision_in_an_include_that_continues_the_current_section() {
         "hooks.conf:2: [internal-users-custom] already has exten _X! priority 1",
     );
 }
+
+#[test]
+fn a_block_comment_left_open_at_the_end_of_the_file_is_refused() {
+    // Asterisk ignores everything after an unclosed `;--` (with only a log
+    // warning): a block appended there would be dead text.
+    let pbx = Pbx::new();
+    let mut ext = pbx.read_etc("extensions.conf");
+    ext.push_str(";-- the old hook, kept for reference\n[old]\nexten => 1,1,NoOp()\n");
+    pbx.write_etc("extensions.conf", ext.as_bytes());
+    refused_install(
+        &pbx,
+        &["--features", "call-waiting"],
+        "/etc/asterisk/extensions.conf: line 16: block comment ';--' is never closed",
+    );
+}
