@@ -252,7 +252,13 @@ impl Framed {
         }
         self.stream.set_read_timeout(Some(left))?;
         let mut chunk = [0u8; 4096];
-        let n = std::io::Read::read(&mut self.stream, &mut chunk)?;
+        let n = match std::io::Read::read(&mut self.stream, &mut chunk) {
+            // A signal (the watcher's SIGTERM) interrupted the wait: the
+            // connection is fine; wait out the rest of the time, after which
+            // the caller sees its stop flag.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return self.fill(until),
+            other => other?,
+        };
         if n == 0 {
             return Err(AmiError::Closed);
         }

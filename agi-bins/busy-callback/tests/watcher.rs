@@ -521,3 +521,43 @@ fn the_secret_never_reaches_the_log() {
         "the fake did see it, so the log had the chance to show it"
     );
 }
+
+#[test]
+fn an_unreadable_store_is_logged_once_not_every_tick() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    // The store's place is taken by a file: every read of it fails.
+    std::fs::write(pbx.dir.join("requests"), "not a directory\n").unwrap();
+    let w = pbx.watcher(&[]);
+    until("connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(w);
+    let n = pbx.log().matches("cannot read requests").count();
+    assert_eq!(n, 1, "{}", pbx.log());
+    assert!(pbx.originates().is_empty());
+}
+
+#[test]
+fn sigterm_is_a_clean_stop_not_a_lost_connection() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE")]);
+    let w = pbx.watcher(&[]);
+    until("connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    // SIGTERM lands while the watcher waits for events on the socket.
+    std::thread::sleep(Duration::from_millis(400));
+    stop(w);
+    let log = pbx.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("connection lost"), "{log}");
+    assert!(
+        pbx.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.get("Action") == Some("Logoff")),
+        "it logs off"
+    );
+}

@@ -114,6 +114,8 @@ struct Watcher {
     /// them although their last known state may still say free. Taken until
     /// their next state change, or this instant at the latest.
     taken: BTreeMap<String, Instant>,
+    /// The store error logged last, so a lasting one is logged once.
+    store_error: Option<String>,
 }
 
 impl Watcher {
@@ -258,9 +260,17 @@ impl Watch for Watcher {
             ));
         }
         let pending = match self.store.list() {
-            Ok(p) => p,
+            Ok(p) => {
+                self.store_error = None;
+                p
+            }
             Err(e) => {
-                log.line(&format!("cannot read requests: {e}"));
+                // Dispatch runs every tick: say it once, not four times a second.
+                let text = format!("cannot read requests: {e}");
+                if self.store_error.as_ref() != Some(&text) {
+                    log.line(&text);
+                    self.store_error = Some(text);
+                }
                 return Ok(());
             }
         };
@@ -321,6 +331,7 @@ fn main() -> std::process::ExitCode {
         in_flight: BTreeMap::new(),
         not_before: BTreeMap::new(),
         taken: BTreeMap::new(),
+        store_error: None,
     };
     daemon::run(
         "featpkg-busy-callback-watch",
