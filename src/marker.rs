@@ -330,6 +330,15 @@ pub fn insert_block(
         return Err(MarkerError::AlreadyPresent(id.to_string()));
     }
     check_body(id, body_lf, style)?;
+    // A position inside another block (e.g. "after the section's last entry" when
+    // that entry is in our block, whose END marker is only a comment) moves to
+    // just after that block: blocks follow each other, they never nest.
+    let at = at.map(|pos| {
+        blocks
+            .iter()
+            .find(|b| b.span.start < pos && pos < b.span.end)
+            .map_or(pos, |b| b.span.end)
+    });
     let eol = LineEnding::detect(text);
     let block = render_block(id, style, body_lf, eol);
     let mut out = Vec::with_capacity(text.len() + block.len() + 2);
@@ -497,6 +506,22 @@ mod tests {
             replace_block_body(&once, S, &id("e"), "new\n").unwrap(),
             once
         );
+    }
+
+    #[test]
+    fn a_position_inside_a_block_moves_after_it() {
+        let text = b"[m]\n; BEGIN featpkg:demo:a\nx\n; END featpkg:demo:a\n[n]\n";
+        let body_end = 4 + 23 + 2; // the line after `x`, inside block a
+        let ins = insert_block(text, S, &id("b"), "y\n", Some(body_end)).unwrap();
+        assert_eq!(
+            ins.text,
+            b"[m]\n; BEGIN featpkg:demo:a\nx\n; END featpkg:demo:a\n; BEGIN featpkg:demo:b\ny\n; END featpkg:demo:b\n[n]\n"
+        );
+        // At the very end, the block goes at the end of the file.
+        let text = b"[m]\n; BEGIN featpkg:demo:a\nx\n; END featpkg:demo:a";
+        let ins = insert_block(text, S, &id("b"), "y\n", Some(29)).unwrap();
+        assert!(ins.added_newline);
+        assert!(scan(&ins.text, S).unwrap().len() == 2);
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub enum TxnError {
     Symlink(PathBuf),
     #[error("directory {0} is not empty, cannot remove it")]
     DirNotEmpty(PathBuf),
-    #[error("journal {path} is unreadable: {message}")]
+    #[error(
+        "journal {path} is unreadable: {message}; featpkg will not guess what to undo: the backup-NNN files beside it hold the original bytes of the files it lists; put back what is needed, then remove that journal directory"
+    )]
     BadJournal { path: PathBuf, message: String },
     #[error(
         "another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)"

@@ -137,3 +137,53 @@ fn an_ami_user_the_admin_already_has_is_refused() {
     );
     assert_same_tree(&before, &pbx.snapshot());
 }
+
+/// A feature with its own block at the end of [modules], like call-waiting's.
+fn add_modules_feature(src: &Path) {
+    let dir = src.join("packaging/features/demo-modules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("feature.json"),
+        r##"{"id": "demo-modules", "version": "1.0.0", "summary": "test: a second block in [modules]",
+            "modules": ["res_demo.so"],
+            "edits": [
+              {"kind": "block", "id": "modules", "file": "etc:modules.conf", "template": "modules.conf", "section": "modules", "check": "modules"}
+            ]}"##,
+    )
+    .unwrap();
+    std::fs::write(dir.join("modules.conf"), "load => res_demo.so\n").unwrap();
+}
+
+#[test]
+fn two_blocks_at_the_end_of_one_section_follow_each_other() {
+    // The section's last entry is inside the first block (its END marker is a
+    // comment): the second block must go after that END, never inside the block.
+    let (_d, archive) = bundle_with_version("1.0.0", add_modules_feature);
+    let archive = archive.to_str().unwrap();
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    pbx.ok(&[
+        "install",
+        archive,
+        "--features",
+        "call-waiting,demo-modules",
+    ]);
+    let modules = pbx.read_etc("modules.conf");
+    assert!(
+        modules.ends_with(
+            "noload => res_hep.so\n\
+             ; BEGIN featpkg:featpkg-recipes:call-waiting/modules\n\
+             load => func_extstate.so\n\
+             ; END featpkg:featpkg-recipes:call-waiting/modules\n\
+             ; BEGIN featpkg:featpkg-recipes:demo-modules/modules\n\
+             load => res_demo.so\n\
+             ; END featpkg:featpkg-recipes:demo-modules/modules\n"
+        ),
+        "{modules}"
+    );
+    assert!(pbx.ok(&["verify"]).contains("no drift"));
+    pbx.ok(&["uninstall", "demo-modules"]);
+    pbx.ok(&["install", archive, "--features", "demo-modules"]);
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}

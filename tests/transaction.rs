@@ -359,3 +359,53 @@ fn a_journal_whose_removal_was_interrupted_does_not_block_featpkg() {
     assert_same_tree(&installed, &pbx.snapshot());
     pbx.ok(&["uninstall", BUNDLE]);
 }
+
+#[test]
+fn rollback_keeps_a_directory_we_created_that_now_holds_the_admins_files() {
+    // Like uninstall: a directory featpkg created goes only when it is left empty.
+    let pbx = Pbx::new();
+    std::fs::remove_dir_all(pbx.root().join("var/lib/asterisk/agi-bin")).unwrap();
+    pbx.ok(&["install", &bundle_arg()]);
+    let admins = pbx.root().join("var/lib/asterisk/agi-bin/admin-script");
+    std::fs::write(&admins, b"#!/bin/sh\n").unwrap();
+    let out = pbx.ok(&["rollback"]);
+    assert!(
+        out.contains("kept /var/lib/asterisk/agi-bin/: it holds files featpkg did not create"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&admins).unwrap(), b"#!/bin/sh\n");
+    let left: Vec<_> = std::fs::read_dir(pbx.root().join("var/lib/asterisk/agi-bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["admin-script"]);
+    assert!(pbx.ok(&["status"]).contains("nothing installed"));
+}
+
+#[test]
+fn a_corrupt_journal_stops_every_command_and_is_kept() {
+    let pbx = Pbx::new();
+    pbx.ok(&["install", &bundle_arg(), "--features", "call-waiting"]);
+    let dir = pbx
+        .root()
+        .join("var/lib/asterisk/featpkg/journal/1700000000-000000001-4242");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("journal.json"), b"{\"txn_id\": \"1700").unwrap();
+    let before = pbx.snapshot();
+    for args in [&["status"][..], &["uninstall", BUNDLE], &["recover"]] {
+        let out = pbx.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("1700000000-000000001-4242/journal.json is unreadable"),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("remove that journal directory"),
+            "{}",
+            text(&out)
+        );
+        assert_same_tree(&before, &pbx.snapshot());
+        assert!(dir.join("journal.json").is_file());
+    }
+}

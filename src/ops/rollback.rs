@@ -1,6 +1,9 @@
 //! `featpkg rollback`: undo the last committed transaction (install, upgrade or
 //! uninstall) to the exact bytes it replaced. Repeat to go further back.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::hash::sha256_hex;
 use crate::plan::{DirChange, FileChange, Plan, read_file_state};
@@ -95,9 +98,11 @@ pub fn rollback(
             })
             .collect();
     }
-    // Directories: created ones go after the files that were in them, parents last.
+    // Directories: created ones go after the files that were in them, parents last,
+    // and only when nothing else is left in them (as uninstall does).
     plan.remove_dirs
         .sort_by(|a, b| b.runtime_path.cmp(&a.runtime_path));
+    keep_dirs_still_in_use(&mut plan);
     plan.create_dirs
         .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
     let summary = format!("rollback of transaction {} ({})", txn.id, txn.summary);
@@ -125,4 +130,36 @@ pub fn rollback(
         request.no_reload,
     )?;
     Ok(RollbackOutcome::Applied(applied))
+}
+
+/// Drops from `plan.remove_dirs` (deepest first) every directory that would still
+/// hold something once the plan's files and deeper directories are gone: a file
+/// the admin put there since is not featpkg's to remove.
+fn keep_dirs_still_in_use(plan: &mut Plan) {
+    let removed_files: BTreeSet<PathBuf> = plan
+        .files
+        .iter()
+        .filter(|f| f.after.is_none())
+        .map(|f| f.host_path.clone())
+        .collect();
+    let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut kept = Vec::new();
+    plan.remove_dirs.retain(|d| {
+        let empty = std::fs::read_dir(&d.host_path).is_ok_and(|entries| {
+            entries.flatten().all(|e| {
+                let p = e.path();
+                removed_files.contains(&p) || removed_dirs.contains(&p)
+            })
+        });
+        if empty {
+            removed_dirs.insert(d.host_path.clone());
+        } else {
+            kept.push(format!(
+                "kept {}/: it holds files featpkg did not create",
+                d.runtime_path
+            ));
+        }
+        empty
+    });
+    plan.forced.extend(kept);
 }
