@@ -104,6 +104,25 @@ fn install_wires_agi_watcher_ami_user_and_cron_line() {
         );
     }
 
+    // DeviceStateChange events and DeviceStateList come from res_manager_devicestate:
+    // without it the watcher would never see a phone become free.
+    assert!(
+        pbx.read_etc("modules.conf").contains(
+            "; BEGIN featpkg:featpkg-recipes:busy-callback/modules\n\
+             load => res_manager_devicestate.so\n\
+             ; END featpkg:featpkg-recipes:busy-callback/modules\n"
+        ),
+        "{}",
+        pbx.read_etc("modules.conf")
+    );
+    assert!(
+        pbx.asterisk_log()
+            .lines()
+            .any(|l| l == "module load res_manager_devicestate.so"),
+        "{}",
+        pbx.asterisk_log()
+    );
+
     pbx.ok(&["uninstall", "busy-callback"]);
     assert_same_tree(&before, &pbx.snapshot());
 }

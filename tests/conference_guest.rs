@@ -83,6 +83,21 @@ fn with_its_parameters_it_installs_and_uninstalls_cleanly() {
             .lines()
             .any(|l| l == "dialplan show featpkg-conference-guest-leg")
     );
+    // The leg joins with ConfBridge() and the watcher follows ConfBridge events.
+    assert!(
+        pbx.read_etc("modules.conf").contains(
+            "\nload => app_confbridge.so\n; END featpkg:featpkg-recipes:conference-guest/modules\n"
+        ),
+        "{}",
+        pbx.read_etc("modules.conf")
+    );
+    assert!(
+        pbx.asterisk_log()
+            .lines()
+            .any(|l| l == "module load app_confbridge.so"),
+        "{}",
+        pbx.asterisk_log()
+    );
     pbx.ok(&["uninstall", "conference-guest"]);
     assert_same_tree(&before, &pbx.snapshot());
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 
+/// modules.conf after installing call-waiting alone.
 const MODULES_AFTER: &str = ";
 ; Asterisk module loader configuration (admin's own file)
 ;
@@ -12,6 +13,23 @@ const MODULES_AFTER: &str = ";
 autoload=yes
 noload => chan_alsa.so
 noload => res_hep.so
+; BEGIN featpkg:featpkg-recipes:call-waiting/modules
+load => func_extstate.so
+; END featpkg:featpkg-recipes:call-waiting/modules
+";
+
+/// modules.conf after a bare install (every feature whose parameters have
+/// defaults): two blocks at the end of [modules], one after the other.
+const MODULES_AFTER_ALL: &str = ";
+; Asterisk module loader configuration (admin's own file)
+;
+[modules]
+autoload=yes
+noload => chan_alsa.so
+noload => res_hep.so
+; BEGIN featpkg:featpkg-recipes:busy-callback/modules
+load => res_manager_devicestate.so
+; END featpkg:featpkg-recipes:busy-callback/modules
 ; BEGIN featpkg:featpkg-recipes:call-waiting/modules
 load => func_extstate.so
 ; END featpkg:featpkg-recipes:call-waiting/modules
@@ -35,7 +53,7 @@ fn install_writes_the_expected_files() {
         "{out}"
     );
 
-    assert_eq!(pbx.read_etc("modules.conf"), MODULES_AFTER);
+    assert_eq!(pbx.read_etc("modules.conf"), MODULES_AFTER_ALL);
 
     let ext = pbx.read_etc("extensions.conf");
     let original =
