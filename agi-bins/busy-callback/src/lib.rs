@@ -50,6 +50,11 @@ pub enum StoreError {
     Corrupt(PathBuf),
     /// The lock file stayed locked for [`LOCK_WAIT`].
     Busy(PathBuf),
+    /// The request is older than the expiry already (a requeue late in its life).
+    Expired {
+        caller: String,
+        callee: String,
+    },
 }
 
 impl std::fmt::Display for StoreError {
@@ -70,6 +75,9 @@ impl std::fmt::Display for StoreError {
                 p.display(),
                 LOCK_WAIT.as_millis()
             ),
+            StoreError::Expired { caller, callee } => {
+                write!(f, "the request of {caller} for {callee} has expired")
+            }
         }
     }
 }
@@ -239,10 +247,33 @@ impl Store {
         max_per_caller: usize,
         expiry_s: u64,
     ) -> Result<Request, StoreError> {
+        self.add_since(caller, callee, now, now, max_per_caller, expiry_s)
+    }
+
+    /// [`Store::add`] for a request first made at `created`: a
+    /// callee busy again puts the request back with its first time, so the
+    /// expiry counts from when the caller pressed the digit, not from the last
+    /// try. Already expired: [`StoreError::Expired`], nothing stored.
+    pub fn add_since(
+        &self,
+        caller: &str,
+        callee: &str,
+        created: u64,
+        now: u64,
+        max_per_caller: usize,
+        expiry_s: u64,
+    ) -> Result<Request, StoreError> {
         for n in [caller, callee] {
             if !valid_number(n) {
                 return Err(StoreError::BadNumber(n.to_string()));
             }
+        }
+        // The same rule as `expire`, so it would not survive the next sweep.
+        if now.abs_diff(created) >= expiry_s {
+            return Err(StoreError::Expired {
+                caller: caller.into(),
+                callee: callee.into(),
+            });
         }
         self.expire(now, expiry_s)?;
         let _lock = self.lock()?;
@@ -265,7 +296,7 @@ impl Store {
         let r = Request {
             caller: caller.into(),
             callee: callee.into(),
-            created: now,
+            created,
             attempts: 0,
         };
         self.save(&r)?;
@@ -332,6 +363,21 @@ mod tests {
                 & 0o777,
             0o750
         );
+    }
+
+    #[test]
+    fn a_requeued_request_keeps_its_first_time_and_expiry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let r = store.add_since("201", "202", 1000, 1500, 3, 1800).unwrap();
+        assert_eq!(r.created, 1000);
+        assert_eq!(store.list().unwrap()[0].created, 1000);
+        store.remove("201", "202").unwrap();
+        assert!(matches!(
+            store.add_since("201", "202", 1000, 2800, 3, 1800),
+            Err(StoreError::Expired { .. })
+        ));
+        assert!(store.list().unwrap().is_empty(), "nothing stored");
     }
 
     #[test]

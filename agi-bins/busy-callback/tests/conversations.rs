@@ -184,9 +184,16 @@ fn a_callee_busy_again_puts_the_request_back() {
         "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
         "200 result=1 (201)",
     );
+    let first_pressed = unix_now() - 600;
+    peer.expect(
+        "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
+        &format!("200 result=1 ({first_pressed})"),
+    );
     peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"QUEUED\"", "200 result=1");
     finish(&mut peer);
     assert_eq!(pending(&dir), [("201".to_string(), "202".to_string())]);
+    // It keeps the time the caller pressed the digit: the expiry counts from then.
+    assert_eq!(Store::new(&dir).list().unwrap()[0].created, first_pressed);
     // A forged variable is refused like any number from the channel.
     let mut peer = start("requeue", "202", "202", &dir);
     peer.expect(
@@ -201,6 +208,60 @@ fn a_callee_busy_again_puts_the_request_back() {
     peer.reply("200 result=1");
     peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
     finish(&mut peer);
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A callee busy again late in the request's life: it expires instead of
+/// waiting another full expiry. A forged time is refused.
+#[test]
+fn a_requeue_past_the_expiry_is_dropped_and_a_forged_time_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let mut peer = start("requeue", "202", "202", &dir);
+    peer.expect(
+        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
+        "200 result=1 (201)",
+    );
+    peer.expect(
+        "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
+        &format!("200 result=1 ({})", unix_now() - 1800),
+    );
+    let line = peer.next_command(Duration::from_secs(2)).unwrap();
+    assert!(
+        line.starts_with("VERBOSE \"featpkg busy-callback: not requeued: the request of 201 for 202 has expired\""),
+        "{line}"
+    );
+    peer.reply("200 result=1");
+    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"EXPIRED\"", "200 result=1");
+    finish(&mut peer);
+    assert!(pending(&dir).is_empty());
+
+    for forged in ["-5", "1e9", "99999999999999999999", "12 34", ""] {
+        let mut peer = start("requeue", "202", "202", &dir);
+        peer.expect(
+            "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
+            "200 result=1 (201)",
+        );
+        peer.expect(
+            "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
+            &format!("200 result=1 ({forged})"),
+        );
+        let line = peer.next_command(Duration::from_secs(2)).unwrap();
+        assert!(
+            line.starts_with("VERBOSE \"featpkg busy-callback: refused FEATPKG_CALLBACK_SINCE "),
+            "{forged:?}: {line}"
+        );
+        peer.reply("200 result=1");
+        peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
+        finish(&mut peer);
+        assert!(pending(&dir).is_empty(), "{forged:?}");
+    }
 }
 
 #[test]

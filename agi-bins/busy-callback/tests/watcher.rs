@@ -222,7 +222,8 @@ fn stop(mut child: Child) {
 #[test]
 fn calls_back_only_when_both_sides_are_free() {
     let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
-    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let pressed = now();
+    pbx.store().add("201", "202", pressed, 3, 1800).unwrap();
     let w = pbx.watcher(&[]);
     until("login and device list", Duration::from_secs(5), || {
         pbx.ami
@@ -248,6 +249,10 @@ fn calls_back_only_when_both_sides_are_free() {
     assert_eq!(o.get("Exten"), Some("202"));
     assert_eq!(o.get("CallerID"), Some("\"Callback 202\" <202>"));
     assert_eq!(o.get("Async"), Some("true"));
+    assert_eq!(
+        o.get("Variable"),
+        Some(format!("FEATPKG_CALLBACK_CALLER=201,FEATPKG_CALLBACK_SINCE={pressed}").as_str())
+    );
     until("the answered request to go", Duration::from_secs(3), || {
         pbx.store().list().unwrap().is_empty()
     });

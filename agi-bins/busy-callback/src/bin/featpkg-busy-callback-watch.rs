@@ -167,7 +167,13 @@ impl Watcher {
         let caller_id = format!("\"Callback {}\" <{}>", r.callee, r.callee);
         let timeout = self.o.ring.as_millis().to_string();
         let channel = self.device(&r.caller);
-        let variable = format!("FEATPKG_CALLBACK_CALLER={}", r.caller);
+        // The dial context hands both back to the AGI program if the callee is
+        // busy again: who to call back, and since when the request waits (so
+        // it keeps its expiry). One header, comma-separated, as Asterisk reads it.
+        let variable = format!(
+            "FEATPKG_CALLBACK_CALLER={},FEATPKG_CALLBACK_SINCE={}",
+            r.caller, r.created
+        );
         let sent = ami.originate(&[
             ("Channel", &channel),
             ("Context", &self.o.context),

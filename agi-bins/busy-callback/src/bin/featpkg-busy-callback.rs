@@ -9,7 +9,9 @@
 //!   `BUSY_CALLBACK` to CANCELLED (or REFUSED).
 //! * `requeue` (the callback's dial context, when the callee is busy again): the
 //!   request of `FEATPKG_CALLBACK_CALLER` (set by the watcher) for the callee
-//!   (`agi_extension`) waits again. Sets `BUSY_CALLBACK` to QUEUED (or REFUSED).
+//!   (`agi_extension`) waits again, keeping the time it was first made
+//!   (`FEATPKG_CALLBACK_SINCE`, also set by the watcher) so it still expires on
+//!   time. Sets `BUSY_CALLBACK` to QUEUED, EXPIRED (or REFUSED).
 //!
 //! Keys: `dir` (request store), `pattern` (extensions served, digits only,
 //! default `_XXX`), `digit` (5), `max` (pending requests per caller, 3),
@@ -113,6 +115,15 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     Ok(c)
 }
 
+/// A request's first time from the channel: Unix seconds, digits only, not
+/// after `now` (anything else did not come from our watcher).
+fn parse_since(text: &str, now: u64) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|&t| t <= now)
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -131,6 +142,15 @@ impl Callback<'_> {
             "featpkg busy-callback: refused {what} \"{}\": not an extension matching {}",
             escape_for_log(value, 32),
             self.c.pattern
+        );
+        self.agi.verbose(&msg, 1)?;
+        self.agi.set_variable("BUSY_CALLBACK", "REFUSED")
+    }
+
+    fn refuse_since(&mut self, value: &str) -> Result<(), AgiError> {
+        let msg = format!(
+            "featpkg busy-callback: refused FEATPKG_CALLBACK_SINCE \"{}\": not a time in the past",
+            escape_for_log(value, 32)
         );
         self.agi.verbose(&msg, 1)?;
         self.agi.set_variable("BUSY_CALLBACK", "REFUSED")
@@ -189,9 +209,25 @@ impl Callback<'_> {
         if !matches_pattern(&callee, &self.c.pattern) {
             return self.refuse("extension", &callee);
         }
-        match Store::new(&self.c.dir).add(&caller, &callee, now(), self.c.max, self.c.expiry) {
+        // When the caller first pressed the digit (the watcher passes it on):
+        // the expiry counts from then, however often the callee is busy again.
+        let now = now();
+        let since = match self.agi.get_variable("FEATPKG_CALLBACK_SINCE")? {
+            None => now,
+            Some(text) => match parse_since(&text, now) {
+                Some(since) => since,
+                None => return self.refuse_since(&text),
+            },
+        };
+        let store = Store::new(&self.c.dir);
+        match store.add_since(&caller, &callee, since, now, self.c.max, self.c.expiry) {
             Ok(_) | Err(StoreError::Duplicate { .. }) => {
                 self.agi.set_variable("BUSY_CALLBACK", "QUEUED")
+            }
+            Err(e @ StoreError::Expired { .. }) => {
+                self.agi
+                    .verbose(&format!("featpkg busy-callback: not requeued: {e}"), 3)?;
+                self.agi.set_variable("BUSY_CALLBACK", "EXPIRED")
             }
             Err(e) => {
                 self.agi
