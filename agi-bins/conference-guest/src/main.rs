@@ -281,14 +281,23 @@ impl Watcher {
             self.leg_failed(log);
         }
         if self.employees.is_empty() {
-            self.failures = 0;
-            match self.guest.clone() {
-                Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log)?,
-                Guest::Waiting(_) => self.guest = Guest::Absent,
-                _ => {}
-            }
+            self.no_employees_left(ami, log)?;
         }
         daemon::event_loop(self, ami, stop, Duration::from_millis(100), log)
+    }
+
+    /// Nobody of ours is in the conference: the guest goes (a re-dial that
+    /// was waiting is called off) and the re-dial count starts afresh.
+    fn no_employees_left(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
+        self.failures = 0;
+        match self.guest.clone() {
+            Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log),
+            Guest::Waiting(_) => {
+                self.guest = Guest::Absent;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn on_join(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
@@ -322,12 +331,7 @@ impl Watcher {
         }
         self.employees.remove(&channel);
         if self.employees.is_empty() {
-            self.failures = 0;
-            match self.guest.clone() {
-                Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log)?,
-                Guest::Waiting(_) => self.guest = Guest::Absent,
-                _ => {}
-            }
+            self.no_employees_left(ami, log)?;
         }
         Ok(())
     }
