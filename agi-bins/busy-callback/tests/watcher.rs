@@ -24,6 +24,10 @@ struct Pbx {
     outcome: Arc<Mutex<&'static str>>,
     /// `Drop`: DeviceStateList closes the connection (Asterisk going down).
     list_reply: Arc<Mutex<&'static str>>,
+    /// Devices `DEVICE_STATE()` knows although they are not in Asterisk's
+    /// device-state cache (no state change since it started), so
+    /// DeviceStateList does not list them.
+    uncached: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 fn now() -> u64 {
@@ -45,10 +49,38 @@ impl Pbx {
         ));
         let outcome = Arc::new(Mutex::new("Success"));
         let list_reply = Arc::new(Mutex::new("Normal"));
-        let (st, out, lr) = (states.clone(), outcome.clone(), list_reply.clone());
+        let uncached: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (st, out, lr, unc) = (
+            states.clone(),
+            outcome.clone(),
+            list_reply.clone(),
+            uncached.clone(),
+        );
         let ami = FakeAmi::start(Arc::new(move |a: &Message| {
             let id = a.get("ActionID").unwrap_or("").to_string();
             match a.get("Action").unwrap_or("") {
+                // manager.c action_getvar: a function is read on a "Bogus/manager" channel;
+                // DEVICE_STATE of a device no driver knows is INVALID.
+                "Getvar" => {
+                    let variable = a.get("Variable").unwrap_or("");
+                    let device = variable
+                        .strip_prefix("DEVICE_STATE(")
+                        .and_then(|v| v.strip_suffix(')'))
+                        .unwrap_or("");
+                    let known = st.lock().unwrap().clone();
+                    let more = unc.lock().unwrap().clone();
+                    let value = known
+                        .iter()
+                        .chain(more.iter())
+                        .find(|(d, _)| d == device)
+                        .map_or("INVALID".to_string(), |(_, s)| s.clone());
+                    Some(vec![msg(&[
+                        ("Response", "Success"),
+                        ("ActionID", &id),
+                        ("Variable", variable),
+                        ("Value", &value),
+                    ])])
+                }
                 "DeviceStateList" if *lr.lock().unwrap() == "Drop" => None,
                 "Originate" if *out.lock().unwrap() == "Refused" => Some(vec![msg(&[
                     ("Response", "Error"),
@@ -127,6 +159,7 @@ impl Pbx {
             states,
             outcome,
             list_reply,
+            uncached,
         }
     }
 
@@ -263,6 +296,67 @@ fn calls_back_only_when_both_sides_are_free() {
         "{}",
         pbx.log()
     );
+}
+
+/// After an Asterisk restart its device-state cache holds only phones whose
+/// state changed since; DeviceStateList misses the others. The watcher asks
+/// for those once and calls back when both are free, without waiting for an
+/// event that may never come.
+#[test]
+fn phones_missing_from_the_device_list_are_asked_for() {
+    let pbx = Pbx::new(&[]);
+    *pbx.uncached.lock().unwrap() = vec![
+        ("PJSIP/201".into(), "NOT_INUSE".into()),
+        ("PJSIP/202".into(), "NOT_INUSE".into()),
+    ];
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("the callback", Duration::from_secs(5), || {
+        !pbx.originates().is_empty()
+    });
+    let asked: Vec<String> = pbx
+        .ami
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get("Action") == Some("Getvar"))
+        .map(|m| m.get("Variable").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        asked,
+        ["DEVICE_STATE(PJSIP/201)", "DEVICE_STATE(PJSIP/202)"],
+        "each unknown phone asked for once"
+    );
+    assert_eq!(pbx.originates()[0].get("Channel"), Some("PJSIP/201"));
+    stop(w);
+}
+
+/// A phone Asterisk reports busy when asked is not called back until its
+/// state changes; it is asked once, not every tick.
+#[test]
+fn a_phone_asked_for_and_busy_waits_for_its_event() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE")]);
+    *pbx.uncached.lock().unwrap() = vec![("PJSIP/202".into(), "INUSE".into())];
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(pbx.originates().is_empty(), "202 is busy");
+    let getvars = || {
+        pbx.ami
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("Action") == Some("Getvar"))
+            .count()
+    };
+    assert_eq!(getvars(), 1, "asked once, not on every tick");
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until("the callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    stop(w);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! featpkg-busy-callback-watch: the watcher of the busy-callback feature.
 //!
 //! Follows device states over AMI (`DeviceStateList` once, then
-//! `DeviceStateChange` events, no polling) and, when both the caller and the
+//! `DeviceStateChange` events, no polling; `Getvar DEVICE_STATE()` once for a
+//! device Asterisk's cache does not list) and, when both the caller and the
 //! callee of a pending request are free, originates the callback: the caller's
 //! phone rings showing "Callback <callee>"; when they answer, the dial context
 //! rings the callee. An unanswered callback is retried `--retries` times,
@@ -14,7 +15,7 @@
 //! uninstalled).
 //! It never runs inside an AGI, so it holds no call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -116,6 +117,8 @@ struct Watcher {
     taken: BTreeMap<String, Instant>,
     /// The store error logged last, so a lasting one is logged once.
     store_error: Option<String>,
+    /// Devices asked for with `Getvar DEVICE_STATE()` in this session.
+    asked: BTreeSet<String>,
 }
 
 impl Watcher {
@@ -131,6 +134,7 @@ impl Watcher {
         log: &mut Log,
     ) -> Result<(), AmiError> {
         self.states.clear();
+        self.asked.clear();
         self.in_flight.clear();
         for item in ami.list(action("DeviceStateList", &[])?)? {
             if let (Some(d), Some(s)) = (item.get("Device"), item.get("State")) {
@@ -247,6 +251,33 @@ impl Watcher {
 
     /// A new device state; the callee's first change after its callback was
     /// answered is the real one (ringing, talking, or free again).
+    /// DeviceStateList lists only Asterisk's device-state cache: a phone whose
+    /// state has not changed since Asterisk started is missing from it, and
+    /// would stay unknown (never free) until its first event. Ask Asterisk for
+    /// such a device once per session with `Getvar DEVICE_STATE(<device>)`.
+    fn ask_unknown(&mut self, ami: &mut Ami, r: &Request, log: &mut Log) -> Result<(), AmiError> {
+        for ext in [&r.caller, &r.callee] {
+            let device = self.device(ext);
+            if self.states.contains_key(&device) || !self.asked.insert(device.clone()) {
+                continue;
+            }
+            let variable = format!("DEVICE_STATE({device})");
+            match ami.send(action("Getvar", &[("Variable", &variable)])?) {
+                Ok(reply) => {
+                    if let Some(state) = reply.get("Value").filter(|v| !v.is_empty()) {
+                        let state = state.to_string();
+                        self.device_state(&device, &state);
+                    }
+                }
+                Err(AmiError::Refused(why)) => {
+                    log.line(&format!("cannot read the state of {device}: {why}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn device_state(&mut self, device: &str, state: &str) {
         self.states.insert(device.to_string(), state.to_string());
         let tech = format!("{}/", self.o.tech);
@@ -281,6 +312,7 @@ impl Watch for Watcher {
             }
         };
         for r in pending {
+            self.ask_unknown(ami, &r, log)?;
             if self.ready(&r) {
                 self.call_back(ami, &r, log)?;
             }
@@ -338,6 +370,7 @@ fn main() -> std::process::ExitCode {
         not_before: BTreeMap::new(),
         taken: BTreeMap::new(),
         store_error: None,
+        asked: BTreeSet::new(),
     };
     daemon::run(
         "featpkg-busy-callback-watch",
