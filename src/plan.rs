@@ -620,7 +620,21 @@ impl PbxConfigDir<'_> {
         } else {
             format!("{}/{rel}", self.dir)
         };
-        Ok(self.target.host_path(&runtime))
+        let host = self.target.host_path(&runtime);
+        // A link may lead out of the config directory — under --root, an absolute
+        // one even to the host's own /etc: where it really leads must stay inside.
+        if let (Ok(real), Ok(dir)) = (
+            host.canonicalize(),
+            self.target.host_path(self.dir).canonicalize(),
+        ) && !real.starts_with(&dir)
+        {
+            return Err(std::io::Error::other(format!(
+                "it is a link to {}, outside {}; featpkg's checks only follow includes inside the config directory",
+                real.display(),
+                self.dir
+            )));
+        }
+        Ok(host)
     }
 }
 

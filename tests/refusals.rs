@@ -276,6 +276,21 @@ fn include_outside_the_config_directory_is_not_followed() {
 }
 
 #[test]
+fn an_included_link_leading_outside_the_config_directory_is_not_followed() {
+    // Under --root an absolute link target is the host's own file, not the PBX
+    // tree's: the checks must not read it.
+    let pbx = Pbx::new();
+    let outside = pbx.root().join("elsewhere.conf");
+    std::fs::write(&outside, "[internal-users-custom]\nexten => _X!,1,NoOp()\n").unwrap();
+    std::os::unix::fs::symlink(&outside, pbx.etc("extensions_local.conf")).unwrap();
+    refused_install(
+        &pbx,
+        &[],
+        "outside /etc/asterisk; featpkg's checks only follow includes inside the config directory",
+    );
+}
+
+#[test]
 fn a_symlinked_config_file_is_refused_and_stays_a_link() {
     // Writing through rename would replace the admin's link with a copy (and the
     // link's own mode 0777); following it could write outside the PBX tree.
