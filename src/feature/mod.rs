@@ -332,6 +332,19 @@ impl FeatureDef {
                 .check(&spec.default)
                 .map_err(|e| bad(format!("default of {} is invalid: {}", spec.name, e.0)))?;
         }
+        for spec in &def.params {
+            if let Some(from) = &spec.default_from
+                && !def
+                    .params
+                    .iter()
+                    .any(|p| &p.name == from && p.default_from.is_none())
+            {
+                return Err(bad(format!(
+                    "default_from of {} names {from:?}, which is not a parameter with its own default",
+                    spec.name
+                )));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for edit in &def.edits {
             if !seen.insert(edit.id()) {
@@ -397,6 +410,14 @@ impl FeatureDef {
                 })?;
             }
             out.insert(spec.name.clone(), value.clone());
+        }
+        for spec in &self.params {
+            if let Some(from) = &spec.default_from
+                && out[&spec.name].is_empty()
+            {
+                let value = out[from].clone();
+                out.insert(spec.name.clone(), value);
+            }
         }
         Ok(out)
     }
@@ -568,6 +589,35 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "parameters file p.json: $.call-waiting: must be an object of parameters"
+        );
+    }
+
+    fn def_with(params: &str) -> Result<FeatureDef, FeatureError> {
+        let json = format!(
+            r#"{{"id": "f", "version": "1.0.0", "summary": "", "params": [{params}], "edits": []}}"#
+        );
+        FeatureDef::load("f", &|_| Some(json.clone().into_bytes()))
+    }
+
+    #[test]
+    fn default_from_takes_the_other_parameter_unless_set() {
+        let def = def_with(
+            r#"{"name": "conference", "type": "extension", "default": "700", "help": ""},
+               {"name": "dtmf", "type": "service_code", "default": "", "default_from": "conference", "help": ""}"#,
+        )
+        .unwrap();
+        let none = BTreeMap::new();
+        assert_eq!(def.resolve_params(&none).unwrap()["dtmf"], "700");
+        let set = BTreeMap::from([("dtmf".to_string(), "1#".to_string())]);
+        assert_eq!(def.resolve_params(&set).unwrap()["dtmf"], "1#");
+        let e = def_with(
+            r#"{"name": "dtmf", "type": "service_code", "default": "", "default_from": "nope", "help": ""}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(r#"default_from of dtmf names "nope""#),
+            "{e}"
         );
     }
 

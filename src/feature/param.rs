@@ -151,6 +151,11 @@ pub struct ParamSpec {
     /// No usable default: the admin must give a value (`--set`/`--params`).
     #[serde(default)]
     pub required: bool,
+    /// When neither the admin nor `default` gives a value, this other
+    /// parameter's value is used (conference-guest's DTMF is its conference
+    /// number unless set), so fragments need no run-time fallback.
+    #[serde(default)]
+    pub default_from: Option<String>,
 }
 
 /// Why a value was refused; the message names the rule.
