@@ -116,6 +116,44 @@ impl Plan {
     pub fn is_noop(&self) -> bool {
         self.create_dirs.is_empty() && self.files.is_empty() && self.remove_dirs.is_empty()
     }
+
+    /// Host paths of the files this plan deletes.
+    pub fn removed_files(&self) -> BTreeSet<PathBuf> {
+        self.files
+            .iter()
+            .filter(|f| f.after.is_none())
+            .map(|f| f.host_path.clone())
+            .collect()
+    }
+}
+
+/// True when a directory with these `entries` is empty once the plan has
+/// deleted `removed_files` and the deeper `removed_dirs`: anything else in it
+/// (the admin's own files) is not featpkg's to remove.
+pub fn empty_after_plan(
+    entries: std::fs::ReadDir,
+    removed_files: &BTreeSet<PathBuf>,
+    removed_dirs: &BTreeSet<PathBuf>,
+) -> bool {
+    entries.flatten().all(|e| {
+        let p = e.path();
+        removed_files.contains(&p) || removed_dirs.contains(&p)
+    })
+}
+
+/// A hand change featpkg overrides only when told to: without `--force` it is
+/// refused with `refusal`; with it, `note` tells the user what was overridden.
+fn override_with_force(
+    force: bool,
+    forced: &mut Vec<String>,
+    refusal: PlanError,
+    note: String,
+) -> Result<(), PlanError> {
+    if !force {
+        return Err(refusal);
+    }
+    forced.push(note);
+    Ok(())
 }
 
 fn style(comment: char) -> CommentStyle {
@@ -247,29 +285,33 @@ fn plan_owned_file(
     let action = if new.is_some() { "replace" } else { "remove" };
     match (old, before) {
         (Some(old), Some(current)) if sha256_hex(&current.content) != old.sha256 => {
-            if !force {
-                return Err(PlanError::ModifiedFile {
+            override_with_force(
+                force,
+                forced,
+                PlanError::ModifiedFile {
                     path: path.into(),
                     edit: old.edit_id.clone(),
                     what: "changed",
                     action,
-                });
-            }
-            forced.push(format!(
-                "{path}: hand changes to {} overwritten (--force)",
-                old.edit_id
-            ));
+                },
+                format!(
+                    "{path}: hand changes to {} overwritten (--force)",
+                    old.edit_id
+                ),
+            )?;
         }
         (Some(old), None) => {
-            if !force {
-                return Err(PlanError::ModifiedFile {
+            override_with_force(
+                force,
+                forced,
+                PlanError::ModifiedFile {
                     path: path.into(),
                     edit: old.edit_id.clone(),
                     what: "deleted",
                     action,
-                });
-            }
-            forced.push(format!("{path}: was deleted by hand (--force)"));
+                },
+                format!("{path}: was deleted by hand (--force)"),
+            )?;
         }
         (None, Some(_)) => {
             let edit = new.map(|n| n.edit_id.clone()).unwrap_or_default();
@@ -381,30 +423,31 @@ fn plan_blocks(
         let action = if still_wanted { "replace" } else { "remove" };
         match marker::block_body(&text, style, &id).map_err(marker_err)? {
             None => {
-                if !force {
-                    return Err(PlanError::MissingBlock {
+                override_with_force(
+                    force,
+                    forced,
+                    PlanError::MissingBlock {
                         path: path.into(),
                         edit: old.edit_id.clone(),
-                    });
-                }
-                forced.push(format!(
-                    "{path}: block {} was missing (--force)",
-                    old.edit_id
-                ));
+                    },
+                    format!("{path}: block {} was missing (--force)", old.edit_id),
+                )?;
                 continue;
             }
             Some(body) if sha256_hex(body) != old.sha256 => {
-                if !force {
-                    return Err(PlanError::ModifiedBlock {
+                override_with_force(
+                    force,
+                    forced,
+                    PlanError::ModifiedBlock {
                         path: path.into(),
                         edit: old.edit_id.clone(),
                         action,
-                    });
-                }
-                forced.push(format!(
-                    "{path}: hand changes inside block {} overwritten (--force)",
-                    old.edit_id
-                ));
+                    },
+                    format!(
+                        "{path}: hand changes inside block {} overwritten (--force)",
+                        old.edit_id
+                    ),
+                )?;
             }
             Some(_) => {}
         }
@@ -479,16 +522,18 @@ fn plan_blocks(
             // copy): only what we would write ourselves is taken over silently.
             let known = olds.iter().any(|o| o.edit_id == new.edit_id);
             if !known && replaced != text {
-                if !force {
-                    return Err(PlanError::UnknownBlock {
+                override_with_force(
+                    force,
+                    forced,
+                    PlanError::UnknownBlock {
                         path: path.into(),
                         edit: new.edit_id.clone(),
-                    });
-                }
-                forced.push(format!(
-                    "{path}: block {} that featpkg had no record of overwritten (--force)",
-                    new.edit_id
-                ));
+                    },
+                    format!(
+                        "{path}: block {} that featpkg had no record of overwritten (--force)",
+                        new.edit_id
+                    ),
+                )?;
             }
             text = replaced;
             added_newline.get(&new.edit_id).copied().unwrap_or(false)
@@ -709,12 +754,7 @@ fn plan_dirs(
         .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
 
     // Owned dirs that will be empty: deepest first.
-    let removed_files: BTreeSet<PathBuf> = out
-        .files
-        .iter()
-        .filter(|f| f.after.is_none())
-        .map(|f| f.host_path.clone())
-        .collect();
+    let removed_files = out.removed_files();
     let remaining: Vec<&str> = out.edits.iter().map(|e| e.path.as_str()).collect();
     let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut candidates: Vec<String> = owned.iter().cloned().collect();
@@ -729,15 +769,7 @@ fn plan_dirs(
             owned.remove(&dir); // already gone
             continue;
         };
-        let mut empty = true;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if !removed_files.contains(&p) && !removed_dirs.contains(&p) {
-                empty = false;
-                break;
-            }
-        }
-        if empty {
+        if empty_after_plan(entries, &removed_files, &removed_dirs) {
             let mode = std::fs::metadata(&host)
                 .map(|m| m.mode() & 0o7777)
                 .unwrap_or(0o755);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::hash::sha256_hex;
-use crate::plan::{DirChange, FileChange, Plan, read_file_state};
+use crate::plan::{DirChange, FileChange, Plan, empty_after_plan, read_file_state};
 use crate::txn::FileState;
 
 /// Options for rollback.
@@ -136,21 +136,12 @@ pub fn rollback(
 /// hold something once the plan's files and deeper directories are gone: a file
 /// the admin put there since is not featpkg's to remove.
 fn keep_dirs_still_in_use(plan: &mut Plan) {
-    let removed_files: BTreeSet<PathBuf> = plan
-        .files
-        .iter()
-        .filter(|f| f.after.is_none())
-        .map(|f| f.host_path.clone())
-        .collect();
+    let removed_files = plan.removed_files();
     let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut kept = Vec::new();
     plan.remove_dirs.retain(|d| {
-        let empty = std::fs::read_dir(&d.host_path).is_ok_and(|entries| {
-            entries.flatten().all(|e| {
-                let p = e.path();
-                removed_files.contains(&p) || removed_dirs.contains(&p)
-            })
-        });
+        let empty = std::fs::read_dir(&d.host_path)
+            .is_ok_and(|entries| empty_after_plan(entries, &removed_files, &removed_dirs));
         if empty {
             removed_dirs.insert(d.host_path.clone());
         } else {
