@@ -5,8 +5,15 @@
 //! uses it (reference/installers.md §6).
 //!
 //! Archive layout: `bundle.json`; `module.json` (MikoPBX) and `module.xml`
-//! (FreePBX) at the root; `bin/<arch>-linux/<name>` static binaries (0755);
-//! `features/<id>/…` definitions and fragments (0644); `ui-assets/…`.
+//! (FreePBX) at the root; the PHP shims from `packaging/shims/` at their own
+//! paths (`Setup/`, `Lib/`, `bin/featpkg-reload.php`, `Featpkg.class.php`, …);
+//! `bin/<arch>-linux/<name>` static binaries (0755) for every architecture in
+//! [`ARCHES`]; `features/<id>/…` definitions and fragments (0644); `ui-assets/…`.
+//!
+//! [`open`] takes the archive or the directory a PBX extracted it into (MikoPBX
+//! unpacks into its module directory and deletes the zip; FreePBX into
+//! `admin/modules/<rawname>`): the same manifest checks, files the PBX added are
+//! ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -35,13 +42,31 @@ pub enum BundleError {
     #[error("{path}: {message}")]
     Source { path: PathBuf, message: String },
     #[error(
-        "binary {path}: {message} (the bundle ships static x86_64 Linux binaries: run `bash .ci/build-static`)"
+        "binary {path}: {message} (the bundle ships static {arch} Linux binaries: run `bash .ci/build-static`)"
     )]
-    NotStatic { path: PathBuf, message: String },
+    NotStatic {
+        path: PathBuf,
+        arch: &'static str,
+        message: String,
+    },
+    #[error(
+        "{arch} binary {path} is missing: build the {arch} binaries with `bash .ci/build-static` (it runs `cargo zigbuild --release --target {triple}`), or point `--bin-dir {arch}=DIR` at them; `--arch` limits the bundle to fewer architectures"
+    )]
+    MissingBinary {
+        path: PathBuf,
+        arch: &'static str,
+        triple: &'static str,
+    },
     #[error("{archive}: not a readable zip archive: {message}")]
     NotZip { archive: PathBuf, message: String },
     #[error("bundle entry {entry:?}: {rule}")]
     Entry { entry: String, rule: String },
+    #[error("bundle directory {}: {entry}: {rule}", dir.display())]
+    DirEntry {
+        dir: PathBuf,
+        entry: String,
+        rule: String,
+    },
     #[error("bundle manifest {MANIFEST}: {0}")]
     Manifest(String),
     #[error("bundle archive: {0}")]
@@ -131,20 +156,78 @@ impl Bundle {
     }
 }
 
+/// One CPU architecture the bundle carries binaries for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arch {
+    /// `std::env::consts::ARCH` of a featpkg built for it; the archive directory is
+    /// `bin/<name>-linux/` (see `feature::binary_path`).
+    pub name: &'static str,
+    /// The Rust target the static binaries are built for.
+    pub triple: &'static str,
+    /// ELF `e_machine` of its executables.
+    pub elf_machine: u16,
+}
+
+impl Arch {
+    /// Archive directory of this architecture's binaries.
+    pub fn bin_dir(&self) -> String {
+        format!("bin/{}-linux", self.name)
+    }
+}
+
+/// Every architecture a bundle ships by default (MikoPBX runs on both).
+pub const ARCHES: &[Arch] = &[
+    Arch {
+        name: "x86_64",
+        triple: "x86_64-unknown-linux-musl",
+        elf_machine: 62,
+    },
+    Arch {
+        name: "aarch64",
+        triple: "aarch64-unknown-linux-musl",
+        elf_machine: 183,
+    },
+];
+
+/// The architecture called `name` (`x86_64`, `aarch64`).
+pub fn arch(name: &str) -> Option<&'static Arch> {
+    ARCHES.iter().find(|a| a.name == name)
+}
+
+/// The architecture whose ELF machine number is `machine`.
+pub fn arch_of_machine(machine: u16) -> Option<&'static Arch> {
+    ARCHES.iter().find(|a| a.elf_machine == machine)
+}
+
 /// Inputs of [`build`].
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// Repository root with `module-manifest/`, `packaging/features/`, `ui-assets/`.
+    /// Repository root with `module-manifest/`, `packaging/features/`,
+    /// `packaging/shims/` (optional) and `ui-assets/` (optional).
     pub source_dir: PathBuf,
-    /// Directory with the static binaries named in bundle.json.
-    pub bin_dir: PathBuf,
+    /// For each architecture to ship (by [`Arch::name`]), the directory holding
+    /// the static binaries bundle.json names. At least one.
+    pub bin_dirs: BTreeMap<String, PathBuf>,
     pub out_dir: PathBuf,
     /// Unix seconds for every entry's timestamp (else 1980-01-01, zip's epoch).
     pub source_date_epoch: Option<u64>,
 }
 
-/// Checks that `bytes` is a static ELF64 x86_64 executable (no PT_INTERP program header).
-pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
+/// ELF `e_machine` of `bytes`, if it is an ELF file at all.
+pub fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    Some(if bytes[5] == 2 {
+        u16::from_be_bytes([bytes[18], bytes[19]])
+    } else {
+        u16::from_le_bytes([bytes[18], bytes[19]])
+    })
+}
+
+/// Checks that `bytes` is a static ELF64 little-endian executable for `arch`
+/// (right machine, no PT_INTERP program header).
+pub fn check_static_elf(bytes: &[u8], arch: &Arch) -> Result<(), String> {
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
         return Err("not an ELF file".into());
     }
@@ -154,8 +237,15 @@ pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
     let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
     let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
-    if u16_at(18) != 62 {
-        return Err(format!("machine {} is not x86_64", u16_at(18)));
+    let machine = u16_at(18);
+    if machine != arch.elf_machine {
+        let is = arch_of_machine(machine)
+            .map_or_else(|| format!("machine {machine}"), |a| a.name.to_string());
+        return Err(format!(
+            "is built for {is}, not {} (it would go into {}/)",
+            arch.name,
+            arch.bin_dir()
+        ));
     }
     let (phoff, phentsize, phnum) = (
         u64_at(32) as usize,
@@ -166,8 +256,8 @@ pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
         return Err("bad program header size".into());
     }
     for i in 0..phnum {
-        let off = phoff + i * phentsize;
-        if off + 4 > bytes.len() {
+        let off = phoff.saturating_add(i.saturating_mul(phentsize));
+        if off.saturating_add(4) > bytes.len() {
             return Err("program headers run past the end of the file".into());
         }
         if u32_at(off) == 3 {
@@ -247,6 +337,132 @@ fn valid_version(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
 }
 
+/// `moduleUniqueID` rule of MikoPBX's REST API (`^[A-Za-z][A-Za-z0-9]*$`).
+fn valid_module_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Checks the rendered MikoPBX `module.json`: the fields MikoPBX and MIKO's
+/// release pipeline require, and the module id rule. Returns the module id.
+fn check_module_json(path: &Path, text: &str) -> Result<String, BundleError> {
+    let bad = |message: String| BundleError::Source {
+        path: path.to_path_buf(),
+        message,
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    for field in [
+        "moduleUniqueID",
+        "version",
+        "min_pbx_version",
+        "developer",
+        "support_email",
+    ] {
+        match json.get(field) {
+            Some(serde_json::Value::String(v)) if !v.trim().is_empty() => {}
+            _ => {
+                return Err(bad(format!(
+                    "{field} must be a non-empty string (MikoPBX refuses a module without it)"
+                )));
+            }
+        }
+    }
+    let id = json["moduleUniqueID"].as_str().unwrap_or_default();
+    if !valid_module_id(id) {
+        return Err(bad(format!(
+            "moduleUniqueID {id:?} must match ^[A-Za-z][A-Za-z0-9]*$ (MikoPBX's module id rule; it is also the PHP namespace Modules\\<id>)"
+        )));
+    }
+    Ok(id.to_string())
+}
+
+/// The text of the first `<tag>…</tag>` in `xml` (module.xml is flat and simple).
+fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find(&close)?;
+    Some(xml[start..start + len].trim())
+}
+
+/// Checks the rendered FreePBX `module.xml` for the identity fields FreePBX
+/// reads. Returns the rawname.
+fn check_module_xml(path: &Path, text: &str, version: &str) -> Result<String, BundleError> {
+    let bad = |message: String| BundleError::Source {
+        path: path.to_path_buf(),
+        message,
+    };
+    for tag in [
+        "rawname",
+        "name",
+        "version",
+        "publisher",
+        "license",
+        "category",
+    ] {
+        if xml_text(text, tag).is_none_or(str::is_empty) {
+            return Err(bad(format!("<{tag}> is missing or empty")));
+        }
+    }
+    if xml_text(text, "version") != Some(version) {
+        return Err(bad(format!(
+            "<version> must be the bundle version {version} (write %VERSION%)"
+        )));
+    }
+    let rawname = xml_text(text, "rawname").unwrap_or_default();
+    let mut bytes = rawname.bytes();
+    if !(bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    {
+        return Err(bad(format!(
+            "<rawname> {rawname:?} must be lower-case letters and digits (FreePBX names the module directory and BMO class after it)"
+        )));
+    }
+    Ok(rawname.to_string())
+}
+
+/// Checks that the PHP shims are named after the module ids: MikoPBX loads
+/// `Modules\<id>\Setup\PbxExtensionSetup` and `Modules\<id>\Lib\<X>Conf`
+/// (X = id without "Module"); FreePBX loads `<Rawname>.class.php`.
+fn check_shims(
+    shims_dir: &Path,
+    files: &[(String, PathBuf)],
+    module_id: &str,
+    rawname: &str,
+) -> Result<(), BundleError> {
+    let conf = format!("Lib/{}Conf.php", module_id.replace("Module", ""));
+    let mut bmo = rawname.to_string();
+    bmo[..1].make_ascii_uppercase();
+    let bmo = format!("{bmo}.class.php");
+    let wanted = [
+        (
+            "Setup/PbxExtensionSetup.php".to_string(),
+            format!("namespace Modules\\{module_id}\\Setup;"),
+        ),
+        (conf, format!("namespace Modules\\{module_id}\\Lib;")),
+        (bmo, "namespace FreePBX\\modules;".to_string()),
+    ];
+    for (rel, namespace) in wanted {
+        let path = shims_dir.join(&rel);
+        if !files.iter().any(|(r, _)| *r == rel) {
+            return Err(BundleError::Source {
+                path,
+                message: "missing: the PBX looks for this file by the module id".into(),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        if !text.contains(&namespace) {
+            return Err(BundleError::Source {
+                path,
+                message: format!("must declare `{namespace}` (the module id)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Builds `<out_dir>/<name>-<version>.zip` and returns its path.
 pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
     let meta_path = opts.source_dir.join("module-manifest/bundle.json");
@@ -262,16 +478,34 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
             message: "name must be [a-z0-9-]+ and version [A-Za-z0-9.+-]+".into(),
         });
     }
+    if opts.bin_dirs.is_empty() {
+        return Err(BundleError::Archive(
+            "no architecture to ship binaries for".into(),
+        ));
+    }
     // (archive path, bytes, mode)
     let mut entries: Vec<(String, Vec<u8>, u32)> = Vec::new();
-    for pbx_manifest in ["module.json", "module.xml"] {
-        let path = opts.source_dir.join("module-manifest").join(pbx_manifest);
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        entries.push((
-            pbx_manifest.to_string(),
-            text.replace("%VERSION%", &meta.version).into_bytes(),
-            0o644,
-        ));
+    let manifest_dir = opts.source_dir.join("module-manifest");
+    let module_json_path = manifest_dir.join("module.json");
+    let module_json = std::fs::read_to_string(&module_json_path)
+        .map_err(io(&module_json_path))?
+        .replace("%VERSION%", &meta.version);
+    let module_id = check_module_json(&module_json_path, &module_json)?;
+    entries.push(("module.json".into(), module_json.into_bytes(), 0o644));
+    let module_xml_path = manifest_dir.join("module.xml");
+    let module_xml = std::fs::read_to_string(&module_xml_path)
+        .map_err(io(&module_xml_path))?
+        .replace("%VERSION%", &meta.version);
+    let rawname = check_module_xml(&module_xml_path, &module_xml, &meta.version)?;
+    entries.push(("module.xml".into(), module_xml.into_bytes(), 0o644));
+    let shims = opts.source_dir.join("packaging/shims");
+    if shims.is_dir() {
+        let mut shim_files = Vec::new();
+        walk(&shims, "", &mut shim_files)?;
+        check_shims(&shims, &shim_files, &module_id, &rawname)?;
+        for (rel, path) in shim_files {
+            entries.push((rel, std::fs::read(&path).map_err(io(&path))?, 0o644));
+        }
     }
     let features_dir = opts.source_dir.join("packaging/features");
     let mut feature_files = Vec::new();
@@ -294,19 +528,52 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
             entries.push((rel, std::fs::read(&path).map_err(io(&path))?, 0o644));
         }
     }
-    for name in &meta.binaries {
-        let path = opts.bin_dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| BundleError::NotStatic {
-            path: path.clone(),
-            message: e.to_string(),
+    for (arch_name, dir) in &opts.bin_dirs {
+        let arch = arch(arch_name).ok_or_else(|| {
+            BundleError::Archive(format!(
+                "unknown architecture {arch_name:?} (known: {})",
+                ARCHES.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+            ))
         })?;
-        check_static_elf(&bytes).map_err(|message| BundleError::NotStatic {
-            path: path.clone(),
-            message,
-        })?;
-        entries.push((format!("bin/x86_64-linux/{name}"), bytes, 0o755));
+        for name in &meta.binaries {
+            let path = dir.join(name);
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BundleError::MissingBinary {
+                        path,
+                        arch: arch.name,
+                        triple: arch.triple,
+                    });
+                }
+                Err(e) => {
+                    return Err(BundleError::NotStatic {
+                        path,
+                        arch: arch.name,
+                        message: e.to_string(),
+                    });
+                }
+            };
+            check_static_elf(&bytes, arch).map_err(|message| BundleError::NotStatic {
+                path: path.clone(),
+                arch: arch.name,
+                message,
+            })?;
+            entries.push((format!("{}/{name}", arch.bin_dir()), bytes, 0o755));
+        }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(BundleError::Archive(format!(
+            "two sources give the archive entry {:?} (a shim in packaging/shims/ collides with a generated entry?)",
+            w[0].0
+        )));
+    }
+    if entries.iter().any(|e| e.0 == MANIFEST) {
+        return Err(BundleError::Archive(format!(
+            "{MANIFEST} is generated by featpkg build; remove it from packaging/shims/"
+        )));
+    }
     let manifest = Manifest {
         name: meta.name.clone(),
         version: meta.version.clone(),
@@ -380,9 +647,227 @@ fn check_entry_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens and verifies a bundle archive. Nothing in it is trusted until checked.
+/// Opens and verifies a bundle: the zip archive, or the directory a PBX
+/// extracted it into (see [`open_dir`]). Nothing in it is trusted until checked.
 pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        return open_dir(path);
+    }
+    open_zip(path, &meta)
+}
+
+/// Parses and checks the manifest's own fields (names, versions, entry paths,
+/// no entry listed twice).
+fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    if !valid_name(&manifest.name) || !valid_version(&manifest.version) {
+        return Err(BundleError::Manifest(format!(
+            "name {:?} / version {:?} must be [a-z0-9-]+ / [A-Za-z0-9.+-]+",
+            manifest.name, manifest.version
+        )));
+    }
+    for id in &manifest.features {
+        if !valid_name(id) {
+            return Err(BundleError::Manifest(format!(
+                "feature id {id:?} must be [a-z0-9-]+"
+            )));
+        }
+    }
+    if manifest.entries.len() > MAX_ENTRIES {
+        return Err(BundleError::Manifest(format!(
+            "lists {} entries, more than {MAX_ENTRIES}",
+            manifest.entries.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for listed in &manifest.entries {
+        check_entry_name(&listed.path)
+            .map_err(|rule| BundleError::Manifest(format!("entry {:?}: {rule}", listed.path)))?;
+        if listed.path == MANIFEST || listed.path.ends_with('/') {
+            return Err(BundleError::Manifest(format!(
+                "entry {:?} cannot be listed",
+                listed.path
+            )));
+        }
+        if !seen.insert(listed.path.as_str()) {
+            return Err(BundleError::Manifest(format!(
+                "entry {:?} is listed twice",
+                listed.path
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Checks one listed entry's bytes against the manifest; returns it with its
+/// sanitised mode.
+fn check_listed(listed: &ManifestEntry, bytes: Vec<u8>) -> Result<BundleFile, &'static str> {
+    if bytes.len() as u64 != listed.size {
+        return Err("size does not match the manifest");
+    }
+    if sha256_hex(&bytes) != listed.sha256 {
+        return Err("sha256 does not match the manifest");
+    }
+    let mode = u32::from_str_radix(&listed.mode, 8).map_err(|_| "manifest mode is not octal")?;
+    // No setuid/setgid/sticky, no group/other write, whatever the manifest says.
+    Ok(BundleFile {
+        bytes,
+        mode: mode & 0o755,
+    })
+}
+
+/// Every feature the manifest names has its definition.
+fn check_features(
+    manifest: &Manifest,
+    files: &BTreeMap<String, BundleFile>,
+) -> Result<(), BundleError> {
+    for id in &manifest.features {
+        if !files.contains_key(&format!("features/{id}/feature.json")) {
+            return Err(BundleError::Manifest(format!(
+                "feature {id} has no features/{id}/feature.json"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens a bundle extracted into `dir` (a PBX module directory). `bundle.json`
+/// must be a regular file there; every entry it lists must be a regular file
+/// reached through real directories (no symbolic link anywhere on the way) with
+/// the listed size and sha256. Files the manifest does not list (MikoPBX's
+/// `db/`, FreePBX's own files) are ignored. The size caps of an archive apply.
+/// The bundle's "archive sha256" is the sha256 of its `bundle.json`, which pins
+/// every entry.
+pub fn open_dir(dir: &Path) -> Result<Bundle, BundleError> {
+    let bad = |entry: &str, rule: String| BundleError::DirEntry {
+        dir: dir.to_path_buf(),
+        entry: entry.to_string(),
+        rule,
+    };
+    let manifest_bytes = match read_dir_entry(dir, MANIFEST, MAX_TOTAL_BYTES) {
+        Ok(bytes) => bytes,
+        Err(DirRead::Missing) => {
+            return Err(BundleError::Manifest(format!(
+                "missing from {}: this is not a featpkg bundle",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(bad(MANIFEST, e.to_string())),
+    };
+    let archive_sha256 = sha256_hex(&manifest_bytes);
+    let manifest = parse_manifest(&manifest_bytes)?;
+    let mut total: u64 = manifest_bytes.len() as u64;
+    let mut files = BTreeMap::new();
+    for listed in &manifest.entries {
+        if listed.size > MAX_TOTAL_BYTES - total {
+            return Err(bad(
+                &listed.path,
+                format!("the bundle's files add up past the {MAX_TOTAL_BYTES}-byte limit"),
+            ));
+        }
+        let bytes = read_dir_entry(dir, &listed.path, listed.size)
+            .map_err(|e| bad(&listed.path, e.to_string()))?;
+        total += bytes.len() as u64;
+        let file = check_listed(listed, bytes).map_err(|rule| bad(&listed.path, rule.into()))?;
+        files.insert(listed.path.clone(), file);
+    }
+    check_features(&manifest, &files)?;
+    Ok(Bundle {
+        manifest,
+        files,
+        archive_sha256,
+    })
+}
+
+/// Why an entry of an extracted bundle could not be read.
+#[derive(Debug)]
+enum DirRead {
+    Missing,
+    Symlink(String),
+    NotRegular(String),
+    TooBig(u64),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for DirRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirRead::Missing => {
+                write!(f, "listed in the manifest but missing from the directory")
+            }
+            DirRead::Symlink(at) => write!(
+                f,
+                "{at} is a symbolic link; a bundle holds only regular files and directories"
+            ),
+            DirRead::NotRegular(at) => write!(f, "{at} is not a regular file or directory"),
+            DirRead::TooBig(limit) => {
+                write!(
+                    f,
+                    "size does not match the manifest (larger than {limit} bytes)"
+                )
+            }
+            DirRead::Io(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
+/// Reads `rel` (already a checked entry name) under `dir`, at most `limit` bytes:
+/// every directory on the way must be a real directory and the file a regular
+/// file, none of them a symbolic link.
+fn read_dir_entry(dir: &Path, rel: &str, limit: u64) -> Result<Vec<u8>, DirRead> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut path = dir.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let shown = parts[..=i].join("/");
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DirRead::Missing),
+            Err(e) => return Err(DirRead::Io(e)),
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
+            return Err(DirRead::Symlink(shown));
+        }
+        if (last && !meta.is_file()) || (!last && !meta.is_dir()) {
+            return Err(DirRead::NotRegular(shown));
+        }
+    }
+    // O_NOFOLLOW: a file swapped for a link since the check is refused, not followed.
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+    const O_NOFOLLOW: i32 = 0o100_000;
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+    const O_NOFOLLOW: i32 = 0o400_000;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(40) => DirRead::Symlink(rel.to_string()), // ELOOP
+            _ => DirRead::Io(e),
+        })?;
+    let meta = file.metadata().map_err(DirRead::Io)?;
+    if !meta.is_file() {
+        return Err(DirRead::NotRegular(rel.to_string()));
+    }
+    if meta.len() > limit {
+        return Err(DirRead::TooBig(limit));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(DirRead::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(DirRead::TooBig(limit));
+    }
+    Ok(bytes)
+}
+
+/// Opens and verifies a bundle zip archive.
+fn open_zip(path: &Path, meta: &std::fs::Metadata) -> Result<Bundle, BundleError> {
     if meta.len() > MAX_ARCHIVE_BYTES {
         return Err(BundleError::Archive(format!(
             "{} is larger than {MAX_ARCHIVE_BYTES} bytes",
@@ -454,21 +939,7 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     let (manifest_bytes, _) = raw
         .remove(MANIFEST)
         .ok_or_else(|| BundleError::Manifest("missing: this is not a featpkg bundle".into()))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| BundleError::Manifest(e.to_string()))?;
-    if !valid_name(&manifest.name) || !valid_version(&manifest.version) {
-        return Err(BundleError::Manifest(format!(
-            "name {:?} / version {:?} must be [a-z0-9-]+ / [A-Za-z0-9.+-]+",
-            manifest.name, manifest.version
-        )));
-    }
-    for id in &manifest.features {
-        if !valid_name(id) {
-            return Err(BundleError::Manifest(format!(
-                "feature id {id:?} must be [a-z0-9-]+"
-            )));
-        }
-    }
+    let manifest = parse_manifest(&manifest_bytes)?;
     let mut files = BTreeMap::new();
     for listed in &manifest.entries {
         let bad = |rule: &str| BundleError::Entry {
@@ -478,21 +949,9 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
         let (bytes, _) = raw
             .remove(&listed.path)
             .ok_or_else(|| bad("listed in the manifest but missing from the archive"))?;
-        if bytes.len() as u64 != listed.size {
-            return Err(bad("size does not match the manifest"));
-        }
-        if sha256_hex(&bytes) != listed.sha256 {
-            return Err(bad("sha256 does not match the manifest"));
-        }
-        let mode =
-            u32::from_str_radix(&listed.mode, 8).map_err(|_| bad("manifest mode is not octal"))?;
-        // No setuid/setgid/sticky, no group/other write, whatever the manifest says.
         files.insert(
             listed.path.clone(),
-            BundleFile {
-                bytes,
-                mode: mode & 0o755,
-            },
+            check_listed(listed, bytes).map_err(bad)?,
         );
     }
     if let Some(extra) = raw.keys().next() {
@@ -501,13 +960,7 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
             rule: "is not listed in the manifest".into(),
         });
     }
-    for id in &manifest.features {
-        if !files.contains_key(&format!("features/{id}/feature.json")) {
-            return Err(BundleError::Manifest(format!(
-                "feature {id} has no features/{id}/feature.json"
-            )));
-        }
-    }
+    check_features(&manifest, &files)?;
     Ok(Bundle {
         manifest,
         files,
@@ -519,13 +972,13 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
 mod tests {
     use super::*;
 
-    /// A minimal static-looking ELF64 x86_64 header with one PT_LOAD (or PT_INTERP).
-    fn elf(interp: bool) -> Vec<u8> {
+    /// A minimal static-looking ELF64 header for `machine` with one PT_LOAD (or PT_INTERP).
+    fn elf_for(machine: u16, interp: bool) -> Vec<u8> {
         let mut b = vec![0u8; 64 + 56];
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
-        b[18..20].copy_from_slice(&62u16.to_le_bytes());
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&1u16.to_le_bytes());
@@ -533,52 +986,189 @@ mod tests {
         b
     }
 
+    fn elf(interp: bool) -> Vec<u8> {
+        elf_for(62, interp)
+    }
+
+    const MODULE_JSON: &str = r#"{"moduleUniqueID":"ModuleDemo","version":"%VERSION%","min_pbx_version":"2024.1.114","developer":"d","support_email":"d@example.invalid"}"#;
+    const MODULE_XML: &str = "<module><rawname>demo</rawname><name>Demo</name><version>%VERSION%</version><publisher>d</publisher><license>MIT</license><category>Applications</category></module>";
+
     fn source() -> (tempfile::TempDir, BuildOptions) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("module-manifest")).unwrap();
         std::fs::create_dir_all(root.join("packaging/features/demo")).unwrap();
-        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("bin/x86")).unwrap();
+        std::fs::create_dir_all(root.join("bin/arm")).unwrap();
         std::fs::write(
             root.join("module-manifest/bundle.json"),
             r#"{"name":"demo","version":"1.2.0","description":"d","binaries":["featpkg"]}"#,
         )
         .unwrap();
-        std::fs::write(
-            root.join("module-manifest/module.json"),
-            r#"{"version":"%VERSION%"}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("module-manifest/module.xml"),
-            "<module><version>%VERSION%</version></module>",
-        )
-        .unwrap();
+        std::fs::write(root.join("module-manifest/module.json"), MODULE_JSON).unwrap();
+        std::fs::write(root.join("module-manifest/module.xml"), MODULE_XML).unwrap();
         std::fs::write(root.join("packaging/features/demo/feature.json"), "{}").unwrap();
         std::fs::write(
             root.join("packaging/features/demo/extensions.conf"),
             "[x]\n",
         )
         .unwrap();
-        std::fs::write(root.join("bin/featpkg"), elf(false)).unwrap();
+        std::fs::write(root.join("bin/x86/featpkg"), elf(false)).unwrap();
+        std::fs::write(root.join("bin/arm/featpkg"), elf_for(183, false)).unwrap();
         let opts = BuildOptions {
             source_dir: root.to_path_buf(),
-            bin_dir: root.join("bin"),
+            bin_dirs: [
+                ("x86_64".to_string(), root.join("bin/x86")),
+                ("aarch64".to_string(), root.join("bin/arm")),
+            ]
+            .into_iter()
+            .collect(),
             out_dir: root.join("dist"),
             source_date_epoch: None,
         };
         (dir, opts)
     }
 
+    /// Adds the three PHP shims the module ids require.
+    fn add_shims(root: &Path) {
+        let shims = root.join("packaging/shims");
+        std::fs::create_dir_all(shims.join("Setup")).unwrap();
+        std::fs::create_dir_all(shims.join("Lib")).unwrap();
+        std::fs::write(
+            shims.join("Setup/PbxExtensionSetup.php"),
+            "<?php\nnamespace Modules\\ModuleDemo\\Setup;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            shims.join("Lib/DemoConf.php"),
+            "<?php\nnamespace Modules\\ModuleDemo\\Lib;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            shims.join("Demo.class.php"),
+            "<?php\nnamespace FreePBX\\modules;\n",
+        )
+        .unwrap();
+    }
+
     #[test]
     fn static_elf_check() {
-        assert!(check_static_elf(&elf(false)).is_ok());
+        let x86 = arch("x86_64").unwrap();
+        let arm = arch("aarch64").unwrap();
+        assert!(check_static_elf(&elf(false), x86).is_ok());
+        assert!(check_static_elf(&elf_for(183, false), arm).is_ok());
         assert!(
-            check_static_elf(&elf(true))
+            check_static_elf(&elf(true), x86)
                 .unwrap_err()
                 .contains("PT_INTERP")
         );
-        assert!(check_static_elf(b"#!/bin/sh\n").is_err());
+        assert_eq!(
+            check_static_elf(&elf(false), arm).unwrap_err(),
+            "is built for x86_64, not aarch64 (it would go into bin/aarch64-linux/)"
+        );
+        assert!(check_static_elf(b"#!/bin/sh\n", x86).is_err());
+        assert_eq!(elf_machine(&elf_for(183, false)), Some(183));
+        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn both_arches_are_shipped_and_checked() {
+        let (_d, opts) = source();
+        let bundle = open(&build(&opts).unwrap()).unwrap();
+        assert_eq!(
+            bundle.file("bin/aarch64-linux/featpkg").unwrap().bytes,
+            elf_for(183, false)
+        );
+        // The arm binary in the x86_64 directory: refused, naming file and arch.
+        std::fs::write(opts.bin_dirs["x86_64"].join("featpkg"), elf_for(183, false)).unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(
+            err.contains("bin/x86/featpkg") && err.contains("built for aarch64, not x86_64"),
+            "{err}"
+        );
+        // A missing architecture names it and how to build it.
+        std::fs::remove_file(opts.bin_dirs["aarch64"].join("featpkg")).unwrap();
+        std::fs::write(opts.bin_dirs["x86_64"].join("featpkg"), elf(false)).unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(
+            err.starts_with("aarch64 binary ")
+                && err.contains("cargo zigbuild --release --target aarch64-unknown-linux-musl"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn module_manifests_are_checked() {
+        let (d, opts) = source();
+        let json = d.path().join("module-manifest/module.json");
+        for (text, wanted) in [
+            (
+                MODULE_JSON.replace("ModuleDemo", "Module-Demo"),
+                "moduleUniqueID \"Module-Demo\" must match ^[A-Za-z][A-Za-z0-9]*$",
+            ),
+            (
+                MODULE_JSON.replace("ModuleDemo", "1Module"),
+                "must match ^[A-Za-z][A-Za-z0-9]*$",
+            ),
+            (
+                MODULE_JSON.replace(r#""support_email":"d@example.invalid""#, r#""x":1"#),
+                "support_email must be a non-empty string",
+            ),
+            (
+                MODULE_JSON.replace(r#""min_pbx_version":"2024.1.114","#, ""),
+                "min_pbx_version must be a non-empty string",
+            ),
+            ("{".to_string(), "not valid JSON"),
+        ] {
+            std::fs::write(&json, text).unwrap();
+            let err = build(&opts).unwrap_err().to_string();
+            assert!(err.contains("module.json") && err.contains(wanted), "{err}");
+        }
+        std::fs::write(&json, MODULE_JSON).unwrap();
+        let xml = d.path().join("module-manifest/module.xml");
+        std::fs::write(&xml, MODULE_XML.replace("<publisher>d</publisher>", "")).unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(err.contains("module.xml: <publisher> is missing"), "{err}");
+        std::fs::write(&xml, MODULE_XML.replace("%VERSION%", "9.9")).unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(err.contains("must be the bundle version 1.2.0"), "{err}");
+    }
+
+    #[test]
+    fn shims_go_to_the_root_and_must_match_the_module_ids() {
+        let (d, opts) = source();
+        add_shims(d.path());
+        std::fs::create_dir_all(d.path().join("packaging/shims/bin")).unwrap();
+        std::fs::write(d.path().join("packaging/shims/bin/reload.php"), "<?php\n").unwrap();
+        let bundle = open(&build(&opts).unwrap()).unwrap();
+        for entry in [
+            "Setup/PbxExtensionSetup.php",
+            "Lib/DemoConf.php",
+            "Demo.class.php",
+            "bin/reload.php",
+        ] {
+            assert_eq!(bundle.file(entry).unwrap().mode, 0o644, "{entry}");
+        }
+        std::fs::write(
+            d.path().join("packaging/shims/Lib/DemoConf.php"),
+            "<?php\nnamespace Modules\\ModuleOther\\Lib;\n",
+        )
+        .unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(
+            err.contains("DemoConf.php: must declare `namespace Modules\\ModuleDemo\\Lib;`"),
+            "{err}"
+        );
+        std::fs::remove_file(d.path().join("packaging/shims/Lib/DemoConf.php")).unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(err.contains("Lib/DemoConf.php: missing"), "{err}");
+        add_shims(d.path());
+        std::fs::write(d.path().join("packaging/shims/module.json"), "{}").unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(
+            err.contains("two sources give the archive entry \"module.json\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -596,7 +1186,7 @@ mod tests {
         assert_eq!(bundle.manifest().features, ["demo"]);
         assert_eq!(
             bundle.file("module.json").unwrap().bytes,
-            br#"{"version":"1.2.0"}"#
+            MODULE_JSON.replace("%VERSION%", "1.2.0").into_bytes()
         );
         assert_eq!(bundle.file("bin/x86_64-linux/featpkg").unwrap().mode, 0o755);
         assert_eq!(bundle.files_under("features/demo/").count(), 2);
@@ -620,7 +1210,7 @@ mod tests {
     #[test]
     fn dynamic_binary_is_refused() {
         let (_d, opts) = source();
-        std::fs::write(opts.bin_dir.join("featpkg"), elf(true)).unwrap();
+        std::fs::write(opts.bin_dirs["x86_64"].join("featpkg"), elf(true)).unwrap();
         let err = build(&opts).unwrap_err().to_string();
         assert!(
             err.contains("featpkg") && err.contains("PT_INTERP"),
@@ -712,6 +1302,111 @@ mod tests {
             .starts_with("bundle manifest bundle.json: missing field")
         );
         assert!(open_err(|e| e.retain(|x| x.0 != MANIFEST)).contains("not a featpkg bundle"));
+    }
+
+    /// The built demo bundle extracted into a directory, as a PBX does it.
+    fn extracted() -> (tempfile::TempDir, PathBuf) {
+        let (d, opts) = source();
+        let path = build(&opts).unwrap();
+        let dir = d.path().join("module");
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+        zip.extract(&dir).unwrap();
+        (d, dir)
+    }
+
+    fn open_dir_err(change: impl FnOnce(&Path)) -> String {
+        let (_d, dir) = extracted();
+        change(&dir);
+        open(&dir).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_extracted_directory_opens_like_the_archive() {
+        let (d, dir) = extracted();
+        let zipped = open(&d.path().join("dist/demo-1.2.0.zip")).unwrap();
+        // What the PBX adds beside the bundle's files is not our business.
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::write(dir.join("db/module.db"), "sqlite").unwrap();
+        std::fs::write(dir.join("module.sig"), "sig").unwrap();
+        let opened = open(&dir).unwrap();
+        assert_eq!(opened.manifest(), zipped.manifest());
+        assert_eq!(
+            opened.files_under("").collect::<Vec<_>>(),
+            zipped.files_under("").collect::<Vec<_>>()
+        );
+        assert_eq!(
+            opened.archive_sha256(),
+            sha256_hex(&std::fs::read(dir.join(MANIFEST)).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_tampered_extracted_directory_is_refused() {
+        let conf = "features/demo/extensions.conf";
+        let err = open_dir_err(|dir| std::fs::write(dir.join(conf), "[y]\n").unwrap());
+        assert!(
+            err.ends_with(&format!(
+                "module: {conf}: sha256 does not match the manifest"
+            )),
+            "{err}"
+        );
+        let err = open_dir_err(|dir| std::fs::write(dir.join(conf), "[x]\n\n").unwrap());
+        assert!(
+            err.ends_with(&format!(
+                "{conf}: size does not match the manifest (larger than 4 bytes)"
+            )),
+            "{err}"
+        );
+        let err = open_dir_err(|dir| std::fs::remove_file(dir.join(conf)).unwrap());
+        assert!(
+            err.ends_with(&format!(
+                "{conf}: listed in the manifest but missing from the directory"
+            )),
+            "{err}"
+        );
+        let err = open_dir_err(|dir| std::fs::remove_file(dir.join(MANIFEST)).unwrap());
+        assert!(err.contains("not a featpkg bundle"), "{err}");
+    }
+
+    #[test]
+    fn symbolic_links_in_an_extracted_directory_are_refused() {
+        let conf = "features/demo/extensions.conf";
+        // A link to a file with exactly the right bytes is still refused.
+        let err = open_dir_err(|dir| {
+            let real = dir.parent().unwrap().join("elsewhere.conf");
+            std::fs::rename(dir.join(conf), &real).unwrap();
+            std::os::unix::fs::symlink(&real, dir.join(conf)).unwrap();
+        });
+        assert!(
+            err.ends_with(&format!("{conf}: {conf} is a symbolic link; a bundle holds only regular files and directories")),
+            "{err}"
+        );
+        // So is a linked directory on the way to an entry.
+        let err = open_dir_err(|dir| {
+            let real = dir.parent().unwrap().join("features-elsewhere");
+            std::fs::rename(dir.join("features"), &real).unwrap();
+            std::os::unix::fs::symlink(&real, dir.join("features")).unwrap();
+        });
+        assert!(err.contains(": features is a symbolic link"), "{err}");
+        let err = open_dir_err(|dir| {
+            std::fs::remove_file(dir.join(conf)).unwrap();
+            std::fs::create_dir(dir.join(conf)).unwrap();
+        });
+        assert!(err.ends_with("is not a regular file or directory"), "{err}");
+    }
+
+    #[test]
+    fn manifest_listing_a_path_outside_is_refused_in_a_directory() {
+        let err = open_dir_err(|dir| {
+            let text = std::fs::read_to_string(dir.join(MANIFEST))
+                .unwrap()
+                .replace("\"features/demo/extensions.conf\"", "\"../outside.conf\"");
+            std::fs::write(dir.join(MANIFEST), text).unwrap();
+        });
+        assert_eq!(
+            err,
+            "bundle manifest bundle.json: entry \"../outside.conf\": path contains \"..\""
+        );
     }
 
     #[test]

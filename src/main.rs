@@ -51,9 +51,18 @@ enum Command {
         /// Repository root holding module-manifest/ and packaging/.
         #[arg(long, default_value = ".")]
         source: PathBuf,
-        /// Directory with the static binaries (default <source>/target/x86_64-unknown-linux-musl/release).
-        #[arg(long)]
-        bin_dir: Option<PathBuf>,
+        /// Static binaries of one architecture: ARCH=DIR (x86_64, aarch64), or DIR
+        /// (architecture told by a cargo triple in the path or the ELF machine).
+        /// Repeatable; architectures not given come from the target dir.
+        #[arg(long, value_name = "[ARCH=]DIR")]
+        bin_dir: Vec<PathBuf>,
+        /// Cargo target directory holding <triple>/release for each architecture
+        /// (default: the one a --bin-dir sits in, else <source>/target).
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
+        /// Architectures to ship, comma-separated (default: x86_64,aarch64).
+        #[arg(long, value_delimiter = ',')]
+        arch: Option<Vec<String>>,
         /// Output directory (default <source>/dist).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -171,9 +180,17 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
         Command::Build {
             source,
             bin_dir,
+            target_dir,
+            arch,
             out,
         } => {
-            let path = ops::build::build(source, bin_dir, out)?;
+            let path = ops::build::build(&ops::build::BuildRequest {
+                source_dir: source,
+                bin_dirs: bin_dir,
+                target_dir,
+                arches: arch,
+                out_dir: out,
+            })?;
             println!("built {}", path.display());
         }
         Command::Install {
