@@ -13,6 +13,22 @@ pub fn render(plan: &Plan) -> String {
     for f in &plan.files {
         out.push_str(&file_diff(f));
     }
+    for r in &plan.rows {
+        out.push_str(&text_diff(
+            &r.runtime_path,
+            r.before.as_ref().map(|_| r.before_text.as_slice()),
+            r.after.as_ref().map(|_| r.after_text.as_slice()),
+        ));
+        let mode = |s: &Option<crate::row::RowState>| s.as_ref().and_then(|s| s.mode.clone());
+        if mode(&r.before) != mode(&r.after) {
+            out.push_str(&format!(
+                "mode of {}: {} -> {}\n",
+                r.runtime_path,
+                mode(&r.before).unwrap_or_else(|| "(none)".into()),
+                mode(&r.after).unwrap_or_else(|| "(none)".into())
+            ));
+        }
+    }
     for d in &plan.remove_dirs {
         out.push_str(&format!("rmdir {}\n", d.runtime_path));
     }
@@ -26,10 +42,6 @@ fn is_text(bytes: &[u8]) -> bool {
 fn file_diff(f: &FileChange) -> String {
     let old = f.before.as_ref().map(|s| s.content.as_slice());
     let new = f.after.as_ref().map(|s| s.content.as_slice());
-    let (a, b) = (
-        old.map_or("/dev/null".to_string(), |_| format!("a{}", f.runtime_path)),
-        new.map_or("/dev/null".to_string(), |_| format!("b{}", f.runtime_path)),
-    );
     let both_text = old.is_none_or(is_text) && new.is_none_or(is_text);
     if !both_text {
         let size =
@@ -45,6 +57,15 @@ fn file_diff(f: &FileChange) -> String {
                 .unwrap_or_default()
         );
     }
+    text_diff(&f.runtime_path, old, new)
+}
+
+/// Unified diff of two texts (`None` = absent).
+fn text_diff(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    let (a, b) = (
+        old.map_or("/dev/null".to_string(), |_| format!("a{path}")),
+        new.map_or("/dev/null".to_string(), |_| format!("b{path}")),
+    );
     let old_text = String::from_utf8_lossy(old.unwrap_or_default());
     let new_text = String::from_utf8_lossy(new.unwrap_or_default());
     let diff = TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());

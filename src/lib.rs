@@ -11,6 +11,7 @@ pub mod hash;
 pub mod marker;
 pub mod ops;
 pub mod plan;
+pub mod row;
 pub mod state;
 pub mod target;
 pub mod txn;

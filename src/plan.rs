@@ -11,8 +11,9 @@ use crate::asterisk_config::{self, ConfigFile, Conflict};
 use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
+use crate::row::{self, RowKey, RowRef, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
-use crate::target::Target;
+use crate::target::{Document, PlacedEdit, Target};
 use crate::txn::FileState;
 
 /// Why a plan could not be made; nothing was written.
@@ -68,6 +69,8 @@ pub enum PlanError {
     Symlink { path: String, target: String },
     #[error("{path}: {message}")]
     Config { path: String, message: String },
+    #[error(transparent)]
+    Row(#[from] row::RowError),
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -95,12 +98,30 @@ pub struct DirChange {
     pub mode: u32,
 }
 
+/// One database row the plan changes (MikoPBX custom files, endpoint options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChange {
+    /// The row's runtime name (`m_CustomFiles:/etc/asterisk/extensions.conf`).
+    pub runtime_path: String,
+    pub row: RowRef,
+    pub before: Option<RowState>,
+    pub after: Option<RowState>,
+    /// The decoded text before and after, for diffs.
+    pub before_text: Vec<u8>,
+    pub after_text: Vec<u8>,
+}
+
 /// The computed plan.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Directories to create, parents first (applied before the files).
     pub create_dirs: Vec<DirChange>,
     pub files: Vec<FileChange>,
+    /// Rows to change, each in its own SQLite transaction (after the files).
+    pub rows: Vec<RowChange>,
+    /// For every row this bundle has blocks in afterwards: the row as it was
+    /// before featpkg first touched it, so uninstall can put it back exactly.
+    pub row_baselines: BTreeMap<String, Option<RowState>>,
     /// Directories that end up empty and were created by featpkg, deepest first.
     pub remove_dirs: Vec<DirChange>,
     /// The bundle's edits after the plan is applied (hashes of what we wrote).
@@ -114,7 +135,10 @@ pub struct Plan {
 impl Plan {
     /// True when applying it would change nothing on disk.
     pub fn is_noop(&self) -> bool {
-        self.create_dirs.is_empty() && self.files.is_empty() && self.remove_dirs.is_empty()
+        self.create_dirs.is_empty()
+            && self.files.is_empty()
+            && self.rows.is_empty()
+            && self.remove_dirs.is_empty()
     }
 
     /// Host paths of the files this plan deletes.
@@ -202,7 +226,7 @@ pub fn plan(
     target: &dyn Target,
     bundle: &str,
     installed: Option<&BundleSnapshot>,
-    desired: &[RenderedEdit],
+    desired: &[PlacedEdit],
     force: bool,
 ) -> Result<Plan, PlanError> {
     let no_edits = Vec::new();
@@ -214,7 +238,7 @@ pub fn plan(
     for p in old_edits
         .iter()
         .map(|e| e.path.clone())
-        .chain(desired.iter().map(|e| target.runtime_path(&e.location)))
+        .chain(desired.iter().map(|e| e.runtime_path.clone()))
     {
         if !paths.contains(&p) {
             paths.push(p);
@@ -222,16 +246,34 @@ pub fn plan(
     }
 
     for runtime_path in &paths {
-        let host_path = target.host_path(runtime_path);
-        let before = read_file_state(&host_path)?;
         let olds: Vec<&InstalledEdit> = old_edits
             .iter()
             .filter(|e| &e.path == runtime_path)
             .collect();
         let news: Vec<&RenderedEdit> = desired
             .iter()
-            .filter(|e| &target.runtime_path(&e.location) == runtime_path)
+            .filter(|e| &e.runtime_path == runtime_path)
+            .map(|e| &e.edit)
             .collect();
+        let host_path = match target.document(runtime_path) {
+            Document::File(host_path) => host_path,
+            Document::Row(row) => {
+                let baseline = installed.and_then(|b| b.row_baselines.get(runtime_path));
+                plan_row(
+                    target,
+                    bundle,
+                    runtime_path,
+                    row,
+                    baseline,
+                    &olds,
+                    &news,
+                    force,
+                    &mut out,
+                )?;
+                continue;
+            }
+        };
+        let before = read_file_state(&host_path)?;
         let is_owned_file = olds.iter().any(|e| e.kind == EditKind::File)
             || news
                 .iter()
@@ -239,6 +281,7 @@ pub fn plan(
         let (after, edits) = if is_owned_file {
             plan_owned_file(
                 runtime_path,
+                target.owner_for_new(runtime_path),
                 before.as_ref(),
                 &olds,
                 &news,
@@ -271,9 +314,158 @@ pub fn plan(
     Ok(out)
 }
 
+/// Blocks in the text a database row holds. The row is put back exactly as it
+/// was before featpkg first touched it (`baseline`: content, mode and the other
+/// columns, or its absence) once none of our blocks remain and the rest of its
+/// text is what it was then; otherwise the admin's text stays, re-encoded.
+#[allow(clippy::too_many_arguments)]
+fn plan_row(
+    target: &dyn Target,
+    bundle: &str,
+    runtime_path: &str,
+    row: RowRef,
+    baseline: Option<&Option<RowState>>,
+    olds: &[&InstalledEdit],
+    news: &[&RenderedEdit],
+    force: bool,
+    out: &mut Plan,
+) -> Result<(), PlanError> {
+    if news
+        .iter()
+        .any(|n| matches!(n.content, RenderedContent::File { .. }))
+        || olds.iter().any(|o| o.kind == EditKind::File)
+    {
+        return Err(PlanError::Config {
+            path: runtime_path.into(),
+            message: "a whole file cannot go into a database row".into(),
+        });
+    }
+    let current = row::read(&row)?;
+    let text = row::decode_content(current.as_ref().and_then(|c| c.content.as_deref()));
+    let as_file = FileState {
+        content: text.clone(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    // Include checks read the PBX's files beside the one the row customises.
+    let check_path = match &row.key {
+        RowKey::CustomFile { filepath } => filepath.as_str(),
+        RowKey::SipAttributes { .. } => runtime_path,
+    };
+    let (after, mut edits) = plan_blocks(
+        target,
+        bundle,
+        check_path,
+        Some(&as_file),
+        olds,
+        news,
+        force,
+        &mut out.forced,
+    )?;
+    for edit in &mut edits {
+        edit.path = runtime_path.to_string();
+    }
+    let after_text = after.map(|a| a.content).unwrap_or_default();
+    let baseline = baseline.cloned().unwrap_or_else(|| current.clone());
+    // Blocks of this bundle that stay: planned ones, and those of features not
+    // being removed (an uninstall of one feature plans only that feature's edits).
+    let comment = news
+        .iter()
+        .find_map(|n| match n.content {
+            RenderedContent::Block { comment, .. } => Some(comment),
+            _ => None,
+        })
+        .or_else(|| olds.first().map(|o| o.comment))
+        .unwrap_or(';');
+    let ours_remain = !edits.is_empty()
+        || marker::scan(&after_text, style(comment))
+            .map(|blocks| blocks.iter().any(|b| b.id.bundle == bundle))
+            .unwrap_or(true);
+    let after_row = if after_text == text {
+        current.clone()
+    } else if !ours_remain
+        && after_text == row::decode_content(baseline.as_ref().and_then(|b| b.content.as_deref()))
+    {
+        baseline.clone()
+    } else {
+        Some(row_with_text(
+            runtime_path,
+            &row.key,
+            current.as_ref(),
+            baseline.as_ref(),
+            &after_text,
+            ours_remain,
+        )?)
+    };
+    if ours_remain {
+        out.row_baselines.insert(runtime_path.to_string(), baseline);
+    }
+    out.edits.extend(edits);
+    if after_row != current {
+        out.rows.push(RowChange {
+            runtime_path: runtime_path.to_string(),
+            row,
+            before: current,
+            after: after_row,
+            before_text: text,
+            after_text,
+        });
+    }
+    Ok(())
+}
+
+/// The row holding `text`. A custom-file row must be in a mode in which MikoPBX
+/// uses its text: `none` (text ignored) becomes `append` while our blocks are in it.
+fn row_with_text(
+    runtime_path: &str,
+    key: &RowKey,
+    current: Option<&RowState>,
+    baseline: Option<&RowState>,
+    text: &[u8],
+    has_our_blocks: bool,
+) -> Result<RowState, PlanError> {
+    let content = Some(row::base64_encode(text));
+    if let RowKey::SipAttributes { .. } = key {
+        return Ok(RowState {
+            content,
+            mode: None,
+            changed: None,
+            description: None,
+        });
+    }
+    let mode = current.and_then(|c| c.mode.clone());
+    let mode = match mode.as_deref() {
+        Some("script") => {
+            return Err(PlanError::Config {
+                path: runtime_path.into(),
+                message: "the custom file is in mode `script` (its text is a shell script run after the file is written); featpkg cannot add configuration to it: switch it to `append` or `override` first".into(),
+            });
+        }
+        Some("append" | "override" | "custom") => mode,
+        // `none` or no row: our text is used only in `append` mode; once our
+        // blocks are gone, go back to the mode the row had.
+        _ if has_our_blocks => Some("append".to_string()),
+        _ => baseline
+            .and_then(|b| b.mode.clone())
+            .or(mode)
+            .or_else(|| Some("none".into())),
+    };
+    Ok(RowState {
+        content,
+        mode,
+        // MikoPBX sets changed = '1' on a save and back to '0' once applied.
+        changed: Some("1".into()),
+        description: current
+            .and_then(|c| c.description.clone())
+            .or_else(|| Some("featpkg feature blocks".into())),
+    })
+}
+
 /// A whole file we own (a binary, our own conf file).
 fn plan_owned_file(
     path: &str,
+    owner_for_new: Option<(u32, u32)>,
     before: Option<&FileState>,
     olds: &[&InstalledEdit],
     news: &[&RenderedEdit],
@@ -337,8 +529,14 @@ fn plan_owned_file(
     let after = FileState {
         content: bytes.clone(),
         mode: *mode,
-        uid: before.map(|b| b.uid).unwrap_or_else(current_uid),
-        gid: before.map(|b| b.gid).unwrap_or_else(current_gid),
+        uid: before
+            .map(|b| b.uid)
+            .or(owner_for_new.map(|o| o.0))
+            .unwrap_or_else(current_uid),
+        gid: before
+            .map(|b| b.gid)
+            .or(owner_for_new.map(|o| o.1))
+            .unwrap_or_else(current_gid),
     };
     let edit = InstalledEdit {
         feature: new.feature.clone(),

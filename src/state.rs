@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// Version of the schema below; bumped with a migration step when it changes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bundles (
@@ -63,6 +63,12 @@ CREATE TABLE txn_files (
     after_mode INTEGER,
     PRIMARY KEY (txn_id, seq)
 );
+";
+
+/// v2: rows of the PBX's configuration database as they were before featpkg
+/// first changed them (MikoPBX), per bundle: JSON object runtime name -> row or null.
+const SCHEMA_V2: &str = "
+ALTER TABLE bundles ADD COLUMN row_baselines TEXT NOT NULL DEFAULT '{}';
 ";
 
 /// State database errors.
@@ -135,6 +141,10 @@ pub struct BundleSnapshot {
     pub edits: Vec<InstalledEdit>,
     /// Directories featpkg created (runtime paths), removed again once empty.
     pub dirs: Vec<String>,
+    /// Database rows this bundle has blocks in, as they were before featpkg first
+    /// changed them (`None`: the row did not exist). See [`crate::row`].
+    #[serde(default)]
+    pub row_baselines: BTreeMap<String, Option<crate::row::RowState>>,
 }
 
 /// One file or directory change of a committed transaction, enough to undo it.
@@ -248,6 +258,12 @@ impl State {
             tx.execute_batch("PRAGMA user_version = 1").map_err(e)?;
             tx.commit().map_err(e)?;
         }
+        if version < 2 {
+            let tx = self.conn.transaction().map_err(e)?;
+            tx.execute_batch(SCHEMA_V2).map_err(e)?;
+            tx.execute_batch("PRAGMA user_version = 2").map_err(e)?;
+            tx.commit().map_err(e)?;
+        }
         Ok(())
     }
 
@@ -268,19 +284,20 @@ impl State {
         let row = self
             .conn
             .query_row(
-                "SELECT version, archive_sha256, dirs FROM bundles WHERE name = ?1",
+                "SELECT version, archive_sha256, dirs, row_baselines FROM bundles WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
                     ))
                 },
             )
             .optional()
             .map_err(self.err())?;
-        let Some((version, archive_sha256, dirs)) = row else {
+        let Some((version, archive_sha256, dirs, row_baselines)) = row else {
             return Ok(None);
         };
         let json = |text: &str| -> Result<BTreeMap<String, String>, StateError> {
@@ -340,6 +357,8 @@ impl State {
             features,
             edits,
             dirs: serde_json::from_str(&dirs).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            row_baselines: serde_json::from_str(&row_baselines)
+                .map_err(|e| StateError::Corrupt(e.to_string()))?,
         }))
     }
 
@@ -542,12 +561,13 @@ impl State {
 
 fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO bundles (name, version, archive_sha256, dirs) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO bundles (name, version, archive_sha256, dirs, row_baselines) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             b.name,
             b.version,
             b.archive_sha256,
-            serde_json::to_string(&b.dirs).expect("list serialises")
+            serde_json::to_string(&b.dirs).expect("list serialises"),
+            serde_json::to_string(&b.row_baselines).expect("map serialises")
         ],
     )?;
     for f in &b.features {
@@ -608,6 +628,7 @@ mod tests {
                 mode: 0o644,
             }],
             dirs: vec![],
+            row_baselines: BTreeMap::new(),
         }
     }
 

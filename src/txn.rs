@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::hash::sha256_hex;
+use crate::row::{self, RowRef, RowState};
 
 /// Content and metadata of a file, before or after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,13 @@ pub enum Step {
     },
     /// Remove a directory the preceding steps left empty (undo: recreate it).
     RemoveDir { path: PathBuf, mode: u32 },
+    /// Create, change or delete one row of the PBX's configuration database
+    /// (one SQLite transaction; undo: write `before` back).
+    Row {
+        row: RowRef,
+        before: Option<RowState>,
+        after: Option<RowState>,
+    },
 }
 
 /// Transaction failures; each names the path.
@@ -85,6 +93,12 @@ pub enum TxnError {
     Locked { path: PathBuf, waited_s: u64 },
     #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
     Injected(String),
+    #[error(transparent)]
+    Row(#[from] row::RowError),
+    #[error(
+        "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original row)"
+    )]
+    RowDrift(String, PathBuf),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
@@ -121,6 +135,12 @@ enum JournalStep {
     RemoveDir {
         path: PathBuf,
         mode: u32,
+    },
+    /// Rows are small: both states sit in the journal itself.
+    Row {
+        row: RowRef,
+        before: Option<RowState>,
+        after: Option<RowState>,
     },
 }
 
@@ -263,6 +283,17 @@ impl Transaction {
                     path: path.clone(),
                     mode: *mode,
                 },
+                Step::Row { row, before, after } => {
+                    if row::read(row)? != *before {
+                        let _ = fs::remove_dir_all(&staging);
+                        return Err(row::RowError::Changed(row.key.runtime_path()).into());
+                    }
+                    JournalStep::Row {
+                        row: row.clone(),
+                        before: before.clone(),
+                        after: after.clone(),
+                    }
+                }
                 Step::File {
                     path,
                     before,
@@ -340,6 +371,9 @@ impl Transaction {
             match step {
                 Step::CreateDir { path, mode } => make_dir(path, *mode)?,
                 Step::RemoveDir { path, .. } => remove_empty_dir(path)?,
+                Step::Row { row, before, after } => {
+                    row::compare_and_write(row, before.as_ref(), after.as_ref())?
+                }
                 Step::File { path, after, .. } => {
                     let JournalStep::File { temp, .. } = jstep else {
                         unreachable!("journal steps mirror the steps")
@@ -405,6 +439,20 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
                     make_dir(path, *mode)?;
                     restored.push(path.clone());
                 }
+            }
+            JournalStep::Row { row, before, after } => {
+                let now = row::read(row)?;
+                if now == *before {
+                    continue;
+                }
+                if now != *after {
+                    return Err(TxnError::RowDrift(
+                        row.key.runtime_path(),
+                        dir.to_path_buf(),
+                    ));
+                }
+                row::compare_and_write(row, after.as_ref(), before.as_ref())?;
+                restored.push(PathBuf::from(row.key.runtime_path()));
             }
             JournalStep::File {
                 path,

@@ -156,10 +156,12 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         });
         rendered.push(r);
     }
-    let desired: Vec<_> = rendered
-        .iter()
-        .flat_map(|r| r.edits.iter().cloned())
-        .collect();
+    let desired = session.target.place(
+        rendered
+            .iter()
+            .flat_map(|r| r.edits.iter().cloned())
+            .collect(),
+    )?;
     let plan = crate::plan::plan(
         session.target.as_ref(),
         &manifest.name,
@@ -174,12 +176,14 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         features,
         edits: plan.edits.clone(),
         dirs: plan.dirs.clone(),
+        row_baselines: plan.row_baselines.clone(),
     };
     let same_state = installed.as_ref().is_some_and(|b| {
         b.version == after.version
             && b.features == after.features
             && b.edits == after.edits
             && b.dirs == after.dirs
+            && b.row_baselines == after.row_baselines
     });
     if plan.is_noop() && same_state {
         return Ok(InstallOutcome::UpToDate {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::hash::sha256_hex;
 use crate::plan::Plan;
 use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
-use crate::target::{AsteriskTarget, ReloadRequest, Target};
+use crate::target::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::txn::{self, Step, Transaction};
 
 /// Every error a command can end with; each message is for the admin.
@@ -35,17 +35,21 @@ pub enum Error {
     ReloadFailed(crate::target::ReloadError),
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Place(#[from] crate::target::PlaceError),
+    #[error(transparent)]
+    Row(#[from] crate::row::RowError),
 }
 
 /// Options every PBX command takes.
 #[derive(Debug, Clone)]
 pub struct PbxOptions {
-    /// Prefix for every path (`/` on a real box; a temp dir in tests and demos).
-    pub root: PathBuf,
-    /// asterisk.conf as a runtime path (default /etc/asterisk/asterisk.conf).
-    pub asterisk_conf: Option<String>,
-    /// Asterisk CLI command (default `$FEATPKG_ASTERISK_CMD` or `asterisk`).
-    pub asterisk_cmd: Option<String>,
+    /// Which PBX flavour.
+    pub target: TargetKind,
+    /// Where the PBX is and how to reach it (root, asterisk.conf, commands, …).
+    pub pbx: TargetOptions,
+    /// The admin agreed to changes that restart Asterisk (ending live calls).
+    pub allow_restart: bool,
     /// How long to wait for another featpkg run to finish.
     pub lock_wait: Duration,
     /// The command only reads (status, verify, a dry run): on a PBX featpkg never
@@ -59,23 +63,22 @@ pub struct Session {
     pub state: State,
     /// Set when an unfinished transaction was found and rolled back (or forward).
     pub recovered: Option<txn::RecoveryReport>,
+    /// Changes that restart Asterisk may go ahead (`--allow-restart`).
+    pub allow_restart: bool,
     _lock: Option<txn::PbxLock>,
 }
 
 impl Session {
     /// Opens the PBX, takes the lock and finishes any interrupted transaction first.
     pub fn open(options: &PbxOptions) -> Result<Session, Error> {
-        let target = AsteriskTarget::open(
-            &options.root,
-            options.asterisk_conf.as_deref(),
-            options.asterisk_cmd.as_deref(),
-        )?;
+        let target = crate::target::open(options.target, &options.pbx)?;
         let state_dir = target.state_dir();
         if options.read_only && !state_dir.exists() {
             return Ok(Session {
-                target: Box::new(target),
+                target,
                 state: State::empty_in_memory()?,
                 recovered: None,
+                allow_restart: options.allow_restart,
                 _lock: None,
             });
         }
@@ -85,7 +88,7 @@ impl Session {
         })?;
         let lock = txn::acquire_lock(&state_dir, options.lock_wait)?;
         let state = State::open(&state_dir)?;
-        let recovered = txn::recover(&journal_dir(&target), &|key| {
+        let recovered = txn::recover(&journal_dir(target.as_ref()), &|key| {
             state.is_committed(key).unwrap_or(false)
         })?;
         if let Some(report) = recovered.as_ref().filter(|r| !r.rolled_forward) {
@@ -108,9 +111,10 @@ impl Session {
             }
         }
         Ok(Session {
-            target: Box::new(target),
+            target,
             state,
             recovered,
+            allow_restart: options.allow_restart,
             _lock: Some(lock),
         })
     }
@@ -212,6 +216,14 @@ pub fn describe(plan: &Plan) -> Vec<String> {
         };
         out.push(format!("{verb} {}", f.runtime_path));
     }
+    for r in &plan.rows {
+        let verb = match (&r.before, &r.after) {
+            (None, Some(_)) => "created ",
+            (Some(_), None) => "removed ",
+            _ => "modified",
+        };
+        out.push(format!("{verb} {}", r.runtime_path));
+    }
     for d in &plan.remove_dirs {
         out.push(format!("removed  {}/", d.runtime_path));
     }
@@ -225,6 +237,13 @@ pub(crate) fn execute(
     change: Change,
     no_reload: bool,
 ) -> Result<Applied, Error> {
+    if !no_reload && !session.allow_restart {
+        if let Some(reason) = session.target.restart_reason(&change.reload) {
+            return Err(Error::Refused(format!(
+                "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (or enable \"allow restart\" in the module settings)"
+            )));
+        }
+    }
     let mut steps = Vec::new();
     let mut files = Vec::new();
     for d in &change.plan.create_dirs {
@@ -258,6 +277,30 @@ pub(crate) fn execute(
             before_gid: f.before.as_ref().map_or(0, |b| b.gid),
             after_sha256: f.after.as_ref().map(|a| sha256_hex(&a.content)),
             after_mode: f.after.as_ref().map_or(0, |a| a.mode),
+        });
+    }
+    for r in &change.plan.rows {
+        steps.push(Step::Row {
+            row: r.row.clone(),
+            before: r.before.clone(),
+            after: r.after.clone(),
+        });
+        // History keeps the row as JSON; `featpkg rollback` reads it back.
+        files.push(TxnFile {
+            is_dir: false,
+            path: r.runtime_path.clone(),
+            before: r
+                .before
+                .as_ref()
+                .map(|b| serde_json::to_vec(b).expect("row serialises")),
+            before_mode: 0,
+            before_uid: 0,
+            before_gid: 0,
+            after_sha256: r
+                .after
+                .as_ref()
+                .map(|a| sha256_hex(&serde_json::to_vec(a).expect("row serialises"))),
+            after_mode: 0,
         });
     }
     for d in &change.plan.remove_dirs {
@@ -338,22 +381,36 @@ pub(crate) fn execute(
     })
 }
 
-/// The reload a set of changed paths needs (plain Asterisk file names).
+/// The reload a set of changed paths needs: files by their Asterisk names
+/// (FreePBX's `extensions_custom.conf` is dialplan too), rows by what they customise.
 pub(crate) fn reload_for(
     plan: &Plan,
     load_modules: Vec<String>,
     expect_contexts: Vec<String>,
 ) -> ReloadRequest {
-    let changed = |name: &str| {
-        plan.files
+    let changed: Vec<&str> = plan
+        .files
+        .iter()
+        .map(|f| f.runtime_path.as_str())
+        .chain(plan.rows.iter().map(|r| r.runtime_path.as_str()))
+        .collect();
+    let name_changed = |pred: &dyn Fn(&str) -> bool| {
+        changed
             .iter()
-            .any(|f| f.runtime_path.rsplit('/').next() == Some(name))
+            .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
     };
     ReloadRequest {
         load_modules,
-        dialplan: changed("extensions.conf"),
-        pjsip: changed("pjsip.conf"),
-        manager: changed("manager.conf"),
+        dialplan: name_changed(&|n| n == "extensions.conf" || n == "extensions_custom.conf"),
+        pjsip: name_changed(&|n| n == "pjsip.conf" || n == "pjsip_custom.conf")
+            || changed
+                .iter()
+                .any(|p| p.starts_with(crate::row::SIP_PREFIX)),
+        manager: name_changed(&|n| n == "manager.conf" || n == "manager_custom.conf"),
+        crontab: changed
+            .iter()
+            .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/")),
+        modules_conf: name_changed(&|n| n == "modules.conf"),
         expect_contexts,
     }
 }

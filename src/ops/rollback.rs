@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::hash::sha256_hex;
-use crate::plan::{DirChange, FileChange, Plan, empty_after_plan, read_file_state};
+use crate::plan::{DirChange, FileChange, Plan, RowChange, empty_after_plan, read_file_state};
+use crate::row::RowState;
+use crate::target::Document;
 use crate::txn::FileState;
 
 /// Options for rollback.
@@ -37,6 +39,39 @@ pub fn rollback(
     let mut plan = Plan::default();
     let mut drift = Vec::new();
     for f in txn.files.iter().rev() {
+        if let Document::Row(row) = session.target.document(&f.path) {
+            // Rows are kept in the history as JSON (see ops::execute).
+            let current = crate::row::read(&row)?;
+            let current_hash = current
+                .as_ref()
+                .map(|c| sha256_hex(&serde_json::to_vec(c).expect("row serialises")));
+            if current_hash != f.after_sha256 {
+                drift.push(f.path.clone());
+            }
+            let restored: Option<RowState> = match &f.before {
+                Some(json) => Some(serde_json::from_slice(json).map_err(|e| {
+                    Error::Refused(format!(
+                        "transaction {} keeps {} in a form this featpkg cannot read: {e}",
+                        txn.id, f.path
+                    ))
+                })?),
+                None => None,
+            };
+            if restored != current {
+                let text = |r: &Option<RowState>| {
+                    crate::row::decode_content(r.as_ref().and_then(|r| r.content.as_deref()))
+                };
+                plan.rows.push(RowChange {
+                    runtime_path: f.path.clone(),
+                    before_text: text(&current),
+                    after_text: text(&restored),
+                    row,
+                    before: current,
+                    after: restored,
+                });
+            }
+            continue;
+        }
         let host_path = session.target.host_path(&f.path);
         if f.is_dir {
             let created = f.before.is_none();

@@ -105,6 +105,21 @@ pub fn uninstall(
                 .cloned()
                 .collect(),
             dirs: plan.dirs.clone(),
+            // Rows the removed features did not touch keep their baselines.
+            row_baselines: installed
+                .row_baselines
+                .iter()
+                .filter(|(path, _)| {
+                    installed
+                        .edits
+                        .iter()
+                        .any(|e| !removing(&e.feature) && &e.path == *path)
+                })
+                .map(|(path, row)| {
+                    let row = plan.row_baselines.get(path).unwrap_or(row);
+                    (path.clone(), row.clone())
+                })
+                .collect(),
             ..installed.clone()
         })
     };

@@ -3,13 +3,100 @@
 //! PBX-specific lives behind this seam.
 
 pub mod asterisk;
+pub mod freepbx;
+pub mod mikopbx;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::feature::{Location, PbxDir};
+use crate::feature::{Location, PbxDir, RenderedEdit};
+use crate::row::RowRef;
 
-pub use asterisk::AsteriskTarget;
+pub use asterisk::{AsteriskTarget, TargetError};
+pub use freepbx::FreepbxTarget;
+pub use mikopbx::MikopbxTarget;
+
+/// The PBX flavours featpkg knows (`--target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetKind {
+    /// Plain Asterisk: files in /etc/asterisk, /etc/crontab, `asterisk -rx` reloads.
+    #[default]
+    Asterisk,
+    /// FreePBX 16/17: `*_custom.conf` files, the asterisk user's crontab, `fwconsole reload`.
+    Freepbx,
+    /// MikoPBX: custom-file rows and employee options in its config database.
+    Mikopbx,
+}
+
+impl std::str::FromStr for TargetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TargetKind, String> {
+        match s {
+            "asterisk" => Ok(TargetKind::Asterisk),
+            "freepbx" => Ok(TargetKind::Freepbx),
+            "mikopbx" => Ok(TargetKind::Mikopbx),
+            other => Err(format!(
+                "unknown target {other:?}: use asterisk, freepbx or mikopbx"
+            )),
+        }
+    }
+}
+
+/// Everything the command line says about the PBX; each target reads what it needs.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Prefix for every path (`/` on a real box; a temp dir in tests and demos).
+    pub root: PathBuf,
+    /// asterisk.conf as a runtime path (default /etc/asterisk/asterisk.conf).
+    pub asterisk_conf: Option<String>,
+    /// Asterisk CLI command (default `$FEATPKG_ASTERISK_CMD` or `asterisk`).
+    pub asterisk_cmd: Option<String>,
+    /// The PBX's own reload command (FreePBX: `fwconsole reload`; MikoPBX: the module's PHP reload script).
+    pub reload_cmd: Option<String>,
+    /// MikoPBX: the module's directory (runtime path).
+    pub module_dir: Option<String>,
+    /// MikoPBX: the configuration database (runtime path, default /cf/conf/mikopbx.db).
+    pub config_db: Option<String>,
+}
+
+/// Opens the target `kind` on the PBX `options` describe.
+pub fn open(kind: TargetKind, options: &TargetOptions) -> Result<Box<dyn Target>, TargetError> {
+    Ok(match kind {
+        TargetKind::Asterisk => Box::new(AsteriskTarget::open(
+            &options.root,
+            options.asterisk_conf.as_deref(),
+            options.asterisk_cmd.as_deref(),
+        )?),
+        TargetKind::Freepbx => Box::new(FreepbxTarget::open(options)?),
+        TargetKind::Mikopbx => Box::new(MikopbxTarget::open(options)?),
+    })
+}
+
+/// A rendered edit and the document it lands in on this PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedEdit {
+    /// The document as the PBX names it: a file path (`/etc/asterisk/extensions.conf`)
+    /// or a database row (`m_CustomFiles:/etc/asterisk/extensions.conf`, see [`crate::row`]).
+    pub runtime_path: String,
+    pub edit: RenderedEdit,
+}
+
+/// Where a document is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Document {
+    /// A file on this machine (under `--root`).
+    File(PathBuf),
+    /// A row of the PBX's configuration database.
+    Row(RowRef),
+}
+
+/// A feature's edit that this PBX cannot take, named with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{edit}: {message}")]
+pub struct PlaceError {
+    pub edit: String,
+    pub message: String,
+}
 
 /// What a committed change needs from the PBX afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,10 +105,15 @@ pub struct ReloadRequest {
     pub load_modules: Vec<String>,
     /// The dialplan changed (`module reload pbx_config.so`).
     pub dialplan: bool,
-    /// pjsip.conf changed (`module reload res_pjsip.so`).
+    /// pjsip.conf (or an endpoint's options) changed (`module reload res_pjsip.so`).
     pub pjsip: bool,
     /// manager.conf changed (`manager reload`).
     pub manager: bool,
+    /// A crontab featpkg edits changed (cron daemons that cache crontabs restart).
+    pub crontab: bool,
+    /// modules.conf changed. Plain Asterisk loads `load_modules` live; a PBX that
+    /// regenerates modules.conf (MikoPBX) restarts Asterisk for it.
+    pub modules_conf: bool,
     /// Contexts that must exist afterwards (`dialplan show <context>`).
     pub expect_contexts: Vec<String>,
 }
@@ -33,6 +125,8 @@ impl ReloadRequest {
             && !self.dialplan
             && !self.pjsip
             && !self.manager
+            && !self.crontab
+            && !self.modules_conf
             && self.expect_contexts.is_empty()
     }
 }
@@ -69,4 +163,87 @@ pub trait Target {
     fn root(&self) -> &Path;
     /// Reloads the PBX for `request` and checks the result.
     fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError>;
+
+    /// Places rendered edits on this PBX: which document each lands in, rewritten
+    /// the way the PBX wants it. The default puts each at its location's path unchanged.
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+        Ok(edits
+            .into_iter()
+            .map(|edit| PlacedEdit {
+                runtime_path: self.runtime_path(&edit.location),
+                edit,
+            })
+            .collect())
+    }
+
+    /// Where the document at `runtime_path` is stored. Default: a file under the root.
+    fn document(&self, runtime_path: &str) -> Document {
+        Document::File(self.host_path(runtime_path))
+    }
+
+    /// Owner (uid, gid) for a file or directory featpkg creates at `runtime_path`;
+    /// `None` = the user featpkg runs as. Existing files keep their owner.
+    fn owner_for_new(&self, _runtime_path: &str) -> Option<(u32, u32)> {
+        None
+    }
+
+    /// Why reloading for `request` would restart Asterisk and so end every live
+    /// call, if it would. Such a change needs the admin's explicit consent.
+    fn restart_reason(&self, _request: &ReloadRequest) -> Option<String> {
+        None
+    }
+}
+
+/// Lines of a system crontab (`/etc/crontab`: five time fields, a user, the
+/// command) rewritten for a user's own crontab, which has no user column.
+/// Comments, blank lines and `NAME=value` lines pass unchanged.
+pub fn without_cron_user_column(body: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(body.len());
+    for line in body.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let is_job = !(trimmed.is_empty()
+            || trimmed.starts_with('#')
+            || trimmed
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.contains('=')));
+        if !is_job {
+            out.push_str(line);
+            continue;
+        }
+        // Five time fields (or one @word), then the user, then the command.
+        let time_fields = if trimmed.starts_with('@') { 1 } else { 5 };
+        let mut rest = trimmed;
+        let mut kept = String::new();
+        for _ in 0..time_fields {
+            let end = rest
+                .find([' ', '\t'])
+                .ok_or_else(|| format!("cron line {line:?} is incomplete"))?;
+            kept.push_str(&rest[..end]);
+            kept.push(' ');
+            rest = rest[end..].trim_start();
+        }
+        let end = rest
+            .find([' ', '\t'])
+            .ok_or_else(|| format!("cron line {line:?} has no command after the user"))?;
+        kept.push_str(rest[end..].trim_start());
+        out.push_str(&kept);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_user_column_is_dropped_from_jobs_only() {
+        let body =
+            "# keep\nPATH=/bin\n* * * * * root /x --a b >/dev/null 2>&1\n@reboot asterisk /y\n";
+        assert_eq!(
+            without_cron_user_column(body).unwrap(),
+            "# keep\nPATH=/bin\n* * * * * /x --a b >/dev/null 2>&1\n@reboot /y\n"
+        );
+        assert!(without_cron_user_column("* * * * root\n").is_err());
+    }
 }

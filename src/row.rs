@@ -1,0 +1,349 @@
+//! Rows of a PBX's configuration database that featpkg edits as documents.
+//!
+//! MikoPBX regenerates `/etc/asterisk` and root's crontab from its SQLite
+//! database (`/cf/conf/mikopbx.db`), so there a feature's block goes into the
+//! text a row holds rather than into a file (reference/mikopbx.md §3):
+//!
+//! - `m_CustomFiles`: one row per file path; `content` is base64 of the text
+//!   MikoPBX appends to (mode `append`) or puts in place of (`override`) the
+//!   file it generates.
+//! - `m_Sip.manualattributes`: an employee's extra PJSIP options, base64 of an
+//!   INI text with sections such as `[endpoint]`.
+//!
+//! A row is named like a path so that state, messages and diffs can show it:
+//! `m_CustomFiles:/etc/asterisk/extensions.conf`, `m_Sip:201`.
+//! Every write is one SQLite transaction that first checks the row still holds
+//! what featpkg expects (compare and swap), so undo can be decided by content,
+//! exactly as for files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the runtime name of a custom-file row.
+pub const CUSTOM_FILE_PREFIX: &str = "m_CustomFiles:";
+/// Prefix of the runtime name of an employee's endpoint options.
+pub const SIP_PREFIX: &str = "m_Sip:";
+
+/// Which row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "table", rename_all = "snake_case")]
+pub enum RowKey {
+    /// `m_CustomFiles` row of one file path.
+    CustomFile { filepath: String },
+    /// `m_Sip.manualattributes` of one extension.
+    SipAttributes { extension: String },
+}
+
+impl RowKey {
+    /// Parses a runtime name (`m_CustomFiles:/etc/…`, `m_Sip:201`); `None` for file paths.
+    pub fn parse(runtime_path: &str) -> Option<RowKey> {
+        if let Some(filepath) = runtime_path.strip_prefix(CUSTOM_FILE_PREFIX) {
+            return Some(RowKey::CustomFile {
+                filepath: filepath.to_string(),
+            });
+        }
+        runtime_path
+            .strip_prefix(SIP_PREFIX)
+            .map(|extension| RowKey::SipAttributes {
+                extension: extension.to_string(),
+            })
+    }
+
+    /// The runtime name (inverse of [`RowKey::parse`]).
+    pub fn runtime_path(&self) -> String {
+        match self {
+            RowKey::CustomFile { filepath } => format!("{CUSTOM_FILE_PREFIX}{filepath}"),
+            RowKey::SipAttributes { extension } => format!("{SIP_PREFIX}{extension}"),
+        }
+    }
+}
+
+/// A row in one database file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowRef {
+    /// The SQLite file on this machine.
+    pub db: PathBuf,
+    pub key: RowKey,
+}
+
+/// The columns featpkg changes, exactly as stored (`None` = SQL NULL).
+/// For `m_Sip` only `content` (= `manualattributes`) is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowState {
+    pub content: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub changed: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Database failures, each naming the row.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("{db}: {source}")]
+    Sqlite {
+        db: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{db}: {message}")]
+    Invalid { db: PathBuf, message: String },
+    #[error(
+        "{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written to it, run the command again"
+    )]
+    Changed(String),
+}
+
+fn sql(db: &Path) -> impl Fn(rusqlite::Error) -> RowError + '_ {
+    move |source| RowError::Sqlite {
+        db: db.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens the database; a missing file is an error (featpkg never creates the PBX's database).
+fn connect(db: &Path) -> Result<Connection, RowError> {
+    if !db.is_file() {
+        return Err(RowError::Invalid {
+            db: db.to_path_buf(),
+            message: "the PBX configuration database is not there (point to it with --config-db)"
+                .into(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql(db))?;
+    // The PBX's own workers write this database too: wait for them, briefly.
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql(db))?;
+    Ok(conn)
+}
+
+fn read_in(conn: &Connection, row: &RowRef) -> Result<Option<RowState>, RowError> {
+    let e = sql(&row.db);
+    match &row.key {
+        RowKey::CustomFile { filepath } => {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT content, mode, changed, description FROM m_CustomFiles WHERE filepath = ?1",
+                )
+                .map_err(&e)?;
+            let rows: Vec<RowState> = stmt
+                .query_map([filepath], |r| {
+                    Ok(RowState {
+                        content: r.get(0)?,
+                        mode: r.get(1)?,
+                        changed: r.get(2)?,
+                        description: r.get(3)?,
+                    })
+                })
+                .map_err(&e)?
+                .collect::<Result<_, _>>()
+                .map_err(&e)?;
+            // MikoPBX keeps paths unique in its model, not in the schema.
+            if rows.len() > 1 {
+                return Err(RowError::Invalid {
+                    db: row.db.clone(),
+                    message: format!(
+                        "m_CustomFiles has {} rows for {filepath}; MikoPBX expects one, merge them first",
+                        rows.len()
+                    ),
+                });
+            }
+            Ok(rows.into_iter().next())
+        }
+        RowKey::SipAttributes { extension } => {
+            let found: Option<Option<String>> = conn
+                .query_row(
+                    "SELECT manualattributes FROM m_Sip WHERE extension = ?1 AND COALESCE(type, '') <> 'friend' ORDER BY id LIMIT 1",
+                    [extension],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&e)?;
+            match found {
+                Some(content) => Ok(Some(RowState {
+                    content,
+                    mode: None,
+                    changed: None,
+                    description: None,
+                })),
+                None => Err(RowError::Invalid {
+                    db: row.db.clone(),
+                    message: format!(
+                        "no employee with extension {extension} in m_Sip (endpoints must be existing MikoPBX extensions)"
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+/// Reads one row (`None`: no such custom-file row).
+pub fn read(row: &RowRef) -> Result<Option<RowState>, RowError> {
+    let conn = connect(&row.db)?;
+    read_in(&conn, row)
+}
+
+fn write_in(conn: &Connection, row: &RowRef, after: Option<&RowState>) -> Result<(), RowError> {
+    let e = sql(&row.db);
+    match (&row.key, after) {
+        (RowKey::CustomFile { filepath }, Some(a)) => {
+            let updated = conn
+                .execute(
+                    "UPDATE m_CustomFiles SET content = ?2, mode = ?3, changed = ?4, description = ?5 WHERE filepath = ?1",
+                    params![filepath, a.content, a.mode, a.changed, a.description],
+                )
+                .map_err(&e)?;
+            if updated == 0 {
+                conn.execute(
+                    "INSERT INTO m_CustomFiles (filepath, content, mode, changed, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![filepath, a.content, a.mode, a.changed, a.description],
+                )
+                .map_err(&e)?;
+            }
+        }
+        (RowKey::CustomFile { filepath }, None) => {
+            conn.execute("DELETE FROM m_CustomFiles WHERE filepath = ?1", [filepath])
+                .map_err(&e)?;
+        }
+        (RowKey::SipAttributes { extension }, Some(a)) => {
+            conn.execute(
+                "UPDATE m_Sip SET manualattributes = ?2 WHERE id = (SELECT id FROM m_Sip WHERE extension = ?1 AND COALESCE(type, '') <> 'friend' ORDER BY id LIMIT 1)",
+                params![extension, a.content],
+            )
+            .map_err(&e)?;
+        }
+        (RowKey::SipAttributes { extension }, None) => {
+            return Err(RowError::Invalid {
+                db: row.db.clone(),
+                message: format!("featpkg never deletes the employee row of {extension}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `after` in one SQLite transaction if the row still holds `expected`;
+/// otherwise writes nothing and returns [`RowError::Changed`].
+pub fn compare_and_write(
+    row: &RowRef,
+    expected: Option<&RowState>,
+    after: Option<&RowState>,
+) -> Result<(), RowError> {
+    let mut conn = connect(&row.db)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql(&row.db))?;
+    let now = read_in(&tx, row)?;
+    if now.as_ref() != expected {
+        return Err(RowError::Changed(row.key.runtime_path()));
+    }
+    write_in(&tx, row, after)?;
+    tx.commit().map_err(sql(&row.db))
+}
+
+/// The text a row's content holds: base64 decoded when it is base64 (MikoPBX
+/// stores it so), else the raw text (older `manualattributes` may be plain).
+pub fn decode_content(raw: Option<&str>) -> Vec<u8> {
+    let raw = raw.unwrap_or("");
+    base64_decode(raw).unwrap_or_else(|| raw.as_bytes().to_vec())
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, as PHP's `base64_encode`.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Strict standard base64 (whitespace between groups allowed); `None` if `text` is not base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let clean: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if clean.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
+    for (index, group) in clean.chunks(4).enumerate() {
+        let last = index == clean.len() / 4 - 1;
+        let pad = group.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &group[..4 - pad] {
+            let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+            n = (n << 6) | v;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_like_php() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            (
+                "[endpoint]\ndevice_state_busy_at = 3\n",
+                "W2VuZHBvaW50XQpkZXZpY2Vfc3RhdGVfYnVzeV9hdCA9IDMK",
+            ),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+            assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert!(base64_decode("not base64!").is_none());
+        assert!(base64_decode("Zg==Zg==").is_none());
+        assert_eq!(
+            decode_content(Some("max_contacts = 2")),
+            b"max_contacts = 2"
+        );
+    }
+
+    #[test]
+    fn runtime_names_parse_back() {
+        for key in [
+            RowKey::CustomFile {
+                filepath: "/etc/asterisk/extensions.conf".into(),
+            },
+            RowKey::SipAttributes {
+                extension: "201".into(),
+            },
+        ] {
+            assert_eq!(RowKey::parse(&key.runtime_path()), Some(key));
+        }
+        assert_eq!(RowKey::parse("/etc/asterisk/extensions.conf"), None);
+    }
+}

@@ -1,0 +1,368 @@
+//! The MikoPBX target.
+//!
+//! MikoPBX regenerates `/etc/asterisk` and root's crontab from its SQLite
+//! configuration database, so a block never goes into those files: it goes
+//! into the text of the file's custom-file row (`m_CustomFiles`, mode
+//! `append`), which MikoPBX adds to the file every time it writes it, and an
+//! endpoint option goes into the employee's `m_Sip.manualattributes`
+//! (reference/mikopbx.md §3). Files featpkg owns (AGI programs, watchers,
+//! their AMI credentials) live in the module's directory, on the data disk,
+//! and the dialplan calls them by absolute path (only PHP AGI files are linked
+//! into agi-bin there, §1.5). featpkg's state sits in the module's `db/`, which
+//! MikoPBX keeps across module upgrades.
+//!
+//! Reloads go through MikoPBX's own mechanism: the module's PHP script
+//! (`bin/featpkg-reload.php`) is called with what changed. A modules.conf
+//! change makes MikoPBX restart Asterisk, which ends every live call, so it is
+//! reported (see [`Target::restart_reason`]) and needs `--allow-restart`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{
+    AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
+    TargetError, TargetOptions, without_cron_user_column,
+};
+use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
+use crate::row::{RowKey, RowRef};
+
+/// Where MikoPBX extracts this module (reference/mikopbx.md §1.4).
+pub const DEFAULT_MODULE_DIR: &str = "/storage/usbdisk1/mikopbx/custom_modules/ModuleFeatpkg";
+/// MikoPBX's configuration database.
+pub const DEFAULT_CONFIG_DB: &str = "/cf/conf/mikopbx.db";
+/// Root's crontab, which MikoPBX regenerates (through its custom-file row).
+pub const ROOT_CRONTAB: &str = "/var/spool/cron/crontabs/root";
+
+/// A MikoPBX box (or a tree shaped like one under `--root`).
+#[derive(Debug, Clone)]
+pub struct MikopbxTarget {
+    /// Paths of Asterisk's own directories and the CLI used to check reloads.
+    asterisk: AsteriskTarget,
+    module_dir: String,
+    config_db: String,
+    reload_cmd: Vec<String>,
+}
+
+impl MikopbxTarget {
+    /// Sets up the target from the command line's options.
+    pub fn open(options: &TargetOptions) -> Result<MikopbxTarget, TargetError> {
+        let asterisk = AsteriskTarget::open(
+            &options.root,
+            options.asterisk_conf.as_deref(),
+            options.asterisk_cmd.as_deref(),
+        )?;
+        let invalid = |message: String| TargetError::Invalid {
+            path: options.root.clone(),
+            message,
+        };
+        let absolute = |name: &str, value: &str| -> Result<String, TargetError> {
+            if !value.starts_with('/') || value.split('/').any(|p| p == "..") {
+                return Err(invalid(format!(
+                    "{name} {value:?} must be an absolute path without '..'"
+                )));
+            }
+            Ok(value.trim_end_matches('/').to_string())
+        };
+        let module_dir = absolute(
+            "--module-dir",
+            options.module_dir.as_deref().unwrap_or(DEFAULT_MODULE_DIR),
+        )?;
+        let config_db = absolute(
+            "--config-db",
+            options.config_db.as_deref().unwrap_or(DEFAULT_CONFIG_DB),
+        )?;
+        let reload_cmd: Vec<String> = match &options.reload_cmd {
+            Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+            None => vec![
+                "/usr/bin/php".into(),
+                "-f".into(),
+                format!("{module_dir}/bin/featpkg-reload.php"),
+            ],
+        };
+        if reload_cmd.is_empty() {
+            return Err(invalid("--reload-cmd is empty".into()));
+        }
+        let target = MikopbxTarget {
+            asterisk,
+            module_dir,
+            config_db,
+            reload_cmd,
+        };
+        let db = target.host_path(&target.config_db);
+        if !db.is_file() {
+            return Err(invalid(format!(
+                "MikoPBX configuration database {} not found (point to it with --config-db)",
+                db.display()
+            )));
+        }
+        Ok(target)
+    }
+
+    fn etc(&self) -> String {
+        self.asterisk.runtime_dirs()[&PbxDir::Etc].clone()
+    }
+
+    /// The custom-file row of a file MikoPBX generates.
+    fn custom_file(filepath: &str) -> String {
+        RowKey::CustomFile {
+            filepath: filepath.to_string(),
+        }
+        .runtime_path()
+    }
+}
+
+/// Splits a pjsip.conf block of `[ext](+type=endpoint)` sections into one body
+/// per extension, each an `[endpoint]` section as MikoPBX's advanced options hold it.
+fn endpoint_sections(edit_id: &str, body: &str) -> Result<Vec<(String, String)>, PlaceError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('[') {
+            let (name, tail) = rest.split_once(']').unwrap_or((rest, ""));
+            if !matches!(tail.trim(), "(+type=endpoint)" | "(+)") || name.is_empty() {
+                return Err(PlaceError {
+                    edit: edit_id.into(),
+                    message: format!(
+                        "section {trimmed:?}: on MikoPBX only additions to existing endpoints ([ext](+type=endpoint)) can be placed"
+                    ),
+                });
+            }
+            out.push((name.to_string(), "[endpoint]\n".to_string()));
+            continue;
+        }
+        let Some((_, text)) = out.last_mut() else {
+            return Err(PlaceError {
+                edit: edit_id.into(),
+                message: format!("option {trimmed:?} comes before any endpoint section"),
+            });
+        };
+        text.push_str(trimmed);
+        text.push('\n');
+    }
+    Ok(out)
+}
+
+impl Target for MikopbxTarget {
+    fn name(&self) -> &'static str {
+        "mikopbx"
+    }
+
+    fn runtime_dirs(&self) -> BTreeMap<PbxDir, String> {
+        let mut dirs = self.asterisk.runtime_dirs();
+        // Programs featpkg owns run from the module's directory: agi-bin holds
+        // only links to PHP files there, and bin/ is what MikoPBX stops on removal.
+        dirs.insert(PbxDir::Agi, format!("{}/agi-bin", self.module_dir));
+        dirs.insert(PbxDir::Data, format!("{}/bin", self.module_dir));
+        dirs
+    }
+
+    fn runtime_path(&self, location: &Location) -> String {
+        format!("{}/{}", self.runtime_dirs()[&location.dir], location.rel)
+    }
+
+    fn host_path(&self, runtime_path: &str) -> PathBuf {
+        self.asterisk.host_path(runtime_path)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.host_path(&format!("{}/db/featpkg", self.module_dir))
+    }
+
+    fn root(&self) -> &Path {
+        self.asterisk.root()
+    }
+
+    fn document(&self, runtime_path: &str) -> Document {
+        match RowKey::parse(runtime_path) {
+            Some(key) => Document::Row(RowRef {
+                db: self.host_path(&self.config_db),
+                key,
+            }),
+            None => Document::File(self.host_path(runtime_path)),
+        }
+    }
+
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+        let etc = self.etc();
+        // Files featpkg owns in /etc/asterisk (AMI credentials) would not survive
+        // MikoPBX rewriting that directory: they move to the module's etc/, and
+        // every block that names them follows.
+        let mut moved: Vec<(String, String)> = Vec::new();
+        for edit in &edits {
+            if let (PbxDir::Etc, RenderedContent::File { .. }) = (edit.location.dir, &edit.content)
+            {
+                moved.push((
+                    format!("{etc}/{}", edit.location.rel),
+                    format!("{}/etc/{}", self.module_dir, edit.location.rel),
+                ));
+            }
+        }
+        let mut placed = Vec::new();
+        for mut edit in edits {
+            let refuse = |message: String| PlaceError {
+                edit: edit.edit_id.clone(),
+                message,
+            };
+            if let RenderedContent::File { .. } = edit.content {
+                let runtime_path = match edit.location.dir {
+                    PbxDir::Etc => format!("{}/etc/{}", self.module_dir, edit.location.rel),
+                    _ => self.runtime_path(&edit.location),
+                };
+                placed.push(PlacedEdit { runtime_path, edit });
+                continue;
+            }
+            let RenderedContent::Block {
+                body,
+                section,
+                check,
+                comment,
+            } = &mut edit.content
+            else {
+                unreachable!("files were placed above")
+            };
+            for (from, to) in &moved {
+                *body = body.replace(from.as_str(), to);
+            }
+            match (edit.location.dir, edit.location.rel.as_str()) {
+                (PbxDir::Etc, "pjsip.conf") if *check == Some(ConfigCheck::PjsipAppend) => {
+                    for (extension, text) in endpoint_sections(&edit.edit_id, body)? {
+                        placed.push(PlacedEdit {
+                            runtime_path: RowKey::SipAttributes {
+                                extension: extension.clone(),
+                            }
+                            .runtime_path(),
+                            edit: RenderedEdit {
+                                feature: edit.feature.clone(),
+                                edit_id: format!("{}/{extension}", edit.edit_id),
+                                location: edit.location.clone(),
+                                content: RenderedContent::Block {
+                                    body: text,
+                                    section: None,
+                                    check: None,
+                                    comment: ';',
+                                },
+                            },
+                        });
+                    }
+                    continue;
+                }
+                (PbxDir::Etc, rel) => {
+                    // In `append` mode MikoPBX adds the row's text after the file it
+                    // generates, i.e. inside its last section: modules.conf's
+                    // [modules] is its only one. A section of our own is not needed.
+                    *section = None;
+                    let runtime_path = Self::custom_file(&format!("{etc}/{rel}"));
+                    placed.push(PlacedEdit { runtime_path, edit });
+                }
+                (PbxDir::SysEtc, "crontab") if *comment == '#' => {
+                    *body = without_cron_user_column(body).map_err(&refuse)?;
+                    placed.push(PlacedEdit {
+                        runtime_path: Self::custom_file(ROOT_CRONTAB),
+                        edit,
+                    });
+                }
+                _ => {
+                    return Err(refuse(format!(
+                        "{}: MikoPBX regenerates this file and featpkg has no custom-file rule for it",
+                        edit.location
+                    )));
+                }
+            }
+        }
+        Ok(placed)
+    }
+
+    fn restart_reason(&self, request: &ReloadRequest) -> Option<String> {
+        request.modules_conf.then(|| {
+            "this change edits modules.conf, and MikoPBX applies a modules.conf change only by restarting Asterisk".to_string()
+        })
+    }
+
+    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
+        let mut words = Vec::new();
+        for (wanted, word) in [
+            (request.dialplan, "dialplan"),
+            (request.pjsip, "pjsip"),
+            (request.manager, "manager"),
+            (request.crontab, "cron"),
+            (request.modules_conf, "restart"),
+        ] {
+            if wanted {
+                words.push(word);
+            }
+        }
+        let mut said = Vec::new();
+        if !words.is_empty() {
+            let shown = format!("{} {}", self.reload_cmd.join(" "), words.join(" "));
+            let output = Command::new(&self.reload_cmd[0])
+                .args(&self.reload_cmd[1..])
+                .args(&words)
+                .output()
+                .map_err(|source| ReloadError::Spawn {
+                    command: shown.clone(),
+                    source,
+                })?;
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            let text = text.trim().to_string();
+            if !output.status.success() {
+                return Err(ReloadError::Failed {
+                    command: shown,
+                    output: if text.is_empty() {
+                        format!("exit status {}", output.status)
+                    } else {
+                        text
+                    },
+                });
+            }
+            said.push(if text.is_empty() {
+                shown
+            } else {
+                format!("{shown}: {text}")
+            });
+        }
+        // MikoPBX wrote and reloaded the files; check the result with Asterisk's
+        // CLI as on plain Asterisk (modules it has not loaded yet are loaded live).
+        let check = ReloadRequest {
+            load_modules: request.load_modules.clone(),
+            expect_contexts: request.expect_contexts.clone(),
+            ..ReloadRequest::default()
+        };
+        said.extend(self.asterisk.reload(&check)?);
+        Ok(said)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_block_splits_per_extension() {
+        let body = "[201](+type=endpoint)\ndevice_state_busy_at = 3\n[202](+type=endpoint)\ndevice_state_busy_at = 3\n";
+        assert_eq!(
+            endpoint_sections("cw/endpoints", body).unwrap(),
+            vec![
+                (
+                    "201".into(),
+                    "[endpoint]\ndevice_state_busy_at = 3\n".into()
+                ),
+                (
+                    "202".into(),
+                    "[endpoint]\ndevice_state_busy_at = 3\n".into()
+                ),
+            ]
+        );
+        let err = endpoint_sections("cw/endpoints", "[new-endpoint]\ntype = endpoint\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only additions to existing endpoints"),
+            "{err}"
+        );
+    }
+}
