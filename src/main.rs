@@ -12,6 +12,7 @@ use featpkg::ops::{
     rollback::{RollbackOutcome, RollbackRequest},
     uninstall::{UninstallOutcome, UninstallRequest},
 };
+use featpkg::target::{TargetKind, TargetOptions};
 
 #[derive(Parser)]
 #[command(
@@ -32,13 +33,27 @@ struct Pbx {
     /// asterisk.conf to read the directories from (a path on the PBX, under --root).
     #[arg(long, value_name = "PATH", global = true)]
     asterisk_conf: Option<String>,
-    /// PBX flavour. Only `asterisk` (plain Asterisk) so far.
+    /// PBX flavour: asterisk (plain), freepbx or mikopbx.
     #[arg(long, default_value = "asterisk", global = true)]
-    target: String,
+    target: TargetKind,
     /// Asterisk CLI command used for reloads, e.g. "asterisk -C /etc/asterisk/asterisk.conf"
     /// (default: $FEATPKG_ASTERISK_CMD, else `asterisk`).
     #[arg(long, value_name = "CMD", global = true)]
     asterisk_cmd: Option<String>,
+    /// The PBX's own reload command (freepbx: "fwconsole reload"; mikopbx: the module's
+    /// bin/featpkg-reload.php, given what to reload as arguments).
+    #[arg(long, value_name = "CMD", global = true)]
+    reload_cmd: Option<String>,
+    /// mikopbx: the module's directory (AGI programs and featpkg's state live there).
+    #[arg(long, value_name = "DIR", global = true)]
+    module_dir: Option<String>,
+    /// mikopbx: the configuration database (default /cf/conf/mikopbx.db).
+    #[arg(long, value_name = "PATH", global = true)]
+    config_db: Option<String>,
+    /// Go ahead with changes that restart Asterisk, which ends every live call
+    /// (mikopbx: a change to modules.conf).
+    #[arg(long, global = true)]
+    allow_restart: bool,
     /// Seconds to wait for another featpkg run on this PBX to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, global = true)]
     lock_wait: u64,
@@ -137,16 +152,17 @@ enum Command {
 }
 
 fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
-    if pbx.target != "asterisk" {
-        return Err(ops::Error::Refused(format!(
-            "--target {}: only `asterisk` is supported by this version",
-            pbx.target
-        )));
-    }
     let session = Session::open(&PbxOptions {
-        root: pbx.root.clone(),
-        asterisk_conf: pbx.asterisk_conf.clone(),
-        asterisk_cmd: pbx.asterisk_cmd.clone(),
+        target: pbx.target,
+        pbx: TargetOptions {
+            root: pbx.root.clone(),
+            asterisk_conf: pbx.asterisk_conf.clone(),
+            asterisk_cmd: pbx.asterisk_cmd.clone(),
+            reload_cmd: pbx.reload_cmd.clone(),
+            module_dir: pbx.module_dir.clone(),
+            config_db: pbx.config_db.clone(),
+        },
+        allow_restart: pbx.allow_restart,
         lock_wait: Duration::from_secs(pbx.lock_wait),
         read_only,
     })?;
