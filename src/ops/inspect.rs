@@ -8,6 +8,7 @@ use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::plan::{PlanError, read_file_state};
 use crate::state::{BundleSnapshot, EditKind};
+use crate::target::Document;
 
 /// Everything installed, from State.
 pub fn status(session: &Session) -> Result<Vec<BundleSnapshot>, Error> {
@@ -30,7 +31,35 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     let mut out = Vec::new();
     for bundle in session.state.bundles()? {
         for edit in &bundle.edits {
-            let host = session.target.host_path(&edit.path);
+            let host = match session.target.document(&edit.path) {
+                Document::File(host) => host,
+                Document::Row(row) => {
+                    // A row's text, decoded, is checked like a file's.
+                    let current = crate::row::read(&row)?;
+                    match current {
+                        None => out.push(Drift {
+                            bundle: bundle.name.clone(),
+                            edit: edit.edit_id.clone(),
+                            path: edit.path.clone(),
+                            kind: "missing".into(),
+                            detail: "row does not exist".into(),
+                        }),
+                        Some(row_state) => {
+                            let text = crate::row::decode_content(row_state.content.as_deref());
+                            if let Some((kind, detail)) = block_drift(&bundle.name, edit, &text) {
+                                out.push(Drift {
+                                    bundle: bundle.name.clone(),
+                                    edit: edit.edit_id.clone(),
+                                    path: edit.path.clone(),
+                                    kind: kind.into(),
+                                    detail,
+                                });
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
             let current = match read_file_state(&host) {
                 Err(PlanError::Symlink { target, .. }) => {
                     out.push(Drift {
@@ -75,27 +104,39 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                     }
                 }
                 EditKind::Block => {
-                    let style = if edit.comment == '#' {
-                        CommentStyle::Hash
-                    } else {
-                        CommentStyle::Semicolon
-                    };
-                    let id = BlockId {
-                        bundle: bundle.name.clone(),
-                        edit: edit.edit_id.clone(),
-                    };
-                    match marker::block_body(&current.content, style, &id) {
-                        Err(e) => drift("markers", e.to_string()),
-                        Ok(None) => drift("missing", "block markers not found".into()),
-                        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => drift(
-                            "modified",
-                            "block content differs from what featpkg wrote".into(),
-                        ),
-                        Ok(Some(_)) => {}
+                    if let Some((kind, detail)) = block_drift(&bundle.name, edit, &current.content)
+                    {
+                        drift(kind, detail);
                     }
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// How a block in `text` differs from what featpkg wrote, if it does.
+fn block_drift(
+    bundle: &str,
+    edit: &crate::state::InstalledEdit,
+    text: &[u8],
+) -> Option<(&'static str, String)> {
+    let style = if edit.comment == '#' {
+        CommentStyle::Hash
+    } else {
+        CommentStyle::Semicolon
+    };
+    let id = BlockId {
+        bundle: bundle.to_string(),
+        edit: edit.edit_id.clone(),
+    };
+    match marker::block_body(text, style, &id) {
+        Err(e) => Some(("markers", e.to_string())),
+        Ok(None) => Some(("missing", "block markers not found".into())),
+        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => Some((
+            "modified",
+            "block content differs from what featpkg wrote".into(),
+        )),
+        Ok(Some(_)) => None,
+    }
 }
