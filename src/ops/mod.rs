@@ -381,6 +381,19 @@ pub(crate) fn execute(
     })
 }
 
+/// A dry run's summary, plus a warning when applying it would restart Asterisk.
+pub(crate) fn with_restart_note(session: &Session, plan: &Plan, summary: String) -> String {
+    match session
+        .target
+        .restart_reason(&reload_for(plan, Vec::new(), Vec::new()))
+    {
+        Some(reason) => format!(
+            "{summary}; WARNING: {reason}, which ends every live call (needs --allow-restart)"
+        ),
+        None => summary,
+    }
+}
+
 /// The reload a set of changed paths needs: files by their Asterisk names
 /// (FreePBX's `extensions_custom.conf` is dialplan too), rows by what they customise.
 pub(crate) fn reload_for(
