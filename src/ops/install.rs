@@ -241,7 +241,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         for secret in &secrets {
             diff = diff.replace(secret.as_str(), super::SECRET_MASK);
         }
-        let summary = super::with_restart_note(session, &plan, summary);
+        let summary = super::with_restart_note(session, &plan, summary)?;
         return Ok(InstallOutcome::DryRun { summary, diff });
     }
     let previously_installed: Vec<&str> = installed

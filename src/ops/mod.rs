@@ -2,6 +2,7 @@
 //! The CLI parses arguments, calls one of these and prints what it returns.
 
 pub mod build;
+pub mod destinations;
 pub mod inspect;
 pub mod install;
 pub mod rollback;
@@ -239,9 +240,7 @@ pub(crate) fn execute(
 ) -> Result<Applied, Error> {
     if !no_reload && !session.allow_restart {
         if let Some(reason) = session.target.restart_reason(&change.reload) {
-            return Err(Error::Refused(format!(
-                "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (or enable \"allow restart\" in the module settings)"
-            )));
+            return Err(restart_refusal(&reason));
         }
     }
     let mut steps = Vec::new();
@@ -381,17 +380,28 @@ pub(crate) fn execute(
     })
 }
 
-/// A dry run's summary, plus a warning when applying it would restart Asterisk.
-pub(crate) fn with_restart_note(session: &Session, plan: &Plan, summary: String) -> String {
-    match session
-        .target
-        .restart_reason(&reload_for(plan, Vec::new(), Vec::new()))
-    {
-        Some(reason) => format!(
-            "{summary}; WARNING: {reason}, which ends every live call (needs --allow-restart)"
-        ),
-        None => summary,
+/// A dry run's summary, with a warning when applying it would restart Asterisk.
+/// Without `--allow-restart` the dry run is refused as the real run would be, so
+/// a PBX's "before enable" check can stop the admin before anything happens.
+pub(crate) fn with_restart_note(
+    session: &Session,
+    plan: &Plan,
+    summary: String,
+) -> Result<String, Error> {
+    let request = reload_for(plan, Vec::new(), Vec::new());
+    match session.target.restart_reason(&request) {
+        Some(reason) if !session.allow_restart => Err(restart_refusal(&reason)),
+        Some(reason) => Ok(format!(
+            "{summary}; WARNING: {reason}, which ends every live call"
+        )),
+        None => Ok(summary),
     }
+}
+
+fn restart_refusal(reason: &str) -> Error {
+    Error::Refused(format!(
+        "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (or enable \"allow restart\" in the module settings)"
+    ))
 }
 
 /// The reload a set of changed paths needs: files by their Asterisk names

@@ -130,7 +130,7 @@ pub fn uninstall(
     let summary = format!("uninstall {what}");
     if request.dry_run {
         return Ok(UninstallOutcome::DryRun {
-            summary: super::with_restart_note(session, &plan, summary),
+            summary: super::with_restart_note(session, &plan, summary)?,
             diff: crate::diff::render(&plan),
         });
     }
