@@ -144,6 +144,16 @@ enum Command {
         #[command(flatten)]
         pbx: Pbx,
     },
+    /// Print the destinations the installed features offer to the PBX's
+    /// destination pickers (FreePBX), as a JSON array.
+    Destinations {
+        /// The bundle holding the feature definitions: archive or module directory
+        /// (default: the module directory this featpkg binary was shipped in).
+        #[arg(long, value_name = "PATH")]
+        bundle: Option<PathBuf>,
+        #[command(flatten)]
+        pbx: Pbx,
+    },
     /// Finish an interrupted transaction (every command does this first anyway).
     Recover {
         #[command(flatten)]
@@ -328,6 +338,21 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                 }
                 RollbackOutcome::Applied(applied) => print_applied(&applied),
             }
+        }
+        Command::Destinations { bundle, pbx } => {
+            let options = TargetOptions {
+                root: pbx.root.clone(),
+                asterisk_conf: pbx.asterisk_conf.clone(),
+                asterisk_cmd: pbx.asterisk_cmd.clone(),
+                reload_cmd: pbx.reload_cmd.clone(),
+                module_dir: pbx.module_dir.clone(),
+                config_db: pbx.config_db.clone(),
+            };
+            let list = ops::destinations::destinations(pbx.target, &options, bundle.as_deref())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).expect("serialisable")
+            );
         }
         Command::Recover { pbx } => {
             let session = open(&pbx, false)?;

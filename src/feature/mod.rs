@@ -169,7 +169,31 @@ pub struct FeatureDef {
     /// Contexts that must exist once installed (checked with `dialplan show`); templates allowed.
     #[serde(default)]
     pub contexts: Vec<String>,
+    /// Entry points a PBX may offer in its destination pickers (FreePBX's drop-downs).
+    #[serde(default)]
+    pub destinations: Vec<DestinationDef>,
     pub edits: Vec<EditDef>,
+}
+
+/// An entry point of the feature's dialplan that a PBX can offer as a
+/// destination: `target` is `context,exten,priority`, templates allowed
+/// (`%{noanswer_context},${EXTEN},1`: Asterisk fills in `${EXTEN}` when the
+/// PBX's `Goto` runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationDef {
+    pub description: String,
+    pub target: String,
+}
+
+/// A destination rendered with a feature's parameters, as `featpkg destinations` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedDestination {
+    /// `context,exten,priority`.
+    pub destination: String,
+    pub description: String,
+    /// The feature's id.
+    pub feature: String,
 }
 
 /// Errors in feature definitions or parameter values; each names the feature and the thing.
@@ -305,6 +329,7 @@ pub struct RenderedFeature {
     pub params: BTreeMap<String, String>,
     pub modules: Vec<String>,
     pub contexts: Vec<String>,
+    pub destinations: Vec<RenderedDestination>,
     pub edits: Vec<RenderedEdit>,
 }
 
@@ -545,8 +570,50 @@ impl FeatureDef {
             params: params.clone(),
             modules: self.modules.clone(),
             contexts,
+            destinations: self.render_destinations(params, bundle_name)?,
             edits,
         })
+    }
+
+    /// The feature's destinations for `params` (from `resolve_params`, or the
+    /// effective values State keeps). Each must render to three non-empty
+    /// comma-separated parts without blanks or `;`.
+    pub fn render_destinations(
+        &self,
+        params: &BTreeMap<String, String>,
+        bundle_name: &str,
+    ) -> Result<Vec<RenderedDestination>, FeatureError> {
+        let bad = |message: String| FeatureError::Definition {
+            feature: self.id.clone(),
+            message,
+        };
+        let mut vars = params.clone();
+        vars.insert("bundle".into(), bundle_name.into());
+        vars.insert("feature".into(), self.id.clone());
+        vars.insert("version".into(), self.version.clone());
+        let mut out = Vec::new();
+        for (i, def) in self.destinations.iter().enumerate() {
+            let render = |text: &str| {
+                template::render(text, &vars).map_err(|e| bad(format!("destinations[{i}]: {e}")))
+            };
+            let destination = render(&def.target)?;
+            let parts: Vec<&str> = destination.split(',').collect();
+            if parts.len() != 3
+                || parts
+                    .iter()
+                    .any(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || c == ';'))
+            {
+                return Err(bad(format!(
+                    "destinations[{i}]: {destination:?} is not context,exten,priority"
+                )));
+            }
+            out.push(RenderedDestination {
+                destination,
+                description: render(&def.description)?,
+                feature: self.id.clone(),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -617,6 +684,31 @@ mod tests {
         assert!(
             e.to_string()
                 .contains(r#"default_from of dtmf names "nope""#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn destinations_render_with_params() {
+        let json = r#"{"id": "f", "version": "1.0.0", "summary": "",
+            "params": [{"name": "ctx", "type": "context", "default": "my-ctx", "help": ""}],
+            "destinations": [{"description": "F (%{ctx})", "target": "%{ctx},${EXTEN},1"}],
+            "edits": []}"#;
+        let def = FeatureDef::load("f", &|_| Some(json.as_bytes().to_vec())).unwrap();
+        let params = def.resolve_params(&BTreeMap::new()).unwrap();
+        assert_eq!(
+            def.render_destinations(&params, "b").unwrap(),
+            vec![RenderedDestination {
+                destination: "my-ctx,${EXTEN},1".into(),
+                description: "F (my-ctx)".into(),
+                feature: "f".into(),
+            }]
+        );
+        let broken = json.replace("%{ctx},${EXTEN},1", "%{ctx},1");
+        let def = FeatureDef::load("f", &|_| Some(broken.as_bytes().to_vec())).unwrap();
+        let e = def.render_destinations(&params, "b").unwrap_err();
+        assert!(
+            e.to_string().contains("is not context,exten,priority"),
             "{e}"
         );
     }

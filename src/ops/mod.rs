@@ -8,6 +8,7 @@ pub mod install;
 pub mod rollback;
 pub mod uninstall;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -380,6 +381,48 @@ pub(crate) fn execute(
     })
 }
 
+/// True when the plan adds a `load` line to modules.conf. Only that needs the
+/// file applied now; a removed line leaves the module loaded, harmlessly, until
+/// Asterisk next starts, so an uninstall never has to restart it.
+fn modules_conf_loads_more(plan: &Plan) -> bool {
+    let loads = |text: &[u8]| -> BTreeSet<String> {
+        String::from_utf8_lossy(text)
+            .lines()
+            .map(|l| l.split(';').next().unwrap_or("").trim().to_string())
+            .filter(|l| {
+                l.strip_prefix("load")
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|l| l.split_whitespace().collect::<String>())
+            .collect()
+    };
+    let is_modules_conf = |path: &str| path.rsplit('/').next() == Some("modules.conf");
+    let files = plan
+        .files
+        .iter()
+        .filter(|f| is_modules_conf(&f.runtime_path))
+        .map(|f| {
+            (
+                f.before
+                    .as_ref()
+                    .map(|b| b.content.clone())
+                    .unwrap_or_default(),
+                f.after
+                    .as_ref()
+                    .map(|a| a.content.clone())
+                    .unwrap_or_default(),
+            )
+        });
+    let rows = plan
+        .rows
+        .iter()
+        .filter(|r| is_modules_conf(&r.runtime_path))
+        .map(|r| (r.before_text.clone(), r.after_text.clone()));
+    files
+        .chain(rows)
+        .any(|(before, after)| !loads(&after).is_subset(&loads(&before)))
+}
+
 /// A dry run's summary, with a warning when applying it would restart Asterisk.
 /// Without `--allow-restart` the dry run is refused as the real run would be, so
 /// a PBX's "before enable" check can stop the admin before anything happens.
@@ -433,7 +476,7 @@ pub(crate) fn reload_for(
         crontab: changed
             .iter()
             .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/")),
-        modules_conf: name_changed(&|n| n == "modules.conf"),
+        modules_conf: modules_conf_loads_more(plan),
         expect_contexts,
     }
 }

@@ -111,8 +111,9 @@ pub struct ReloadRequest {
     pub manager: bool,
     /// A crontab featpkg edits changed (cron daemons that cache crontabs restart).
     pub crontab: bool,
-    /// modules.conf changed. Plain Asterisk loads `load_modules` live; a PBX that
-    /// regenerates modules.conf (MikoPBX) restarts Asterisk for it.
+    /// modules.conf gained a `load` line. Plain Asterisk loads `load_modules` live;
+    /// a PBX that regenerates modules.conf (MikoPBX) restarts Asterisk for it.
+    /// (A removed line is applied at Asterisk's next start: no restart for it.)
     pub modules_conf: bool,
     /// Contexts that must exist afterwards (`dialplan show <context>`).
     pub expect_contexts: Vec<String>,
