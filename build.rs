@@ -1,12 +1,27 @@
-//! Build script: only one job. The real-Asterisk suite (tests/real_asterisk.rs)
-//! runs when the environment names a test PBX's CLI, and cargo reports it as
-//! ignored (skipped) otherwise. A test cannot skip itself at run time, so the
-//! choice is made here, as the `real_asterisk` cfg, when the variable is set.
+//! Build script: only one job. The environment-dependent suites run when their
+//! environment is there, and cargo reports them as ignored (skipped) otherwise.
+//! A test cannot skip itself at run time, so the choice is made here, as a cfg:
+//! `real_asterisk` (tests/real_asterisk.rs) when the environment names a test
+//! PBX's CLI; `qemu_aarch64` (tests/cross_arch.rs) when qemu-user for aarch64
+//! is on PATH.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(real_asterisk)");
     println!("cargo::rerun-if-env-changed=FEATPKG_REAL_ASTERISK_CMD");
     if std::env::var_os("FEATPKG_REAL_ASTERISK_CMD").is_some_and(|v| !v.is_empty()) {
         println!("cargo::rustc-cfg=real_asterisk");
+    }
+
+    println!("cargo::rustc-check-cfg=cfg(qemu_aarch64)");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let qemu = std::env::split_paths(&path)
+        .flat_map(|dir| ["qemu-aarch64-static", "qemu-aarch64"].map(|name| dir.join(name)))
+        .find(|file| file.is_file());
+    if let Some(qemu) = qemu {
+        // Seen again if it is removed; installing it later with the same PATH
+        // needs `touch build.rs` (tests/cross_arch.rs says so when it skips).
+        println!("cargo::rerun-if-changed={}", qemu.display());
+        println!("cargo::rustc-cfg=qemu_aarch64");
     }
 }
