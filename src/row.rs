@@ -282,7 +282,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 /// Strict standard base64 (whitespace between groups allowed); `None` if `text` is not base64.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let clean: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if clean.len() % 4 != 0 {
+    if !clean.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(clean.len() / 4 * 3);

@@ -239,10 +239,11 @@ pub(crate) fn execute(
     change: Change,
     no_reload: bool,
 ) -> Result<Applied, Error> {
-    if !no_reload && !session.allow_restart {
-        if let Some(reason) = session.target.restart_reason(&change.reload) {
-            return Err(restart_refusal(&reason));
-        }
+    if !no_reload
+        && !session.allow_restart
+        && let Some(reason) = session.target.restart_reason(&change.reload)
+    {
+        return Err(restart_refusal(&reason));
     }
     let mut steps = Vec::new();
     let mut files = Vec::new();
