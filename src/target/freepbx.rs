@@ -1,24 +1,333 @@
-//! The FreePBX target (16 and 17). Not written yet.
+//! The FreePBX target (16 and 17, reference/freepbx.md).
+//!
+//! FreePBX regenerates most of `/etc/asterisk` on every "Apply Config"
+//! (`fwconsole reload`), and `extensions.conf` is core's own copy, linked in; so
+//! blocks go where FreePBX leaves the admin's additions alone (§2.2, §2.4):
+//!
+//! | feature file | on FreePBX |
+//! |---|---|
+//! | `extensions.conf` | `extensions_custom.conf`, which core's `extensions.conf` includes last |
+//! | `pjsip.conf` (`[x](+type=endpoint)`) | `pjsip.endpoint_custom_post.conf`: the generated `pjsip.conf` includes it right after `pjsip.endpoint.conf`, so the endpoints it appends to exist (`pjsip_custom.conf` comes first, before any endpoint, and `pjsip.endpoint_custom.conf` sits at the top of `pjsip.endpoint.conf`; FreePBX/core `functions.inc/drivers/PJSip.class.php` `genConfig`) |
+//! | `manager.conf` (AMI users) | `manager_custom.conf` |
+//! | `modules.conf` | itself: FreePBX edits it in place, it is not generated |
+//! | `/etc/crontab` | the asterisk user's crontab (`/var/spool/cron/crontabs/asterisk`), without the user column (§4.1) |
+//!
+//! Files featpkg owns (AGI programs, watchers, AMI credentials) are the
+//! asterisk user's, like everything `fwconsole chown` manages (§4.3).
+//! Paths come from `asterisk.conf` and the Asterisk CLI checks the reload, as
+//! on plain Asterisk ([`AsteriskTarget`]); the reload itself is FreePBX's
+//! (`fwconsole reload`), so that FreePBX's own state stays consistent.
+//!
+//! FreePBX 17 runs on Asterisk 21+, which has no `Macro()`: a block using it
+//! (or `MacroExit`, `${MACRO_…}`) is refused (§2.1).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use super::{ReloadError, ReloadRequest, Target, TargetError, TargetOptions};
-use crate::feature::{Location, PbxDir};
+use super::{
+    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
+    TargetOptions, without_cron_user_column,
+};
+use crate::asterisk_config::{self, ConfigFile, ConfigSource};
+use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
 
-/// A FreePBX box.
+/// The user FreePBX runs Asterisk as (AMPASTERISKUSER).
+pub const ASTERISK_USER: &str = "asterisk";
+/// Debian's crontab spool (FreePBX 17 runs on Debian 12 only).
+pub const DEBIAN_CRON_SPOOL: &str = "/var/spool/cron/crontabs";
+/// cronie's crontab spool (FreePBX 16 on SNG7 / RHEL-like systems).
+pub const CRONIE_CRON_SPOOL: &str = "/var/spool/cron";
+/// Where `fwconsole` lives on a FreePBX box (AMPSBIN); a web server's PATH may lack /usr/sbin.
+pub const FWCONSOLE: &str = "/usr/sbin/fwconsole";
+
+/// FreePBX's dialplan files that `include =>` contexts (never featpkg's to edit).
+const FREEPBX_DIALPLAN: [&str; 3] = [
+    "extensions_additional.conf",
+    "extensions_override_freepbx.conf",
+    "extensions_custom.conf",
+];
+
+/// A FreePBX box (or a tree shaped like one under `--root`).
 #[derive(Debug, Clone)]
 pub struct FreepbxTarget {
-    root: PathBuf,
+    /// Asterisk's directories (asterisk.conf) and its CLI, for the checks after reload.
+    asterisk: AsteriskTarget,
+    /// `fwconsole reload` (or `--reload-cmd`), split on whitespace.
+    reload_cmd: Vec<String>,
+    /// Runtime path of the asterisk user's crontab.
+    crontab: String,
+    /// uid and gid of the asterisk user and group in the PBX's `/etc/passwd`
+    /// and `/etc/group` (under `--root`); None when there is no such user.
+    owner: Option<(u32, u32)>,
 }
 
 impl FreepbxTarget {
     /// Sets up the target from the command line's options.
     pub fn open(options: &TargetOptions) -> Result<FreepbxTarget, TargetError> {
-        Err(TargetError::Invalid {
-            path: options.root.clone(),
-            message: "the freepbx target is not implemented yet".into(),
+        let asterisk = AsteriskTarget::open(
+            &options.root,
+            options.asterisk_conf.as_deref(),
+            options.asterisk_cmd.as_deref(),
+        )?;
+        let reload_cmd: Vec<String> = match &options.reload_cmd {
+            Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+            None if Path::new(FWCONSOLE).is_file() => vec![FWCONSOLE.into(), "reload".into()],
+            None => vec!["fwconsole".into(), "reload".into()],
+        };
+        if reload_cmd.is_empty() {
+            return Err(TargetError::Invalid {
+                path: options.root.clone(),
+                message: "--reload-cmd is empty".into(),
+            });
+        }
+        let root = &options.root;
+        let spool = if root.join(&DEBIAN_CRON_SPOOL[1..]).is_dir()
+            || !root.join(&CRONIE_CRON_SPOOL[1..]).is_dir()
+        {
+            DEBIAN_CRON_SPOOL
+        } else {
+            CRONIE_CRON_SPOOL
+        };
+        Ok(FreepbxTarget {
+            crontab: format!("{spool}/{ASTERISK_USER}"),
+            owner: asterisk_ids(root),
+            asterisk,
+            reload_cmd,
         })
+    }
+
+    fn etc(&self) -> String {
+        self.asterisk.runtime_dirs()[&PbxDir::Etc].clone()
+    }
+
+    /// The runtime path of the asterisk user's crontab.
+    pub fn crontab_path(&self) -> &str {
+        &self.crontab
+    }
+
+    /// Where a block for `location` goes on FreePBX, or None when FreePBX has no
+    /// place for additions to that file.
+    fn block_path(&self, location: &Location) -> Option<String> {
+        let etc = self.etc();
+        Some(match (location.dir, location.rel.as_str()) {
+            (PbxDir::Etc, "extensions.conf") => format!("{etc}/extensions_custom.conf"),
+            (PbxDir::Etc, "pjsip.conf") => format!("{etc}/pjsip.endpoint_custom_post.conf"),
+            (PbxDir::Etc, "manager.conf") => format!("{etc}/manager_custom.conf"),
+            (PbxDir::Etc, "modules.conf") => format!("{etc}/modules.conf"),
+            (PbxDir::SysEtc, "crontab") => self.crontab.clone(),
+            _ => return None,
+        })
+    }
+
+    /// Refuses a `[x](+type=endpoint)` whose endpoint FreePBX does not define:
+    /// the generated `pjsip.conf` with everything it includes is the baseline
+    /// (the planner alone would only see `pjsip.endpoint_custom_post.conf`).
+    fn check_endpoints(&self, edit_id: &str, body: &str) -> Result<(), String> {
+        let shown = format!("featpkg block {edit_id}");
+        let added = asterisk_config::parse(body.as_bytes(), &shown).map_err(|e| e.to_string())?;
+        let mut source = EtcDir {
+            target: self,
+            etc: self.etc(),
+        };
+        let existing = asterisk_config::load_with_includes("pjsip.conf", &mut source)
+            .map_err(|e| format!("{e} (FreePBX generates pjsip.conf: Apply Config first)"))?;
+        let conflicts = asterisk_config::append_conflicts(&existing, &added);
+        if conflicts.is_empty() {
+            Ok(())
+        } else {
+            Err(conflicts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "))
+        }
+    }
+
+    /// Refuses a context of ours that returns (`Return()`, reached only by
+    /// `Gosub`) when FreePBX's dialplan `include =>`s it: every call falling
+    /// into it would end at a `Return()` with nothing to return to.
+    fn check_included_returns(&self, edit_id: &str, body: &str) -> Result<(), String> {
+        let shown = format!("featpkg block {edit_id}");
+        let added = asterisk_config::parse(body.as_bytes(), &shown).map_err(|e| e.to_string())?;
+        let returning: Vec<&str> = added
+            .sections
+            .iter()
+            .filter(|s| {
+                s.entries.iter().any(|e| {
+                    matches!(e.key.as_str(), "exten" | "same")
+                        && e.value.to_ascii_lowercase().contains("return(")
+                })
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if returning.is_empty() {
+            return Ok(());
+        }
+        let etc = self.etc();
+        for name in FREEPBX_DIALPLAN {
+            let runtime = format!("{etc}/{name}");
+            let Ok(bytes) = std::fs::read(self.host_path(&runtime)) else {
+                continue;
+            };
+            let Ok(parsed) = asterisk_config::parse(&bytes, &runtime) else {
+                continue; // the planner reports a broken custom file; the rest is FreePBX's
+            };
+            for (section, entry) in includes(&parsed) {
+                let included = entry.value.split([',', '|']).next().unwrap_or("").trim();
+                if let Some(ours) = returning.iter().find(|c| c.eq_ignore_ascii_case(included)) {
+                    return Err(format!(
+                        "[{ours}] ends in Return() (a Gosub target), but {runtime}:{} includes it in [{section}]: calls reaching it through the include would hang up; give the feature a context only reached by Gosub",
+                        entry.line
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(section name, include entry)` of every `include =>` in a dialplan file.
+fn includes(file: &ConfigFile) -> impl Iterator<Item = (&str, &asterisk_config::Entry)> {
+    file.sections.iter().flat_map(|s| {
+        s.entries
+            .iter()
+            .filter(|e| e.key.eq_ignore_ascii_case("include"))
+            .map(move |e| (s.name.as_str(), e))
+    })
+}
+
+/// The first use of an application or variable FreePBX 17 / Asterisk 21+ no
+/// longer has (`Macro()`, `MacroExit`, `MacroIf`, `${MACRO_…}`), ignoring comments.
+fn macro_use(body: &str) -> Option<(usize, String)> {
+    for (i, line) in body.lines().enumerate() {
+        let code = strip_comment(line).to_ascii_lowercase();
+        let found = [
+            "macro(",
+            "macroexit",
+            "macroif(",
+            "macroexclusive(",
+            "${macro_",
+        ]
+        .into_iter()
+        .any(|needle| {
+            code.match_indices(needle).any(|(at, _)| {
+                // `Macro(` as an application, not the end of `SomeMacro(`.
+                needle.starts_with('$')
+                    || !code[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        });
+        if found {
+            return Some((i + 1, line.trim().to_string()));
+        }
+    }
+    None
+}
+
+/// A config line without its `;` comment (`\;` is a literal semicolon).
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b';' && (i == 0 || bytes[i - 1] != b'\\') {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// uid of the asterisk user and gid of the asterisk group (else that user's
+/// primary group) in `<root>/etc/passwd` and `<root>/etc/group`.
+fn asterisk_ids(root: &Path) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    let (uid, primary_gid) = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 4 && fields[0] == ASTERISK_USER)
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+            .flatten()
+    })?;
+    let gid = std::fs::read_to_string(root.join("etc/group"))
+        .ok()
+        .and_then(|group| {
+            group.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() >= 3 && fields[0] == ASTERISK_USER)
+                    .then(|| fields[2].parse().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or(primary_gid);
+    Some((uid, gid))
+}
+
+/// featpkg's effective uid (std has no geteuid(); /proc/self belongs to it).
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// FreePBX's config directory as the endpoint check reads it. A link leading
+/// out of it (under `--root`, an absolute one would reach the host's files) is refused.
+struct EtcDir<'a> {
+    target: &'a FreepbxTarget,
+    etc: String,
+}
+
+impl EtcDir<'_> {
+    fn host(&self, rel: &str) -> std::io::Result<PathBuf> {
+        let runtime = if rel.starts_with('/') {
+            if !rel.starts_with(&format!("{}/", self.etc)) {
+                return Err(std::io::Error::other(format!("outside {}", self.etc)));
+            }
+            rel.to_string()
+        } else if rel.is_empty() {
+            self.etc.clone()
+        } else {
+            format!("{}/{rel}", self.etc)
+        };
+        let host = self.target.host_path(&runtime);
+        if let (Ok(real), Ok(dir)) = (
+            host.canonicalize(),
+            self.target.host_path(&self.etc).canonicalize(),
+        ) && !real.starts_with(&dir)
+        {
+            return Err(std::io::Error::other(format!(
+                "a link to {}, outside {}",
+                real.display(),
+                self.etc
+            )));
+        }
+        Ok(host)
+    }
+}
+
+impl ConfigSource for EtcDir<'_> {
+    fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.host(rel)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(self.host(rel)?) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if !entry.path().is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
     }
 }
 
@@ -26,22 +335,223 @@ impl Target for FreepbxTarget {
     fn name(&self) -> &'static str {
         "freepbx"
     }
+
     fn runtime_dirs(&self) -> BTreeMap<PbxDir, String> {
-        BTreeMap::new()
+        self.asterisk.runtime_dirs()
     }
+
     fn runtime_path(&self, location: &Location) -> String {
-        location.rel.clone()
+        self.block_path(location)
+            .unwrap_or_else(|| self.asterisk.runtime_path(location))
     }
+
     fn host_path(&self, runtime_path: &str) -> PathBuf {
-        self.root.join(runtime_path.trim_start_matches('/'))
+        self.asterisk.host_path(runtime_path)
     }
+
     fn state_dir(&self) -> PathBuf {
-        self.root.clone()
+        self.asterisk.state_dir()
     }
+
     fn root(&self) -> &Path {
-        &self.root
+        self.asterisk.root()
     }
-    fn reload(&self, _request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
-        Ok(Vec::new())
+
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+        let as_root = effective_uid() == 0;
+        let mut placed = Vec::new();
+        for mut edit in edits {
+            let refuse = |message: String| PlaceError {
+                edit: edit.edit_id.clone(),
+                message,
+            };
+            let RenderedContent::Block {
+                body,
+                section,
+                check,
+                comment,
+            } = &mut edit.content
+            else {
+                if self.block_path(&edit.location).is_some() {
+                    return Err(refuse(format!(
+                        "{}: on FreePBX this file is shared (or generated); featpkg only adds blocks to it",
+                        edit.location
+                    )));
+                }
+                if as_root && self.owner.is_none() {
+                    return Err(refuse(format!(
+                        "no user {ASTERISK_USER} in {}: FreePBX runs Asterisk as {ASTERISK_USER}, and the files featpkg installs must be theirs",
+                        self.host_path("/etc/passwd").display()
+                    )));
+                }
+                placed.push(PlacedEdit {
+                    runtime_path: self.asterisk.runtime_path(&edit.location),
+                    edit,
+                });
+                continue;
+            };
+            let Some(runtime_path) = self.block_path(&edit.location) else {
+                return Err(refuse(format!(
+                    "{}: featpkg has no rule for where FreePBX takes additions to this file",
+                    edit.location
+                )));
+            };
+            if *comment == ';'
+                && let Some((line, text)) = macro_use(body)
+            {
+                return Err(refuse(format!(
+                    "line {line} of the block uses Macro ({text:?}): FreePBX 17 runs on Asterisk 21+, which has no app_macro; write it with Gosub/Return"
+                )));
+            }
+            match (edit.location.dir, edit.location.rel.as_str()) {
+                (PbxDir::Etc, "extensions.conf") => {
+                    self.check_included_returns(&edit.edit_id, body)
+                        .map_err(&refuse)?;
+                }
+                (PbxDir::Etc, "pjsip.conf") => {
+                    if *check == Some(ConfigCheck::PjsipAppend) {
+                        self.check_endpoints(&edit.edit_id, body).map_err(&refuse)?;
+                    }
+                    // Checked above against what pjsip.conf includes; the planner
+                    // would only see pjsip.endpoint_custom_post.conf.
+                    *check = None;
+                    *section = None;
+                }
+                (PbxDir::SysEtc, "crontab") => {
+                    if *comment != '#' {
+                        return Err(refuse("a crontab block needs '#' markers".into()));
+                    }
+                    *body = without_cron_user_column(body).map_err(&refuse)?;
+                    if !self.host_path(&runtime_path).exists() {
+                        return Err(refuse(format!(
+                            "{runtime_path} does not exist yet: create the {ASTERISK_USER} user's crontab first (`crontab -u {ASTERISK_USER} -l` lists it; on FreePBX it normally holds the `fwconsole job` line), then run again"
+                        )));
+                    }
+                    if as_root && self.owner.is_none() {
+                        return Err(refuse(format!(
+                            "no user {ASTERISK_USER} in {}: the watcher runs from that user's crontab",
+                            self.host_path("/etc/passwd").display()
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            placed.push(PlacedEdit { runtime_path, edit });
+        }
+        Ok(placed)
+    }
+
+    fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {
+        // Only root can give a file away; anyone else creates their own files
+        // (the FreePBX web UI runs featpkg as asterisk already).
+        if effective_uid() != 0 {
+            return None;
+        }
+        let ours = runtime_path == self.crontab
+            || self.asterisk.runtime_dirs().iter().any(|(dir, path)| {
+                *dir != PbxDir::SysEtc && runtime_path.starts_with(&format!("{path}/"))
+            });
+        if ours { self.owner } else { None }
+    }
+
+    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
+        let mut said = Vec::new();
+        if request.crontab {
+            // What crontab(1) does after writing: cron rereads a spool whose mtime changed.
+            let spool = self
+                .crontab
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+            let host = self.host_path(&spool);
+            let touched = std::fs::File::open(&host)
+                .and_then(|dir| dir.set_modified(std::time::SystemTime::now()));
+            said.push(match touched {
+                Ok(()) => format!("cron: {spool} touched, so cron rereads {}", self.crontab),
+                Err(e) => format!(
+                    "cron: could not touch {spool} ({e}); cron picks the change up when it next rescans"
+                ),
+            });
+        }
+        let asterisk_side = request.dialplan
+            || request.pjsip
+            || request.manager
+            || request.modules_conf
+            || !request.load_modules.is_empty()
+            || !request.expect_contexts.is_empty();
+        if !asterisk_side {
+            return Ok(said);
+        }
+        let shown = self.reload_cmd.join(" ");
+        let output = Command::new(&self.reload_cmd[0])
+            .args(&self.reload_cmd[1..])
+            .output()
+            .map_err(|source| ReloadError::Spawn {
+                command: shown.clone(),
+                source,
+            })?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let text = text.trim().to_string();
+        if !output.status.success() {
+            return Err(ReloadError::Failed {
+                command: shown,
+                output: if text.is_empty() {
+                    format!("exit status {}", output.status)
+                } else {
+                    format!("{text} ({})", output.status)
+                },
+            });
+        }
+        said.push(match text.lines().next_back() {
+            Some(last) => format!("{shown}: {last}"),
+            None => shown,
+        });
+        // FreePBX reloaded Asterisk; modules new to it are loaded live and the
+        // contexts checked through the CLI, as on plain Asterisk.
+        said.extend(self.asterisk.reload(&ReloadRequest {
+            load_modules: request.load_modules.clone(),
+            expect_contexts: request.expect_contexts.clone(),
+            ..ReloadRequest::default()
+        })?);
+        Ok(said)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_uses_are_found_outside_comments() {
+        assert_eq!(
+            macro_use("exten => s,1,NoOp()\n same => n,Macro(user-callerid)\n"),
+            Some((2, "same => n,Macro(user-callerid)".into()))
+        );
+        assert!(macro_use(" same => n,MacroExit()\n").is_some());
+        assert!(macro_use(" same => n,Set(X=${MACRO_EXTEN})\n").is_some());
+        assert!(macro_use(" same => n,Gosub(sub,s,1) ; not Macro(x)\n").is_none());
+        assert!(macro_use(" same => n,Set(MyMacro(=1)\n").is_none());
+        assert!(macro_use(" same => n,Gosub(macro-dial-one,s,1)\n").is_none());
+    }
+
+    #[test]
+    fn asterisk_ids_come_from_the_trees_passwd_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/bash\nasterisk:x:998:997::/home/asterisk:/bin/bash\n",
+        )
+        .unwrap();
+        assert_eq!(asterisk_ids(dir.path()), Some((998, 997)));
+        std::fs::write(dir.path().join("etc/group"), "asterisk:x:995:\n").unwrap();
+        assert_eq!(asterisk_ids(dir.path()), Some((998, 995)));
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/bash\n",
+        )
+        .unwrap();
+        assert_eq!(asterisk_ids(dir.path()), None);
     }
 }
