@@ -576,6 +576,23 @@ fn plan_blocks(
     force: bool,
     forced: &mut Vec<String>,
 ) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+    let created;
+    let before = match (before, target.create_missing(path)) {
+        (Some(before), _) => Some(before),
+        (None, Some(mode)) if !news.is_empty() => {
+            let (uid, gid) = target
+                .owner_for_new(path)
+                .unwrap_or_else(|| (current_uid(), current_gid()));
+            created = FileState {
+                content: Vec::new(),
+                mode,
+                uid,
+                gid,
+            };
+            Some(&created)
+        }
+        (None, _) => None,
+    };
     let Some(before) = before else {
         if olds.is_empty() {
             if let Some(new) = news.first() {
@@ -790,6 +807,10 @@ fn plan_blocks(
             comment,
             mode: before.mode,
         });
+    }
+    // A file featpkg may create goes again once nothing is left in it.
+    if text.is_empty() && edits.is_empty() && target.create_missing(path).is_some() {
+        return Ok((None, edits));
     }
     let after = FileState {
         content: text,

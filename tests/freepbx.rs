@@ -642,17 +642,27 @@ fn freepbx_refusals_name_the_file_and_change_nothing() {
         }
         assert_same_tree(&before, &pbx.snapshot());
     }
+}
 
-    // No crontab for asterisk yet: said so, nothing written.
+#[test]
+fn a_missing_asterisk_crontab_is_created_and_removed_again() {
+    let pbx = FreePbx::new();
     std::fs::remove_file(pbx.path(CRONTAB)).unwrap();
     let before = pbx.snapshot();
-    let out = pbx.run(&["install", bundle], &[]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let out = pbx.install(&[]);
     assert!(
-        said.contains("busy-callback/cron") && said.contains("/var/spool/cron/crontabs/asterisk"),
-        "{said}"
+        out.contains("created  /var/spool/cron/crontabs/asterisk"),
+        "{out}"
     );
+    let crontab = pbx.read(CRONTAB);
+    assert!(
+        crontab.starts_with("# BEGIN featpkg:featpkg-recipes:busy-callback/cron\n* * * * * /var/lib/asterisk/featpkg-bin/featpkg-busy-callback-watch "),
+        "{crontab}"
+    );
+    assert_eq!(mode(&pbx.path(CRONTAB)), 0o600);
+    if is_root() {
+        assert_eq!(owner(&pbx.path(CRONTAB)), ASTERISK_IDS);
+    }
+    pbx.ok(&["uninstall", BUNDLE]);
     assert_same_tree(&before, &pbx.snapshot());
-    assert_eq!(pbx.fwconsole_log(), "");
 }

@@ -102,9 +102,9 @@ impl Session {
                     .any(|p| p.file_name().is_some_and(|f| f == name))
             };
             let request = ReloadRequest {
-                dialplan: restored("extensions.conf"),
-                pjsip: restored("pjsip.conf"),
-                manager: restored("manager.conf"),
+                dialplan: restored("extensions.conf") || restored("extensions_custom.conf"),
+                pjsip: restored("pjsip.conf") || restored("pjsip.endpoint_custom_post.conf"),
+                manager: restored("manager.conf") || restored("manager_custom.conf"),
                 ..ReloadRequest::default()
             };
             // An empty request runs no command.
@@ -469,10 +469,11 @@ pub(crate) fn reload_for(
     ReloadRequest {
         load_modules,
         dialplan: name_changed(&|n| n == "extensions.conf" || n == "extensions_custom.conf"),
-        pjsip: name_changed(&|n| n == "pjsip.conf" || n == "pjsip_custom.conf")
-            || changed
-                .iter()
-                .any(|p| p.starts_with(crate::row::SIP_PREFIX)),
+        pjsip: name_changed(&|n| {
+            n == "pjsip.conf" || n == "pjsip_custom.conf" || n == "pjsip.endpoint_custom_post.conf"
+        }) || changed
+            .iter()
+            .any(|p| p.starts_with(crate::row::SIP_PREFIX)),
         manager: name_changed(&|n| n == "manager.conf" || n == "manager_custom.conf"),
         crontab: changed
             .iter()

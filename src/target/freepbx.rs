@@ -422,11 +422,6 @@ impl Target for FreepbxTarget {
                         return Err(refuse("a crontab block needs '#' markers".into()));
                     }
                     *body = without_cron_user_column(body).map_err(&refuse)?;
-                    if !self.host_path(&runtime_path).exists() {
-                        return Err(refuse(format!(
-                            "{runtime_path} does not exist yet: create the {ASTERISK_USER} user's crontab first (`crontab -u {ASTERISK_USER} -l` lists it; on FreePBX it normally holds the `fwconsole job` line), then run again"
-                        )));
-                    }
                     if as_root && self.owner.is_none() {
                         return Err(refuse(format!(
                             "no user {ASTERISK_USER} in {}: the watcher runs from that user's crontab",
@@ -452,6 +447,11 @@ impl Target for FreepbxTarget {
                 *dir != PbxDir::SysEtc && runtime_path.starts_with(&format!("{path}/"))
             });
         if ours { self.owner } else { None }
+    }
+
+    fn create_missing(&self, runtime_path: &str) -> Option<u32> {
+        // crontab(1) creates a user's crontab 0600; cron wants it owned by the user.
+        (runtime_path == self.crontab).then_some(0o600)
     }
 
     fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {

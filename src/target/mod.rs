@@ -188,6 +188,15 @@ pub trait Target {
         None
     }
 
+    /// Mode for a shared file featpkg may create when a block goes into it and
+    /// it does not exist yet (a user's crontab); its owner comes from
+    /// [`Target::owner_for_new`]. Once none of featpkg's blocks is left in such a
+    /// file and nothing else is, it is removed again. `None` (the default): the
+    /// file must exist.
+    fn create_missing(&self, _runtime_path: &str) -> Option<u32> {
+        None
+    }
+
     /// Why reloading for `request` would restart Asterisk and so end every live
     /// call, if it would. Such a change needs the admin's explicit consent.
     fn restart_reason(&self, _request: &ReloadRequest) -> Option<String> {
