@@ -140,7 +140,10 @@ impl FreePbx {
     }
 
     fn install(&self, extra: &[&str]) -> String {
-        let bundle = bundle();
+        self.install_from(&bundle(), extra)
+    }
+
+    fn install_from(&self, bundle: &Path, extra: &[&str]) -> String {
         let mut args = vec!["install", bundle.to_str().unwrap()];
         args.extend_from_slice(extra);
         self.ok(&args)
@@ -205,6 +208,67 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o7777
 }
 
+/// The shipped call-waiting does not install on FreePBX (no hook reaches it);
+/// this bundle's copy lacks that refusal, so the tests can see where a feature's
+/// endpoint options, hook context and module load land on FreePBX.
+fn endpoint_bundle() -> PathBuf {
+    static BUNDLE_PATH: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> =
+        std::sync::OnceLock::new();
+    BUNDLE_PATH
+        .get_or_init(|| {
+            bundle_with_version("1.0.0", |src| {
+                let def = src.join("packaging/features/call-waiting/feature.json");
+                let mut json: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&def).unwrap()).unwrap();
+                assert!(
+                    json["unsupported"]["freepbx"].is_string(),
+                    "call-waiting no longer refuses FreePBX: use bundle() here"
+                );
+                json.as_object_mut().unwrap().remove("unsupported");
+                std::fs::write(&def, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+            })
+        })
+        .1
+        .clone()
+}
+
+#[test]
+fn call_waiting_is_skipped_on_freepbx_and_refused_when_asked_for() {
+    let pbx = FreePbx::new();
+    let before = pbx.snapshot();
+    let bundle = bundle();
+    let out = pbx.run(
+        &[
+            "install",
+            bundle.to_str().unwrap(),
+            "--features",
+            "call-waiting",
+        ],
+        &[],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("feature call-waiting does not work on freepbx: FreePBX's generated dialplan enters no hook context"),
+        "{said}"
+    );
+    assert_same_tree(&before, &pbx.snapshot());
+
+    let out = pbx.install(&[]);
+    assert!(
+        out.contains("skipped call-waiting (not on freepbx: "),
+        "{out}"
+    );
+    assert!(!pbx.etc("extensions_custom.conf").contains("call-waiting"));
+    assert!(!pbx.etc("modules.conf").contains("func_extstate"));
+    assert!(
+        pbx.ok(&["status"])
+            .lines()
+            .all(|l| !l.contains("call-waiting")),
+        "call-waiting is recorded as installed"
+    );
+}
+
 /// The files of the fixture featpkg must never change.
 const UNTOUCHED: [&str; 7] = [
     CORE_EXTENSIONS,
@@ -232,7 +296,10 @@ fn install_puts_every_piece_where_freepbx_takes_it() {
         .set_modified(long_ago)
         .unwrap();
 
-    let out = pbx.install(&["--set", "call-waiting.endpoints=201,202"]);
+    let out = pbx.install_from(
+        &endpoint_bundle(),
+        &["--set", "call-waiting.endpoints=201,202"],
+    );
     for line in [
         "install featpkg-recipes 1.0.0",
         "modified /etc/asterisk/extensions_custom.conf",
@@ -430,7 +497,7 @@ fn reinstall_changes_nothing() {
 fn uninstall_restores_the_tree_byte_for_byte() {
     let pbx = FreePbx::new();
     let before = pbx.snapshot();
-    pbx.install(&["--set", "call-waiting.endpoints=201"]);
+    pbx.install_from(&endpoint_bundle(), &["--set", "call-waiting.endpoints=201"]);
     let out = pbx.ok(&["uninstall", BUNDLE]);
     assert!(out.contains("uninstall featpkg-recipes 1.0.0"), "{out}");
     assert!(
@@ -603,7 +670,7 @@ fn macro_in_a_fragment_is_refused() {
 fn freepbx_refusals_name_the_file_and_change_nothing() {
     let pbx = FreePbx::new();
     let before = pbx.snapshot();
-    let bundle = bundle();
+    let bundle = endpoint_bundle();
     let bundle = bundle.to_str().unwrap();
     let cases: [(&[&str], &[&str]); 3] = [
         // An endpoint FreePBX does not generate.

@@ -172,6 +172,10 @@ pub struct FeatureDef {
     /// Entry points a PBX may offer in its destination pickers (FreePBX's drop-downs).
     #[serde(default)]
     pub destinations: Vec<DestinationDef>,
+    /// Targets the feature cannot work on (`freepbx`), each with the reason shown
+    /// to the admin: a default install skips it there, asking for it is refused.
+    #[serde(default)]
+    pub unsupported: BTreeMap<String, String>,
     pub edits: Vec<EditDef>,
 }
 

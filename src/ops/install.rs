@@ -104,6 +104,24 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         }
     }
 
+    // Features this PBX cannot run: skipped by a default install, refused when asked for.
+    let target_name = session.target.name();
+    let mut supported = Vec::new();
+    for id in wanted {
+        let def = FeatureDef::load(&id, &read)?;
+        match def.unsupported.get(target_name) {
+            None => supported.push(id),
+            Some(reason) if request.features.is_none() => {
+                skipped.push(format!("{id} (not on {target_name}: {reason})"));
+            }
+            Some(reason) => {
+                return Err(Error::Refused(format!(
+                    "feature {id} does not work on {target_name}: {reason}"
+                )));
+            }
+        }
+    }
+    wanted = supported;
     if request.features.is_none() {
         let mut kept = Vec::new();
         for id in wanted {
