@@ -318,6 +318,12 @@ pub fn plan(
 /// was before featpkg first touched it (`baseline`: content, mode and the other
 /// columns, or its absence) once none of our blocks remain and the rest of its
 /// text is what it was then; otherwise the admin's text stays, re-encoded.
+///
+/// A custom file's text is checked and placed as Asterisk will read it: after
+/// the text MikoPBX generates (see [`row::generated_prefix`]), so the checks see
+/// the generated configuration too and a block for `[modules]` lands in it.
+/// Messages name the row (`m_CustomFiles:/etc/asterisk/extensions.conf`), which
+/// is what the admin edits, not the file MikoPBX writes from it.
 #[allow(clippy::too_many_arguments)]
 fn plan_row(
     target: &dyn Target,
@@ -342,34 +348,7 @@ fn plan_row(
     }
     let current = row::read(&row)?;
     let text = row::decode_content(current.as_ref().and_then(|c| c.content.as_deref()));
-    let as_file = FileState {
-        content: text.clone(),
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    };
-    // Include checks read the PBX's files beside the one the row customises.
-    let check_path = match &row.key {
-        RowKey::CustomFile { filepath } => filepath.as_str(),
-        RowKey::SipAttributes { .. } => runtime_path,
-    };
-    let (after, mut edits) = plan_blocks(
-        target,
-        bundle,
-        check_path,
-        Some(&as_file),
-        olds,
-        news,
-        force,
-        &mut out.forced,
-    )?;
-    for edit in &mut edits {
-        edit.path = runtime_path.to_string();
-    }
-    let after_text = after.map(|a| a.content).unwrap_or_default();
-    let baseline = baseline.cloned().unwrap_or_else(|| current.clone());
-    // Blocks of this bundle that stay: planned ones, and those of features not
-    // being removed (an uninstall of one feature plans only that feature's edits).
+    let mode = current.as_ref().and_then(|c| c.mode.clone());
     let comment = news
         .iter()
         .find_map(|n| match n.content {
@@ -378,6 +357,177 @@ fn plan_row(
         })
         .or_else(|| olds.first().map(|o| o.comment))
         .unwrap_or(';');
+    // Include checks read the PBX's files beside the one the row customises.
+    let check_path = match &row.key {
+        RowKey::CustomFile { filepath } => filepath.clone(),
+        RowKey::SipAttributes { .. } => runtime_path.to_string(),
+    };
+    let named = |e: PlanError| -> PlanError {
+        let fix = |path: String| {
+            if path == check_path {
+                runtime_path.to_string()
+            } else {
+                path
+            }
+        };
+        match e {
+            PlanError::Markers { path, message } => PlanError::Markers {
+                path: fix(path),
+                message,
+            },
+            PlanError::ModifiedBlock { path, edit, action } => PlanError::ModifiedBlock {
+                path: fix(path),
+                edit,
+                action,
+            },
+            PlanError::MissingBlock { path, edit } => PlanError::MissingBlock {
+                path: fix(path),
+                edit,
+            },
+            PlanError::MissingSection {
+                path,
+                section,
+                edit,
+            } => PlanError::MissingSection {
+                path: fix(path),
+                section,
+                edit,
+            },
+            PlanError::UnknownBlock { path, edit } => PlanError::UnknownBlock {
+                path: fix(path),
+                edit,
+            },
+            PlanError::Config { path, message } => PlanError::Config {
+                path: fix(path),
+                message,
+            },
+            other => other,
+        }
+    };
+    // Marker problems are reported with the row's own line numbers.
+    marker::scan(&text, style(comment)).map_err(|e| PlanError::Markers {
+        path: runtime_path.into(),
+        message: e.to_string(),
+    })?;
+    let (prefix, news): (Vec<u8>, Vec<RenderedEdit>) = match &row.key {
+        RowKey::CustomFile { filepath } => {
+            if !news.is_empty() && mode.as_deref() == Some("script") {
+                // Refused before the checks, which would read the script as config.
+                row_with_text(runtime_path, &row.key, current.as_ref(), None, &text, true)?;
+            }
+            // MikoPBX ignores the text of a row in mode `none`; the `append`
+            // our blocks need would bring that text back to life.
+            let others = row::without_blocks_of(bundle, &text, style(comment)).unwrap_or_default();
+            if !news.is_empty()
+                && mode.as_deref() == Some("none")
+                && !others.iter().all(u8::is_ascii_whitespace)
+            {
+                return Err(PlanError::Config {
+                    path: runtime_path.into(),
+                    message: "the custom file is in mode `none`, so MikoPBX ignores the text it holds; featpkg would switch it to `append` for its blocks, and that text would take effect too: delete the text or choose the mode yourself first".into(),
+                });
+            }
+            let section = news.iter().find_map(|n| match &n.content {
+                RenderedContent::Block {
+                    section: Some(s), ..
+                } => Some(s.as_str()),
+                _ => None,
+            });
+            let prefix = row::generated_prefix(
+                &target.host_path(filepath),
+                filepath,
+                mode.as_deref(),
+                &text,
+                section,
+            )
+            .map_err(|message| PlanError::Config {
+                path: runtime_path.into(),
+                message,
+            })?;
+            (prefix, news.iter().map(|&n| n.clone()).collect())
+        }
+        RowKey::SipAttributes { .. } => (Vec::new(), row::endpoint_edits(bundle, &text, news)),
+    };
+    let news: Vec<&RenderedEdit> = news.iter().collect();
+    let as_file = FileState {
+        content: [prefix.as_slice(), &text].concat(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    // An endpoint block that must gain or lose its `[endpoint]` header (the
+    // employee's own options gained or lost theirs) moves: out, then in again.
+    let moves = news.iter().any(|n| {
+        let id = BlockId {
+            bundle: bundle.to_string(),
+            edit: n.edit_id.clone(),
+        };
+        let header = |body: &[u8]| body.starts_with(row::ENDPOINT_HEADER.as_bytes());
+        matches!(row.key, RowKey::SipAttributes { .. })
+            && matches!(&n.content, RenderedContent::Block { body, .. }
+                if marker::block_body(&text, style(comment), &id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|old| header(old) != header(body.as_bytes())))
+    });
+    let mut forced = Vec::new();
+    let (after, mut edits) = if moves {
+        let (removed, _) = plan_blocks(
+            target,
+            bundle,
+            &check_path,
+            Some(&as_file),
+            olds,
+            &[],
+            force,
+            &mut forced,
+        )
+        .map_err(&named)?;
+        plan_blocks(
+            target,
+            bundle,
+            &check_path,
+            removed.as_ref(),
+            &[],
+            &news,
+            force,
+            &mut forced,
+        )
+    } else {
+        plan_blocks(
+            target,
+            bundle,
+            &check_path,
+            Some(&as_file),
+            olds,
+            &news,
+            force,
+            &mut forced,
+        )
+    }
+    .map_err(&named)?;
+    out.forced.extend(
+        forced
+            .into_iter()
+            .map(|note| note.replacen(check_path.as_str(), runtime_path, 1)),
+    );
+    for edit in &mut edits {
+        edit.path = runtime_path.to_string();
+    }
+    let after_text = match after {
+        Some(a) => a
+            .content
+            .strip_prefix(prefix.as_slice())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| PlanError::Config {
+                path: runtime_path.into(),
+                message: "featpkg's block would land in the text MikoPBX generates, outside the custom file's own text (bug)".into(),
+            })?,
+        None => Vec::new(),
+    };
+    let baseline = baseline.cloned().unwrap_or_else(|| current.clone());
+    // Blocks of this bundle that stay: planned ones, and those of features not
+    // being removed (an uninstall of one feature plans only that feature's edits).
     let ours_remain = !edits.is_empty()
         || marker::scan(&after_text, style(comment))
             .map(|blocks| blocks.iter().any(|b| b.id.bundle == bundle))

@@ -22,6 +22,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+use crate::feature::{RenderedContent, RenderedEdit};
+use crate::marker::{self, CommentStyle};
+
 /// Prefix of the runtime name of a custom-file row.
 pub const CUSTOM_FILE_PREFIX: &str = "m_CustomFiles:";
 /// Prefix of the runtime name of an employee's endpoint options.
@@ -249,6 +252,105 @@ pub fn compare_and_write(
     tx.commit().map_err(sql(&row.db))
 }
 
+/// Where a custom file's own text ends up when MikoPBX writes the file: after
+/// what MikoPBX generates and a blank line pair (`append`, which `none` becomes
+/// once featpkg adds blocks), so inside the generated file's last section. This
+/// returns that generated text and the blank lines, for featpkg to check and place
+/// its blocks in the text as Asterisk will read it; empty when the row's text is
+/// the whole file (`override`, `custom`) or the generated text is unknown.
+/// `file` is the file on this machine (`name`: its path on the PBX, for
+/// messages); MikoPBX keeps the generated text in
+/// `<file>.orgn` in the modes that use the row, and writes it as is in mode `none`.
+///
+/// `section`: a block that belongs at the end of a section (`load =>` lines in
+/// `[modules]`) has no header of its own, so the generated file's last section
+/// must be that one; the prefix then ends with a copy of its header, so that the
+/// block lands in the row's text even when that is empty. Err (the reason) when
+/// the generated text is unknown or ends in another section.
+pub fn generated_prefix(
+    file: &Path,
+    name: &str,
+    mode: Option<&str>,
+    text: &[u8],
+    section: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    let generated = match mode.unwrap_or("none") {
+        "none" => std::fs::read(file).ok(),
+        "append" => {
+            let mut orgn = file.as_os_str().to_owned();
+            orgn.push(".orgn");
+            std::fs::read(PathBuf::from(orgn)).ok().or_else(|| {
+                let written = std::fs::read(file).ok()?;
+                let own = [b"\n\n".as_slice(), text].concat();
+                written.strip_suffix(own.as_slice()).map(<[u8]>::to_vec)
+            })
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let Some(mut prefix) = generated else {
+        return match section {
+            None => Ok(Vec::new()),
+            Some(section) => Err(format!(
+                "{name} is not there (or does not end with this custom file's text), so featpkg cannot tell whether MikoPBX appends the text to [{section}]; let MikoPBX write the file first"
+            )),
+        };
+    };
+    prefix.extend_from_slice(b"\n\n");
+    if let Some(section) = section {
+        let last = crate::asterisk_config::parse(&prefix, name)
+            .ok()
+            .and_then(|f| f.sections.last().map(|s| s.name.clone()));
+        if last.as_deref() != Some(section) {
+            return Err(format!(
+                "MikoPBX appends this custom file's text to the end of {name}, whose last section is {}, not [{section}]",
+                last.map_or("none".to_string(), |l| format!("[{l}]"))
+            ));
+        }
+        prefix.extend_from_slice(format!("[{section}]\n").as_bytes());
+    }
+    Ok(prefix)
+}
+
+/// `text` without the marked blocks of `bundle` (None when its markers are broken).
+pub fn without_blocks_of(bundle: &str, text: &[u8], style: CommentStyle) -> Option<Vec<u8>> {
+    let blocks = marker::scan(text, style).ok()?;
+    let mut out = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
+        out.extend_from_slice(&text[pos..b.span.start]);
+        pos = b.span.end;
+    }
+    out.extend_from_slice(&text[pos..]);
+    Some(out)
+}
+
+/// The first line of an endpoint block featpkg writes into `manualattributes`.
+pub const ENDPOINT_HEADER: &str = "[endpoint]\n";
+
+/// An employee's options as MikoPBX reads them (`Util::parseIniSettings`): a
+/// section whose name comes again starts afresh, so a second `[endpoint]` drops
+/// every option of the first. When the text (without `bundle`'s blocks) already
+/// has an `[endpoint]` section, an endpoint block therefore goes at the end of
+/// that section, without its own header.
+pub fn endpoint_edits(bundle: &str, text: &[u8], news: &[&RenderedEdit]) -> Vec<RenderedEdit> {
+    let has_endpoint = without_blocks_of(bundle, text, CommentStyle::Semicolon)
+        .and_then(|t| crate::asterisk_config::parse(&t, "manualattributes").ok())
+        .is_some_and(|f| f.sections.iter().any(|s| s.name == "endpoint"));
+    news.iter()
+        .map(|&new| {
+            let mut new = new.clone();
+            if let RenderedContent::Block { body, section, .. } = &mut new.content
+                && has_endpoint
+                && let Some(rest) = body.strip_prefix(ENDPOINT_HEADER)
+            {
+                *body = rest.to_string();
+                *section = Some("endpoint".into());
+            }
+            new
+        })
+        .collect()
+}
+
 /// The text a row's content holds: base64 decoded when it is base64 (MikoPBX
 /// stores it so), else the raw text (older `manualattributes` may be plain).
 pub fn decode_content(raw: Option<&str>) -> Vec<u8> {
@@ -345,5 +447,95 @@ mod tests {
             assert_eq!(RowKey::parse(&key.runtime_path()), Some(key));
         }
         assert_eq!(RowKey::parse("/etc/asterisk/extensions.conf"), None);
+    }
+
+    fn endpoint_edit(body: &str) -> RenderedEdit {
+        RenderedEdit {
+            feature: "call-waiting".into(),
+            edit_id: "call-waiting/endpoints/201".into(),
+            location: crate::feature::Location::parse("etc:pjsip.conf").unwrap(),
+            content: RenderedContent::Block {
+                body: body.into(),
+                section: None,
+                check: None,
+                comment: ';',
+            },
+        }
+    }
+
+    fn body_and_section(edit: &RenderedEdit) -> (String, Option<String>) {
+        match &edit.content {
+            RenderedContent::Block { body, section, .. } => (body.clone(), section.clone()),
+            RenderedContent::File { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn endpoint_blocks_join_the_employees_own_endpoint_section() {
+        let ours = endpoint_edit("[endpoint]\ndevice_state_busy_at = 3\n");
+        let joined =
+            |text: &str| body_and_section(&endpoint_edits("b", text.as_bytes(), &[&ours])[0]);
+        assert_eq!(
+            joined("[aor]\nmax_contacts = 2\n[endpoint]\nrtp_timeout = 30\n"),
+            ("device_state_busy_at = 3\n".into(), Some("endpoint".into()))
+        );
+        for text in [
+            "",
+            "[aor]\nmax_contacts = 2\n",
+            // Our own block's header does not count.
+            "; BEGIN featpkg:b:call-waiting/endpoints/201\n[endpoint]\ndevice_state_busy_at = 3\n; END featpkg:b:call-waiting/endpoints/201\n",
+        ] {
+            assert_eq!(
+                joined(text),
+                ("[endpoint]\ndevice_state_busy_at = 3\n".into(), None),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_generated_text_comes_before_a_custom_files_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("modules.conf");
+        let generated = "[modules]\nautoload=no\nload => pbx_config.so\n";
+        std::fs::write(&file, generated).unwrap();
+        let name = "/etc/asterisk/modules.conf";
+        let prefix = |mode, text: &str, section| {
+            generated_prefix(&file, name, mode, text.as_bytes(), section)
+                .map(|p| String::from_utf8(p).unwrap())
+        };
+        // none: the file as MikoPBX wrote it; a block for [modules] gets its header again.
+        assert_eq!(prefix(None, "", None).unwrap(), format!("{generated}\n\n"));
+        assert_eq!(
+            prefix(Some("none"), "", Some("modules")).unwrap(),
+            format!("{generated}\n\n[modules]\n")
+        );
+        // append: the file ends with the row's own text…
+        let own = "load => app_meetme.so\n";
+        std::fs::write(&file, format!("{generated}\n\n{own}")).unwrap();
+        assert_eq!(
+            prefix(Some("append"), own, None).unwrap(),
+            format!("{generated}\n\n")
+        );
+        // … and <file>.orgn, when there, is the generated text.
+        std::fs::write(dir.path().join("modules.conf.orgn"), "[modules]\n").unwrap();
+        assert_eq!(
+            prefix(Some("append"), own, None).unwrap(),
+            "[modules]\n\n\n"
+        );
+        // The row's text is the whole file.
+        assert_eq!(prefix(Some("override"), own, Some("modules")).unwrap(), "");
+        let err = prefix(Some("append"), own, Some("global")).unwrap_err();
+        assert!(
+            err.contains("last section is [modules], not [global]"),
+            "{err}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(prefix(None, "", None).unwrap(), "");
+        let err = prefix(None, "", Some("modules")).unwrap_err();
+        assert!(
+            err.starts_with("/etc/asterisk/modules.conf is not there"),
+            "{err}"
+        );
     }
 }

@@ -217,9 +217,9 @@ impl Target for MikopbxTarget {
             }
             let RenderedContent::Block {
                 body,
-                section,
                 check,
                 comment,
+                ..
             } = &mut edit.content
             else {
                 unreachable!("files were placed above")
@@ -252,9 +252,9 @@ impl Target for MikopbxTarget {
                 }
                 (PbxDir::Etc, rel) => {
                     // In `append` mode MikoPBX adds the row's text after the file it
-                    // generates, i.e. inside its last section: modules.conf's
-                    // [modules] is its only one. A section of our own is not needed.
-                    *section = None;
+                    // generates, i.e. inside its last section: a block for the end
+                    // of [modules] keeps its section, and the plan checks that
+                    // modules.conf's last section is that one (plan::plan_row).
                     let runtime_path = Self::custom_file(&format!("{etc}/{rel}"));
                     placed.push(PlacedEdit { runtime_path, edit });
                 }
