@@ -925,7 +925,6 @@ fn a_failed_reload_puts_rows_and_files_back() {
 /// restart, after it wrote the crontab; or featpkg failed after the reload),
 /// the rows are restored, and MikoPBX must write its files again from them.
 #[test]
-#[ignore = "bug in ops::execute (not this target): after a rollback it asks the PBX to reload only dialplan, pjsip and manager (failed reload), or nothing at all (failure after the reload): the crontab, manager.conf, extensions.conf… MikoPBX wrote from our rows keep our lines"]
 fn a_failure_after_mikopbx_applied_the_rows_puts_its_files_back() {
     for (var, value) in [
         ("FAKE_MIKOPBX_FAIL", "restart"),

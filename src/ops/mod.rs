@@ -335,22 +335,17 @@ pub(crate) fn execute(
             Ok(said) => reload_said = said,
             Err(e) => {
                 transaction.rollback()?;
-                // Put Asterisk back on the restored files too.
-                let again = ReloadRequest {
-                    dialplan: change.reload.dialplan,
-                    pjsip: change.reload.pjsip,
-                    manager: change.reload.manager,
-                    ..ReloadRequest::default()
-                };
-                if let Err(again_err) = session.target.reload(&again) {
-                    tracing::warn!("reload after rollback failed as well: {again_err}");
-                }
+                reload_restored(session, &change.reload);
                 return Err(Error::ReloadFailed(e));
             }
         }
     }
+    let reloaded = !no_reload && !change.reload.is_empty();
     if let Err(e) = txn::test_point("before-state-commit") {
         transaction.rollback()?;
+        if reloaded {
+            reload_restored(session, &change.reload);
+        }
         return Err(e.into());
     }
     let committed = session.state.commit(&NewTxn {
@@ -367,6 +362,9 @@ pub(crate) fn execute(
         Ok(id) => id,
         Err(e) => {
             transaction.rollback()?;
+            if reloaded {
+                reload_restored(session, &change.reload);
+            }
             return Err(e.into());
         }
     };
@@ -380,6 +378,25 @@ pub(crate) fn execute(
         reload: reload_said,
         forced: change.plan.forced.clone(),
     })
+}
+
+/// After a rollback that followed a reload, puts the PBX back on the restored
+/// files: the same reloads as forward (a PBX that regenerates files from its
+/// database, MikoPBX, rewrites them from the restored rows), without loading
+/// modules, checking contexts or restarting: a removed `load` line waits for the
+/// next start, as on uninstall. A failure here is only logged: the files are
+/// already right, and the error the admin sees is the one that caused the rollback.
+fn reload_restored(session: &Session, forward: &ReloadRequest) {
+    let again = ReloadRequest {
+        dialplan: forward.dialplan,
+        pjsip: forward.pjsip,
+        manager: forward.manager,
+        crontab: forward.crontab,
+        ..ReloadRequest::default()
+    };
+    if let Err(e) = session.target.reload(&again) {
+        tracing::warn!("reload after rollback failed as well: {e}; reload the PBX by hand");
+    }
 }
 
 /// True when the plan adds a `load` line to modules.conf. Only that needs the
