@@ -95,18 +95,13 @@ impl Session {
         })?;
         if let Some(report) = recovered.as_ref().filter(|r| !r.rolled_forward) {
             // Asterisk may have loaded the files before the crash: load the restored ones.
-            let restored = |name: &str| {
-                report
-                    .restored
-                    .iter()
-                    .any(|p| p.file_name().is_some_and(|f| f == name))
-            };
-            let request = ReloadRequest {
-                dialplan: restored("extensions.conf") || restored("extensions_custom.conf"),
-                pjsip: restored("pjsip.conf") || restored("pjsip.endpoint_custom_post.conf"),
-                manager: restored("manager.conf") || restored("manager_custom.conf"),
-                ..ReloadRequest::default()
-            };
+            let restored: Vec<String> = report
+                .restored
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let restored: Vec<&str> = restored.iter().map(String::as_str).collect();
+            let request = reload_for_changed(&restored);
             // An empty request runs no command.
             if let Err(e) = target.reload(&request) {
                 tracing::warn!("after recovery, reloading Asterisk failed: {e}; reload it by hand");
@@ -478,13 +473,23 @@ pub(crate) fn reload_for(
         .map(|f| f.runtime_path.as_str())
         .chain(plan.rows.iter().map(|r| r.runtime_path.as_str()))
         .collect();
+    ReloadRequest {
+        load_modules,
+        modules_conf: modules_conf_loads_more(plan),
+        expect_contexts,
+        ..reload_for_changed(&changed)
+    }
+}
+
+/// The reloads that changed files or rows need, by what they are (paths or row
+/// names; only the file name and the row kind matter).
+fn reload_for_changed(changed: &[&str]) -> ReloadRequest {
     let name_changed = |pred: &dyn Fn(&str) -> bool| {
         changed
             .iter()
             .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
     };
     ReloadRequest {
-        load_modules,
         dialplan: name_changed(&|n| n == "extensions.conf" || n == "extensions_custom.conf"),
         pjsip: name_changed(&|n| {
             n == "pjsip.conf" || n == "pjsip_custom.conf" || n == "pjsip.endpoint_custom_post.conf"
@@ -495,7 +500,6 @@ pub(crate) fn reload_for(
         crontab: changed
             .iter()
             .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/")),
-        modules_conf: modules_conf_loads_more(plan),
-        expect_contexts,
+        ..ReloadRequest::default()
     }
 }
