@@ -300,6 +300,33 @@ pub trait ConfigSource {
     fn list(&mut self, dir: &str) -> std::io::Result<Vec<String>>;
 }
 
+/// A file's bytes for a [`ConfigSource`]: `None` when it does not exist.
+pub fn read_if_exists(path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The names of the files (not directories) in `dir` for a [`ConfigSource`];
+/// empty when it does not exist.
+pub fn file_names(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.path().is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
+}
+
 /// Loads `rel_path` and, depth first in order, what it `#include`s (globs
 /// expanded in sorted order, as Asterisk's glob(3) does).
 pub fn load_with_includes(

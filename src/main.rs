@@ -161,17 +161,23 @@ enum Command {
     },
 }
 
+impl Pbx {
+    fn target_options(&self) -> TargetOptions {
+        TargetOptions {
+            root: self.root.clone(),
+            asterisk_conf: self.asterisk_conf.clone(),
+            asterisk_cmd: self.asterisk_cmd.clone(),
+            reload_cmd: self.reload_cmd.clone(),
+            module_dir: self.module_dir.clone(),
+            config_db: self.config_db.clone(),
+        }
+    }
+}
+
 fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
     let session = Session::open(&PbxOptions {
         target: pbx.target,
-        pbx: TargetOptions {
-            root: pbx.root.clone(),
-            asterisk_conf: pbx.asterisk_conf.clone(),
-            asterisk_cmd: pbx.asterisk_cmd.clone(),
-            reload_cmd: pbx.reload_cmd.clone(),
-            module_dir: pbx.module_dir.clone(),
-            config_db: pbx.config_db.clone(),
-        },
+        pbx: pbx.target_options(),
         allow_restart: pbx.allow_restart,
         lock_wait: Duration::from_secs(pbx.lock_wait),
         read_only,
@@ -340,14 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             }
         }
         Command::Destinations { bundle, pbx } => {
-            let options = TargetOptions {
-                root: pbx.root.clone(),
-                asterisk_conf: pbx.asterisk_conf.clone(),
-                asterisk_cmd: pbx.asterisk_cmd.clone(),
-                reload_cmd: pbx.reload_cmd.clone(),
-                module_dir: pbx.module_dir.clone(),
-                config_db: pbx.config_db.clone(),
-            };
+            let options = pbx.target_options();
             let list = ops::destinations::destinations(pbx.target, &options, bundle.as_deref())?;
             println!(
                 "{}",

@@ -349,14 +349,7 @@ fn plan_row(
     let current = row::read(&row)?;
     let text = row::decode_content(current.as_ref().and_then(|c| c.content.as_deref()));
     let mode = current.as_ref().and_then(|c| c.mode.clone());
-    let comment = news
-        .iter()
-        .find_map(|n| match n.content {
-            RenderedContent::Block { comment, .. } => Some(comment),
-            _ => None,
-        })
-        .or_else(|| olds.first().map(|o| o.comment))
-        .unwrap_or(';');
+    let comment = comment_of(olds, news);
     // Include checks read the PBX's files beside the one the row customises.
     let check_path = match &row.key {
         RowKey::CustomFile { filepath } => filepath.clone(),
@@ -714,6 +707,18 @@ fn current_gid() -> u32 {
         .unwrap_or(0)
 }
 
+/// The comment character of a document's markers: what the new blocks use, else
+/// what the installed ones used, else `;`.
+fn comment_of(olds: &[&InstalledEdit], news: &[&RenderedEdit]) -> char {
+    news.iter()
+        .find_map(|n| match n.content {
+            RenderedContent::Block { comment, .. } => Some(comment),
+            _ => None,
+        })
+        .or_else(|| olds.first().map(|o| o.comment))
+        .unwrap_or(';')
+}
+
 /// Marked blocks in a shared text file.
 #[allow(clippy::too_many_arguments)]
 fn plan_blocks(
@@ -760,14 +765,7 @@ fn plan_blocks(
         forced.push(format!("{path}: missing, nothing to remove (--force)"));
         return Ok((None, Vec::new()));
     };
-    let comment = news
-        .iter()
-        .find_map(|n| match n.content {
-            RenderedContent::Block { comment, .. } => Some(comment),
-            _ => None,
-        })
-        .or_else(|| olds.first().map(|o| o.comment))
-        .unwrap_or(';');
+    let comment = comment_of(olds, news);
     let style = style(comment);
     let marker_err = |e: marker::MarkerError| PlanError::Markers {
         path: path.into(),
@@ -1057,27 +1055,11 @@ impl asterisk_config::ConfigSource for PbxConfigDir<'_> {
         if rel == self.me {
             return Ok(Some(self.stripped.clone()));
         }
-        match std::fs::read(self.host_path(rel)?) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        asterisk_config::read_if_exists(&self.host_path(rel)?)
     }
 
     fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(self.host_path(rel)?) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if !entry.path().is_dir() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        Ok(names)
+        asterisk_config::file_names(&self.host_path(rel)?)
     }
 }
 

@@ -31,29 +31,23 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     let mut out = Vec::new();
     for bundle in session.state.bundles()? {
         for edit in &bundle.edits {
+            let drift_of = |kind: &str, detail: String| Drift {
+                bundle: bundle.name.clone(),
+                edit: edit.edit_id.clone(),
+                path: edit.path.clone(),
+                kind: kind.into(),
+                detail,
+            };
             let host = match session.target.document(&edit.path) {
                 Document::File(host) => host,
                 Document::Row(row) => {
                     // A row's text, decoded, is checked like a file's.
-                    let current = crate::row::read(&row)?;
-                    match current {
-                        None => out.push(Drift {
-                            bundle: bundle.name.clone(),
-                            edit: edit.edit_id.clone(),
-                            path: edit.path.clone(),
-                            kind: "missing".into(),
-                            detail: "row does not exist".into(),
-                        }),
+                    match crate::row::read(&row)? {
+                        None => out.push(drift_of("missing", "row does not exist".into())),
                         Some(row_state) => {
                             let text = crate::row::decode_content(row_state.content.as_deref());
                             if let Some((kind, detail)) = block_drift(&bundle.name, edit, &text) {
-                                out.push(Drift {
-                                    bundle: bundle.name.clone(),
-                                    edit: edit.edit_id.clone(),
-                                    path: edit.path.clone(),
-                                    kind: kind.into(),
-                                    detail,
-                                });
+                                out.push(drift_of(kind, detail));
                             }
                         }
                     }
@@ -62,26 +56,15 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
             };
             let current = match read_file_state(&host) {
                 Err(PlanError::Symlink { target, .. }) => {
-                    out.push(Drift {
-                        bundle: bundle.name.clone(),
-                        edit: edit.edit_id.clone(),
-                        path: edit.path.clone(),
-                        kind: "modified".into(),
-                        detail: format!("replaced by a symbolic link to {target}"),
-                    });
+                    out.push(drift_of(
+                        "modified",
+                        format!("replaced by a symbolic link to {target}"),
+                    ));
                     continue;
                 }
                 other => other?,
             };
-            let mut drift = |kind: &str, detail: String| {
-                out.push(Drift {
-                    bundle: bundle.name.clone(),
-                    edit: edit.edit_id.clone(),
-                    path: edit.path.clone(),
-                    kind: kind.into(),
-                    detail,
-                })
-            };
+            let mut drift = |kind: &str, detail: String| out.push(drift_of(kind, detail));
             let Some(current) = current else {
                 drift("missing", "file does not exist".into());
                 continue;

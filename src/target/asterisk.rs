@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{ReloadError, ReloadRequest, Target};
 use crate::feature::{Location, PbxDir};
@@ -122,28 +121,13 @@ impl AsteriskTarget {
     /// Runs one CLI command (`<cli> -rx <command>`) and returns its output.
     fn run_cli(&self, command: &str) -> Result<String, ReloadError> {
         let shown = format!("{} -rx \"{command}\"", self.cli.join(" "));
-        let output = Command::new(&self.cli[0])
-            .args(&self.cli[1..])
-            .arg("-rx")
-            .arg(command)
-            .output()
-            .map_err(|source| ReloadError::Spawn {
-                command: shown.clone(),
-                source,
-            })?;
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        let text = text.trim().to_string();
+        let text = super::run_command(&self.cli, &["-rx", command], &shown)?;
         // `asterisk -rx` fails when it cannot reach the daemon; commands that fail
         // inside Asterisk still exit 0, so the callers read the text too.
-        if !output.status.success() || text.starts_with("Unable to connect") {
+        if text.starts_with("Unable to connect") {
             return Err(ReloadError::Failed {
                 command: shown,
-                output: if text.is_empty() {
-                    format!("exit status {}", output.status)
-                } else {
-                    text
-                },
+                output: text,
             });
         }
         Ok(text)

@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{
     AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
@@ -307,27 +306,11 @@ impl EtcDir<'_> {
 
 impl ConfigSource for EtcDir<'_> {
     fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.host(rel)?) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        asterisk_config::read_if_exists(&self.host(rel)?)
     }
 
     fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(self.host(rel)?) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if !entry.path().is_dir() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        Ok(names)
+        asterisk_config::file_names(&self.host(rel)?)
     }
 }
 
@@ -483,26 +466,7 @@ impl Target for FreepbxTarget {
             return Ok(said);
         }
         let shown = self.reload_cmd.join(" ");
-        let output = Command::new(&self.reload_cmd[0])
-            .args(&self.reload_cmd[1..])
-            .output()
-            .map_err(|source| ReloadError::Spawn {
-                command: shown.clone(),
-                source,
-            })?;
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        let text = text.trim().to_string();
-        if !output.status.success() {
-            return Err(ReloadError::Failed {
-                command: shown,
-                output: if text.is_empty() {
-                    format!("exit status {}", output.status)
-                } else {
-                    format!("{text} ({})", output.status)
-                },
-            });
-        }
+        let text = super::run_command(&self.reload_cmd, &[], &shown)?;
         said.push(match text.lines().next_back() {
             Some(last) => format!("{shown}: {last}"),
             None => shown,

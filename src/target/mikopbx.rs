@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{
     AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
@@ -298,27 +297,7 @@ impl Target for MikopbxTarget {
         let mut said = Vec::new();
         if !words.is_empty() {
             let shown = format!("{} {}", self.reload_cmd.join(" "), words.join(" "));
-            let output = Command::new(&self.reload_cmd[0])
-                .args(&self.reload_cmd[1..])
-                .args(&words)
-                .output()
-                .map_err(|source| ReloadError::Spawn {
-                    command: shown.clone(),
-                    source,
-                })?;
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            let text = text.trim().to_string();
-            if !output.status.success() {
-                return Err(ReloadError::Failed {
-                    command: shown,
-                    output: if text.is_empty() {
-                        format!("exit status {}", output.status)
-                    } else {
-                        text
-                    },
-                });
-            }
+            let text = super::run_command(&self.reload_cmd, &words, &shown)?;
             said.push(if text.is_empty() {
                 shown
             } else {

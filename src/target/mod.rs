@@ -204,6 +204,38 @@ pub trait Target {
     }
 }
 
+/// Runs one of the PBX's commands (`argv`, then `args`) and returns what it
+/// printed (stdout then stderr, trimmed). A command that cannot start, or exits
+/// non-zero, is a [`ReloadError`] quoting `shown` and its output.
+pub(crate) fn run_command(
+    argv: &[String],
+    args: &[&str],
+    shown: &str,
+) -> Result<String, ReloadError> {
+    let output = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .args(args)
+        .output()
+        .map_err(|source| ReloadError::Spawn {
+            command: shown.to_string(),
+            source,
+        })?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let text = text.trim().to_string();
+    if !output.status.success() {
+        return Err(ReloadError::Failed {
+            command: shown.to_string(),
+            output: if text.is_empty() {
+                output.status.to_string()
+            } else {
+                format!("{text} ({})", output.status)
+            },
+        });
+    }
+    Ok(text)
+}
+
 /// Lines of a system crontab (`/etc/crontab`: five time fields, a user, the
 /// command) rewritten for a user's own crontab, which has no user column.
 /// Comments, blank lines and `NAME=value` lines pass unchanged.
