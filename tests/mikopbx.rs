@@ -679,6 +679,22 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
     ] {
         assert!(log.lines().any(|l| l == cmd), "no {cmd:?}:\n{log}");
     }
+    // After the restart featpkg waited for Asterisk to boot (two refused
+    // connections, then "fully booted") before it checked anything.
+    let lines: Vec<&str> = log.lines().collect();
+    let waits: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i] == "core waitfullybooted")
+        .collect();
+    assert_eq!(waits.len(), 3, "{log}");
+    let first_check = lines
+        .iter()
+        .position(|l| l.starts_with("dialplan show"))
+        .unwrap();
+    assert!(
+        waits[2] < first_check,
+        "checked before Asterisk was up:\n{log}"
+    );
+    assert!(out.contains("Asterisk restarted and fully booted"), "{out}");
     // After the restart the modules are loaded from modules.conf, not loaded live.
     assert!(!log.contains("module load"), "{log}");
     assert!(out.contains("already loaded"), "{out}");
@@ -838,6 +854,8 @@ fn boot(miko: &Miko, words: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{words:?}: {}", text(&out));
+    // The PBX has finished starting: Asterisk answers again.
+    let _ = std::fs::remove_file(miko.dir.path().join("fake-state/booting"));
 }
 
 /// The changes featpkg lists, in step order (directories, files, rows).

@@ -119,7 +119,7 @@ impl AsteriskTarget {
     }
 
     /// Runs one CLI command (`<cli> -rx <command>`) and returns its output.
-    fn run_cli(&self, command: &str) -> Result<String, ReloadError> {
+    pub(crate) fn run_cli(&self, command: &str) -> Result<String, ReloadError> {
         let shown = format!("{} -rx \"{command}\"", self.cli.join(" "));
         let text = super::run_command(&self.cli, &["-rx", command], &shown)?;
         // `asterisk -rx` fails when it cannot reach the daemon; commands that fail

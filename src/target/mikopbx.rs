@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{
     AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
@@ -108,6 +109,40 @@ impl MikopbxTarget {
             filepath: filepath.to_string(),
         }
         .runtime_path()
+    }
+}
+
+/// How long a restarted Asterisk may take to boot (MikoPBX's own safe script
+/// waits as long for `core waitfullybooted`).
+const BOOT_WAIT: Duration = Duration::from_secs(60);
+
+impl MikopbxTarget {
+    /// After MikoPBX restarted Asterisk: waits until Asterisk says it has fully
+    /// booted, so the checks that follow talk to the new Asterisk.
+    fn wait_fully_booted(&self) -> Result<String, ReloadError> {
+        let started = Instant::now();
+        loop {
+            let last = match self.asterisk.run_cli("core waitfullybooted") {
+                Ok(text) if text.contains("fully booted") => {
+                    return Ok(format!(
+                        "Asterisk restarted and fully booted after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                Ok(text) => text,
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= BOOT_WAIT {
+                return Err(ReloadError::Failed {
+                    command: "core waitfullybooted".into(),
+                    output: format!(
+                        "Asterisk did not come back within {} s of the restart: {last}",
+                        BOOT_WAIT.as_secs()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 
@@ -303,6 +338,9 @@ impl Target for MikopbxTarget {
             } else {
                 format!("{shown}: {text}")
             });
+        }
+        if request.modules_conf {
+            said.push(self.wait_fully_booted()?);
         }
         // MikoPBX wrote and reloaded the files; check the result with Asterisk's
         // CLI as on plain Asterisk (modules it has not loaded yet are loaded live).
