@@ -504,6 +504,47 @@ fn mikopbx_module_uninstall_takes_the_features_out_before_the_files_go() {
 }
 
 #[test]
+fn mikopbx_module_deletion_overrides_hand_edits_rather_than_leave_blocks_calling_deleted_programs()
+{
+    if !php_available() {
+        return;
+    }
+    let m = Module::new();
+    let dir = m.dir();
+    let target = args(&["--target", "mikopbx", "--module-dir", dir]);
+    let got = m.mikopbx(
+        "uninstallModule",
+        &[
+            ("FAKE_FEATPKG_STATUS", INSTALLED),
+            ("FAKE_FEATPKG_REFUSE", "uninstall"),
+            ("FAKE_FEATPKG_MESSAGE", "m_CustomFiles:/etc/asterisk/extensions.conf: block operator-alert/dialplan was edited by hand"),
+        ],
+    );
+    assert_eq!(got["result"], true, "{got}");
+    assert_eq!(
+        m.calls(),
+        [
+            [args(&["status", "--json"]), target.clone()].concat(),
+            [args(&["uninstall", "featpkg-recipes"]), target.clone()].concat(),
+            [
+                args(&["uninstall", "featpkg-recipes"]),
+                target.clone(),
+                args(&["--force"])
+            ]
+            .concat(),
+        ]
+    );
+    let warning = "the module is being deleted, so featpkg removed its blocks although they were edited by hand: featpkg uninstall failed (exit 2): featpkg: error: m_CustomFiles:/etc/asterisk/extensions.conf: block operator-alert/dialplan was edited by hand (use --force)";
+    assert_eq!(got["messages"], json!([warning]), "{got}");
+    let log = m.stub_log();
+    assert!(log.contains(warning), "{log}");
+    assert!(
+        log.ends_with("PbxExtensionSetupBase::uninstallModule keepSettings=false\n"),
+        "then MikoPBX's own uninstall: {log}"
+    );
+}
+
+#[test]
 fn mikopbx_reload_script_calls_mikopbx_reloads_restart_last() {
     if !php_available() {
         return;

@@ -231,6 +231,12 @@ class FeatpkgRunner
         return true;
     }
 
+    /** The same uninstall with --force: hand edits inside featpkg's own blocks are overwritten. */
+    public function mikopbxForcedUninstall(): void
+    {
+        $this->run(array_merge($this->mikopbxUninstallArgs(), ['--force']));
+    }
+
     // ---- FreePBX ----------------------------------------------------------
 
     /** @return string[] */

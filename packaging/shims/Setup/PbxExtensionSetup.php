@@ -25,13 +25,25 @@ class PbxExtensionSetup extends PbxExtensionSetupBase
 {
     public function uninstallModule(bool $keepSettings = false): bool
     {
+        $runner = new FeatpkgRunner(dirname(__DIR__));
         try {
-            (new FeatpkgRunner(dirname(__DIR__)))->mikopbxUninstall(false);
-        } catch (Throwable $e) {
-            $message = 'featpkg could not take the features back out, so they are still installed: ' . $e->getMessage();
-            $this->messages[] = $message;
-            FeatpkgConf::log($message);
-            throw new RuntimeException($message, 0, $e);
+            $runner->mikopbxUninstall(false);
+        } catch (Throwable $refused) {
+            // The directory goes whatever happens here, and with it the programs
+            // featpkg's dialplan calls: blocks left behind would fail the calls
+            // that reach them. So a refusal (hand edits inside featpkg's blocks)
+            // is overridden now, and said.
+            try {
+                $runner->mikopbxForcedUninstall();
+                $warning = 'the module is being deleted, so featpkg removed its blocks although they were edited by hand: ' . $refused->getMessage();
+                $this->messages[] = $warning;
+                FeatpkgConf::log($warning);
+            } catch (Throwable $e) {
+                $message = 'featpkg could not take the features back out, so they are still installed: ' . $e->getMessage();
+                $this->messages[] = $message;
+                FeatpkgConf::log($message);
+                throw new RuntimeException($message, 0, $e);
+            }
         }
         return parent::uninstallModule($keepSettings);
     }
