@@ -208,6 +208,23 @@ fn parse_marker(
     )))
 }
 
+/// `text` with every block of `bundle` taken out (markers included).
+pub fn without_blocks_of(
+    text: &[u8],
+    style: CommentStyle,
+    bundle: &str,
+) -> Result<Vec<u8>, MarkerError> {
+    let blocks = scan(text, style)?;
+    let mut out = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
+        out.extend_from_slice(&text[pos..b.span.start]);
+        pos = b.span.end;
+    }
+    out.extend_from_slice(&text[pos..]);
+    Ok(out)
+}
+
 /// Finds every featpkg block; any marker problem is an error naming the line.
 pub fn scan(text: &[u8], style: CommentStyle) -> Result<Vec<Block>, MarkerError> {
     let mut blocks: Vec<Block> = Vec::new();

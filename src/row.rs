@@ -311,19 +311,6 @@ pub fn generated_prefix(
     Ok(prefix)
 }
 
-/// `text` without the marked blocks of `bundle` (None when its markers are broken).
-pub fn without_blocks_of(bundle: &str, text: &[u8], style: CommentStyle) -> Option<Vec<u8>> {
-    let blocks = marker::scan(text, style).ok()?;
-    let mut out = Vec::with_capacity(text.len());
-    let mut pos = 0;
-    for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
-        out.extend_from_slice(&text[pos..b.span.start]);
-        pos = b.span.end;
-    }
-    out.extend_from_slice(&text[pos..]);
-    Some(out)
-}
-
 /// The first line of an endpoint block featpkg writes into `manualattributes`.
 pub const ENDPOINT_HEADER: &str = "[endpoint]\n";
 
@@ -333,7 +320,8 @@ pub const ENDPOINT_HEADER: &str = "[endpoint]\n";
 /// has an `[endpoint]` section, an endpoint block therefore goes at the end of
 /// that section, without its own header.
 pub fn endpoint_edits(bundle: &str, text: &[u8], news: &[&RenderedEdit]) -> Vec<RenderedEdit> {
-    let has_endpoint = without_blocks_of(bundle, text, CommentStyle::Semicolon)
+    let has_endpoint = marker::without_blocks_of(text, CommentStyle::Semicolon, bundle)
+        .ok()
         .and_then(|t| crate::asterisk_config::parse(&t, "manualattributes").ok())
         .is_some_and(|f| f.sections.iter().any(|s| s.name == "endpoint"));
     news.iter()

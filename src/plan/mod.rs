@@ -690,17 +690,11 @@ fn existing_config(
     text: &[u8],
     style: CommentStyle,
 ) -> Result<Vec<ConfigFile>, PlanError> {
-    let blocks = marker::scan(text, style).map_err(|e| PlanError::Markers {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
-    let mut stripped = Vec::with_capacity(text.len());
-    let mut pos = 0;
-    for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
-        stripped.extend_from_slice(&text[pos..b.span.start]);
-        pos = b.span.end;
-    }
-    stripped.extend_from_slice(&text[pos..]);
+    let stripped =
+        marker::without_blocks_of(text, style, bundle).map_err(|e| PlanError::Markers {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
 
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let me = file_name(path).to_string();

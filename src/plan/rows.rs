@@ -104,7 +104,8 @@ pub(super) fn plan_row(
             }
             // MikoPBX ignores the text of a row in mode `none`; the `append`
             // our blocks need would bring that text back to life.
-            let others = row::without_blocks_of(bundle, &text, style(comment)).unwrap_or_default();
+            let others =
+                marker::without_blocks_of(&text, style(comment), bundle).unwrap_or_default();
             if !news.is_empty()
                 && mode.as_deref() == Some("none")
                 && !others.iter().all(u8::is_ascii_whitespace)
