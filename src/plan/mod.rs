@@ -15,7 +15,7 @@ use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::row::{self, RowRef, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
-use crate::target::{Document, PlacedEdit, Target};
+use crate::target::{ConfigDir, Document, PlacedEdit, Target};
 use crate::txn::FileState;
 
 /// Why a plan could not be made; nothing was written.
@@ -698,74 +698,15 @@ fn existing_config(
 
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let me = file_name(path).to_string();
-    let mut source = PbxConfigDir {
+    let mut source = ConfigDir {
         target,
         dir,
-        me: &me,
-        stripped,
+        overlay: Some((&me, stripped)),
     };
     asterisk_config::load_with_includes(&me, &mut source).map_err(|e| PlanError::Config {
         path: path.into(),
         message: e.to_string(),
     })
-}
-
-/// The PBX's config directory as the include checks read it: the file being
-/// planned comes from memory (without this bundle's blocks), the rest from disk.
-struct PbxConfigDir<'a> {
-    target: &'a dyn Target,
-    /// The config directory (runtime path).
-    dir: &'a str,
-    /// The planned file's name, and its text without this bundle's blocks.
-    me: &'a str,
-    stripped: Vec<u8>,
-}
-
-impl PbxConfigDir<'_> {
-    /// Includes are relative to the config directory; an absolute one must stay inside it.
-    fn host_path(&self, rel: &str) -> std::io::Result<PathBuf> {
-        let runtime = if rel.starts_with('/') {
-            if rel != self.dir && !rel.starts_with(&format!("{}/", self.dir)) {
-                return Err(std::io::Error::other(format!(
-                    "outside {}; featpkg's checks only follow includes inside the config directory",
-                    self.dir
-                )));
-            }
-            rel.to_string()
-        } else if rel.is_empty() {
-            self.dir.to_string()
-        } else {
-            format!("{}/{rel}", self.dir)
-        };
-        let host = self.target.host_path(&runtime);
-        // A link may lead out of the config directory — under --root, an absolute
-        // one even to the host's own /etc: where it really leads must stay inside.
-        if let (Ok(real), Ok(dir)) = (
-            host.canonicalize(),
-            self.target.host_path(self.dir).canonicalize(),
-        ) && !real.starts_with(&dir)
-        {
-            return Err(std::io::Error::other(format!(
-                "it is a link to {}, outside {}; featpkg's checks only follow includes inside the config directory",
-                real.display(),
-                self.dir
-            )));
-        }
-        Ok(host)
-    }
-}
-
-impl asterisk_config::ConfigSource for PbxConfigDir<'_> {
-    fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
-        if rel == self.me {
-            return Ok(Some(self.stripped.clone()));
-        }
-        asterisk_config::read_if_exists(&self.host_path(rel)?)
-    }
-
-    fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
-        asterisk_config::file_names(&self.host_path(rel)?)
-    }
 }
 
 /// Directories: create missing parents of new files; remove owned ones left empty.

@@ -29,7 +29,7 @@ use super::{
     AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
     TargetOptions, without_cron_user_column,
 };
-use crate::asterisk_config::{self, ConfigFile, ConfigSource};
+use crate::asterisk_config::{self, ConfigFile};
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
 
 /// The user FreePBX runs Asterisk as (AMPASTERISKUSER).
@@ -126,9 +126,11 @@ impl FreepbxTarget {
     fn check_endpoints(&self, edit_id: &str, body: &str) -> Result<(), String> {
         let shown = format!("featpkg block {edit_id}");
         let added = asterisk_config::parse(body.as_bytes(), &shown).map_err(|e| e.to_string())?;
-        let mut source = EtcDir {
+        let etc = self.etc();
+        let mut source = super::ConfigDir {
             target: self,
-            etc: self.etc(),
+            dir: &etc,
+            overlay: None,
         };
         let existing = asterisk_config::load_with_includes("pjsip.conf", &mut source)
             .map_err(|e| format!("{e} (FreePBX generates pjsip.conf: Apply Config first)"))?;
@@ -267,51 +269,6 @@ fn effective_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)
-}
-
-/// FreePBX's config directory as the endpoint check reads it. A link leading
-/// out of it (under `--root`, an absolute one would reach the host's files) is refused.
-struct EtcDir<'a> {
-    target: &'a FreepbxTarget,
-    etc: String,
-}
-
-impl EtcDir<'_> {
-    fn host(&self, rel: &str) -> std::io::Result<PathBuf> {
-        let runtime = if rel.starts_with('/') {
-            if !rel.starts_with(&format!("{}/", self.etc)) {
-                return Err(std::io::Error::other(format!("outside {}", self.etc)));
-            }
-            rel.to_string()
-        } else if rel.is_empty() {
-            self.etc.clone()
-        } else {
-            format!("{}/{rel}", self.etc)
-        };
-        let host = self.target.host_path(&runtime);
-        if let (Ok(real), Ok(dir)) = (
-            host.canonicalize(),
-            self.target.host_path(&self.etc).canonicalize(),
-        ) && !real.starts_with(&dir)
-        {
-            return Err(std::io::Error::other(format!(
-                "a link to {}, outside {}",
-                real.display(),
-                self.etc
-            )));
-        }
-        Ok(host)
-    }
-}
-
-impl ConfigSource for EtcDir<'_> {
-    fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
-        asterisk_config::read_if_exists(&self.host(rel)?)
-    }
-
-    fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
-        asterisk_config::file_names(&self.host(rel)?)
-    }
 }
 
 impl Target for FreepbxTarget {

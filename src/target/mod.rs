@@ -204,6 +204,65 @@ pub trait Target {
     }
 }
 
+/// The PBX's config directory as the planner's checks read it: includes are
+/// followed only inside it, and `overlay` (a file name and text) stands in for
+/// the file on disk, e.g. the file being planned without this bundle's blocks.
+pub(crate) struct ConfigDir<'a> {
+    pub target: &'a dyn Target,
+    /// The config directory (runtime path).
+    pub dir: &'a str,
+    pub overlay: Option<(&'a str, Vec<u8>)>,
+}
+
+impl ConfigDir<'_> {
+    /// Includes are relative to the config directory; an absolute one must stay inside it.
+    fn host_path(&self, rel: &str) -> std::io::Result<PathBuf> {
+        let runtime = if rel.starts_with('/') {
+            if rel != self.dir && !rel.starts_with(&format!("{}/", self.dir)) {
+                return Err(std::io::Error::other(format!(
+                    "outside {}; featpkg's checks only follow includes inside the config directory",
+                    self.dir
+                )));
+            }
+            rel.to_string()
+        } else if rel.is_empty() {
+            self.dir.to_string()
+        } else {
+            format!("{}/{rel}", self.dir)
+        };
+        let host = self.target.host_path(&runtime);
+        // A link may lead out of the config directory — under --root, an absolute
+        // one even to the host's own /etc: where it really leads must stay inside.
+        if let (Ok(real), Ok(dir)) = (
+            host.canonicalize(),
+            self.target.host_path(self.dir).canonicalize(),
+        ) && !real.starts_with(&dir)
+        {
+            return Err(std::io::Error::other(format!(
+                "it is a link to {}, outside {}; featpkg's checks only follow includes inside the config directory",
+                real.display(),
+                self.dir
+            )));
+        }
+        Ok(host)
+    }
+}
+
+impl crate::asterisk_config::ConfigSource for ConfigDir<'_> {
+    fn read(&mut self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        if let Some((name, text)) = &self.overlay
+            && rel == *name
+        {
+            return Ok(Some(text.clone()));
+        }
+        crate::asterisk_config::read_if_exists(&self.host_path(rel)?)
+    }
+
+    fn list(&mut self, rel: &str) -> std::io::Result<Vec<String>> {
+        crate::asterisk_config::file_names(&self.host_path(rel)?)
+    }
+}
+
 /// Runs one of the PBX's commands (`argv`, then `args`) and returns what it
 /// printed (stdout then stderr, trimmed). A command that cannot start, or exits
 /// non-zero, is a [`ReloadError`] quoting `shown` and its output.
