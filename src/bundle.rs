@@ -213,6 +213,11 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
 }
 
+/// The names of [`ARCHES`], for messages (`x86_64, aarch64`).
+pub fn known_arches() -> String {
+    ARCHES.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+}
+
 /// ELF `e_machine` of `bytes`, if it is an ELF file at all.
 pub fn elf_machine(bytes: &[u8]) -> Option<u16> {
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
@@ -532,7 +537,7 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
         let arch = arch(arch_name).ok_or_else(|| {
             BundleError::Archive(format!(
                 "unknown architecture {arch_name:?} (known: {})",
-                ARCHES.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                known_arches()
             ))
         })?;
         for name in &meta.binaries {

@@ -466,15 +466,12 @@ impl FeatureDef {
             feature: self.id.clone(),
             message,
         };
-        let mut vars = params.clone();
+        let mut vars = self.template_vars(params, bundle_name);
         for (dir, name) in PbxDir::ALL {
             if let Some(path) = dirs.get(&dir) {
                 vars.insert(format!("dirs.{name}"), path.clone());
             }
         }
-        vars.insert("bundle".into(), bundle_name.into());
-        vars.insert("feature".into(), self.id.clone());
-        vars.insert("version".into(), self.version.clone());
         vars.insert("secret".into(), secret.into());
         for spec in &self.params {
             if spec.ty == ParamType::Destination {
@@ -579,6 +576,20 @@ impl FeatureDef {
         })
     }
 
+    /// Variables every template of the feature sees: its parameters, `bundle`,
+    /// `feature` and `version`.
+    fn template_vars(
+        &self,
+        params: &BTreeMap<String, String>,
+        bundle_name: &str,
+    ) -> BTreeMap<String, String> {
+        let mut vars = params.clone();
+        vars.insert("bundle".into(), bundle_name.into());
+        vars.insert("feature".into(), self.id.clone());
+        vars.insert("version".into(), self.version.clone());
+        vars
+    }
+
     /// The feature's destinations for `params` (from `resolve_params`, or the
     /// effective values State keeps). Each must render to three non-empty
     /// comma-separated parts without blanks or `;`.
@@ -591,10 +602,7 @@ impl FeatureDef {
             feature: self.id.clone(),
             message,
         };
-        let mut vars = params.clone();
-        vars.insert("bundle".into(), bundle_name.into());
-        vars.insert("feature".into(), self.id.clone());
-        vars.insert("version".into(), self.version.clone());
+        let vars = self.template_vars(params, bundle_name);
         let mut out = Vec::new();
         for (i, def) in self.destinations.iter().enumerate() {
             let render = |text: &str| {

@@ -32,15 +32,11 @@ pub struct BuildRequest {
     pub out_dir: Option<PathBuf>,
 }
 
-fn known() -> String {
-    ARCHES.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
-}
-
 fn arch_named(name: &str, what: &str) -> Result<&'static Arch, Error> {
     bundle::arch(name).ok_or_else(|| {
         Error::Refused(format!(
             "{what}: unknown architecture {name:?} (known: {})",
-            known()
+            bundle::known_arches()
         ))
     })
 }
@@ -86,7 +82,7 @@ fn parse_bin_dir(value: &Path) -> Result<(&'static Arch, PathBuf), Error> {
         None => Err(Error::Refused(format!(
             "{what}: cannot tell which architecture {} is built for; write ARCH=DIR ({})",
             probe.display(),
-            known()
+            bundle::known_arches()
         ))),
     }
 }

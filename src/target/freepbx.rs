@@ -70,17 +70,14 @@ impl FreepbxTarget {
             options.asterisk_conf.as_deref(),
             options.asterisk_cmd.as_deref(),
         )?;
-        let reload_cmd: Vec<String> = match &options.reload_cmd {
-            Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
-            None if Path::new(FWCONSOLE).is_file() => vec![FWCONSOLE.into(), "reload".into()],
-            None => vec!["fwconsole".into(), "reload".into()],
-        };
-        if reload_cmd.is_empty() {
-            return Err(TargetError::Invalid {
-                path: options.root.clone(),
-                message: "--reload-cmd is empty".into(),
-            });
-        }
+        let reload_cmd = super::reload_command(options, || {
+            let fwconsole = if Path::new(FWCONSOLE).is_file() {
+                FWCONSOLE
+            } else {
+                "fwconsole"
+            };
+            vec![fwconsole.into(), "reload".into()]
+        })?;
         let root = &options.root;
         let spool = if root.join(&DEBIAN_CRON_SPOOL[1..]).is_dir()
             || !root.join(&CRONIE_CRON_SPOOL[1..]).is_dir()

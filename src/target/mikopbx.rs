@@ -72,17 +72,13 @@ impl MikopbxTarget {
             "--config-db",
             options.config_db.as_deref().unwrap_or(DEFAULT_CONFIG_DB),
         )?;
-        let reload_cmd: Vec<String> = match &options.reload_cmd {
-            Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
-            None => vec![
+        let reload_cmd = super::reload_command(options, || {
+            vec![
                 "/usr/bin/php".into(),
                 "-f".into(),
                 format!("{module_dir}/bin/featpkg-reload.php"),
-            ],
-        };
-        if reload_cmd.is_empty() {
-            return Err(invalid("--reload-cmd is empty".into()));
-        }
+            ]
+        })?;
         let target = MikopbxTarget {
             asterisk,
             module_dir,

@@ -263,6 +263,25 @@ impl crate::asterisk_config::ConfigSource for ConfigDir<'_> {
     }
 }
 
+/// The PBX's reload command: `--reload-cmd` split on whitespace, else `default`.
+/// An empty one is refused.
+pub(crate) fn reload_command(
+    options: &TargetOptions,
+    default: impl FnOnce() -> Vec<String>,
+) -> Result<Vec<String>, TargetError> {
+    let command: Vec<String> = match &options.reload_cmd {
+        Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+        None => default(),
+    };
+    if command.is_empty() {
+        return Err(TargetError::Invalid {
+            path: options.root.clone(),
+            message: "--reload-cmd is empty".into(),
+        });
+    }
+    Ok(command)
+}
+
 /// Runs one of the PBX's commands (`argv`, then `args`) and returns what it
 /// printed (stdout then stderr, trimmed). A command that cannot start, or exits
 /// non-zero, is a [`ReloadError`] quoting `shown` and its output.
