@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod asterisk;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
