@@ -4,10 +4,13 @@
 //! Reacts to AMI events (no polling, unlike the recipe's 3 s PHP loop):
 //! `ConfbridgeList` once per connection, then `ConfbridgeJoin`/`ConfbridgeLeave`.
 //! When the first employee joins, it originates exactly one leg to the guest
-//! (`--dial`, e.g. `PJSIP/0551234567@provider`) into `--context`, where the
-//! dialplan sends the DTMF and joins the conference. Concurrent joins still give
-//! one leg: this single watcher decides alone. When the last employee leaves,
-//! the guest is kicked (`ConfbridgeKick`) at once. A guest leg that fails or
+//! (`--number` through the provider endpoint `--provider` of technology
+//! `--tech`; [`Tech::dial_string`] writes each technology's own dial string)
+//! into `--context`, where the dialplan sends the DTMF and joins the
+//! conference. Concurrent joins still give one leg: this single watcher decides
+//! alone. When the last employee leaves, the guest's channel is hung up at once
+//! (AMI `Hangup`): no `ConfbridgeKick`, which would play `conf-kicked` to the
+//! guest and keep the paid line up while it plays. A guest leg that fails or
 //! hangs up while employees remain is re-dialled with doubling delays
 //! (`--backoff-ms`), at most `--attempts` times in a row.
 //!
@@ -15,13 +18,19 @@
 //! `OriginateResponse`), so an employee who dials in over the same provider
 //! trunk is an employee. Only when that name is unknown — after the watcher's
 //! own restart, or while a leg rings across an AMI reconnect — is the first
-//! participant whose channel starts with the provider's prefix
-//! (`PJSIP/provider-`) taken for the guest.
+//! participant whose channel is one of the provider endpoint's
+//! ([`Tech::is_endpoint_channel`]: `PJSIP/provider-0000000a`,
+//! `IAX2/provider-1234`) taken for the guest.
 //!
 //! A guest leg that hangs up within [`STABLE_GUEST`] of joining counts as a
 //! failed attempt, so a party that answers and drops at once is not re-dialled
 //! forever. A leg whose `OriginateResponse` never comes is counted as failed
 //! once the ring time and [`ORIGINATE_SLACK`] are over.
+//!
+//! AMI rights it needs (manager.conf): `read = call` (ConfBridge events,
+//! `OriginateResponse`, `Hangup`); `write = originate` (Originate), `call`
+//! (Hangup; Asterisk registers it for `system` or `call`, and `call` is the
+//! narrower), `reporting` (ConfbridgeList).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -30,10 +39,78 @@ use std::time::{Duration, Instant};
 use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
 use featpkg_ami::{Ami, AmiError, Message, action};
 
+/// Channel technology of the provider endpoint. Only the ones the test suite
+/// proves against a real Asterisk: PJSIP and IAX2 (not DAHDI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tech {
+    Pjsip,
+    Iax2,
+}
+
+impl Tech {
+    /// `PJSIP` or `IAX2`, as Asterisk spells the technology.
+    fn parse(name: &str) -> Option<Tech> {
+        match name {
+            "PJSIP" => Some(Tech::Pjsip),
+            "IAX2" => Some(Tech::Iax2),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Tech::Pjsip => "PJSIP",
+            Tech::Iax2 => "IAX2",
+        }
+    }
+
+    /// The Originate `Channel` that calls `number` through the provider
+    /// endpoint `provider`. Each technology reads its dial string its own way:
+    ///
+    /// - PJSIP, `PJSIP/<number>@<provider>`: chan_pjsip's `request()` takes
+    ///   `[user@]endpoint[/aor]`, so this is endpoint `provider` with `number`
+    ///   as the request URI's user part.
+    /// - IAX2, `IAX2/<provider>/<number>`: chan_iax2's `parse_dial_string()`
+    ///   takes `[user[:secret]@]peer[:port][/exten[@context]]`, so this is peer
+    ///   `provider`, extension `number`. (`IAX2/<number>@<provider>` would be
+    ///   user `number` at peer `provider` calling extension `s`: Asterisk then
+    ///   says "I don't know how to authenticate <number> to <host>".)
+    fn dial_string(self, provider: &str, number: &str) -> String {
+        match self {
+            Tech::Pjsip => format!("PJSIP/{number}@{provider}"),
+            Tech::Iax2 => format!("IAX2/{provider}/{number}"),
+        }
+    }
+
+    /// Is `channel` a channel of the endpoint `provider`, as Asterisk names
+    /// them: PJSIP `PJSIP/<endpoint>-<8 hex digits>` (chan_pjsip
+    /// `"PJSIP/%s-%08x"`), IAX2 `IAX2/<peer>-<call number>` (chan_iax2
+    /// `"IAX2/%s-%d"`). The suffix is checked too, so the endpoint
+    /// `provider-b`'s channels are not `provider`'s.
+    fn is_endpoint_channel(self, provider: &str, channel: &str) -> bool {
+        let Some(suffix) = channel
+            .strip_prefix(self.name())
+            .and_then(|c| c.strip_prefix('/'))
+            .and_then(|c| c.strip_prefix(provider))
+            .and_then(|c| c.strip_prefix('-'))
+        else {
+            return false;
+        };
+        match self {
+            Tech::Pjsip => suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+            Tech::Iax2 => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Options {
     conference: String,
-    dial: String,
+    tech: Tech,
+    /// The provider (trunk) endpoint: a PJSIP endpoint or an IAX2 peer.
+    provider: String,
+    /// The guest's number: digits, optionally after one `+`.
+    number: String,
     context: String,
     attempts: u32,
     backoff: Duration,
@@ -44,7 +121,9 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         conference: String::new(),
-        dial: String::new(),
+        tech: Tech::Pjsip,
+        provider: String::new(),
+        number: String::new(),
         context: "featpkg-conference-guest-leg".into(),
         attempts: 5,
         backoff: Duration::from_secs(1),
@@ -60,6 +139,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
             && v.chars()
                 .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
     };
+    let number = |v: &str| {
+        let digits = v.strip_prefix('+').unwrap_or(v);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    let mut tech = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -69,7 +153,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
         };
         match flag.as_str() {
             "--conference" if word(v, "") => o.conference = v.clone(),
-            "--dial" if word(v, "/@-_.+") && v.contains('/') => o.dial = v.clone(),
+            "--tech" => {
+                tech = Some(
+                    Tech::parse(v).ok_or_else(|| format!("--tech {v:?}: must be PJSIP or IAX2"))?,
+                )
+            }
+            // No '/', '@' or ':': they would change what the dial string means.
+            "--provider" if word(v, "-_.") => o.provider = v.clone(),
+            "--number" if number(v) => o.number = v.clone(),
             "--context" if word(v, "-_.") => o.context = v.clone(),
             "--attempts" => o.attempts = num()? as u32,
             "--backoff-ms" => o.backoff = Duration::from_millis(num()?),
@@ -80,10 +171,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
             _ => return Err(format!("unknown option or bad value: {flag} {v:?}")),
         }
     }
-    if o.conference.is_empty() || o.dial.is_empty() {
-        return Err("--conference and --dial are required".into());
+    match tech {
+        Some(t) if !o.conference.is_empty() && !o.provider.is_empty() && !o.number.is_empty() => {
+            o.tech = t;
+            Ok(o)
+        }
+        _ => Err("--conference, --tech, --provider and --number are required".into()),
     }
-    Ok(o)
 }
 
 /// A guest who stayed this long had a working leg: losing it later starts the
@@ -110,13 +204,13 @@ enum Guest {
 
 struct Watcher {
     o: Options,
-    /// `PJSIP/provider-`: how the guest's channel name starts.
-    guest_prefix: String,
+    /// The Originate `Channel` of the guest leg ([`Tech::dial_string`]).
+    dial: String,
     employees: BTreeSet<String>,
     guest: Guest,
     failures: u32,
-    /// Guest legs we dropped whose ConfbridgeLeave or Hangup may still come:
-    /// they are not employees.
+    /// Guest legs we hung up, until their Hangup event: their
+    /// ConfbridgeLeave may still come, and they are not employees.
     dropped: BTreeSet<String>,
     /// A first session ran: a leg of ours placed before is known by name.
     started: bool,
@@ -124,13 +218,10 @@ struct Watcher {
 
 impl Watcher {
     fn new(o: Options) -> Watcher {
-        // PJSIP/0551234567@provider -> PJSIP/provider-
-        let (tech, rest) = o.dial.split_once('/').unwrap_or(("", ""));
-        let endpoint = rest.rsplit('@').next().unwrap_or(rest);
-        let guest_prefix = format!("{tech}/{endpoint}-");
+        let dial = o.tech.dial_string(&o.provider, &o.number);
         Watcher {
             o,
-            guest_prefix,
+            dial,
             employees: BTreeSet::new(),
             guest: Guest::Absent,
             failures: 0,
@@ -139,12 +230,17 @@ impl Watcher {
         }
     }
 
-    /// Is `channel` our guest leg? By name when we know it; by the provider's
-    /// prefix only while a leg of ours rings with its name unknown.
+    /// Is `channel` one of the provider endpoint's channels?
+    fn on_provider(&self, channel: &str) -> bool {
+        self.o.tech.is_endpoint_channel(&self.o.provider, channel)
+    }
+
+    /// Is `channel` our guest leg? By name when we know it; by the provider
+    /// endpoint only while a leg of ours rings with its name unknown.
     fn is_guest(&self, channel: &str) -> bool {
         match &self.guest {
             Guest::Present { channel: c, .. } => c == channel,
-            Guest::Dialing { .. } => channel.starts_with(&self.guest_prefix),
+            Guest::Dialing { .. } => self.on_provider(channel),
             _ => false,
         }
     }
@@ -158,43 +254,29 @@ impl Watcher {
             Guest::Absent => !self.started,
             _ => false,
         };
-        unnamed && channel.starts_with(&self.guest_prefix)
+        unnamed && self.on_provider(channel)
     }
 
     fn ours(&self, ev: &Message) -> bool {
         ev.get("Conference") == Some(self.o.conference.as_str())
     }
 
-    /// Drops the guest leg at once: kicked from the conference, or hung up if
-    /// it is not in it yet (answered, hearing the DTMF).
+    /// Drops the guest leg at once: AMI `Hangup` of its channel, in the
+    /// conference or not yet (answered, hearing the DTMF). Not
+    /// `ConfbridgeKick`: ConfBridge would play `conf-kicked` to the guest
+    /// first, the paid line up all the while.
     fn drop_guest(&mut self, ami: &mut Ami, channel: &str, log: &mut Log) -> Result<(), AmiError> {
         log.line(&format!(
-            "no employee in conference {}; dropping the guest {channel}",
+            "no employee in conference {}; hanging up the guest {channel}",
             self.o.conference
         ));
-        let joined = matches!(
-            self.guest,
-            Guest::Present {
-                joined: Some(_),
-                ..
-            }
-        );
-        let kick = action(
-            "ConfbridgeKick",
-            &[("Conference", &self.o.conference), ("Channel", channel)],
-        )?;
-        let kicked = joined
-            && match ami.send(kick) {
-                Ok(_) => true,
-                // "No Channel by that name found in Conference."
-                Err(AmiError::Refused(_)) => false,
-                Err(e) => return Err(e),
-            };
-        if !kicked {
-            match ami.send(action("Hangup", &[("Channel", channel)])?) {
-                Ok(_) | Err(AmiError::Refused(_)) => {} // refused: already gone
-                Err(e) => return Err(e),
-            }
+        // Cause 16: normal clearing, what the provider is told.
+        let hangup = action("Hangup", &[("Channel", channel), ("Cause", "16")])?;
+        match ami.send(hangup) {
+            Ok(_) => {}
+            // "No such channel": the guest is gone already.
+            Err(AmiError::Refused(why)) => log.line(&format!("guest {channel}: {why}")),
+            Err(e) => return Err(e),
         }
         self.dropped.insert(channel.to_string());
         self.guest = Guest::Absent;
@@ -250,6 +332,9 @@ impl Watcher {
     ) -> Result<(), AmiError> {
         let channels = self.read_conference(ami)?;
         self.employees.clear();
+        // A leg we hung up that is no longer listed is gone: its Hangup event
+        // may have come while we were away.
+        self.dropped.retain(|c| channels.contains(c));
         let mut guest_seen = false;
         for channel in channels {
             if !guest_seen && self.may_be_our_unnamed_leg(&channel) {
@@ -316,10 +401,12 @@ impl Watcher {
     }
 
     fn on_leave(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
-        if self.dropped.remove(&channel) {
+        // The guest we hung up leaving: forgotten at its Hangup event.
+        if self.dropped.contains(&channel) {
             return Ok(());
         }
-        if self.is_guest(&channel) {
+        // An employee is one, even on the provider's trunk while a leg rings.
+        if !self.employees.contains(&channel) && self.is_guest(&channel) {
             // A guest who stayed a while had a working leg: count afresh.
             let stayed = matches!(self.guest, Guest::Present { joined: Some(since), .. }
                 if since.elapsed() >= STABLE_GUEST);
@@ -397,7 +484,7 @@ impl Watch for Watcher {
         if due {
             let timeout = self.o.ring.as_millis().to_string();
             let sent = ami.originate(&[
-                ("Channel", &self.o.dial),
+                ("Channel", &self.dial),
                 ("Context", &self.o.context),
                 ("Exten", "s"),
                 ("Priority", "1"),
@@ -416,7 +503,7 @@ impl Watch for Watcher {
             };
             log.line(&format!(
                 "dialling the guest {} for conference {}",
-                self.o.dial, self.o.conference
+                self.dial, self.o.conference
             ));
             let until = Instant::now() + self.o.ring + ORIGINATE_SLACK;
             self.guest = Guest::Dialing { id, until };
@@ -461,4 +548,112 @@ fn main() -> std::process::ExitCode {
         "call",
         |ami, stop, log| w.session(ami, stop, log),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pjsip_dials_the_number_as_the_user_part_at_the_provider_endpoint() {
+        assert_eq!(
+            Tech::Pjsip.dial_string("provider", "5551234"),
+            "PJSIP/5551234@provider"
+        );
+    }
+
+    #[test]
+    fn iax2_dials_the_number_as_the_extension_at_the_provider_peer() {
+        // Not IAX2/5551234@provider: that is user 5551234 at peer provider,
+        // extension s, which Asterisk cannot authenticate.
+        assert_eq!(
+            Tech::Iax2.dial_string("provider", "5551234"),
+            "IAX2/provider/5551234"
+        );
+    }
+
+    #[test]
+    fn the_watcher_dials_what_its_flags_name() {
+        for (tech, dial) in [
+            ("PJSIP", "PJSIP/0551234567@trunk.1"),
+            ("IAX2", "IAX2/trunk.1/0551234567"),
+        ] {
+            let o = parse(&args(&[
+                "--conference",
+                "700",
+                "--tech",
+                tech,
+                "--provider",
+                "trunk.1",
+                "--number",
+                "0551234567",
+            ]))
+            .unwrap();
+            assert_eq!(Watcher::new(o).dial, dial);
+        }
+    }
+
+    #[test]
+    fn a_provider_endpoint_channel_is_named_per_technology() {
+        let pjsip = Tech::Pjsip;
+        assert!(pjsip.is_endpoint_channel("provider", "PJSIP/provider-0000000a"));
+        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/provider-b-0000000a"));
+        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/provider-0000000"));
+        assert!(!pjsip.is_endpoint_channel("provider", "IAX2/provider-1234"));
+        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/201-0000000a"));
+        let iax2 = Tech::Iax2;
+        assert!(iax2.is_endpoint_channel("provider", "IAX2/provider-1234"));
+        assert!(iax2.is_endpoint_channel("provider", "IAX2/provider-7"));
+        assert!(!iax2.is_endpoint_channel("provider", "IAX2/provider-b-1234"));
+        assert!(!iax2.is_endpoint_channel("provider", "IAX2/provider-"));
+        assert!(!iax2.is_endpoint_channel("provider", "PJSIP/provider-0000000a"));
+    }
+
+    #[test]
+    fn tech_provider_and_number_are_required_and_checked() {
+        let base = [
+            "--conference",
+            "700",
+            "--tech",
+            "IAX2",
+            "--provider",
+            "provider",
+            "--number",
+            "+4930123",
+        ];
+        assert!(parse(&args(&base)).is_ok());
+        for missing in ["--tech", "--provider", "--number"] {
+            let at = base.iter().position(|a| *a == missing).unwrap();
+            let mut without = base.to_vec();
+            without.drain(at..at + 2);
+            let e = parse(&args(&without)).unwrap_err();
+            assert_eq!(
+                e, "--conference, --tech, --provider and --number are required",
+                "{missing}"
+            );
+        }
+        for (flag, bad) in [
+            ("--tech", "DAHDI"),
+            ("--tech", "pjsip"),
+            ("--provider", "a/b"),
+            ("--provider", "me@provider"),
+            ("--provider", "provider:4569"),
+            ("--number", "555 1234"),
+            ("--number", "5551234@x"),
+            ("--number", "+"),
+        ] {
+            let mut with = base.to_vec();
+            let at = with.iter().position(|a| *a == flag).unwrap();
+            with[at + 1] = bad;
+            assert!(parse(&args(&with)).is_err(), "{flag} {bad}");
+        }
+        // The old form, which dialled IAX2 wrongly, is gone.
+        let mut old = base.to_vec();
+        old.extend(["--dial", "IAX2/5551234@provider"]);
+        assert!(parse(&args(&old)).is_err());
+    }
 }

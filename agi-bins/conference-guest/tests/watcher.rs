@@ -1,7 +1,8 @@
 //! The conference-guest watcher against a fake Asterisk manager on 127.0.0.1
 //! speaking the real framing: one guest leg per conference however employees
-//! join, dropped within a second of the last employee leaving, re-dialled with
-//! bounded backoff, recognised again after a restart.
+//! join, dialled with each technology's own dial string, hung up (AMI `Hangup`,
+//! never `ConfbridgeKick`) within a second of the last employee leaving,
+//! re-dialled with bounded backoff, recognised again after a restart.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command};
@@ -14,6 +15,9 @@ use featpkg_ami::fake::{FakeAmi, msg, standard_reply};
 
 const WATCH: &str = env!("CARGO_BIN_EXE_featpkg-conference-guest-watch");
 const GUEST: &str = "PJSIP/provider-0000000a";
+/// The guest's channel when the provider is an IAX2 peer (chan_iax2 names
+/// channels `IAX2/<peer>-<call number>`).
+const IAX2_GUEST: &str = "IAX2/provider-1234";
 
 struct Pbx {
     dir: tempfile::TempDir,
@@ -23,8 +27,10 @@ struct Pbx {
     outcome: Arc<Mutex<&'static str>>,
     /// Who ConfbridgeList reports in conference 700.
     in_conf: Arc<Mutex<Vec<String>>>,
-    /// `NotFound`: ConfbridgeKick answers that the channel is not in the conference.
-    kick_reply: Arc<Mutex<&'static str>>,
+    /// `NoSuchChannel`: Hangup answers that the channel is gone already.
+    hangup_reply: Arc<Mutex<&'static str>>,
+    /// The channel an answered Originate produced (its OriginateResponse).
+    guest: Arc<Mutex<&'static str>>,
 }
 
 fn join(conf: &str, channel: &str, num: &str) -> String {
@@ -58,8 +64,9 @@ impl Pbx {
         let in_conf: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
             already_in.iter().map(|s| s.to_string()).collect(),
         ));
-        let kick_reply = Arc::new(Mutex::new("Kicked"));
-        let (conf, kr) = (in_conf.clone(), kick_reply.clone());
+        let hangup_reply = Arc::new(Mutex::new("Hungup"));
+        let guest = Arc::new(Mutex::new(GUEST));
+        let (conf, hr, g) = (in_conf.clone(), hangup_reply.clone(), guest.clone());
         let legs = Arc::new(AtomicUsize::new(0));
         let ami = FakeAmi::start(Arc::new(move |a: &Message| {
             let id = a.get("ActionID").unwrap_or("").to_string();
@@ -114,7 +121,14 @@ impl Pbx {
                 "Originate" => {
                     legs.fetch_add(1, Ordering::SeqCst);
                     let outcome = *out.lock().unwrap();
-                    let channel = if outcome == "Success" { GUEST } else { "" };
+                    // manager.c: the new channel's name, or on failure the
+                    // requested one (tech/data, i.e. what Channel said).
+                    let requested = a.get("Channel").unwrap_or("");
+                    let channel = if outcome == "Success" {
+                        *g.lock().unwrap()
+                    } else {
+                        requested
+                    };
                     Some(vec![
                         msg(&[
                             ("Response", "Success"),
@@ -131,19 +145,24 @@ impl Pbx {
                             ("Exten", "s"),
                             ("Reason", if outcome == "Success" { "4" } else { "1" }),
                             ("Uniqueid", "1763900000.20"),
+                            ("CallerIDNum", "<unknown>"),
+                            ("CallerIDName", "<unknown>"),
                         ]),
                     ])
                 }
-                "ConfbridgeKick" if *kr.lock().unwrap() == "NotFound" => Some(vec![msg(&[
+                // manager.c ast_manager_hangup_helper.
+                "Hangup" if *hr.lock().unwrap() == "NoSuchChannel" => Some(vec![msg(&[
                     ("Response", "Error"),
                     ("ActionID", &id),
-                    ("Message", "No Channel by that name found in Conference."),
+                    ("Message", "No such channel"),
                 ])]),
                 "Hangup" => Some(vec![msg(&[
                     ("Response", "Success"),
                     ("ActionID", &id),
                     ("Message", "Channel Hungup"),
                 ])]),
+                // Answered as app_confbridge does, should the watcher ever
+                // send it again: the tests then see it and fail.
                 "ConfbridgeKick" => Some(vec![msg(&[
                     ("Response", "Success"),
                     ("ActionID", &id),
@@ -167,7 +186,8 @@ impl Pbx {
             ami,
             outcome,
             in_conf,
-            kick_reply,
+            hangup_reply,
+            guest,
         }
     }
 
@@ -177,8 +197,12 @@ impl Pbx {
             .args([
                 "--conference",
                 "700",
-                "--dial",
-                "PJSIP/0551234567@provider",
+                "--tech",
+                "PJSIP",
+                "--provider",
+                "provider",
+                "--number",
+                "0551234567",
                 "--backoff-ms",
                 "100",
             ])
@@ -207,6 +231,21 @@ impl Pbx {
 
     fn connected(&self) {
         until("list at start", || self.count("ConfbridgeList") >= 1);
+    }
+
+    /// Waits for the guest to be hung up (the one and only Hangup), checks its
+    /// channel, and that no ConfbridgeKick was ever sent.
+    fn hung_up(&self, channel: &str) {
+        until("the hangup", || self.count("Hangup") == 1);
+        let h = self.actions("Hangup")[0].clone();
+        assert_eq!(h.get("Channel"), Some(channel));
+        assert_eq!(h.get("Cause"), Some("16"), "normal clearing");
+        self.no_kick();
+    }
+
+    /// ConfBridge would play conf-kicked to the guest first: never a kick.
+    fn no_kick(&self) {
+        assert_eq!(self.count("ConfbridgeKick"), 0, "ConfbridgeKick sent");
     }
 }
 
@@ -266,24 +305,18 @@ fn the_guest_is_dropped_within_a_second_of_the_last_employee_leaving() {
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        pbx.count("ConfbridgeKick"),
-        0,
-        "one employee is still there"
-    );
+    assert_eq!(pbx.count("Hangup"), 0, "one employee is still there");
+    pbx.no_kick();
     let left = Instant::now();
     pbx.ami
         .push_event(leave("700", "PJSIP/202-00000002", "202"));
-    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    // Hung up, not kicked: a kick makes ConfBridge play conf-kicked to the
+    // guest first (the paid line stayed up 2.4 s on a real Asterisk).
+    pbx.hung_up(GUEST);
     assert!(
         left.elapsed() < Duration::from_secs(1),
         "took {:?}",
         left.elapsed()
-    );
-    let kick = pbx.actions("ConfbridgeKick")[0].clone();
-    assert_eq!(
-        (kick.get("Conference"), kick.get("Channel")),
-        (Some("700"), Some(GUEST))
     );
     stop(w);
 }
@@ -331,7 +364,7 @@ fn after_a_restart_the_guest_already_in_is_recognised() {
     assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    pbx.hung_up(GUEST);
     stop(w);
 }
 
@@ -355,16 +388,13 @@ fn an_employee_calling_in_through_the_provider_is_not_the_guest() {
     until("the guest leg", || pbx.count("Originate") == 1);
     pbx.ami.push_event(join("700", GUEST, "0551234567"));
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(pbx.count("ConfbridgeKick"), 0, "nobody is kicked");
+    assert_eq!(pbx.count("Hangup"), 0, "nobody is hung up");
+    pbx.no_kick();
     assert_eq!(pbx.count("Originate"), 1);
     pbx.ami
         .push_event(leave("700", "PJSIP/provider-00000005", "0559999999"));
-    until("the kick", || pbx.count("ConfbridgeKick") == 1);
-    assert_eq!(
-        pbx.actions("ConfbridgeKick")[0].get("Channel"),
-        Some(GUEST),
-        "the leg we placed is the one dropped"
-    );
+    // The leg we placed is the one dropped.
+    pbx.hung_up(GUEST);
     stop(w);
 }
 
@@ -394,9 +424,8 @@ fn a_guest_who_keeps_hanging_up_is_redialled_a_bounded_number_of_times() {
 #[test]
 fn the_last_employee_leaving_before_the_guest_joined_hangs_the_leg_up() {
     // The guest answered (OriginateResponse) but is still hearing the DTMF,
-    // not yet in the conference: a kick cannot reach them, a hangup does.
+    // not yet in the conference: hung up all the same.
     let pbx = Pbx::new(&[]);
-    *pbx.kick_reply.lock().unwrap() = "NotFound";
     let w = pbx.watcher(&[]);
     pbx.connected();
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
@@ -405,13 +434,12 @@ fn the_last_employee_leaving_before_the_guest_joined_hangs_the_leg_up() {
     let left = Instant::now();
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    until("the hangup", || pbx.count("Hangup") == 1);
+    pbx.hung_up(GUEST);
     assert!(
         left.elapsed() < Duration::from_secs(1),
         "{:?}",
         left.elapsed()
     );
-    assert_eq!(pbx.actions("Hangup")[0].get("Channel"), Some(GUEST));
     stop(w);
 }
 
@@ -440,8 +468,7 @@ fn an_ami_drop_while_dialling_places_no_second_leg() {
     std::thread::sleep(Duration::from_millis(200));
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    until("the kick", || pbx.count("ConfbridgeKick") == 1);
-    assert_eq!(pbx.actions("ConfbridgeKick")[0].get("Channel"), Some(GUEST));
+    pbx.hung_up(GUEST);
     assert_eq!(pbx.count("Originate"), 1);
     stop(w);
 }
@@ -485,7 +512,7 @@ fn reconnecting_keeps_the_guest_it_placed() {
     assert_eq!(pbx.count("Originate"), 1, "the guest is still in");
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    until("the kick", || pbx.count("ConfbridgeKick") == 1);
+    pbx.hung_up(GUEST);
     stop(w);
 }
 
@@ -521,5 +548,189 @@ fn a_refused_originate_is_a_failed_attempt_not_a_lost_connection() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(pbx.count("Originate"), 3, "bounded");
     assert_eq!(pbx.ami.connections(), 1);
+    stop(w);
+}
+
+fn hangup_event(channel: &str) -> String {
+    msg(&[
+        ("Event", "Hangup"),
+        ("Privilege", "call,all"),
+        ("Channel", channel),
+        ("Uniqueid", "1763900000.20"),
+        ("Cause", "16"),
+        ("Cause-txt", "Normal Clearing"),
+    ])
+}
+
+#[test]
+fn an_iax2_provider_is_dialled_as_peer_slash_number_and_its_leg_hung_up() {
+    // IAX2/<number>@<provider> would be user <number> at peer <provider>:
+    // Asterisk logs "I don't know how to authenticate" and the guest is never
+    // reached. The number is the extension: IAX2/<provider>/<number>.
+    let pbx = Pbx::new(&[]);
+    *pbx.guest.lock().unwrap() = IAX2_GUEST;
+    let w = pbx.watcher(&["--tech", "IAX2"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    assert_eq!(
+        pbx.actions("Originate")[0].get("Channel"),
+        Some("IAX2/provider/0551234567")
+    );
+    pbx.ami.push_event(join("700", IAX2_GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(200));
+    let left = Instant::now();
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    pbx.hung_up(IAX2_GUEST);
+    assert!(
+        left.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(pbx.count("Originate"), 1);
+    stop(w);
+}
+
+#[test]
+fn after_a_restart_an_iax2_guest_already_in_is_recognised() {
+    // Its name follows chan_iax2's IAX2/<peer>-<call number>.
+    let pbx = Pbx::new(&["PJSIP/201-00000001", IAX2_GUEST]);
+    let w = pbx.watcher(&["--tech", "IAX2"]);
+    pbx.connected();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    pbx.hung_up(IAX2_GUEST);
+    stop(w);
+}
+
+#[test]
+fn a_failed_iax2_leg_is_redialled_with_the_same_dial_string() {
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Failure";
+    let w = pbx.watcher(&["--tech", "IAX2", "--attempts", "2"]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("two tries", || pbx.count("Originate") == 2);
+    for o in pbx.actions("Originate") {
+        assert_eq!(o.get("Channel"), Some("IAX2/provider/0551234567"));
+    }
+    stop(w);
+}
+
+#[test]
+fn the_hung_up_guest_leaving_is_no_lost_leg_and_the_next_meeting_gets_one_leg() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(100));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    pbx.hung_up(GUEST);
+    // What Asterisk sends after the Hangup action: the guest leaves the
+    // bridge, then its channel is gone.
+    pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+    pbx.ami.push_event(hangup_event(GUEST));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pbx.count("Originate"), 1, "nobody is left to dial for");
+    // The next meeting: one new leg.
+    pbx.ami.push_event(join("700", "PJSIP/202-00000002", "202"));
+    until("the next leg", || pbx.count("Originate") == 2);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Originate"), 2);
+    assert_eq!(pbx.count("Hangup"), 1);
+    stop(w);
+}
+
+#[test]
+fn a_guest_already_gone_when_hung_up_is_no_lost_connection() {
+    let pbx = Pbx::new(&[]);
+    *pbx.hangup_reply.lock().unwrap() = "NoSuchChannel";
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    std::thread::sleep(Duration::from_millis(100));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    pbx.hung_up(GUEST);
+    pbx.ami.push_event(join("700", "PJSIP/202-00000002", "202"));
+    until("the next leg", || pbx.count("Originate") == 2);
+    assert_eq!(pbx.ami.connections(), 1);
+    let log = std::fs::read_to_string(pbx.dir.path().join("watch.log")).unwrap();
+    assert!(
+        log.contains(&format!("guest {GUEST}: No such channel")),
+        "{log}"
+    );
+    stop(w);
+}
+
+#[test]
+fn a_similarly_named_endpoint_joining_while_the_leg_rings_is_an_employee() {
+    // Endpoint provider-b is not endpoint provider: its channel
+    // PJSIP/provider-b-00000005 starts like ours but is an employee's.
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami
+        .push_event(join("700", "PJSIP/provider-b-00000005", "0559999999"));
+    std::thread::sleep(Duration::from_millis(100));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Hangup"), 0, "an employee is still in");
+    pbx.no_kick();
+    stop(w);
+}
+
+#[test]
+fn an_unsupported_technology_or_the_old_dial_flag_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        &["--tech", "DAHDI", "--provider", "provider", "--number", "1"][..],
+        &["--dial", "IAX2/5551234@provider"][..],
+    ] {
+        let out = Command::new(WATCH)
+            .args(["--conference", "700"])
+            .args(bad)
+            .args(["--lock", dir.path().join("l").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("featpkg-conference-guest-watch: "),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_employee_on_the_provider_trunk_leaving_while_the_leg_rings_is_no_lost_leg() {
+    // The first employee dialled in over the provider trunk; our leg rings
+    // (no outcome yet) when they leave while another employee stays.
+    let pbx = Pbx::new(&[]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami
+        .push_event(join("700", "PJSIP/provider-00000005", "0559999999"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    std::thread::sleep(Duration::from_millis(100));
+    pbx.ami
+        .push_event(leave("700", "PJSIP/provider-00000005", "0559999999"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(pbx.count("Originate"), 1, "the first leg still rings");
+    assert_eq!(pbx.count("Hangup"), 0);
     stop(w);
 }
