@@ -502,7 +502,16 @@ fn aarch64_busy_callback_and_watchers_start_and_refuse_like_x86_64() {
         ("featpkg-busy-callback-watch", &[][..]),
         (
             "featpkg-conference-guest-watch",
-            &["--conference", "700", "--dial", "PJSIP/0551234567@provider"][..],
+            &[
+                "--conference",
+                "700",
+                "--tech",
+                "PJSIP",
+                "--provider",
+                "provider",
+                "--number",
+                "0551234567",
+            ][..],
         ),
     ] {
         let bad = ["--lock"];
