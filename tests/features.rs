@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use featpkg::feature::{FeatureDef, PbxDir, RenderedContent};
+use featpkg::ami_address::AmiAddress;
+use featpkg::feature::{FeatureDef, PbxDir, PbxVars, RenderedContent};
 
 fn read(path: &str) -> Option<Vec<u8>> {
     let rel = path.strip_prefix("features/")?;
@@ -37,7 +38,16 @@ fn block(def: &FeatureDef, user: &[(&str, &str)], edit: &str) -> Option<String> 
     // Binaries are not needed to render blocks; give the reader an empty stand-in.
     let reader = |p: &str| read(p).or_else(|| p.starts_with("bin/").then(Vec::new));
     let r = def
-        .render(&params, &dirs(), "demo", "0123abcd", &reader)
+        .render(
+            &params,
+            &PbxVars {
+                dirs: &dirs(),
+                ami: &AmiAddress::default(),
+            },
+            "demo",
+            "0123abcd",
+            &reader,
+        )
         .unwrap();
     r.edits
         .into_iter()

@@ -324,6 +324,14 @@ pub struct RenderedEdit {
     pub content: RenderedContent,
 }
 
+/// What a PBX contributes to every template of a feature.
+pub struct PbxVars<'a> {
+    /// Runtime directories (`%{dirs.etc}`, `%{dirs.agi}`…).
+    pub dirs: &'a BTreeMap<PbxDir, String>,
+    /// Where its AMI listens (`%{ami.host}`, `%{ami.port}`): the watchers connect there.
+    pub ami: &'a crate::ami_address::AmiAddress,
+}
+
 /// A feature rendered for one set of parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFeature {
@@ -451,13 +459,14 @@ impl FeatureDef {
         Ok(out)
     }
 
-    /// Renders every edit with `params` (from `resolve_params`) and the PBX's runtime directories.
+    /// Renders every edit with `params` (from `resolve_params`) and what the PBX
+    /// contributes (`%{dirs.*}`, `%{ami.host}`, `%{ami.port}`).
     /// `secret` is this feature's generated secret on this PBX (e.g. its AMI user's
     /// password), available to fragments as `%{secret}`.
     pub fn render(
         &self,
         params: &BTreeMap<String, String>,
-        dirs: &BTreeMap<PbxDir, String>,
+        pbx: &PbxVars,
         bundle_name: &str,
         secret: &str,
         read: BundleReader,
@@ -468,10 +477,12 @@ impl FeatureDef {
         };
         let mut vars = self.template_vars(params, bundle_name);
         for (dir, name) in PbxDir::ALL {
-            if let Some(path) = dirs.get(&dir) {
+            if let Some(path) = pbx.dirs.get(&dir) {
                 vars.insert(format!("dirs.{name}"), path.clone());
             }
         }
+        vars.insert("ami.host".into(), pbx.ami.host.clone());
+        vars.insert("ami.port".into(), pbx.ami.port.to_string());
         vars.insert("secret".into(), secret.into());
         for spec in &self.params {
             if spec.ty == ParamType::Destination {

@@ -143,6 +143,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         wanted = kept;
     }
     let dirs = session.target.runtime_dirs();
+    let ami = read_ami_address(session.target.as_ref(), &dirs)?;
     let mut rendered: Vec<RenderedFeature> = Vec::new();
     let mut secrets: Vec<String> = Vec::new();
     let mut features = Vec::new();
@@ -165,7 +166,11 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         let params = def.resolve_params(&user)?;
         let secret = super::feature_secret(session.target.as_ref(), &manifest.name, id)?;
         secrets.push(secret.clone());
-        let r = def.render(&params, &dirs, &manifest.name, &secret, &read)?;
+        let pbx = crate::feature::PbxVars {
+            dirs: &dirs,
+            ami: &ami,
+        };
+        let r = def.render(&params, &pbx, &manifest.name, &secret, &read)?;
         features.push(InstalledFeature {
             id: id.clone(),
             version: def.version.clone(),
@@ -291,4 +296,20 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         request.no_reload,
     )?;
     Ok(InstallOutcome::Applied(applied))
+}
+
+/// Where the PBX's AMI listens, from `<astetcdir>/manager.conf` (the PBX's
+/// own file: on FreePBX and MikoPBX featpkg's AMI users go elsewhere, but the
+/// port and address are set here).
+fn read_ami_address(
+    target: &dyn crate::target::Target,
+    dirs: &BTreeMap<feature::PbxDir, String>,
+) -> Result<crate::ami_address::AmiAddress, Error> {
+    let Some(etc) = dirs.get(&feature::PbxDir::Etc) else {
+        return Ok(crate::ami_address::AmiAddress::default());
+    };
+    let path = target.host_path(&format!("{etc}/manager.conf"));
+    let text = crate::asterisk_config::read_if_exists(&path)
+        .map_err(|source| crate::target::asterisk::TargetError::Read { path, source })?;
+    Ok(crate::ami_address::read(text.as_deref()))
 }
