@@ -7,6 +7,24 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
+/// The watcher's keep-alive line, from the one file featpkg wrote it to on
+/// plain Asterisk (`tests/install.rs` pins which: its own file in
+/// `/etc/cron.d`, or a block in `/etc/crontab`).
+fn watcher_cron_line(pbx: &Pbx) -> String {
+    let found: Vec<String> = ["etc/cron.d/featpkg-busy-callback", "etc/crontab"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(pbx.root().join(f)).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| l.contains("featpkg-busy-callback-watch"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one cron line: {found:?}");
+    found[0].clone()
+}
+
 #[test]
 fn install_wires_agi_watcher_ami_user_and_cron_line() {
     let pbx = Pbx::new();
@@ -22,11 +40,8 @@ fn install_wires_agi_watcher_ami_user_and_cron_line() {
     ]);
     assert!(out.contains("manager reload"), "{out}");
 
-    let crontab = std::fs::read_to_string(pbx.root().join("etc/crontab")).unwrap();
-    let line = crontab
-        .lines()
-        .find(|l| l.contains("featpkg-busy-callback-watch"))
-        .expect("cron line");
+    let line = watcher_cron_line(&pbx);
+    let line = line.as_str();
     assert!(
         line.starts_with(
             "* * * * * root /var/lib/asterisk/featpkg-bin/featpkg-busy-callback-watch "
@@ -85,16 +100,27 @@ fn install_wires_agi_watcher_ami_user_and_cron_line() {
         ext.contains("exten => *601,1,AGI(/var/lib/asterisk/agi-bin/featpkg-busy-callback,cancel,"),
         "{ext}"
     );
+    // The callback's outcome settles the request: the callee answering (Dial's
+    // U() on their channel) and every other end (h, with DIALSTATUS), with
+    // the same retry rules as the watcher's.
+    for line in [
+        "exten => _X!,1,Dial(PJSIP/${EXTEN},30,U(featpkg-busy-callback-connected))",
+        "exten => h,1,AGI(/var/lib/asterisk/agi-bin/featpkg-busy-callback,ended,dir=/var/spool/asterisk/featpkg/busy-callback,pattern=_XXX,expiry=1800,retries=1,retry_wait=60)",
+        "exten => s,1,AGI(/var/lib/asterisk/agi-bin/featpkg-busy-callback,connected,dir=/var/spool/asterisk/featpkg/busy-callback,pattern=_XXX,expiry=1800)",
+        " same => n,Return()",
+    ] {
+        assert!(ext.lines().any(|l| l == line), "no {line:?} in:\n{ext}");
+    }
+    assert!(!ext.contains("requeue"), "{ext}");
     assert!(
-        ext.contains(
-            " same => n(again),AGI(/var/lib/asterisk/agi-bin/featpkg-busy-callback,requeue,"
-        ),
-        "{ext}"
+        line.contains(" --retries 1 --retry-wait 60 "),
+        "the watcher follows the same rules: {line}"
     );
     for ctx in [
         "featpkg-busy-callback",
         "featpkg-busy-callback-cancel",
         "featpkg-busy-callback-dial",
+        "featpkg-busy-callback-connected",
     ] {
         assert!(
             pbx.asterisk_log()
@@ -148,5 +174,50 @@ fn hash_as_the_callback_digit_is_refused() {
         "{}",
         text(&out)
     );
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+/// The suite proves the phones' technology with PJSIP and IAX2 only: DAHDI is
+/// not offered (refused at install, nothing written); IAX2 reaches the dial
+/// string and the watcher.
+#[test]
+fn tech_is_pjsip_or_iax2() {
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    let bundle = bundle();
+    let out = pbx.run(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "busy-callback",
+        "--set",
+        "busy-callback.tech=DAHDI",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("parameter tech = \"DAHDI\" refused"),
+        "{}",
+        text(&out)
+    );
+    assert_same_tree(&before, &pbx.snapshot());
+
+    pbx.ok(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "busy-callback",
+        "--set",
+        "busy-callback.tech=IAX2",
+    ]);
+    let ext = pbx.read_etc("extensions.conf");
+    assert!(
+        ext.lines().any(
+            |l| l == "exten => _X!,1,Dial(IAX2/${EXTEN},30,U(featpkg-busy-callback-connected))"
+        ),
+        "{ext}"
+    );
+    let line = watcher_cron_line(&pbx);
+    assert!(line.contains(" --tech IAX2 "), "{line}");
+    pbx.ok(&["uninstall", "busy-callback"]);
     assert_same_tree(&before, &pbx.snapshot());
 }

@@ -1,11 +1,13 @@
 //! The busy-callback AGI program against a fake Asterisk: storing, refusing
-//! (bad numbers, per-caller limit, duplicate pair) and cancelling requests.
+//! (bad numbers, per-caller limit, duplicate pair) and cancelling requests,
+//! and settling a callback from its dial context (callee answered, busy again,
+//! no answer, caller hung up).
 
 use std::path::Path;
 use std::time::Duration;
 
 use featpkg_agi::fake::{Call, FakePeer};
-use featpkg_busy_callback::Store;
+use featpkg_busy_callback::{Outcome, Phase, Request, Rules, Settled, Store, now_ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_featpkg-busy-callback");
 const SCRIPT: &str = "/var/lib/asterisk/agi-bin/featpkg-busy-callback";
@@ -175,41 +177,6 @@ fn cancel_drops_every_request_of_the_caller() {
     assert_eq!(pending(&dir), [("205".to_string(), "202".to_string())]);
 }
 
-#[test]
-fn a_callee_busy_again_puts_the_request_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("busy-callback");
-    let mut peer = start("requeue", "202", "202", &dir);
-    peer.expect(
-        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
-        "200 result=1 (201)",
-    );
-    let first_pressed = unix_now() - 600;
-    peer.expect(
-        "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
-        &format!("200 result=1 ({first_pressed})"),
-    );
-    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"QUEUED\"", "200 result=1");
-    finish(&mut peer);
-    assert_eq!(pending(&dir), [("201".to_string(), "202".to_string())]);
-    // It keeps the time the caller pressed the digit: the expiry counts from then.
-    assert_eq!(Store::new(&dir).list().unwrap()[0].created, first_pressed);
-    // A forged variable is refused like any number from the channel.
-    let mut peer = start("requeue", "202", "202", &dir);
-    peer.expect(
-        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
-        "200 result=1 (../201)",
-    );
-    let line = peer.next_command(Duration::from_secs(2)).unwrap();
-    assert!(
-        line.starts_with("VERBOSE \"featpkg busy-callback: refused caller "),
-        "{line}"
-    );
-    peer.reply("200 result=1");
-    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
-    finish(&mut peer);
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -217,50 +184,376 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// A callee busy again late in the request's life: it expires instead of
-/// waiting another full expiry. A forged time is refused.
+/// The dial context's AGI program settling a callback: `ended` in the `h`
+/// extension of the caller's channel, `connected` in Dial's U() subroutine on
+/// the callee's (extension `s`).
+fn settle_call(mode: &str, dir: &Path) -> FakePeer {
+    let (context, exten) = if mode == "connected" {
+        ("featpkg-busy-callback-connected", "s")
+    } else {
+        ("featpkg-busy-callback-dial", "h")
+    };
+    let mut call = Call::new(SCRIPT, "202", context, exten);
+    call.args = vec![
+        mode.to_string(),
+        format!("dir={}", dir.display()),
+        "pattern=_2XX".into(),
+        "expiry=1800".into(),
+        "retries=2".into(),
+        "retry_wait=60".into(),
+        "deadline=2".into(),
+    ];
+    FakePeer::start(Path::new(BIN), &call, &[])
+}
+
+/// The variables the watcher set on the callback, as GET VARIABLE answers
+/// them (`200 result=1 (value)`; `200 result=0` for one that is not set).
+fn names_the_callback(peer: &mut FakePeer, vars: [Option<&str>; 4]) {
+    for (name, value) in [
+        "FEATPKG_CALLBACK_CALLER",
+        "FEATPKG_CALLBACK_CALLEE",
+        "FEATPKG_CALLBACK_CREATED",
+        "FEATPKG_CALLBACK_CALL",
+    ]
+    .into_iter()
+    .zip(vars)
+    {
+        let reply = value.map_or("200 result=0".to_string(), |v| {
+            format!("200 result=1 ({v})")
+        });
+        peer.expect(&format!("GET VARIABLE \"{name}\""), &reply);
+    }
+}
+
+/// A request whose callback number 1 is under way, made `age` seconds ago.
+fn calling(dir: &Path, age: u64) -> Request {
+    let store = Store::new(dir);
+    let r = store
+        .add("201", "202", unix_now() - age, 3, u64::MAX)
+        .unwrap();
+    store.begin_call(&r, now_ms()).unwrap().unwrap()
+}
+
+fn status_and_log(peer: &mut FakePeer, log: &str, status: &str) {
+    peer.expect(
+        &format!("VERBOSE \"featpkg busy-callback: {log}\" 3"),
+        "200 result=1",
+    );
+    peer.expect(
+        &format!("SET VARIABLE \"BUSY_CALLBACK\" \"{status}\""),
+        "200 result=1",
+    );
+    finish(peer);
+}
+
+/// The bug this replaces: the watcher deleted the request when the caller
+/// answered while the dial context put it back, and the request was lost.
+/// Now the request never leaves its file: busy again, it waits again, with
+/// its first time, and not before retry_wait.
 #[test]
-fn a_requeue_past_the_expiry_is_dropped_and_a_forged_time_refused() {
+fn a_callee_busy_again_sends_the_request_back_to_wait() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("busy-callback");
-    let mut peer = start("requeue", "202", "202", &dir);
-    peer.expect(
-        "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
-        "200 result=1 (201)",
+    let r = calling(&dir, 600);
+    let created = r.created.to_string();
+    let before = now_ms();
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [Some("201"), Some("202"), Some(&created), Some("1")],
     );
-    peer.expect(
-        "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
-        &format!("200 result=1 ({})", unix_now() - 1800),
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (BUSY)");
+    status_and_log(
+        &mut peer,
+        "the callback of 201 for 202 did not connect; waits again at least 60 s (attempt 1)",
+        "WAITING",
     );
-    let line = peer.next_command(Duration::from_secs(2)).unwrap();
+    let after = Store::new(&dir).get("201", "202").unwrap().expect("kept");
+    assert_eq!(
+        (after.created, after.attempts, after.calls),
+        (r.created, 1, 1)
+    );
+    let Phase::Waiting { not_before_ms } = after.phase else {
+        panic!("{after:?}")
+    };
     assert!(
-        line.starts_with("VERBOSE \"featpkg busy-callback: not requeued: the request of 201 for 202 has expired\""),
-        "{line}"
+        not_before_ms >= before + 60_000 && not_before_ms <= now_ms() + 60_000,
+        "{not_before_ms}"
     );
-    peer.reply("200 result=1");
-    peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"EXPIRED\"", "200 result=1");
-    finish(&mut peer);
+}
+
+#[test]
+fn every_other_end_but_a_hangup_waits_again_too() {
+    // No answer, unreachable, congestion, and no Dial at all (the caller hung
+    // up at once: DIALSTATUS unset).
+    for status in [
+        Some("NOANSWER"),
+        Some("CHANUNAVAIL"),
+        Some("CONGESTION"),
+        None,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("busy-callback");
+        let r = calling(&dir, 10);
+        let mut peer = settle_call("ended", &dir);
+        names_the_callback(
+            &mut peer,
+            [
+                Some("201"),
+                Some("202"),
+                Some(&r.created.to_string()),
+                Some("1"),
+            ],
+        );
+        let reply = status.map_or("200 result=0".to_string(), |s| {
+            format!("200 result=1 ({s})")
+        });
+        peer.expect("GET VARIABLE \"DIALSTATUS\"", &reply);
+        status_and_log(
+            &mut peer,
+            "the callback of 201 for 202 did not connect; waits again at least 60 s (attempt 1)",
+            "WAITING",
+        );
+        let after = Store::new(&dir).get("201", "202").unwrap();
+        assert!(
+            after.is_some_and(|a| !a.calling() && a.attempts == 1),
+            "{status:?}"
+        );
+    }
+}
+
+#[test]
+fn the_callee_answering_makes_the_request_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let r = calling(&dir, 10);
+    let created = r.created.to_string();
+    // Dial's U() on the callee's channel, before the two are connected.
+    let mut peer = settle_call("connected", &dir);
+    names_the_callback(
+        &mut peer,
+        [Some("201"), Some("202"), Some(&created), Some("1")],
+    );
+    status_and_log(&mut peer, "the callback of 201 for 202 is done", "DONE");
+    assert!(pending(&dir).is_empty());
+    // When the conversation ends, h runs with DIALSTATUS=ANSWER: nothing left to do.
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [Some("201"), Some("202"), Some(&created), Some("1")],
+    );
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (ANSWER)");
+    status_and_log(
+        &mut peer,
+        "no request of 201 for 202 at callback 1 any more; nothing to do",
+        "GONE",
+    );
+    assert!(pending(&dir).is_empty());
+}
+
+#[test]
+fn a_caller_who_hangs_up_on_the_callback_ends_the_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let r = calling(&dir, 10);
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [
+            Some("201"),
+            Some("202"),
+            Some(&r.created.to_string()),
+            Some("1"),
+        ],
+    );
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (CANCEL)");
+    status_and_log(&mut peer, "the callback of 201 for 202 is done", "DONE");
+    assert!(pending(&dir).is_empty());
+}
+
+#[test]
+fn a_late_outcome_of_an_older_callback_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let store = Store::new(&dir);
+    let first = calling(&dir, 10);
+    let rules = Rules {
+        retries: 2,
+        retry_wait: Duration::ZERO,
+        expiry_s: 1800,
+    };
+    let Settled::Waiting(w) = store
+        .settle(&first.call_ref(), Outcome::NotConnected, now_ms(), &rules)
+        .unwrap()
+    else {
+        panic!()
+    };
+    let second = store.begin_call(&w, now_ms()).unwrap().unwrap();
+    assert_eq!(second.calls, 2);
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [
+            Some("201"),
+            Some("202"),
+            Some(&first.created.to_string()),
+            Some("1"),
+        ],
+    );
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (BUSY)");
+    status_and_log(
+        &mut peer,
+        "no request of 201 for 202 at callback 1 any more; nothing to do",
+        "GONE",
+    );
+    assert_eq!(store.get("201", "202").unwrap(), Some(second));
+}
+
+#[test]
+fn the_third_callback_that_does_not_connect_drops_the_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let store = Store::new(&dir);
+    let r = calling(&dir, 10);
+    // Two callbacks ended without a conversation already (retries=2).
+    let mut at_two = r.clone();
+    at_two.attempts = 2;
+    at_two.calls = 3;
+    {
+        let _l = store.lock().unwrap();
+        store.save(&at_two).unwrap();
+    }
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [
+            Some("201"),
+            Some("202"),
+            Some(&r.created.to_string()),
+            Some("3"),
+        ],
+    );
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (BUSY)");
+    status_and_log(
+        &mut peer,
+        "3 callbacks of 201 for 202 did not connect; dropped",
+        "DROPPED",
+    );
+    assert!(pending(&dir).is_empty());
+}
+
+/// A callee busy again late in the request's life: it expires instead of
+/// waiting again. Forged variables are refused and change nothing.
+#[test]
+fn a_callback_past_the_expiry_is_dropped_and_forged_variables_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy-callback");
+    let r = calling(&dir, 1800);
+    let mut peer = settle_call("ended", &dir);
+    names_the_callback(
+        &mut peer,
+        [
+            Some("201"),
+            Some("202"),
+            Some(&r.created.to_string()),
+            Some("1"),
+        ],
+    );
+    peer.expect("GET VARIABLE \"DIALSTATUS\"", "200 result=1 (BUSY)");
+    status_and_log(
+        &mut peer,
+        "the request of 201 for 202 has expired",
+        "EXPIRED",
+    );
     assert!(pending(&dir).is_empty());
 
-    for forged in ["-5", "1e9", "99999999999999999999", "12 34", ""] {
-        let mut peer = start("requeue", "202", "202", &dir);
-        peer.expect(
-            "GET VARIABLE \"FEATPKG_CALLBACK_CALLER\"",
-            "200 result=1 (201)",
-        );
-        peer.expect(
-            "GET VARIABLE \"FEATPKG_CALLBACK_SINCE\"",
-            &format!("200 result=1 ({forged})"),
-        );
-        let line = peer.next_command(Duration::from_secs(2)).unwrap();
-        assert!(
-            line.starts_with("VERBOSE \"featpkg busy-callback: refused FEATPKG_CALLBACK_SINCE "),
-            "{forged:?}: {line}"
-        );
-        peer.reply("200 result=1");
-        peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
-        finish(&mut peer);
-        assert!(pending(&dir).is_empty(), "{forged:?}");
+    let r = calling(&dir, 10);
+    let created = r.created.to_string();
+    let future = (unix_now() + 3600).to_string();
+    for mode in ["ended", "connected"] {
+        for (vars, refused) in [
+            (
+                [Some("../201"), Some("202"), Some("1"), Some("1")],
+                "caller ",
+            ),
+            ([None, Some("202"), Some("1"), Some("1")], "caller "),
+            (
+                [Some("201"), Some("2;02"), Some("1"), Some("1")],
+                "extension ",
+            ),
+            (
+                [Some("201"), Some("202"), Some("-5"), Some("1")],
+                "FEATPKG_CALLBACK_CREATED ",
+            ),
+            (
+                [Some("201"), Some("202"), Some("1e9"), Some("1")],
+                "FEATPKG_CALLBACK_CREATED ",
+            ),
+            (
+                [Some("201"), Some("202"), Some("12 34"), Some("1")],
+                "FEATPKG_CALLBACK_CREATED ",
+            ),
+            (
+                [Some("201"), Some("202"), Some(""), Some("1")],
+                "FEATPKG_CALLBACK_CREATED ",
+            ),
+            (
+                [Some("201"), Some("202"), Some(&future), Some("1")],
+                "FEATPKG_CALLBACK_CREATED ",
+            ),
+            (
+                [
+                    Some("201"),
+                    Some("202"),
+                    Some(&created),
+                    Some("99999999999"),
+                ],
+                "FEATPKG_CALLBACK_CALL ",
+            ),
+            (
+                [Some("201"), Some("202"), Some(&created), None],
+                "FEATPKG_CALLBACK_CALL ",
+            ),
+        ] {
+            let mut peer = settle_call(mode, &dir);
+            // Asked in order; the first bad one ends it.
+            let upto = match refused {
+                "caller " => 1,
+                "extension " => 2,
+                "FEATPKG_CALLBACK_CREATED " => 3,
+                _ => 4,
+            };
+            for (name, value) in [
+                "FEATPKG_CALLBACK_CALLER",
+                "FEATPKG_CALLBACK_CALLEE",
+                "FEATPKG_CALLBACK_CREATED",
+                "FEATPKG_CALLBACK_CALL",
+            ]
+            .into_iter()
+            .zip(vars)
+            .take(upto)
+            {
+                let reply = value.map_or("200 result=0".to_string(), |v| {
+                    format!("200 result=1 ({v})")
+                });
+                peer.expect(&format!("GET VARIABLE \"{name}\""), &reply);
+            }
+            let line = peer.next_command(Duration::from_secs(2)).unwrap();
+            assert!(
+                line.starts_with(&format!(
+                    "VERBOSE \"featpkg busy-callback: refused {refused}"
+                )),
+                "{mode} {vars:?}: {line}"
+            );
+            peer.reply("200 result=1");
+            peer.expect("SET VARIABLE \"BUSY_CALLBACK\" \"REFUSED\"", "200 result=1");
+            finish(&mut peer);
+            assert_eq!(
+                Store::new(&dir).get("201", "202").unwrap().as_ref(),
+                Some(&r),
+                "{mode} {vars:?}"
+            );
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! The busy-callback watcher against a fake Asterisk manager on 127.0.0.1:
-//! callbacks only when both sides are free, bounded retries, expiry, restarts
-//! of the watcher and of Asterisk, single instance.
+//! callbacks only when both sides are free (an idle IAX2 phone says UNKNOWN),
+//! bounded retries, expiry, restarts of the watcher and of Asterisk, single
+//! instance; and with the dial context's real AGI program settling each
+//! callback (callee answered, busy again), the request is never lost and never
+//! rung again before its wait.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -8,11 +11,13 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use featpkg_agi::fake::{Call, FakePeer};
 use featpkg_ami::Message;
 use featpkg_ami::fake::{FakeAmi, msg, standard_reply};
-use featpkg_busy_callback::Store;
+use featpkg_busy_callback::{Phase, Request, Store};
 
 const WATCH: &str = env!("CARGO_BIN_EXE_featpkg-busy-callback-watch");
+const AGI: &str = env!("CARGO_BIN_EXE_featpkg-busy-callback");
 
 struct Pbx {
     _tmp: tempfile::TempDir,
@@ -28,6 +33,9 @@ struct Pbx {
     /// device-state cache (no state change since it started), so
     /// DeviceStateList does not list them.
     uncached: Arc<Mutex<Vec<(String, String)>>>,
+    /// The dial context's `retry_wait=` (the feature gives it and the
+    /// watcher's `--retry-wait` the same value).
+    retry_wait: Mutex<u64>,
 }
 
 fn now() -> u64 {
@@ -160,6 +168,7 @@ impl Pbx {
             outcome,
             list_reply,
             uncached,
+            retry_wait: Mutex::new(60),
         }
     }
 
@@ -221,6 +230,73 @@ impl Pbx {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("watch.log")).unwrap_or_default()
+    }
+
+    /// The one request of 201 for 202.
+    fn request(&self) -> Option<Request> {
+        self.store().get("201", "202").unwrap()
+    }
+
+    /// What the dial context does with a callback whose caller answered: runs
+    /// the real AGI program — `connected` in Dial's U() on the callee's
+    /// channel, `ended` in the h extension with `dialstatus` — with the
+    /// channel variables `originate` set (a `_` prefix only marks them
+    /// inherited: Asterisk strips it from the name), answering as Asterisk
+    /// does. Returns what it set BUSY_CALLBACK to.
+    fn dial_context(&self, originate: &Message, mode: &str, dialstatus: Option<&str>) -> String {
+        let vars: Vec<(String, String)> = originate
+            .get("Variable")
+            .unwrap()
+            .split(',')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.trim_start_matches('_').to_string(), v.to_string())
+            })
+            .collect();
+        let (context, exten) = if mode == "connected" {
+            ("featpkg-busy-callback-connected", "s")
+        } else {
+            ("featpkg-busy-callback-dial", "h")
+        };
+        let mut call = Call::new(
+            "/var/lib/asterisk/agi-bin/featpkg-busy-callback",
+            "202",
+            context,
+            exten,
+        );
+        call.args = vec![
+            mode.to_string(),
+            format!("dir={}", self.dir.join("requests").display()),
+            "pattern=_2XX".into(),
+            "expiry=1800".into(),
+            "retries=2".into(),
+            format!("retry_wait={}", *self.retry_wait.lock().unwrap()),
+        ];
+        let mut peer = FakePeer::start(std::path::Path::new(AGI), &call, &[]);
+        let mut status = String::new();
+        while let Some(line) = peer.next_command(Duration::from_secs(3)) {
+            if let Some(name) = line
+                .strip_prefix("GET VARIABLE \"")
+                .and_then(|n| n.strip_suffix('"'))
+            {
+                let value = if name == "DIALSTATUS" {
+                    dialstatus.map(str::to_string)
+                } else {
+                    vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+                };
+                peer.reply(&value.map_or("200 result=0".into(), |v| format!("200 result=1 ({v})")));
+            } else if let Some(rest) = line.strip_prefix("SET VARIABLE \"BUSY_CALLBACK\" \"") {
+                status = rest.trim_end_matches('"').to_string();
+                peer.reply("200 result=1");
+            } else if line.starts_with("VERBOSE ") {
+                peer.reply("200 result=1");
+            } else {
+                panic!("the dial context's program sent {line:?}");
+            }
+        }
+        let (exit, _) = peer.wait(Duration::from_secs(3)).expect("exits");
+        assert!(exit.success(), "{exit}: {:?}", peer.transcript);
+        status
     }
 }
 
@@ -284,11 +360,25 @@ fn calls_back_only_when_both_sides_are_free() {
     assert_eq!(o.get("Async"), Some("true"));
     assert_eq!(
         o.get("Variable"),
-        Some(format!("FEATPKG_CALLBACK_CALLER=201,FEATPKG_CALLBACK_SINCE={pressed}").as_str())
+        Some(
+            format!(
+                "_FEATPKG_CALLBACK_CALLER=201,_FEATPKG_CALLBACK_CALLEE=202,\
+                 _FEATPKG_CALLBACK_CREATED={pressed},_FEATPKG_CALLBACK_CALL=1"
+            )
+            .as_str()
+        )
     );
-    until("the answered request to go", Duration::from_secs(3), || {
-        pbx.store().list().unwrap().is_empty()
+    until("201 to answer", Duration::from_secs(3), || {
+        pbx.log().contains("201 answered the callback for 202")
     });
+    // The caller answering does not settle the request: the dial context
+    // now rings 202 and owns it.
+    let r = pbx.request().expect("kept while the callee rings");
+    assert!(r.calling(), "{r:?}");
+    // 202 answers: Dial's U() makes the request done.
+    assert_eq!(pbx.dial_context(&o, "connected", None), "DONE");
+    assert!(pbx.store().list().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pbx.originates().len(), 1, "exactly one callback");
     stop(w);
     assert!(
@@ -543,6 +633,7 @@ fn one_callback_per_callee_at_a_time() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(pbx.originates().len(), 1, "202 is taken by 201's callback");
     pbx.device("PJSIP/202", "RINGING");
+    assert_eq!(pbx.dial_context(&first, "connected", None), "DONE");
     pbx.device("PJSIP/202", "INUSE");
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(pbx.originates().len(), 1);
@@ -550,6 +641,8 @@ fn one_callback_per_callee_at_a_time() {
     until("203's callback", Duration::from_secs(3), || {
         pbx.originates().len() == 2
     });
+    // The conversation's end runs h: nothing left of 201's request.
+    assert_eq!(pbx.dial_context(&first, "ended", Some("ANSWER")), "GONE");
     assert_eq!(pbx.originates()[1].get("Channel"), Some("PJSIP/203"));
     stop(w);
 }
@@ -659,4 +752,248 @@ fn sigterm_is_a_clean_stop_not_a_lost_connection() {
             .any(|m| m.get("Action") == Some("Logoff")),
         "it logs off"
     );
+}
+
+/// An idle IAX2 peer reports UNKNOWN — in the device list, in DEVICE_STATE()
+/// and in the DeviceStateChange after its call ends (chan_iax2 leaves "in use"
+/// to the core's channel count). Free, so it is called back.
+#[test]
+fn an_idle_iax2_phone_saying_unknown_is_called_back() {
+    let pbx = Pbx::new(&[("IAX2/201", "UNKNOWN"), ("IAX2/202", "INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&["--tech", "IAX2"]);
+    until("device list", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(pbx.originates().is_empty(), "202 is in a call");
+    // 202's call ends.
+    pbx.device("IAX2/202", "UNKNOWN");
+    until("the callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    assert_eq!(pbx.originates()[0].get("Channel"), Some("IAX2/201"));
+    stop(w);
+}
+
+/// The same for IAX2 phones Asterisk's cache does not list: asked for, they
+/// say UNKNOWN.
+#[test]
+fn iax2_phones_asked_for_and_unknown_are_free() {
+    let pbx = Pbx::new(&[]);
+    *pbx.uncached.lock().unwrap() = vec![
+        ("IAX2/201".into(), "UNKNOWN".into()),
+        ("IAX2/202".into(), "UNKNOWN".into()),
+    ];
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&["--tech", "IAX2"]);
+    until("the callback", Duration::from_secs(5), || {
+        !pbx.originates().is_empty()
+    });
+    assert_eq!(pbx.originates()[0].get("Channel"), Some("IAX2/201"));
+    stop(w);
+}
+
+/// A phone that is not registered (UNAVAILABLE) or does not exist (INVALID)
+/// is never rung: the call would fail and cost an attempt.
+#[test]
+fn an_unreachable_phone_is_not_rung() {
+    let pbx = Pbx::new(&[("IAX2/201", "UNAVAILABLE"), ("IAX2/202", "UNKNOWN")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&["--tech", "IAX2"]);
+    until("device list", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    pbx.device("IAX2/201", "INVALID");
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(pbx.originates().is_empty());
+    // It registers again.
+    pbx.device("IAX2/201", "UNKNOWN");
+    until("the callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    stop(w);
+}
+
+/// The lost request of the real calls: the callee was busy again on the
+/// callback; the watcher deleted the request on the caller's answer while the
+/// dial context put it back, and rang the caller again 21 ms later. Now the
+/// answer changes nothing on disk, the dial context's busy-again outcome puts
+/// the request back to wait — whichever of the two Asterisk reports first —
+/// and the caller is not rung again before --retry-wait, even with both
+/// phones free all along (a callee that rejects calls while idle).
+#[test]
+fn a_callee_busy_again_is_never_lost_nor_rung_again_before_the_wait() {
+    for busy_first in [false, true] {
+        let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+        *pbx.retry_wait.lock().unwrap() = 2;
+        *pbx.outcome.lock().unwrap() = "Silent";
+        let created = now() - 5;
+        pbx.store().add("201", "202", created, 3, 1800).unwrap();
+        let w = pbx.watcher(&["--retry-wait", "2"]);
+        until("the callback", Duration::from_secs(5), || {
+            !pbx.originates().is_empty()
+        });
+        let first = pbx.originates()[0].clone();
+        let r = pbx.request().expect("marked, not removed");
+        assert_eq!((r.calls, r.calling()), (1, true), "{r:?}");
+        let busy_at;
+        if busy_first {
+            // The dial context's h runs before the watcher reads the answer.
+            busy_at = Instant::now();
+            assert_eq!(pbx.dial_context(&first, "ended", Some("BUSY")), "WAITING");
+            pbx.originate_response(&first, "Success");
+        } else {
+            pbx.originate_response(&first, "Success");
+            until("201 to answer", Duration::from_secs(3), || {
+                pbx.log().contains("201 answered the callback for 202")
+            });
+            assert!(pbx.request().is_some(), "an answer is not the end");
+            busy_at = Instant::now();
+            assert_eq!(pbx.dial_context(&first, "ended", Some("BUSY")), "WAITING");
+        }
+        until("the answer to be read", Duration::from_secs(3), || {
+            pbx.log().contains("201 answered the callback for 202")
+        });
+        let r = pbx.request().expect("busy again: the request waits");
+        assert_eq!((r.created, r.attempts, r.calling()), (created, 1, false));
+        assert!(matches!(r.phase, Phase::Waiting { .. }), "{r:?}");
+        std::thread::sleep(Duration::from_millis(1500).saturating_sub(busy_at.elapsed()));
+        assert_eq!(
+            pbx.originates().len(),
+            1,
+            "busy_first={busy_first}: not rung again within the wait"
+        );
+        until("the next callback", Duration::from_secs(4), || {
+            pbx.originates().len() == 2
+        });
+        assert!(
+            busy_at.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            busy_at.elapsed()
+        );
+        let second = pbx.originates()[1].clone();
+        assert!(
+            second
+                .get("Variable")
+                .unwrap()
+                .ends_with("_FEATPKG_CALLBACK_CALL=2"),
+            "{second:?}"
+        );
+        // This time 202 answers.
+        pbx.originate_response(&second, "Success");
+        assert_eq!(pbx.dial_context(&second, "connected", None), "DONE");
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(pbx.store().list().unwrap().is_empty());
+        assert_eq!(pbx.originates().len(), 2);
+        stop(w);
+    }
+}
+
+/// A restarted watcher finds a callback under way: it does not ring the
+/// caller again; once the callback is older than --stale without an
+/// outcome (Asterisk restarted mid-callback, say), it waits again — without
+/// an attempt counted — and is called back.
+#[test]
+fn a_callback_under_way_survives_a_restart_and_a_lost_outcome() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    let store = pbx.store();
+    let r = store.add("201", "202", now(), 3, 1800).unwrap();
+    let marked = store
+        .begin_call(&r, featpkg_busy_callback::now_ms())
+        .unwrap()
+        .unwrap();
+    let w = pbx.watcher(&["--stale", "2", "--retry-wait", "0"]);
+    until("device list", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(pbx.originates().is_empty(), "the callback is under way");
+    assert_eq!(pbx.request(), Some(marked));
+    until(
+        "the lost callback to be made again",
+        Duration::from_secs(4),
+        || !pbx.originates().is_empty(),
+    );
+    let o = pbx.originates()[0].clone();
+    assert!(
+        o.get("Variable")
+            .unwrap()
+            .ends_with("_FEATPKG_CALLBACK_CALL=2"),
+        "{o:?}"
+    );
+    assert_eq!(pbx.request().unwrap().attempts, 0, "not counted");
+    stop(w);
+    assert!(
+        pbx.log()
+            .contains("no outcome of the callback of 201 for 202 after 2 s; it waits again"),
+        "{}",
+        pbx.log()
+    );
+}
+
+/// A store the watcher cannot write to (its lock held elsewhere, a full
+/// disk): nothing is rung unmarked, and the failure, retried every tick, is
+/// logged once.
+#[test]
+fn a_request_that_cannot_be_marked_is_not_rung_and_logged_once() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "NOT_INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let held = pbx.store().lock().unwrap();
+    let w = pbx.watcher(&[]);
+    until("a failed mark", Duration::from_secs(6), || {
+        pbx.log()
+            .contains("cannot mark the callback of 201 for 202")
+    });
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(pbx.originates().is_empty(), "never rung without its mark");
+    drop(held);
+    until("the callback", Duration::from_secs(5), || {
+        !pbx.originates().is_empty()
+    });
+    stop(w);
+    let n = pbx.log().matches("cannot mark the callback").count();
+    assert_eq!(n, 1, "{}", pbx.log());
+}
+
+/// A callee who answers 201's callback at once: its request is gone from the
+/// store before Asterisk's events say 202 is ringing or talking. 203's
+/// callback for 202 waits for those events instead of ringing 203 for a
+/// callee who is busy.
+#[test]
+fn a_callee_who_answered_is_taken_until_its_state_catches_up() {
+    let pbx = Pbx::new(&[
+        ("PJSIP/201", "NOT_INUSE"),
+        ("PJSIP/203", "NOT_INUSE"),
+        ("PJSIP/202", "NOT_INUSE"),
+    ]);
+    *pbx.outcome.lock().unwrap() = "Silent";
+    pbx.store().add("201", "202", now() - 2, 3, 1800).unwrap();
+    pbx.store().add("203", "202", now() - 1, 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("the first callback", Duration::from_secs(5), || {
+        !pbx.originates().is_empty()
+    });
+    let first = pbx.originates()[0].clone();
+    pbx.originate_response(&first, "Success");
+    until("201 to answer", Duration::from_secs(3), || {
+        pbx.log().contains("201 answered the callback for 202")
+    });
+    assert_eq!(pbx.dial_context(&first, "connected", None), "DONE");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        pbx.originates().len(),
+        1,
+        "202 still says NOT_INUSE, but talks"
+    );
+    pbx.device("PJSIP/202", "INUSE");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.originates().len(), 1);
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until("203's callback", Duration::from_secs(3), || {
+        pbx.originates().len() == 2
+    });
+    assert_eq!(pbx.originates()[1].get("Channel"), Some("PJSIP/203"));
+    stop(w);
 }

@@ -7,7 +7,8 @@
 //!   their personal message or 2 to delete it; an AstDB flag `<family>/<operator>`
 //!   marks who has one.
 //! * `play` (no-answer destination): plays the dialled operator's (`agi_extension`)
-//!   message if flagged; sets `OPERATOR_ALERT_PLAYED` to 1 or 0.
+//!   message if flagged, as early media (`EXEC Progress` first) when the call
+//!   is not answered; sets `OPERATOR_ALERT_PLAYED` to 1 or 0.
 //!
 //! Keys: `family` (op_alert), `pattern` (operator extension pattern, digits only,
 //! default `_XXX`), `dir` (absolute recordings directory), `format` (wav; wav16 or gsm),
@@ -255,11 +256,40 @@ impl Alert<'_> {
         let (base, file) = self.recording(&operator);
         let mut played = false;
         if flagged && file.is_file() {
+            self.early_media()?;
             self.agi.stream_file(&base, "", self.c.maxrec)?;
             played = true;
         }
         self.agi
             .set_variable("OPERATOR_ALERT_PLAYED", if played { "1" } else { "0" })
+    }
+}
+
+/// `CHANNEL STATUS` of a channel that is up (AST_STATE_UP).
+const STATE_UP: i64 = 6;
+
+impl Alert<'_> {
+    /// Opens the audio path to a caller whose call was not answered, so the
+    /// message is heard: `STREAM FILE` neither answers nor indicates progress.
+    /// On a Local channel that goes unnoticed, but a SIP phone or trunk whose
+    /// call is still ringing gets no media at all, and the caller hears nothing.
+    ///
+    /// Early media (`Progress`: SIP 183 Session Progress with SDP), not
+    /// `ANSWER`: this is the no-answer path, and answering would turn an
+    /// unanswered call into an answered one — a connected call in the CDR and
+    /// the caller's bill for a trunk caller, for hearing "I can't answer". The
+    /// message needs only one-way audio, which early media gives; whatever
+    /// comes after it (the fallback) answers itself if it needs to. A channel
+    /// already up (answered by an earlier step, or a Local channel that is)
+    /// gets nothing: the status is asked first (Asterisk sends no channel
+    /// state in the AGI environment).
+    fn early_media(&mut self) -> Result<(), AgiError> {
+        let status = self.agi.command("CHANNEL STATUS", &[])?;
+        if status.code() != Some(STATE_UP) {
+            // `200 result=0` from Progress; its result says nothing more.
+            self.agi.command("EXEC Progress", &[])?;
+        }
+        Ok(())
     }
 }
 

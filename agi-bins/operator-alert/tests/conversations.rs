@@ -158,6 +158,8 @@ fn menu_timeout_ends_quietly() {
     assert!(!dir.exists());
 }
 
+/// A channel already up (answered by an earlier step, or a Local channel):
+/// the message plays as it is, no Progress, no ANSWER.
 #[test]
 fn play_flow_with_a_message() {
     let (_t, dir) = recordings();
@@ -165,6 +167,8 @@ fn play_flow_with_a_message() {
     std::fs::write(dir.join("205.wav"), b"msg").unwrap();
     let mut peer = start("play", "300", "205", &dir, &[]);
     peer.expect("DATABASE GET \"op_alert\" \"205\"", "200 result=1 (1)");
+    // res_agi.c handle_channelstatus: the channel's state, 6 = AST_STATE_UP.
+    peer.expect("CHANNEL STATUS", "200 result=6");
     peer.expect(
         &format!("STREAM FILE \"{}/205\" \"\"", dir.display()),
         "200 result=0 endpos=64000",
@@ -174,6 +178,76 @@ fn play_flow_with_a_message() {
         "200 result=1",
     );
     exits_ok(&mut peer);
+    assert!(
+        !peer
+            .transcript
+            .iter()
+            .any(|c| c.starts_with("EXEC") || c == "ANSWER"),
+        "{:?}",
+        peer.transcript
+    );
+}
+
+/// The usual no-answer path: the caller's call was never answered (Ring, 4,
+/// for a call coming in; Ringing, 5, once Dial passed the ringing back).
+/// STREAM FILE alone sends a SIP caller no media: early media first, and the
+/// call is not answered (it would be billed as a connected call).
+#[test]
+fn play_on_an_unanswered_call_sends_progress_before_the_message() {
+    for state in ["4", "5"] {
+        let (_t, dir) = recordings();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("205.wav"), b"msg").unwrap();
+        let mut peer = start("play", "300", "205", &dir, &[]);
+        peer.expect("DATABASE GET \"op_alert\" \"205\"", "200 result=1 (1)");
+        peer.expect("CHANNEL STATUS", &format!("200 result={state}"));
+        // res_agi.c handle_exec: the application's return, 0 for Progress.
+        peer.expect("EXEC Progress", "200 result=0");
+        peer.expect(
+            &format!("STREAM FILE \"{}/205\" \"\"", dir.display()),
+            "200 result=0 endpos=64000",
+        );
+        peer.expect(
+            "SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"1\"",
+            "200 result=1",
+        );
+        exits_ok(&mut peer);
+        assert!(
+            !peer.transcript.iter().any(|c| c == "ANSWER"),
+            "the no-answer path is not answered: {:?}",
+            peer.transcript
+        );
+    }
+}
+
+/// The caller hangs up just as the message would start: out at once, nothing
+/// streamed to a dead channel.
+#[test]
+fn a_hangup_before_the_message_ends_play_at_once() {
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("205.wav"), b"msg").unwrap();
+    let mut peer = start("play", "300", "205", &dir, &["deadline=10"]);
+    peer.expect("DATABASE GET \"op_alert\" \"205\"", "200 result=1 (1)");
+    assert_eq!(
+        peer.next_command(Duration::from_secs(2)).as_deref(),
+        Some("CHANNEL STATUS")
+    );
+    let hung = peer.hangup();
+    let (status, at) = peer
+        .wait(Duration::from_secs(2))
+        .expect("must exit after SIGHUP");
+    assert!(status.success(), "{status}");
+    let took = at.duration_since(hung);
+    assert!(took < Duration::from_millis(150), "took {took:?}");
+    assert!(
+        !peer
+            .transcript
+            .iter()
+            .any(|c| c.starts_with("STREAM FILE") || c.starts_with("EXEC")),
+        "{:?}",
+        peer.transcript
+    );
 }
 
 #[test]

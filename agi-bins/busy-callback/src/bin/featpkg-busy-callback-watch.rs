@@ -3,16 +3,22 @@
 //! Follows device states over AMI (`DeviceStateList` once, then
 //! `DeviceStateChange` events, no polling; `Getvar DEVICE_STATE()` once for a
 //! device Asterisk's cache does not list) and, when both the caller and the
-//! callee of a pending request are free, originates the callback: the caller's
-//! phone rings showing "Callback <callee>"; when they answer, the dial context
-//! rings the callee. An unanswered callback is retried `--retries` times,
-//! `--retry-wait` seconds apart; requests expire after `--expiry` seconds.
+//! callee of a waiting request are free (see [`availability`]), marks the
+//! request calling and originates the callback: the caller's phone rings
+//! showing "Callback <callee>"; when they answer, the dial context rings the
+//! callee. From then on the callback's outcome decides what becomes of the
+//! request (the library documents who owns it when): the watcher settles only
+//! a callback the caller did not answer (`OriginateResponse` Failure, or
+//! Originate refused), or one whose outcome never came (after `--stale`). A
+//! request waits at least `--retry-wait` seconds after a callback that did not
+//! connect, at most `--retries` such callbacks are made after the first one,
+//! and requests expire `--expiry` seconds after the digit press.
 //!
 //! Single instance (a second start exits 0 at once: cron starts it every
 //! minute to keep it alive), survives Asterisk restarts (reconnects with
-//! backoff) and its own (requests live on disk), exits cleanly on SIGTERM —
-//! and by itself once its AMI credentials file is gone (the feature was
-//! uninstalled).
+//! backoff) and its own (requests and their phase live on disk), exits
+//! cleanly on SIGTERM — and by itself once its AMI credentials file is gone
+//! (the feature was uninstalled).
 //! It never runs inside an AGI, so it holds no call.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
 use featpkg_ami::{Ami, AmiError, Message, action};
-use featpkg_busy_callback::{Request, Store};
+use featpkg_busy_callback::{Outcome, Phase, Request, Rules, Settled, Store, now_ms};
+
+/// Added to the longest a callback can take without an outcome (the caller
+/// rings, then the callee rings: twice `--ring`) before it counts as lost:
+/// channel set-up, a slow OriginateResponse.
+const STALE_MARGIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -35,6 +46,23 @@ struct Options {
     retry_wait: Duration,
     expiry: u64,
     ring: Duration,
+    /// A callback still without an outcome this long after it was originated
+    /// is lost (Asterisk or the watcher restarted mid-callback).
+    stale: Option<Duration>,
+}
+
+impl Options {
+    fn stale(&self) -> Duration {
+        self.stale.unwrap_or(self.ring * 2 + STALE_MARGIN)
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            retries: self.retries,
+            retry_wait: self.retry_wait,
+            expiry_s: self.expiry,
+        }
+    }
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -49,6 +77,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         retry_wait: Duration::from_secs(60),
         expiry: 1800,
         ring: Duration::from_secs(30),
+        stale: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -63,9 +92,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--ami" => o.ami = value.into(),
             "--lock" => o.lock = value.into(),
             "--log" => o.log = Some(value.into()),
-            "--tech" if ["PJSIP", "IAX2", "DAHDI", "SIP"].contains(&value.as_str()) => {
-                o.tech = value.clone()
-            }
+            // The technologies the feature offers and its tests prove.
+            "--tech" if ["PJSIP", "IAX2"].contains(&value.as_str()) => o.tech = value.clone(),
             "--context"
                 if value
                     .chars()
@@ -81,6 +109,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--retry-wait" => o.retry_wait = Duration::from_secs(secs()?),
             "--expiry" => o.expiry = secs()?,
             "--ring" => o.ring = Duration::from_secs(secs()?),
+            "--stale" => o.stale = Some(Duration::from_secs(secs()?)),
             _ => return Err(format!("unknown option or bad value: {flag} {value:?}")),
         }
     }
@@ -94,29 +123,61 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Device state is free for a callback: idle. Anything else, or a device whose
-/// state Asterisk has not told us, is not.
-fn free(state: Option<&String>) -> bool {
-    matches!(state.map(String::as_str), Some("NOT_INUSE"))
+/// What a device state says about ringing that phone for a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Availability {
+    /// Idle: ring it.
+    Free,
+    /// In a call, ringing or on hold: wait for its next state change.
+    Busy,
+    /// Not registered (UNAVAILABLE) or no such device (INVALID): ringing would
+    /// fail and cost an attempt; wait until it comes back.
+    Unreachable,
+    /// Not told yet (nor a state name we know): do not ring blind.
+    NotKnown,
 }
 
-/// (caller, callee) of one request.
-type Pair = (String, String);
+/// The rule for "free" (names as `DEVICE_STATE()` and the `DeviceStateChange`
+/// event write them, main/devicestate.c):
+///
+/// * free: NOT_INUSE, and UNKNOWN. A driver that does not track its own
+///   phones' use (IAX2: chan_iax2.c `iax2_devicestate` answers UNKNOWN for
+///   every registered peer) leaves it to the core, which counts the device's
+///   channels (devicestate.c `ast_parse_device_state`): INUSE or RINGING while
+///   it has a call, UNKNOWN again when it has none. So UNKNOWN is an idle,
+///   reachable IAX2 phone — treating it as not free meant an IAX2 callee was
+///   never called back. Asterisk's own generic call completion decides the
+///   same way (ccss.c `cc_generic_is_device_available`: NOT_INUSE or UNKNOWN).
+/// * busy: INUSE, BUSY, RINGING, RINGINUSE, ONHOLD.
+/// * not reachable: UNAVAILABLE, INVALID — never rung.
+fn availability(state: Option<&str>) -> Availability {
+    match state {
+        Some("NOT_INUSE" | "UNKNOWN") => Availability::Free,
+        Some("INUSE" | "BUSY" | "RINGING" | "RINGINUSE" | "ONHOLD") => Availability::Busy,
+        Some("UNAVAILABLE" | "INVALID") => Availability::Unreachable,
+        _ => Availability::NotKnown,
+    }
+}
 
 struct Watcher {
     o: Options,
     store: Store,
     states: BTreeMap<String, String>,
-    /// ActionID of an originate in flight -> (caller, callee).
-    in_flight: BTreeMap<String, Pair>,
-    /// Earliest time of the next attempt per (caller, callee).
-    not_before: BTreeMap<Pair, Instant>,
-    /// Callees whose callback was just answered: the dial context is ringing
-    /// them although their last known state may still say free. Taken until
-    /// their next state change, or this instant at the latest.
-    taken: BTreeMap<String, Instant>,
+    /// ActionID of an originate whose OriginateResponse has not come -> the
+    /// request as marked for that callback.
+    in_flight: BTreeMap<String, Request>,
+    /// Callees whose callback the caller just answered (-> that caller): the
+    /// dial context rings them, and once they answer the request is gone from
+    /// the store, while their last known state may still say free (the events
+    /// lag). Taken until their next state change, until the request is back to
+    /// waiting (they did not answer: nothing to wait for), or this instant at
+    /// the latest.
+    taken: BTreeMap<String, (String, Instant)>,
     /// The store error logged last, so a lasting one is logged once.
     store_error: Option<String>,
+    /// Likewise for a request that cannot be marked or settled (tried on
+    /// every tick while it lasts); cleared by the next one that can.
+    write_error: Option<String>,
     /// Devices asked for with `Getvar DEVICE_STATE()` in this session.
     asked: BTreeSet<String>,
 }
@@ -124,6 +185,15 @@ struct Watcher {
 impl Watcher {
     fn device(&self, ext: &str) -> String {
         format!("{}/{ext}", self.o.tech)
+    }
+
+    fn free(&self, ext: &str) -> bool {
+        let state = self.states.get(&self.device(ext)).map(String::as_str);
+        let taken = self
+            .taken
+            .get(ext)
+            .is_some_and(|(_, t)| Instant::now() < *t);
+        !taken && availability(state) == Availability::Free
     }
 
     /// One AMI session: initial states, then events until the connection drops.
@@ -135,6 +205,8 @@ impl Watcher {
     ) -> Result<(), AmiError> {
         self.states.clear();
         self.asked.clear();
+        // Their OriginateResponse went with the old connection: a callback
+        // the caller does not answer is settled by the stale rule.
         self.in_flight.clear();
         for item in ami.list(action("DeviceStateList", &[])?)? {
             if let (Some(d), Some(s)) = (item.get("Device"), item.get("State")) {
@@ -144,39 +216,43 @@ impl Watcher {
         daemon::event_loop(self, ami, stop, Duration::from_millis(250), log)
     }
 
-    /// True when `r` may be called back now: both sides free, neither already
-    /// in a callback of ours, and its retry delay over.
-    fn ready(&self, r: &Request) -> bool {
-        let busy_with_us = self
-            .in_flight
-            .values()
-            .any(|(a, b)| a == &r.caller || b == &r.callee);
-        let waiting = self
-            .not_before
-            .get(&(r.caller.clone(), r.callee.clone()))
-            .is_some_and(|t| Instant::now() < *t);
-        let taken = self
-            .taken
-            .get(&r.callee)
-            .is_some_and(|t| Instant::now() < *t);
-        !busy_with_us
-            && !waiting
-            && !taken
-            && free(self.states.get(&self.device(&r.callee)))
-            && free(self.states.get(&self.device(&r.caller)))
+    /// True once a waiting request's wait is over. A wait longer than
+    /// `--retry-wait` from now cannot be ours: the clock went back; over too.
+    fn due(&self, not_before_ms: u64, now_ms: u64) -> bool {
+        let longest = u64::try_from(self.o.retry_wait.as_millis()).unwrap_or(u64::MAX);
+        now_ms >= not_before_ms || not_before_ms - now_ms > longest
     }
 
-    /// Rings the caller, showing which callee this callback is for.
-    fn call_back(&mut self, ami: &mut Ami, r: &Request, log: &mut Log) -> Result<(), AmiError> {
+    /// Marks `r` calling and rings the caller, showing which callee this
+    /// callback is for.
+    fn call_back(&mut self, ami: &mut Ami, seen: &Request, log: &mut Log) -> Result<(), AmiError> {
+        // Marked first: whatever happens next, the file says a callback is
+        // under way, and no second one starts for it.
+        let r = match self.store.begin_call(seen, now_ms()) {
+            Ok(Some(r)) => {
+                self.write_error = None;
+                r
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let text = format!(
+                    "cannot mark the callback of {} for {}: {e}",
+                    seen.caller, seen.callee
+                );
+                self.write_failed(text, log);
+                return Ok(());
+            }
+        };
         let caller_id = format!("\"Callback {}\" <{}>", r.callee, r.callee);
         let timeout = self.o.ring.as_millis().to_string();
         let channel = self.device(&r.caller);
-        // The dial context hands both back to the AGI program if the callee is
-        // busy again: who to call back, and since when the request waits (so
-        // it keeps its expiry). One header, comma-separated, as Asterisk reads it.
+        // Which callback this is, for the dial context's AGI program that
+        // settles it: on the caller's channel, and (one `_`: inherited one
+        // level) on the callee's, where Dial's U() subroutine runs. One header,
+        // comma-separated, as Asterisk reads it.
         let variable = format!(
-            "FEATPKG_CALLBACK_CALLER={},FEATPKG_CALLBACK_SINCE={}",
-            r.caller, r.created
+            "_FEATPKG_CALLBACK_CALLER={},_FEATPKG_CALLBACK_CALLEE={},_FEATPKG_CALLBACK_CREATED={},_FEATPKG_CALLBACK_CALL={}",
+            r.caller, r.callee, r.created, r.calls
         );
         let sent = ami.originate(&[
             ("Channel", &channel),
@@ -190,8 +266,7 @@ impl Watcher {
         match sent {
             Ok(id) => {
                 log.line(&format!("calling {} back for {}", r.caller, r.callee));
-                self.in_flight
-                    .insert(id, (r.caller.clone(), r.callee.clone()));
+                self.in_flight.insert(id, r);
                 Ok(())
             }
             // Asterisk refused this one call ("Originate failed"): an attempt
@@ -201,56 +276,85 @@ impl Watcher {
                     "Asterisk refused the callback to {} for {}: {why}",
                     r.caller, r.callee
                 ));
-                self.unanswered(&r.caller, &r.callee, log);
+                self.unanswered(&r, log);
                 Ok(())
             }
+            // The connection broke: whether Asterisk got the Originate is
+            // unknown; the stale rule settles the mark if no outcome comes.
             Err(e) => Err(e),
         }
     }
 
-    /// Counts an attempt the caller did not answer; drops the request after
-    /// `--retries` retries, else waits `--retry-wait` before the next one.
-    fn unanswered(&mut self, caller: &str, callee: &str, log: &mut Log) {
-        let _lock = self.store.lock();
-        let current = self
-            .store
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|r| r.caller == caller && r.callee == callee);
-        let Some(mut r) = current else { return };
-        r.attempts += 1;
-        if r.attempts > self.o.retries {
-            let _ = self.store.remove(caller, callee);
-            log.line(&format!(
+    /// Settles a callback the caller did not answer: waits `--retry-wait`,
+    /// or is dropped after `--retries` of them.
+    fn unanswered(&mut self, r: &Request, log: &mut Log) {
+        let (caller, callee) = (&r.caller, &r.callee);
+        match self.settle(r, Outcome::NotConnected) {
+            Ok(Settled::Dropped(d)) => log.line(&format!(
                 "{caller} did not answer {} callbacks for {callee}; dropped",
-                r.attempts
-            ));
-        } else {
-            let _ = self.store.save(&r);
-            self.not_before.insert(
-                (caller.to_string(), callee.to_string()),
-                Instant::now() + self.o.retry_wait,
-            );
-            log.line(&format!(
+                d.attempts
+            )),
+            Ok(Settled::Waiting(w)) => log.line(&format!(
                 "{caller} did not answer the callback for {callee} (attempt {})",
-                r.attempts
-            ));
+                w.attempts
+            )),
+            Ok(Settled::Expired(_)) => log.line(&format!("request {caller} -> {callee} expired")),
+            Ok(Settled::Done(_) | Settled::Gone) => {}
+            Err(e) => log.line(&format!(
+                "cannot settle the callback of {caller} for {callee}: {e}"
+            )),
         }
     }
 
-    /// The caller answered: the request is done and the callee is being rung.
-    fn answered(&mut self, caller: &str, callee: &str, log: &mut Log) {
-        let _lock = self.store.lock();
-        let _ = self.store.remove(caller, callee);
-        // Ringing the callee takes as long as the dial context's ring time.
-        let until = Instant::now() + self.o.ring + Duration::from_secs(5);
-        self.taken.insert(callee.to_string(), until);
-        log.line(&format!("{caller} answered the callback for {callee}"));
+    fn settle(
+        &self,
+        r: &Request,
+        outcome: Outcome,
+    ) -> Result<Settled, featpkg_busy_callback::StoreError> {
+        self.store
+            .settle(&r.call_ref(), outcome, now_ms(), &self.o.rules())
     }
 
-    /// A new device state; the callee's first change after its callback was
-    /// answered is the real one (ringing, talking, or free again).
+    /// A callback marked longer ago than `--stale` without an outcome: its
+    /// OriginateResponse or its dial context's word was lost (Asterisk or the
+    /// watcher restarted meanwhile). It waits again; no attempt is counted,
+    /// as the caller may never have been rung.
+    fn lost(&mut self, r: &Request, log: &mut Log) {
+        self.in_flight
+            .retain(|_, f| (&f.caller, &f.callee) != (&r.caller, &r.callee));
+        let settled = self.settle(r, Outcome::Unknown);
+        if settled.is_ok() {
+            self.write_error = None;
+        }
+        match settled {
+            Ok(Settled::Waiting(_)) => log.line(&format!(
+                "no outcome of the callback of {} for {} after {} s; it waits again",
+                r.caller,
+                r.callee,
+                self.o.stale().as_secs()
+            )),
+            Ok(Settled::Expired(_)) => {
+                log.line(&format!("request {} -> {} expired", r.caller, r.callee))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let text = format!(
+                    "cannot settle the callback of {} for {}: {e}",
+                    r.caller, r.callee
+                );
+                self.write_failed(text, log);
+            }
+        }
+    }
+
+    /// Logs a failed mark or settle once while the same failure lasts.
+    fn write_failed(&mut self, text: String, log: &mut Log) {
+        if self.write_error.as_ref() != Some(&text) {
+            log.line(&text);
+            self.write_error = Some(text);
+        }
+    }
+
     /// DeviceStateList lists only Asterisk's device-state cache: a phone whose
     /// state has not changed since Asterisk started is missing from it, and
     /// would stay unknown (never free) until its first event. Ask Asterisk for
@@ -265,8 +369,7 @@ impl Watcher {
             match ami.send(action("Getvar", &[("Variable", &variable)])?) {
                 Ok(reply) => {
                     if let Some(state) = reply.get("Value").filter(|v| !v.is_empty()) {
-                        let state = state.to_string();
-                        self.device_state(&device, &state);
+                        self.states.insert(device, state.to_string());
                     }
                 }
                 Err(AmiError::Refused(why)) => {
@@ -277,18 +380,11 @@ impl Watcher {
         }
         Ok(())
     }
-
-    fn device_state(&mut self, device: &str, state: &str) {
-        self.states.insert(device.to_string(), state.to_string());
-        let tech = format!("{}/", self.o.tech);
-        if let Some(ext) = device.strip_prefix(&tech) {
-            self.taken.remove(ext);
-        }
-    }
 }
 
 impl Watch for Watcher {
-    /// Originates every request whose two sides are free.
+    /// Settles lost callbacks, then originates every waiting request that is
+    /// due and whose two sides are free and in no other callback.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
         for gone in self.store.expire(now(), self.o.expiry).unwrap_or_default() {
             log.line(&format!(
@@ -311,10 +407,42 @@ impl Watch for Watcher {
                 return Ok(());
             }
         };
+        self.taken.retain(|callee, (caller, _)| {
+            !pending
+                .iter()
+                .any(|r| (&r.caller, &r.callee) == (caller, callee) && !r.calling())
+        });
+        // A phone in a callback under way takes no other: the caller talks to
+        // (or is being connected with) the callee, whose state may still say
+        // free until Asterisk reports the ringing.
+        let mut in_callback: BTreeSet<String> = pending
+            .iter()
+            .filter(|r| r.calling())
+            .flat_map(|r| [r.caller.clone(), r.callee.clone()])
+            .collect();
+        let now = now_ms();
+        let stale = u64::try_from(self.o.stale().as_millis()).unwrap_or(u64::MAX);
         for r in pending {
-            self.ask_unknown(ami, &r, log)?;
-            if self.ready(&r) {
-                self.call_back(ami, &r, log)?;
+            match r.phase {
+                Phase::Calling { since_ms } => {
+                    if now.abs_diff(since_ms) >= stale {
+                        self.lost(&r, log);
+                    }
+                }
+                Phase::Waiting { not_before_ms } => {
+                    if !self.due(not_before_ms, now)
+                        || in_callback.contains(&r.caller)
+                        || in_callback.contains(&r.callee)
+                    {
+                        continue;
+                    }
+                    self.ask_unknown(ami, &r, log)?;
+                    if self.free(&r.caller) && self.free(&r.callee) {
+                        in_callback.insert(r.caller.clone());
+                        in_callback.insert(r.callee.clone());
+                        self.call_back(ami, &r, log)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -324,22 +452,32 @@ impl Watch for Watcher {
         match ev.event() {
             Some("DeviceStateChange") => {
                 if let (Some(d), Some(s)) = (ev.get("Device"), ev.get("State")) {
-                    self.device_state(d, s);
+                    self.states.insert(d.to_string(), s.to_string());
+                    let tech = format!("{}/", self.o.tech);
+                    if let Some(ext) = d.strip_prefix(&tech) {
+                        self.taken.remove(ext);
+                    }
                 }
             }
             Some("OriginateResponse") => {
-                let Some((caller, callee)) =
-                    ev.get("ActionID").and_then(|id| self.in_flight.remove(id))
-                else {
+                let Some(r) = ev.get("ActionID").and_then(|id| self.in_flight.remove(id)) else {
                     return Ok(());
                 };
                 if ev
                     .get("Response")
-                    .is_some_and(|r| r.eq_ignore_ascii_case("Success"))
+                    .is_some_and(|x| x.eq_ignore_ascii_case("Success"))
                 {
-                    self.answered(&caller, &callee, log);
+                    // The dial context now rings the callee; its outcome
+                    // settles the request, not this event.
+                    let until = Instant::now() + self.o.ring + Duration::from_secs(5);
+                    self.taken
+                        .insert(r.callee.clone(), (r.caller.clone(), until));
+                    log.line(&format!(
+                        "{} answered the callback for {}",
+                        r.caller, r.callee
+                    ));
                 } else {
-                    self.unanswered(&caller, &callee, log);
+                    self.unanswered(&r, log);
                 }
             }
             _ => {}
@@ -367,9 +505,9 @@ fn main() -> std::process::ExitCode {
         o,
         states: BTreeMap::new(),
         in_flight: BTreeMap::new(),
-        not_before: BTreeMap::new(),
         taken: BTreeMap::new(),
         store_error: None,
+        write_error: None,
         asked: BTreeSet::new(),
     };
     daemon::run(
@@ -378,4 +516,47 @@ fn main() -> std::process::ExitCode {
         "call",
         |ami, stop, log| w.session(ami, stop, log),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_busy_and_unreachable_device_states() {
+        for free in ["NOT_INUSE", "UNKNOWN"] {
+            assert_eq!(availability(Some(free)), Availability::Free, "{free}");
+        }
+        for busy in ["INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"] {
+            assert_eq!(availability(Some(busy)), Availability::Busy, "{busy}");
+        }
+        for gone in ["UNAVAILABLE", "INVALID"] {
+            assert_eq!(
+                availability(Some(gone)),
+                Availability::Unreachable,
+                "{gone}"
+            );
+        }
+        for unknown in [None, Some(""), Some("not_inuse"), Some("Idle")] {
+            assert_eq!(availability(unknown), Availability::NotKnown, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn options() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.stale(), Duration::from_secs(90), "2 x ring + margin");
+        let args: Vec<String> = ["--tech", "IAX2", "--ring", "10", "--stale", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = parse(&args).unwrap();
+        assert_eq!(
+            (o.tech.as_str(), o.stale()),
+            ("IAX2", Duration::from_secs(5))
+        );
+        for tech in ["DAHDI", "SIP", "pjsip", "Local"] {
+            assert!(parse(&["--tech".into(), tech.into()]).is_err(), "{tech}");
+        }
+    }
 }
