@@ -221,3 +221,39 @@ fn tech_is_pjsip_or_iax2() {
     pbx.ok(&["uninstall", "busy-callback"]);
     assert_same_tree(&before, &pbx.snapshot());
 }
+
+/// The watcher's credentials and AMI user follow where the PBX's AMI listens
+/// (manager.conf `[general]` port and bindaddr), not a fixed 127.0.0.1:5038.
+#[test]
+fn the_watcher_connects_where_the_pbxs_ami_listens() {
+    let pbx = Pbx::new();
+    let manager = pbx.read_etc("manager.conf");
+    let moved = manager.replacen(
+        "port = 5038\nbindaddr = 127.0.0.1\n",
+        "port = 15038\nbindaddr = 127.0.0.2\n",
+        1,
+    );
+    assert_ne!(
+        moved, manager,
+        "the fixture's manager.conf sets port and bindaddr"
+    );
+    pbx.write_etc("manager.conf", moved.as_bytes());
+    let bundle = bundle();
+    pbx.ok(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "busy-callback",
+    ]);
+    let creds = pbx.read_etc("featpkg-ami/busy-callback.conf");
+    assert!(creds.contains("\nhost=127.0.0.2\nport=15038\n"), "{creds}");
+    let manager = pbx.read_etc("manager.conf");
+    let user = manager
+        .split("[featpkg-busy-callback]\n")
+        .nth(1)
+        .expect("AMI user");
+    assert!(
+        user.contains("permit = 127.0.0.2/255.255.255.255\n"),
+        "{user}"
+    );
+}

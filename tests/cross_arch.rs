@@ -428,6 +428,8 @@ fn aarch64_operator_alert_records_plays_and_deletes() {
     // A call to 201 that is not answered: the message plays.
     let mut peer = operator_alert("play", "300", "201", &dir);
     peer.expect("DATABASE GET \"op_alert\" \"201\"", "200 result=1 (1)");
+    peer.expect("CHANNEL STATUS", "200 result=4");
+    peer.expect("EXEC Progress", "200 result=0");
     peer.expect(
         &format!("STREAM FILE \"{}/201\" \"\"", dir.display()),
         "200 result=0 endpos=64000",
