@@ -512,12 +512,38 @@ fn normalize_exten(exten: &str) -> String {
     }
 }
 
+/// True for the extensions.conf sections that are not contexts: `[general]`
+/// (pbx_config's settings) and `[globals]` (global variables). pbx_config.c
+/// compares them with strcasecmp, so `[GLOBALS]` is the same section.
+pub fn is_reserved_dialplan_section(name: &str) -> bool {
+    name.eq_ignore_ascii_case("general") || name.eq_ignore_ascii_case("globals")
+}
+
+/// Each section of a dialplan fragment that opens (or appends to) `[general]`
+/// or `[globals]`: Asterisk would read its lines as settings or global
+/// variables, not as a context (`exten=_X!,1,NoOp()` becomes a variable).
+pub fn reserved_dialplan_sections(added: &ConfigFile) -> Vec<Conflict> {
+    added
+        .sections
+        .iter()
+        .filter(|s| is_reserved_dialplan_section(&s.name))
+        .map(|s| Conflict {
+            file: added.path.clone(),
+            line: s.line,
+            message: format!(
+                "[{}] is not a context: Asterisk reads extensions.conf's [general] and [globals] (in any case) as settings and global variables, so the block's lines would become those instead of dialplan",
+                s.name
+            ),
+        })
+        .collect()
+}
+
 /// Every (context, extension, priority) of an extensions.conf (and its includes).
 pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
     let mut out = Vec::new();
     for file in files {
         for section in &file.sections {
-            if section.name == "general" || section.name == "globals" || section.template {
+            if is_reserved_dialplan_section(&section.name) || section.template {
                 continue;
             }
             // `same =>` state resets at each section start.
@@ -771,6 +797,34 @@ mod tests {
 
     fn p(text: &str) -> ConfigFile {
         parse(text.as_bytes(), "extensions.conf").unwrap()
+    }
+
+    #[test]
+    fn general_and_globals_are_not_contexts_in_any_case() {
+        let block = p(
+            "[ok]\nexten => 1,1,NoOp()\n[GLOBALS]\nexten=_X!,1,NoOp()\n[general](+)\nstatic=yes\n",
+        );
+        let found = reserved_dialplan_sections(&block);
+        assert_eq!(
+            found.iter().map(|c| c.line).collect::<Vec<_>>(),
+            [3, 5],
+            "{found:?}"
+        );
+        assert!(
+            found[0]
+                .to_string()
+                .starts_with("extensions.conf:3: [GLOBALS] is not a context")
+        );
+        // Their lines are no (context, exten, priority).
+        let entries = dialplan_entries(std::slice::from_ref(&block));
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| e.context.as_str())
+                .collect::<Vec<_>>(),
+            ["ok"]
+        );
+        assert!(reserved_dialplan_sections(&p("[globals-ish]\n[my-general]\n")).is_empty());
     }
 
     #[test]

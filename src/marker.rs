@@ -412,7 +412,9 @@ pub fn replace_block_body(
 }
 
 /// Removes a block. `strip_added_newline` takes back the line ending that
-/// [`insert_block`] added before it (so insert + remove round-trips byte-exactly).
+/// [`insert_block`] added before it (so insert + remove round-trips byte-exactly);
+/// that line ending is only taken back while the block is the last thing in the
+/// file (see [`remove_blocks`] for what happens otherwise).
 pub fn remove_block(
     text: &[u8],
     style: CommentStyle,
@@ -422,16 +424,89 @@ pub fn remove_block(
     let block = find(text, style, id)?;
     let mut start = block.span.start;
     if strip_added_newline && block.span.end == text.len() {
-        if text[..start].ends_with(b"\r\n") {
-            start -= 2;
-        } else if text[..start].ends_with(b"\n") {
-            start -= 1;
-        }
+        start -= added_eol_len(&text[..start]);
     }
     let mut out = Vec::with_capacity(text.len());
     out.extend_from_slice(&text[..start]);
     out.extend_from_slice(&text[block.span.end..]);
     Ok(out)
+}
+
+/// Length of the line ending [`insert_block`] added at the end of `before` (the
+/// text in front of the block): the ending it detected in the original text,
+/// which is `before` without that last ending. When that ending is the only one
+/// in `before`, the original had no line ending at all and `\n` was added.
+fn added_eol_len(before: &[u8]) -> usize {
+    if !before.ends_with(b"\n") {
+        return 0;
+    }
+    let original = &before[..before.len() - 1];
+    if !original.contains(&b'\n') {
+        return 1;
+    }
+    match LineEnding::detect(original) {
+        LineEnding::CrLf if original.ends_with(b"\r") => 2,
+        _ => 1,
+    }
+}
+
+/// Result of [`remove_blocks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub text: Vec<u8>,
+    /// Blocks that now carry the "a line ending was added before me" fact of a
+    /// removed block (see [`remove_blocks`]); the caller records it for them.
+    pub added_newline_passed_to: Vec<BlockId>,
+}
+
+/// Removes several blocks, each with its `added_newline` fact from
+/// [`insert_block`], so that the file ends as it did before the blocks came,
+/// whatever order they were added in.
+///
+/// Only the first block appended to a file lacking a final newline has the
+/// fact, and later blocks were appended after it. So blocks are removed from
+/// the end of the file backwards (the one with the fact is last when its turn
+/// comes and takes its line ending back), and when a block with the fact is
+/// not last because a block that stays follows it directly (another feature's,
+/// kept by this change), the fact passes to that block: it is the one that
+/// will be last once the others are gone. Anything else after it (text the
+/// admin appended) keeps the line ending it now ends with.
+pub fn remove_blocks(
+    text: &[u8],
+    style: CommentStyle,
+    blocks: &[(BlockId, bool)],
+) -> Result<Removed, MarkerError> {
+    let found = scan(text, style)?;
+    let mut order = Vec::with_capacity(blocks.len());
+    for (id, added_newline) in blocks {
+        let block = found
+            .iter()
+            .find(|b| &b.id == id)
+            .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
+        order.push((block.span.start, id, *added_newline));
+    }
+    order.sort_by_key(|(start, ..)| std::cmp::Reverse(*start));
+    let mut out = text.to_vec();
+    let mut passed_to = Vec::new();
+    for (_, id, added_newline) in order {
+        if added_newline {
+            let now = scan(&out, style)?;
+            let block = now
+                .iter()
+                .find(|b| &b.id == id)
+                .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
+            if block.span.end != out.len()
+                && let Some(next) = now.iter().find(|b| b.span.start == block.span.end)
+            {
+                passed_to.push(next.id.clone());
+            }
+        }
+        out = remove_block(&out, style, id, added_newline)?;
+    }
+    Ok(Removed {
+        text: out,
+        added_newline_passed_to: passed_to,
+    })
 }
 
 /// The body bytes of a block as they are in the file, or None when the block is absent.
@@ -483,6 +558,79 @@ mod tests {
             Err(MarkerError::NotLineStart(5))
         );
         round_trip(b"caf\xe9 latin-1 \xff\n", None);
+    }
+
+    /// Appends blocks a, b, c one after the other to `original`, as separate
+    /// installs do, and returns the text with each block's added_newline fact.
+    fn three_blocks(original: &[u8]) -> (Vec<u8>, Vec<(BlockId, bool)>) {
+        let mut text = original.to_vec();
+        let mut facts = Vec::new();
+        for edit in ["a", "b", "c"] {
+            let ins = insert_block(&text, S, &id(edit), "x = 1\n", None).unwrap();
+            text = ins.text;
+            facts.push((id(edit), ins.added_newline));
+        }
+        (text, facts)
+    }
+
+    #[test]
+    fn removing_several_blocks_at_once_restores_the_missing_final_newline() {
+        for original in [
+            &b"[m]\r\nx=1"[..],
+            b"[m]\nx=1",
+            b"[m]\r\nx=1\r\n",
+            b"[m]\nx=1\n",
+            b"no newline at all",
+            b"a\nb\r",
+        ] {
+            let (text, facts) = three_blocks(original);
+            // Every order of the list: removal works from the end backwards.
+            for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1]] {
+                let list: Vec<_> = order.iter().map(|&i| facts[i].clone()).collect();
+                let removed = remove_blocks(&text, S, &list).unwrap();
+                assert_eq!(
+                    removed.text,
+                    original,
+                    "{:?} in order {order:?}",
+                    String::from_utf8_lossy(original)
+                );
+                assert!(removed.added_newline_passed_to.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn the_fact_passes_to_the_block_that_stays_after_the_removed_one() {
+        for original in [&b"[m]\r\nx=1"[..], b"[m]\nx=1"] {
+            let (text, facts) = three_blocks(original);
+            assert_eq!(
+                facts.iter().map(|f| f.1).collect::<Vec<_>>(),
+                [true, false, false]
+            );
+            // a goes first (forward order, one feature at a time): b inherits.
+            let first = remove_blocks(&text, S, &facts[..1]).unwrap();
+            assert_eq!(first.added_newline_passed_to, vec![id("b")]);
+            let second = remove_blocks(&first.text, S, &[(id("b"), true)]).unwrap();
+            assert_eq!(second.added_newline_passed_to, vec![id("c")]);
+            let last = remove_blocks(&second.text, S, &[(id("c"), true)]).unwrap();
+            assert_eq!(last.text, original);
+            // a and c go together: b stays, and inherits.
+            let some = remove_blocks(&text, S, &[facts[0].clone(), facts[2].clone()]).unwrap();
+            assert_eq!(some.added_newline_passed_to, vec![id("b")]);
+            assert_eq!(
+                remove_blocks(&some.text, S, &[(id("b"), true)])
+                    .unwrap()
+                    .text,
+                original
+            );
+        }
+        // Text the admin appended after our block keeps the line ending.
+        let ins = insert_block(b"[m]", S, &id("a"), "x\n", None).unwrap();
+        let mut text = ins.text;
+        text.extend_from_slice(b"[admin]\n");
+        let removed = remove_blocks(&text, S, &[(id("a"), true)]).unwrap();
+        assert_eq!(removed.text, b"[m]\n[admin]\n");
+        assert!(removed.added_newline_passed_to.is_empty());
     }
 
     #[test]

@@ -91,14 +91,24 @@ fn ami_user_credentials_and_cron_line_round_trip() {
         "the dry run did not print the real secret"
     );
 
-    let crontab = std::fs::read_to_string(pbx.root().join("etc/crontab")).unwrap();
-    assert!(
-        crontab.ends_with(
-            "# BEGIN featpkg:featpkg-recipes:demo-watch/cron\n\
+    // On plain Asterisk the cron line goes into a cron.d file of the feature's
+    // own (the system crontab's format, user column included), never /etc/crontab.
+    let cron_d = pbx.root().join("etc/cron.d/featpkg-demo-watch");
+    let crontab = std::fs::read_to_string(&cron_d).unwrap();
+    assert_eq!(
+        crontab,
+        "# BEGIN featpkg:featpkg-recipes:demo-watch/cron\n\
          * * * * * root /var/lib/asterisk/agi-bin/featpkg-demo-watch --keepalive >/dev/null 2>&1\n\
          # END featpkg:featpkg-recipes:demo-watch/cron\n"
-        ),
-        "{crontab}"
+    );
+    assert_eq!(
+        std::fs::metadata(&cron_d).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    assert_eq!(
+        pbx.read("etc/crontab"),
+        before["etc/crontab"].0,
+        "/etc/crontab is not featpkg's"
     );
     assert!(
         pbx.asterisk_log().lines().any(|l| l == "manager reload"),

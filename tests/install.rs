@@ -532,3 +532,351 @@ fn glob_and_in_section_includes_are_followed_not_refused() {
     pbx.ok(&["uninstall", BUNDLE]);
     assert_same_tree(&before, &pbx.snapshot());
 }
+
+// ---- Line endings and the final newline, in every uninstall order ----------
+//
+// Every block after the first one appended to a file lacking a final newline
+// goes after that first block; whatever order the blocks then leave in (the
+// whole bundle at once, one feature at a time forwards or backwards, after one
+// install or several), the file must end exactly as it did.
+
+/// Every feature, in the order a single install places their blocks.
+const ALL_FEATURES: [&str; 5] = [
+    "busy-callback",
+    "call-waiting",
+    "conference-guest",
+    "operator-alert",
+    "queue-failover",
+];
+
+/// Parameters that make every feature install and put a block in each shared
+/// file (call-waiting's endpoints put one in pjsip.conf).
+fn sets_for(feature: &str) -> &'static [&'static str] {
+    match feature {
+        "call-waiting" => &["--set", "call-waiting.endpoints=201"],
+        "conference-guest" => &[
+            "--set",
+            "conference-guest.conference=700",
+            "--set",
+            "conference-guest.provider=provider",
+            "--set",
+            "conference-guest.number=0551234567",
+        ],
+        _ => &[],
+    }
+}
+
+fn install_features(pbx: &Pbx, features: &[&str]) {
+    let list = features.join(",");
+    let mut args = vec!["--features", list.as_str()];
+    for f in features {
+        args.extend_from_slice(sets_for(f));
+    }
+    install(pbx, &args);
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    crlf: bool,
+    final_newline: bool,
+}
+
+/// A PBX whose shared Asterisk files have `shape`.
+fn shaped_pbx(shape: Shape) -> Pbx {
+    let pbx = Pbx::new();
+    for name in [
+        "extensions.conf",
+        "modules.conf",
+        "manager.conf",
+        "pjsip.conf",
+    ] {
+        let mut text = pbx.read_etc(name);
+        if !shape.final_newline {
+            text = text.trim_end_matches('\n').to_string();
+        }
+        if shape.crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        pbx.write_etc(name, text.as_bytes());
+    }
+    pbx
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let from = bytes.len().saturating_sub(40);
+    format!("{:?}", String::from_utf8_lossy(&bytes[from..]))
+}
+
+/// The tree is back to `before`, every file byte for byte; says which order broke it.
+fn assert_restored(
+    what: &str,
+    before: &std::collections::BTreeMap<String, (Vec<u8>, u32)>,
+    pbx: &Pbx,
+) {
+    let after = pbx.snapshot();
+    for (path, (bytes, _)) in before {
+        if let Some((now, _)) = after.get(path) {
+            assert!(
+                now == bytes,
+                "{what}: {path} is not restored byte for byte: it ends {}, it ended {}",
+                tail(now),
+                tail(bytes)
+            );
+        }
+    }
+    assert_same_tree(before, &after);
+}
+
+fn every_uninstall_order_restores(shape: Shape) {
+    let label = |what: &str| format!("{shape:?}, {what}");
+    // The blocks really go in after a line ending featpkg adds (or not).
+    let pbx = shaped_pbx(shape);
+    let original = pbx.read_etc("extensions.conf");
+    install_features(&pbx, &ALL_FEATURES);
+    let eol = if shape.crlf { "\r\n" } else { "\n" };
+    let expected_start = if shape.final_newline {
+        format!("{original}; BEGIN featpkg:")
+    } else {
+        format!("{original}{eol}; BEGIN featpkg:")
+    };
+    assert!(
+        pbx.read_etc("extensions.conf").starts_with(&expected_start),
+        "{}",
+        label("blocks follow the admin's text")
+    );
+
+    // Each feature alone.
+    for feature in ALL_FEATURES {
+        let pbx = shaped_pbx(shape);
+        let before = pbx.snapshot();
+        install_features(&pbx, &[feature]);
+        pbx.ok(&["uninstall", BUNDLE]);
+        assert_restored(&label(&format!("{feature} alone")), &before, &pbx);
+    }
+
+    // The whole bundle, installed and removed at once.
+    let pbx = shaped_pbx(shape);
+    let before = pbx.snapshot();
+    install_features(&pbx, &ALL_FEATURES);
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_restored(&label("whole bundle"), &before, &pbx);
+
+    // Installed at once, removed one feature at a time, backwards and forwards.
+    for (what, order) in [
+        (
+            "reverse order",
+            ALL_FEATURES.iter().rev().copied().collect::<Vec<_>>(),
+        ),
+        ("forward order", ALL_FEATURES.to_vec()),
+    ] {
+        let pbx = shaped_pbx(shape);
+        let before = pbx.snapshot();
+        install_features(&pbx, &ALL_FEATURES);
+        for feature in order {
+            pbx.ok(&["uninstall", feature]);
+        }
+        assert_restored(&label(what), &before, &pbx);
+    }
+
+    // Installed in separate transactions (each one's blocks after the last
+    // one's), then removed at once, forwards, or backwards.
+    for removal in ["bundle at once", "forward order", "reverse order"] {
+        let pbx = shaped_pbx(shape);
+        let before = pbx.snapshot();
+        for feature in ALL_FEATURES {
+            install_features(&pbx, &[feature]);
+        }
+        match removal {
+            "bundle at once" => {
+                pbx.ok(&["uninstall", BUNDLE]);
+            }
+            "forward order" => {
+                for feature in ALL_FEATURES {
+                    pbx.ok(&["uninstall", feature]);
+                }
+            }
+            _ => {
+                for feature in ALL_FEATURES.iter().rev() {
+                    pbx.ok(&["uninstall", feature]);
+                }
+            }
+        }
+        assert_restored(
+            &label(&format!("separate installs, then {removal}")),
+            &before,
+            &pbx,
+        );
+    }
+}
+
+#[test]
+fn crlf_file_without_final_newline_is_restored_in_every_order() {
+    every_uninstall_order_restores(Shape {
+        crlf: true,
+        final_newline: false,
+    });
+}
+
+#[test]
+fn lf_file_without_final_newline_is_restored_in_every_order() {
+    every_uninstall_order_restores(Shape {
+        crlf: false,
+        final_newline: false,
+    });
+}
+
+#[test]
+fn crlf_file_with_final_newline_is_restored_in_every_order() {
+    every_uninstall_order_restores(Shape {
+        crlf: true,
+        final_newline: true,
+    });
+}
+
+#[test]
+fn lf_file_with_final_newline_is_restored_in_every_order() {
+    every_uninstall_order_restores(Shape {
+        crlf: false,
+        final_newline: true,
+    });
+}
+
+#[test]
+fn a_block_added_after_a_partial_uninstall_still_restores_the_file() {
+    // The block that inherited the missing-final-newline fact is the one a
+    // later install must append after: a mixed history ends byte for byte too.
+    let pbx = shaped_pbx(Shape {
+        crlf: true,
+        final_newline: false,
+    });
+    let before = pbx.snapshot();
+    install_features(&pbx, &["operator-alert", "queue-failover"]);
+    pbx.ok(&["uninstall", "operator-alert"]);
+    install_features(&pbx, &["operator-alert"]);
+    pbx.ok(&["uninstall", "queue-failover"]);
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_restored("mixed history", &before, &pbx);
+}
+
+// ---- Cron lines on plain Asterisk: /etc/cron.d, never /etc/crontab -----------
+
+const CONFERENCE_SETS: [&str; 6] = [
+    "--set",
+    "conference-guest.conference=700",
+    "--set",
+    "conference-guest.provider=provider",
+    "--set",
+    "conference-guest.number=0551234567",
+];
+
+#[test]
+fn cron_lines_go_into_cron_d_files_of_their_own() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let pbx = Pbx::new();
+    let before = pbx.snapshot();
+    install(&pbx, &CONFERENCE_SETS);
+    assert_eq!(
+        pbx.read("etc/crontab"),
+        before["etc/crontab"].0,
+        "a package never edits /etc/crontab"
+    );
+    for (feature, watcher) in [
+        ("busy-callback", "featpkg-busy-callback-watch"),
+        ("conference-guest", "featpkg-conference-guest-watch"),
+    ] {
+        let path = pbx.root().join(format!("etc/cron.d/featpkg-{feature}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[0],
+            format!("# BEGIN featpkg:featpkg-recipes:{feature}/cron")
+        );
+        // cron.d has the user column, as /etc/crontab does.
+        assert!(
+            lines[1].starts_with(&format!(
+                "* * * * * root /var/lib/asterisk/featpkg-bin/{watcher} "
+            )) && lines[1].ends_with(" >/dev/null 2>&1"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[2],
+            format!("# END featpkg:featpkg-recipes:{feature}/cron")
+        );
+        assert!(text.ends_with('\n'), "cron wants a final newline");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "cron reads only root's files"
+        );
+    }
+    // Debian's cron ignores names with a dot: nothing else of ours is in there.
+    let names: Vec<String> = std::fs::read_dir(pbx.root().join("etc/cron.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')),
+        "{names:?}"
+    );
+    assert!(pbx.ok(&["verify"]).contains("no drift"));
+
+    // One feature out: its file goes, the other stays.
+    pbx.ok(&["uninstall", "busy-callback"]);
+    assert!(!pbx.root().join("etc/cron.d/featpkg-busy-callback").exists());
+    assert!(
+        pbx.root()
+            .join("etc/cron.d/featpkg-conference-guest")
+            .is_file()
+    );
+    // All out: the files and the cron.d directory featpkg created are gone.
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn install_works_without_etc_crontab() {
+    let pbx = Pbx::new();
+    std::fs::remove_file(pbx.root().join("etc/crontab")).unwrap();
+    let before = pbx.snapshot();
+    let out = install(&pbx, &[]);
+    assert!(
+        out.contains("created  /etc/cron.d/featpkg-busy-callback"),
+        "{out}"
+    );
+    assert!(!pbx.root().join("etc/crontab").exists());
+    assert!(pbx.ok(&["verify"]).contains("no drift"));
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn an_existing_cron_d_keeps_the_admins_files_and_our_file_takes_their_edits_along() {
+    let pbx = Pbx::new();
+    let cron_d = pbx.root().join("etc/cron.d");
+    std::fs::create_dir_all(&cron_d).unwrap();
+    std::fs::write(
+        cron_d.join("admin-job"),
+        "0 3 * * * root /usr/local/bin/backup\n",
+    )
+    .unwrap();
+    let before = pbx.snapshot();
+    install(&pbx, &["--features", "busy-callback"]);
+    // The admin adds a line of their own to our file, outside our block.
+    let ours = cron_d.join("featpkg-busy-callback");
+    let mut text = std::fs::read_to_string(&ours).unwrap();
+    text.push_str("# admin: also see /etc/cron.d/admin-job\n");
+    std::fs::write(&ours, &text).unwrap();
+    pbx.ok(&["uninstall", BUNDLE]);
+    assert_eq!(
+        std::fs::read_to_string(&ours).unwrap(),
+        "# admin: also see /etc/cron.d/admin-job\n",
+        "the admin's line stays, so the file does"
+    );
+    std::fs::remove_file(&ours).unwrap();
+    assert_same_tree(&before, &pbx.snapshot());
+}

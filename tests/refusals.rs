@@ -112,6 +112,99 @@ fn badly_typed_parameters() {
 }
 
 #[test]
+fn general_and_globals_are_not_context_names() {
+    // Asterisk reads [general] and [globals] (strcasecmp) as settings and global
+    // variables: the block's `exten=`/`same=` lines would become variables in
+    // the running PBX even after a failed reload was rolled back.
+    let pbx = Pbx::new();
+    for value in ["globals", "general", "GLOBALS", "General"] {
+        refused_install(
+            &pbx,
+            &["--set", &format!("queue-failover.context={value}")],
+            &format!(
+                "feature queue-failover: parameter context = \"{value}\" refused: \"{value}\" is not a context name: extensions.conf's [general] and [globals] sections"
+            ),
+        );
+    }
+    refused_install(
+        &pbx,
+        &["--set", "call-waiting.hook_context=Globals"],
+        "parameter hook_context = \"Globals\" refused: \"Globals\" is not a context name",
+    );
+    // As the context of a destination, too.
+    refused_install(
+        &pbx,
+        &["--set", "queue-failover.default=globals,200,1"],
+        "parameter default = \"globals,200,1\" refused: a destination must be context,exten,priority: context: \"globals\" is not a context name",
+    );
+    // Names that merely contain the words are contexts like any other.
+    pbx.ok(&[
+        "install",
+        bundle().to_str().unwrap(),
+        "--features",
+        "queue-failover",
+        "--set",
+        "queue-failover.context=globals-failover",
+        "--no-reload",
+    ]);
+}
+
+/// A feature whose template opens a context named by a `word` parameter (a
+/// type that does not know about contexts), so only the planner stands between
+/// `[globals]` and extensions.conf.
+fn add_word_context_feature(src: &Path) {
+    let dir = src.join("packaging/features/demo-ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("feature.json"),
+        r##"{"id": "demo-ctx", "version": "1.0.0", "summary": "test: a context named by a word parameter",
+            "params": [{"name": "ctx", "type": "word", "default": "demo-ctx", "help": "context"}],
+            "edits": [
+              {"kind": "block", "id": "dialplan", "file": "etc:extensions.conf", "template": "extensions.conf", "check": "dialplan"}
+            ]}"##,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("extensions.conf"),
+        "; demo\n[demo-ctx-entry]\nexten => 1,1,Goto(%{ctx},1,1)\n[%{ctx}]\nexten => _X!,1,NoOp(demo)\n same => n,Hangup()\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_dialplan_block_opening_general_or_globals_is_refused_by_the_planner() {
+    let (_d, archive) = bundle_with_version("1.0.0", add_word_context_feature);
+    let archive = archive.to_str().unwrap();
+    let pbx = Pbx::new();
+    for value in ["globals", "GENERAL"] {
+        refused(
+            &pbx,
+            &[
+                "install",
+                archive,
+                "--features",
+                "demo-ctx",
+                "--set",
+                &format!("demo-ctx.ctx={value}"),
+            ],
+            &format!(
+                "/etc/asterisk/extensions.conf: block demo-ctx/dialplan, line 4: [{value}] is not a context"
+            ),
+        );
+    }
+    // The same feature with a real context name installs.
+    pbx.ok(&[
+        "install",
+        archive,
+        "--features",
+        "demo-ctx",
+        "--set",
+        "demo-ctx.ctx=demo-target",
+        "--no-reload",
+    ]);
+}
+
+#[test]
 fn missing_asterisk_conf() {
     let pbx = Pbx::new();
     std::fs::remove_file(pbx.etc("asterisk.conf")).unwrap();

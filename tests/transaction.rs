@@ -9,10 +9,11 @@ use std::process::Stdio;
 
 use common::*;
 
-// A full install is, in order: step 1-2 create /etc/asterisk/featpkg-ami and
-// /var/lib/asterisk/featpkg-bin, steps 3-8 busy-callback's files (AGI program,
-// watcher, extensions.conf, manager.conf, AMI credentials, /etc/crontab), then
-// modules.conf and operator-alert's AGI program. The points below land in each kind.
+// A full install is, in order: steps 1-3 create /etc/asterisk/featpkg-ami,
+// /etc/cron.d (missing in the fixture) and /var/lib/asterisk/featpkg-bin, steps
+// 4-10 busy-callback's files (modules.conf, AGI program, watcher,
+// extensions.conf, manager.conf, AMI credentials, /etc/cron.d/featpkg-busy-callback),
+// then operator-alert's AGI program. The points below land in each kind.
 fn bundle_arg() -> String {
     bundle().display().to_string()
 }
@@ -85,9 +86,9 @@ fn module_load_failure_rolls_back() {
 fn injected_failure_after_some_files_were_written_rolls_back() {
     for point in [
         "step-1-done",
-        "step-3-temp",
-        "step-5-done",
-        "step-8-temp",
+        "step-4-temp",
+        "step-6-done",
+        "step-9-temp",
         "applied",
         "before-state-commit",
     ] {
@@ -139,9 +140,9 @@ fn killed_install_is_rolled_back_by_the_next_command() {
     for point in [
         "journal-written",
         "step-2-done",
-        "step-3-temp",
-        "step-5-done",
-        "step-9-temp",
+        "step-4-temp",
+        "step-6-done",
+        "step-10-temp",
         "applied",
         "before-state-commit",
     ] {

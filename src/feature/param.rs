@@ -254,7 +254,15 @@ impl ParamType {
                 Ok(())
             }
             ParamType::DigitPattern => check_digit_pattern(value),
-            ParamType::Context => check_word(value, "a context name", "-_.", 79),
+            ParamType::Context => {
+                check_word(value, "a context name", "-_.", 79)?;
+                if crate::asterisk_config::is_reserved_dialplan_section(value) {
+                    return Err(ParamRuleError(format!(
+                        "{value:?} is not a context name: extensions.conf's [general] and [globals] sections (any case; Asterisk compares them with strcasecmp) hold settings and global variables, so the dialplan lines would become global variables"
+                    )));
+                }
+                Ok(())
+            }
             ParamType::Sound => {
                 if value.contains('/') || value.contains("..") {
                     return Err(ParamRuleError(
@@ -355,6 +363,28 @@ mod tests {
         assert!(err.0.contains("letters, digits"), "{}", err.0);
         assert!(ParamType::Context.check("a,b").is_err());
         assert!(ParamType::Context.check("a b").is_err());
+    }
+
+    #[test]
+    fn context_refuses_general_and_globals_in_any_case() {
+        for reserved in ["general", "globals", "GLOBALS", "General", "gLoBaLs"] {
+            let err = ParamType::Context.check(reserved).unwrap_err();
+            assert!(
+                err.0.contains("is not a context name") && err.0.contains("[globals]"),
+                "{reserved}: {}",
+                err.0
+            );
+            // Also as the context of a destination.
+            assert!(
+                ParamType::Destination
+                    .check(&format!("{reserved},100,1"))
+                    .is_err(),
+                "{reserved}"
+            );
+        }
+        for fine in ["globals2", "my-general", "general_ctx", "from-globals"] {
+            assert!(ParamType::Context.check(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -499,7 +499,7 @@ fn reload_for_changed(changed: &[&str]) -> ReloadRequest {
         manager: name_changed(&|n| n == "manager.conf" || n == "manager_custom.conf"),
         crontab: changed
             .iter()
-            .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/")),
+            .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/") || p.contains("/cron.d/")),
         ..ReloadRequest::default()
     }
 }

@@ -103,6 +103,18 @@ pub fn uninstall(
                 .iter()
                 .filter(|e| !removing(&e.feature))
                 .cloned()
+                .map(|mut e| {
+                    // A removed block's "line ending added before me" fact
+                    // passed to this one (the file lacked a final newline).
+                    if plan
+                        .added_newline_moved
+                        .iter()
+                        .any(|(path, edit)| *path == e.path && *edit == e.edit_id)
+                    {
+                        e.added_newline = true;
+                    }
+                    e
+                })
                 .collect(),
             dirs: plan.dirs.clone(),
             // Rows the removed features did not touch keep their baselines.

@@ -132,6 +132,11 @@ pub struct Plan {
     pub dirs: Vec<String>,
     /// Hand edits overridden by --force, reported to the user.
     pub forced: Vec<String>,
+    /// (path, edit id) of this bundle's blocks that the plan does not change
+    /// but that now carry the "a line ending was added before me" fact of a
+    /// block removed right in front of them (see [`marker::remove_blocks`]):
+    /// an uninstall of one feature records it for the features that stay.
+    pub added_newline_moved: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -291,7 +296,8 @@ pub fn plan(
                 &mut out.forced,
             )?
         } else {
-            plan_blocks(
+            let mut newline_moved = Vec::new();
+            let planned = plan_blocks(
                 target,
                 bundle,
                 runtime_path,
@@ -300,7 +306,14 @@ pub fn plan(
                 &news,
                 force,
                 &mut out.forced,
-            )?
+                &mut newline_moved,
+            )?;
+            out.added_newline_moved.extend(
+                newline_moved
+                    .into_iter()
+                    .map(|edit| (runtime_path.clone(), edit)),
+            );
+            planned
         };
         out.edits.extend(edits);
         if after != before {
@@ -441,6 +454,7 @@ fn plan_blocks(
     news: &[&RenderedEdit],
     force: bool,
     forced: &mut Vec<String>,
+    newline_moved: &mut Vec<String>,
 ) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
     let created;
     let before = match (before, target.create_missing(path)) {
@@ -489,6 +503,7 @@ fn plan_blocks(
         edit: edit.to_string(),
     };
     let mut added_newline: BTreeMap<String, bool> = BTreeMap::new();
+    let mut going: Vec<(BlockId, bool)> = Vec::new();
 
     // 1. Old blocks: drift check, then keep (to be replaced in place) or remove.
     for old in olds {
@@ -528,8 +543,22 @@ fn plan_blocks(
         if still_wanted {
             added_newline.insert(old.edit_id.clone(), old.added_newline);
         } else {
-            text =
-                marker::remove_block(&text, style, &id, old.added_newline).map_err(marker_err)?;
+            going.push((id, old.added_newline));
+        }
+    }
+    // All at once, from the end of the file backwards, so that a file that had
+    // no final newline gets none back whatever order the blocks came in; the
+    // fact passes on to a block of ours that stays right after a removed one.
+    let removed = marker::remove_blocks(&text, style, &going).map_err(marker_err)?;
+    text = removed.text;
+    for heir in removed.added_newline_passed_to {
+        if heir.bundle != bundle {
+            continue; // another bundle's block: its own record says nothing of it
+        }
+        if news.iter().any(|n| n.edit_id == heir.edit) {
+            added_newline.insert(heir.edit, true);
+        } else {
+            newline_moved.push(heir.edit);
         }
     }
 
@@ -566,6 +595,30 @@ fn plan_blocks(
                         path: path.into(),
                         message: format!("block {}: {e}", new.edit_id),
                     })?;
+            if *check == ConfigCheck::Dialplan {
+                let reserved = asterisk_config::reserved_dialplan_sections(&added);
+                let in_section = section
+                    .as_deref()
+                    .filter(|s| asterisk_config::is_reserved_dialplan_section(s));
+                if let Some(first) = reserved.first() {
+                    return Err(PlanError::Config {
+                        path: path.into(),
+                        message: format!(
+                            "block {}, line {}: {}",
+                            new.edit_id, first.line, first.message
+                        ),
+                    });
+                }
+                if let Some(name) = in_section {
+                    return Err(PlanError::Config {
+                        path: path.into(),
+                        message: format!(
+                            "block {} would be placed in [{name}], which is not a context (Asterisk reads [general] and [globals] as settings and global variables)",
+                            new.edit_id
+                        ),
+                    });
+                }
+            }
             let mut baseline = existing.clone();
             baseline.extend(added_so_far.iter().cloned());
             let conflicts: Vec<Conflict> = match check {

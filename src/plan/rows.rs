@@ -159,6 +159,7 @@ pub(super) fn plan_row(
                     .is_some_and(|old| header(old) != header(body.as_bytes())))
     });
     let mut forced = Vec::new();
+    let mut newline_moved = Vec::new();
     let (after, mut edits) = if moves {
         let (removed, _) = plan_blocks(
             target,
@@ -169,6 +170,7 @@ pub(super) fn plan_row(
             &[],
             force,
             &mut forced,
+            &mut newline_moved,
         )
         .map_err(&named)?;
         plan_blocks(
@@ -180,6 +182,7 @@ pub(super) fn plan_row(
             &news,
             force,
             &mut forced,
+            &mut newline_moved,
         )
     } else {
         plan_blocks(
@@ -191,6 +194,7 @@ pub(super) fn plan_row(
             &news,
             force,
             &mut forced,
+            &mut newline_moved,
         )
     }
     .map_err(&named)?;
@@ -202,6 +206,11 @@ pub(super) fn plan_row(
     for edit in &mut edits {
         edit.path = runtime_path.to_string();
     }
+    out.added_newline_moved.extend(
+        newline_moved
+            .into_iter()
+            .map(|edit| (runtime_path.to_string(), edit)),
+    );
     let after_text = match after {
         Some(a) => a
             .content

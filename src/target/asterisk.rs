@@ -1,11 +1,18 @@
 //! The plain Asterisk target: paths from `asterisk.conf` `[directories]`,
 //! reload through the Asterisk CLI (`asterisk -rx`).
+//!
+//! A feature's cron block (`sysetc:crontab`, the system crontab's format with
+//! the user column) goes, as a Debian package's would, into a file of its own
+//! in `/etc/cron.d`: `featpkg-<feature>` (cron.d names must be letters, digits,
+//! `_` and `-` only, or Debian's cron ignores the file; reference/installers.md
+//! §5), mode 0644, owned by root, created when missing and removed once empty.
+//! `/etc/crontab` itself is never edited, and need not exist.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ReloadError, ReloadRequest, Target};
-use crate::feature::{Location, PbxDir};
+use super::{PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target};
+use crate::feature::{Location, PbxDir, RenderedContent, RenderedEdit};
 
 /// Environment variable naming the Asterisk CLI command (e.g. `asterisk -C /etc/asterisk/asterisk.conf`).
 pub const ASTERISK_CMD_ENV: &str = "FEATPKG_ASTERISK_CMD";
@@ -149,6 +156,42 @@ impl AsteriskTarget {
     }
 }
 
+/// The directory of cron's drop-in files (relative to the system's `/etc`).
+pub const CRON_D: &str = "cron.d";
+/// Prefix of the cron.d files featpkg owns: `featpkg-<feature>`.
+pub const CRON_D_PREFIX: &str = "featpkg-";
+
+/// True for a name Debian's cron reads in /etc/cron.d: `^[a-zA-Z0-9_-]+$`
+/// (a name with a dot, like a `.dpkg-dist` leftover, is ignored).
+pub fn valid_cron_d_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl AsteriskTarget {
+    /// The cron.d file (runtime path) a feature's cron block goes into.
+    pub fn cron_d_path(&self, feature: &str) -> Result<String, String> {
+        let name = format!("{CRON_D_PREFIX}{feature}");
+        if !valid_cron_d_name(&name) {
+            return Err(format!(
+                "cron.d file name {name:?} would be ignored by cron: only letters, digits, '_' and '-' are allowed"
+            ));
+        }
+        Ok(format!("{}/{CRON_D}/{name}", self.dirs[&PbxDir::SysEtc]))
+    }
+
+    /// True for a cron.d file featpkg puts its blocks in.
+    fn is_our_cron_d_file(&self, runtime_path: &str) -> bool {
+        let dir = format!("{}/{CRON_D}/", self.dirs[&PbxDir::SysEtc]);
+        runtime_path
+            .strip_prefix(&dir)
+            .and_then(|name| name.strip_prefix(CRON_D_PREFIX))
+            .is_some_and(|rest| !rest.is_empty() && valid_cron_d_name(rest))
+    }
+}
+
 /// `root` + an absolute runtime path.
 fn prefixed(root: &Path, runtime: &str) -> PathBuf {
     root.join(runtime.trim_start_matches('/'))
@@ -177,6 +220,40 @@ impl Target for AsteriskTarget {
 
     fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+        let mut placed = Vec::with_capacity(edits.len());
+        for edit in edits {
+            let system_crontab =
+                edit.location.dir == PbxDir::SysEtc && edit.location.rel == "crontab";
+            let runtime_path = match &edit.content {
+                RenderedContent::Block { comment, .. } if system_crontab => {
+                    let refuse = |message: String| PlaceError {
+                        edit: edit.edit_id.clone(),
+                        message,
+                    };
+                    if *comment != '#' {
+                        return Err(refuse("a crontab block needs '#' markers".into()));
+                    }
+                    // Same format as /etc/crontab (with the user column): the body stays.
+                    self.cron_d_path(&edit.feature).map_err(refuse)?
+                }
+                _ => self.runtime_path(&edit.location),
+            };
+            placed.push(PlacedEdit { runtime_path, edit });
+        }
+        Ok(placed)
+    }
+
+    fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {
+        // cron reads a cron.d file only when root owns it; only root can chown.
+        (self.is_our_cron_d_file(runtime_path) && super::effective_uid() == 0).then_some((0, 0))
+    }
+
+    fn create_missing(&self, runtime_path: &str) -> Option<u32> {
+        // cron.d files: not group- or other-writable (cron skips them otherwise).
+        self.is_our_cron_d_file(runtime_path).then_some(0o644)
     }
 
     fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
@@ -226,5 +303,65 @@ impl Target for AsteriskTarget {
             said.push(format!("context [{context}] is loaded"));
         }
         Ok(said)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature::Location;
+
+    fn target() -> (tempfile::TempDir, AsteriskTarget) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/asterisk")).unwrap();
+        std::fs::write(dir.path().join("etc/asterisk/asterisk.conf"), "").unwrap();
+        let t = AsteriskTarget::open(dir.path(), None, Some("asterisk")).unwrap();
+        (dir, t)
+    }
+
+    fn cron_block(feature: &str, comment: char) -> RenderedEdit {
+        RenderedEdit {
+            feature: feature.into(),
+            edit_id: format!("{feature}/cron"),
+            location: Location {
+                dir: PbxDir::SysEtc,
+                rel: "crontab".into(),
+            },
+            content: RenderedContent::Block {
+                body: "* * * * * root /bin/true\n".into(),
+                section: None,
+                check: None,
+                comment,
+            },
+        }
+    }
+
+    #[test]
+    fn cron_blocks_go_to_a_cron_d_file_per_feature() {
+        let (_d, t) = target();
+        let placed = t.place(vec![cron_block("busy-callback", '#')]).unwrap();
+        assert_eq!(placed[0].runtime_path, "/etc/cron.d/featpkg-busy-callback");
+        // Same format as /etc/crontab: the user column stays.
+        assert_eq!(placed[0].edit, cron_block("busy-callback", '#'));
+        assert_eq!(
+            t.create_missing("/etc/cron.d/featpkg-busy-callback"),
+            Some(0o644)
+        );
+        for not_ours in [
+            "/etc/crontab",
+            "/etc/cron.d/admin-job",
+            "/etc/cron.d/featpkg-",
+            "/etc/cron.d/featpkg-x.dpkg-dist",
+            "/etc/cron.d/sub/featpkg-x",
+        ] {
+            assert_eq!(t.create_missing(not_ours), None, "{not_ours}");
+        }
+        // A name Debian's cron would ignore is refused, not written.
+        let err = t.place(vec![cron_block("a.b", '#')]).unwrap_err();
+        assert!(err.message.contains("would be ignored by cron"), "{err}");
+        let err = t.place(vec![cron_block("x", ';')]).unwrap_err();
+        assert!(err.message.contains("'#' markers"), "{err}");
+        assert!(valid_cron_d_name("featpkg-busy_callback-2"));
+        assert!(!valid_cron_d_name("featpkg.cron") && !valid_cron_d_name(""));
     }
 }

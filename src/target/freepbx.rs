@@ -22,7 +22,6 @@
 //! (or `MacroExit`, `${MACRO_…}`) is refused (§2.1).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -261,13 +260,6 @@ fn asterisk_ids(root: &Path) -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-/// featpkg's effective uid (std has no geteuid(); /proc/self belongs to it).
-fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
-}
-
 impl Target for FreepbxTarget {
     fn name(&self) -> &'static str {
         "freepbx"
@@ -295,7 +287,7 @@ impl Target for FreepbxTarget {
     }
 
     fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
-        let as_root = effective_uid() == 0;
+        let as_root = super::effective_uid() == 0;
         let mut placed = Vec::new();
         for mut edit in edits {
             let refuse = |message: String| PlaceError {
@@ -376,7 +368,7 @@ impl Target for FreepbxTarget {
     fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {
         // Only root can give a file away; anyone else creates their own files
         // (the FreePBX web UI runs featpkg as asterisk already).
-        if effective_uid() != 0 {
+        if super::effective_uid() != 0 {
             return None;
         }
         let ours = runtime_path == self.crontab

@@ -19,7 +19,7 @@ pub use mikopbx::MikopbxTarget;
 /// The PBX flavours featpkg knows (`--target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetKind {
-    /// Plain Asterisk: files in /etc/asterisk, /etc/crontab, `asterisk -rx` reloads.
+    /// Plain Asterisk: files in /etc/asterisk, cron lines in /etc/cron.d, `asterisk -rx` reloads.
     #[default]
     Asterisk,
     /// FreePBX 16/17: `*_custom.conf` files, the asterisk user's crontab, `fwconsole reload`.
@@ -312,6 +312,14 @@ pub(crate) fn run_command(
         });
     }
     Ok(text)
+}
+
+/// featpkg's effective uid (std has no geteuid(); /proc/self belongs to it).
+pub(crate) fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 /// Lines of a system crontab (`/etc/crontab`: five time fields, a user, the
