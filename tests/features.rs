@@ -146,19 +146,27 @@ fn queue_failover_renders_every_status_in_order() {
         "[notify-queue-failover]\n\
          ; Goto(notify-queue-failover,<queue number>,1) right after Queue(): the first rule that\n\
          ; matches the queue and ${QUEUESTATUS} decides where the call goes.\n\
-         exten => _X!,1,NoOp(featpkg queue-failover: queue ${EXTEN} ended with ${QUEUESTATUS})\n",
+         ; A route that leads back into an empty queue (a rule or the default pointing\n\
+         ; at the queue's own entry, two queues pointing at each other) would spin the\n\
+         ; channel through here thousands of times a second: after 10 passes the\n\
+         ; call is logged and hung up instead.\n\
+         exten => _X!,1,Set(FEATPKG_QF_PASSES=$[0${FEATPKG_QF_PASSES} + 1])\n\
+         \x20same => n,GotoIf($[${FEATPKG_QF_PASSES} > 10]?loop)\n\
+         \x20same => n,NoOp(featpkg queue-failover: queue ${EXTEN} ended with ${QUEUESTATUS})\n",
     );
     for (i, s) in statuses.iter().enumerate() {
         expected.push_str(&format!(
             " same => n,GotoIf($[\"${{EXTEN}}\" = \"2000\" & \"${{QUEUESTATUS}}\" = \"{s}\"]?internal,30{i},1)\n"
         ));
     }
+    let guard = " same => n(loop),Log(WARNING,featpkg queue-failover: pass ${FEATPKG_QF_PASSES} through queue ${EXTEN} with status ${QUEUESTATUS}: the rules route this call in a loop, hanging up)\n same => n,Hangup()\n";
     expected.push_str(" same => n,Goto(internal,200,1)\n");
+    expected.push_str(guard);
     assert_eq!(body, expected);
     // No rules, no default: the context still exists and hangs up.
     let empty = block(&def, &[], "queue-failover/dialplan").unwrap();
     assert!(
-        empty.ends_with("QUEUESTATUS})\n same => n,Hangup()\n"),
+        empty.ends_with(&format!("QUEUESTATUS}})\n same => n,Hangup()\n{guard}")),
         "{empty}"
     );
 }

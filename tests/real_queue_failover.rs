@@ -105,12 +105,19 @@ fn assert_routed(
     );
     assert!(
         text.contains(&format!(
-            "Executing [{queue}@{CONTEXT}:1] NoOp(\"{channel}\", \"featpkg queue-failover: queue {queue} ended with {status}\")"
+            "Executing [{queue}@{CONTEXT}:3] NoOp(\"{channel}\", \"featpkg queue-failover: queue {queue} ended with {status}\")"
         )),
         "{text}"
     );
-    // The failover context decides once: the GotoIfs that did not match, then
-    // the one that did (or the default Goto) straight into [internal].
+    // The failover context decides once: its first pass (the loop guard's
+    // GotoIf not taken), the rules' GotoIfs that did not match, then the one
+    // that did (or the default Goto) straight into [internal].
+    assert!(
+        text.contains(&format!(
+            "Executing [{queue}@{CONTEXT}:2] GotoIf(\"{channel}\", \"0?loop\")"
+        )),
+        "{text}"
+    );
     let taken: Vec<&&str> = lines
         .iter()
         .filter(|l| {
@@ -128,7 +135,7 @@ fn assert_routed(
     for line in &lines[..before_taken] {
         if line.contains(&format!("@{CONTEXT}:")) && line.contains("GotoIf(") {
             assert!(
-                line.contains("\"0?internal,"),
+                line.contains("\"0?internal,") || line.contains("\"0?loop\""),
                 "an earlier rule matched: {line}\n{text}"
             );
         }
@@ -342,4 +349,57 @@ fn a_rule_looping_an_empty_queue_into_itself_is_refused() {
         "{}",
         common::text(&status)
     );
+}
+
+/// A loop the install-time check cannot see (the default leads back into the
+/// empty queue): the context's pass guard hangs the call up after
+/// `max_passes`, instead of spinning the channel through Queue() thousands of
+/// times a second.
+#[test]
+fn a_default_that_loops_into_the_empty_queue_is_hung_up_after_max_passes() {
+    let ast = asterisk::shared();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rules_file()).unwrap()).unwrap();
+    json["queue-failover"]["rules"] = serde_json::json!([]);
+    json["queue-failover"]["default"] = "internal,610,1".into();
+    json["queue-failover"]["max_passes"] = "5".into();
+    let dir = tempfile::tempdir().unwrap();
+    let looping = dir.path().join("looping-default.json");
+    std::fs::write(&looping, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let bundle = common::bundle();
+    ast.featpkg_ok(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--features",
+        "queue-failover",
+        "--params",
+        looping.to_str().unwrap(),
+    ]);
+
+    let mut ami = ast.ami();
+    let mark = ast.log_mark();
+    let started = Instant::now();
+    let channel = call_queue(&ast, &mut ami, "204", "610");
+    let log = wait_log(
+        &ast,
+        mark,
+        "the rules route this call in a loop, hanging up",
+    );
+    let log = wait_log(&ast, mark, &format!("Hangup(\"{channel}\""));
+    let elapsed = started.elapsed();
+    let passes = log
+        .matches(&format!("Executing [610@internal:1] Queue(\"{channel}\""))
+        .count();
+    assert_eq!(
+        passes,
+        6,
+        "the first Queue() and 5 passes back into it:\n{}",
+        asterisk::tail(&log, 40)
+    );
+    assert!(
+        log.contains("pass 6 through queue 610 with status JOINEMPTY: the rules route this call in a loop, hanging up"),
+        "{}",
+        asterisk::tail(&log, 40)
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
