@@ -407,8 +407,9 @@ fn aarch64_operator_alert_records_plays_and_deletes() {
         "STREAM FILE \"vm-rec-temp\" \"\"",
         "200 result=0 endpos=28800",
     );
+    // Recorded to a temporary name, renamed over 201.wav once it holds audio.
     let record = format!(
-        "RECORD FILE \"{}/201\" \"wav\" \"#\" 60000 BEEP",
+        "RECORD FILE \"{}/201.new\" \"wav\" \"#\" 60000 BEEP",
         dir.display()
     );
     assert_eq!(
@@ -416,9 +417,19 @@ fn aarch64_operator_alert_records_plays_and_deletes() {
         Some(record.as_str())
     );
     assert!(dir.is_dir(), "the program creates the recordings directory");
-    std::fs::write(dir.join("201.wav"), b"RIFF....WAVEfmt ").unwrap(); // what Asterisk writes
+    // What Asterisk writes: format_wav's 44-byte header, then the audio.
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36u32 + 192_000).to_le_bytes());
+    wav.extend_from_slice(
+        b"WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data",
+    );
+    wav.extend_from_slice(&192_000u32.to_le_bytes());
+    wav.resize(44 + 192_000, 0x11);
+    std::fs::write(dir.join("201.new.wav"), &wav).unwrap();
     peer.reply("200 result=35 (dtmf) endpos=96000");
     peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
+    assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), wav);
+    assert!(!dir.join("201.new.wav").exists());
     peer.expect(
         "STREAM FILE \"auth-thankyou\" \"\"",
         "200 result=0 endpos=9600",

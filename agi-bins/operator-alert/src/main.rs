@@ -13,13 +13,21 @@
 //! Keys: `family` (op_alert), `pattern` (operator extension pattern, digits only,
 //! default `_XXX`), `dir` (absolute recordings directory), `format` (wav; wav16 or gsm),
 //! `deadline` (seconds to wait for any reply, 5), `maxrec` (seconds, 60),
-//! `menu_sound`, `record_sound`, `saved_sound`, `deleted_sound`.
+//! `menu_sound`, `record_sound`, `saved_sound`, `deleted_sound`, `empty_sound`
+//! (played when a recording held no audio: `vm-tooshort`, "Your message is too
+//! short.", from asterisk-core-sounds-en).
+//!
+//! A message is recorded to `<dir>/<operator>.new.<format>` and renamed over
+//! `<operator>.<format>` (the name `play` and `delete` use) only when it holds
+//! audio; an empty recording leaves the older message and its flag as they
+//! were (see [`Alert::record`]).
 //!
 //! Every number from the channel is hostile: it must match `pattern` before it
 //! is used; the file path is built here from `dir` and that number, and deletion
 //! is a file-system call (the original recipe ran `System(rm -rf …${CALLERID(num)}…)`).
-//! A hangup (SIGHUP or 511) lets it finish what must persist (the AstDB flag)
-//! and exit within 100 ms; no reply within `deadline` ends it.
+//! A hangup (SIGHUP or 511) lets it finish what must persist (a recording with
+//! audio renamed into place, the AstDB flag) and exit within 100 ms; no reply
+//! within `deadline` ends it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +50,7 @@ struct Config {
     record_sound: String,
     saved_sound: String,
     deleted_sound: String,
+    empty_sound: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +92,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         record_sound: "vm-rec-temp".into(),
         saved_sound: "auth-thankyou".into(),
         deleted_sound: "vm-tempremoved".into(),
+        // "Your message is too short." (asterisk-core-sounds-en): played
+        // when a recording held no audio and was not saved.
+        empty_sound: "vm-tooshort".into(),
     };
     for arg in &args[1..] {
         let (key, value) = arg
@@ -111,19 +123,20 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "format" if RECORD_FORMATS.contains(&value) => c.format = value.into(),
             "deadline" => c.deadline = seconds(30)?,
             "maxrec" => c.maxrec = seconds(600)?,
-            "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound"
+            "menu_sound" | "record_sound" | "saved_sound" | "deleted_sound" | "empty_sound"
                 if word_ok(value, "-_") =>
             {
                 let slot = match key {
                     "menu_sound" => &mut c.menu_sound,
                     "record_sound" => &mut c.record_sound,
                     "saved_sound" => &mut c.saved_sound,
-                    _ => &mut c.deleted_sound,
+                    "deleted_sound" => &mut c.deleted_sound,
+                    _ => &mut c.empty_sound,
                 };
                 *slot = value.into();
             }
             "family" | "pattern" | "dir" | "format" | "menu_sound" | "record_sound"
-            | "saved_sound" | "deleted_sound" => {
+            | "saved_sound" | "deleted_sound" | "empty_sound" => {
                 return Err(bad("invalid value"));
             }
             _ => return Err(format!("unknown key {:?}", escape_for_log(key, 40))),
@@ -148,10 +161,20 @@ impl Alert<'_> {
         self.agi.verbose(&msg, 1)
     }
 
+    /// The operator's message: the name STREAM FILE takes (no extension) and
+    /// the file on disk, `<dir>/<operator>.<format>`.
     fn recording(&self, operator: &str) -> (String, PathBuf) {
         let base = self.c.dir.join(operator);
         let file = self.c.dir.join(format!("{operator}.{}", self.c.format));
         (base.display().to_string(), file)
+    }
+
+    /// Where a new message is recorded before it replaces the old one:
+    /// `<dir>/<operator>.new.<format>`. The same directory, so the rename is
+    /// atomic; a name that is no operator's message (operators are digits
+    /// only), which `play` never looks for.
+    fn new_recording(&self, operator: &str) -> (String, PathBuf) {
+        self.recording(&format!("{operator}.new"))
     }
 
     fn menu(&mut self) -> Result<(), AgiError> {
@@ -169,8 +192,28 @@ impl Alert<'_> {
         }
     }
 
+    /// Records a new message and makes it the operator's only when it holds
+    /// audio.
+    ///
+    /// RECORD FILE truncates the file it records to as the recording starts,
+    /// and an empty recording (`#` pressed right after the tone, a phone that
+    /// sends no audio, a hangup as the recording starts) leaves a bare header
+    /// (44 bytes for wav, `endpos=0`). Recorded over `<operator>.<format>`,
+    /// that would destroy the older message and, flagged, give an unanswered
+    /// caller silence instead of the fallback. So Asterisk records to
+    /// [`Alert::new_recording`]; a recording with audio (`endpos` > 0 and more
+    /// than the format's header on disk) is renamed over the message (a caller
+    /// never hears half of one) and then flagged; an empty one is removed, the
+    /// older message and its flag stay as they were, and the operator hears
+    /// `empty_sound` instead of `saved_sound`.
+    ///
+    /// A hangup ends the recording; Asterisk keeps what was recorded (RECORD
+    /// FILE keeps it, like Record's `k`) as a complete file (the header is
+    /// written on close): with audio it is saved and flagged like any other,
+    /// within the time the watchdog leaves after a hangup, and nothing is played.
     fn record(&mut self, operator: &str) -> Result<(), AgiError> {
-        let (base, file) = self.recording(operator);
+        let (_, file) = self.recording(operator);
+        let (new_base, new_file) = self.new_recording(operator);
         // Only a directory made here gets our mode: an existing one keeps the
         // admin's (a group that may also write the messages, say).
         if !self.c.dir.is_dir() {
@@ -185,30 +228,66 @@ impl Alert<'_> {
             }
             set_mode(&self.c.dir, 0o750);
         }
+        // A temporary file left by a run that ended mid-recording (its
+        // deadline, an Asterisk restart) must not pass for this recording.
+        remove_quietly(&new_file);
         let sound = self.c.record_sound.clone();
         self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
         let format = self.c.format.clone();
-        let outcome = self.agi.record_file(&base, &format, "#", self.c.maxrec);
-        // A hangup ends the recording; Asterisk keeps the partial file (RECORD FILE
-        // keeps it, like Record's `k`). Either way, flag what is on disk.
-        let hung_up = match outcome {
-            Ok(reply) if reply.result == "-1" => match reply.data.as_deref() {
-                Some("hangup") => true,
-                // `(writefile)`, `(randomerror)`, `(waitfor)`: nothing new was
+        let outcome = self.agi.record_file(&new_base, &format, "#", self.c.maxrec);
+        let (endpos, hung_up) = match outcome {
+            // res_agi.c handle_recordfile: `(dtmf) endpos=N` for `#`,
+            // `(timeout) endpos=N` at maxrec, `(hangup) endpos=N` when the
+            // channel hung up; N is the samples in the file.
+            Ok(reply) => match reply.data.as_deref() {
+                Some("dtmf" | "timeout") => (reply.endpos, false),
+                Some("hangup") => (reply.endpos, true),
+                // `#` during the tone: the tone's wait returns the key, and
+                // nothing is recorded (no file is opened).
+                Some("randomerror") if reply.code().is_some_and(|c| c > 0) => (Some(0), false),
+                // `(writefile)`, `(randomerror)` (-1: the tone could not be
+                // played, or a hangup during it), `(waitfor)`: nothing new was
                 // recorded. An older message may still be on disk; saying
                 // "saved" now would be a lie.
-                other => return self.record_failed(operator, other.unwrap_or("error")),
+                other => {
+                    remove_quietly(&new_file);
+                    return self.record_failed(operator, other.unwrap_or("error"));
+                }
             },
-            Ok(_) => false,
-            Err(AgiError::Hangup) => true,
-            Err(e) => return Err(e),
+            // 511: the channel was gone before the recording started.
+            Err(e) => {
+                remove_quietly(&new_file);
+                return match e {
+                    AgiError::Hangup => Ok(()),
+                    e => Err(e),
+                };
+            }
         };
-        let saved = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
-        if saved {
-            self.agi
-                .database_put(&self.c.family.clone(), operator, "1")?;
+        let size = std::fs::metadata(&new_file).map_or(0, |m| m.len());
+        let has_audio = endpos != Some(0) && size > header_len(&format);
+        let hung_up = hung_up || self.agi.hung_up();
+        if !has_audio {
+            remove_quietly(&new_file);
+            if hung_up {
+                return Ok(());
+            }
+            let msg = format!(
+                "featpkg operator-alert: the recording for {operator} held no audio \
+                 (endpos={}, {size} bytes); not saved, any older message is kept",
+                endpos.map_or("?".to_string(), |n| n.to_string())
+            );
+            self.agi.verbose(&msg, 2)?;
+            let sound = self.c.empty_sound.clone();
+            self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
+            return Ok(());
         }
-        if !hung_up && !self.agi.hung_up() && saved {
+        if let Err(e) = std::fs::rename(&new_file, &file) {
+            remove_quietly(&new_file);
+            return self.record_failed(operator, &format!("rename: {e}"));
+        }
+        self.agi
+            .database_put(&self.c.family.clone(), operator, "1")?;
+        if !hung_up && !self.agi.hung_up() {
             let sound = self.c.saved_sound.clone();
             self.agi.stream_file(&sound, "", Duration::from_secs(30))?;
         }
@@ -226,6 +305,8 @@ impl Alert<'_> {
 
     fn delete(&mut self, operator: &str) -> Result<(), AgiError> {
         let (_, file) = self.recording(operator);
+        // A temporary recording left by a run that ended mid-recording goes too.
+        remove_quietly(&self.new_recording(operator).1);
         match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -293,6 +374,21 @@ impl Alert<'_> {
     }
 }
 
+/// Bytes a recording in `format` holds before any audio: format_wav writes
+/// a 44-byte header (wav and wav16); gsm files are bare frames.
+fn header_len(format: &str) -> u64 {
+    match format {
+        "wav" | "wav16" => 44,
+        _ => 0,
+    }
+}
+
+/// Removes `file` if it is there; a file that cannot be removed is left to
+/// the next recording, which truncates it (and `play` never reads it).
+fn remove_quietly(file: &Path) {
+    let _ = std::fs::remove_file(file);
+}
+
 fn set_mode(dir: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
@@ -341,6 +437,7 @@ mod tests {
             "dir=/a/../b",
             "family=a;b",
             "menu_sound=../x",
+            "empty_sound=vm tooshort",
             "deadline=0",
             "colour=blue",
             "pattern=_X!",
@@ -349,6 +446,15 @@ mod tests {
             assert!(parse_args(&args).is_err(), "{bad}");
         }
         assert!(parse_args(&["record".to_string()]).is_err());
+        let c = parse_args(&["menu".into(), "empty_sound=vm-pls-try-again".into()]).unwrap();
+        assert_eq!(
+            (c.empty_sound.as_str(), c.saved_sound.as_str()),
+            ("vm-pls-try-again", "auth-thankyou")
+        );
+        assert_eq!(
+            parse_args(&["menu".into()]).unwrap().empty_sound,
+            "vm-tooshort"
+        );
     }
 
     #[test]

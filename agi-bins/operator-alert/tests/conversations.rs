@@ -39,6 +39,52 @@ fn recordings() -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// A WAV file as Asterisk's format_wav writes it: the 44-byte header (RIFF,
+/// `fmt ` 16-bit mono PCM at 8 kHz, `data`) and `samples` samples of audio.
+/// `wav(0)` is what an empty recording leaves.
+fn wav(samples: u32) -> Vec<u8> {
+    let data = samples * 2;
+    let mut out = Vec::with_capacity(44 + data as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&16000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    out.extend((0..samples).flat_map(|i| (((i % 40) as i16 - 20) * 500).to_le_bytes()));
+    assert_eq!(out.len(), 44 + data as usize);
+    out
+}
+
+/// The menu up to RECORD FILE, which is returned unanswered: the operator
+/// pressed 1 and heard the record prompt.
+fn until_record_file(peer: &mut FakePeer) -> String {
+    peer.expect("ANSWER", "200 result=0");
+    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"vm-rec-temp\" \"\"",
+        "200 result=0 endpos=28800",
+    );
+    peer.next_command(Duration::from_secs(2))
+        .expect("RECORD FILE")
+}
+
+/// Every name in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 fn exits_ok(peer: &mut FakePeer) {
     let (status, _) = peer
         .wait(Duration::from_secs(3))
@@ -50,28 +96,33 @@ fn exits_ok(peer: &mut FakePeer) {
     );
 }
 
+/// A recording with audio replaces the older message: Asterisk records to
+/// `<op>.new.wav`, the program renames it over `<op>.wav`, then flags it.
 #[test]
 fn record_flow_saves_the_message_and_sets_the_flag() {
     let (_t, dir) = recordings();
     let mut peer = start("menu", "201", "*600", &dir, &[]);
-    peer.expect("ANSWER", "200 result=0");
-    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
-    peer.expect(
-        "STREAM FILE \"vm-rec-temp\" \"\"",
-        "200 result=0 endpos=28800",
-    );
-    let record = format!(
-        "RECORD FILE \"{}/201\" \"wav\" \"#\" 60000 BEEP",
-        dir.display()
-    );
+    let record = until_record_file(&mut peer);
     assert_eq!(
-        peer.next_command(Duration::from_secs(2)).as_deref(),
-        Some(record.as_str())
+        record,
+        format!(
+            "RECORD FILE \"{}/201.new\" \"wav\" \"#\" 60000 BEEP",
+            dir.display()
+        )
     );
     assert!(dir.is_dir(), "the program creates the recordings directory");
-    std::fs::write(dir.join("201.wav"), b"RIFF....WAVEfmt ").unwrap(); // what Asterisk writes
-    peer.reply("200 result=35 (dtmf) endpos=96000");
-    peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
+    // What Asterisk leaves for 1.5 s said, then # (the last 200 ms cut).
+    std::fs::write(dir.join("201.new.wav"), wav(12000)).unwrap();
+    peer.reply("200 result=35 (dtmf) endpos=12000");
+    let put = peer.next_command(Duration::from_secs(2));
+    // The flag comes once the message is in place: a caller who gets the
+    // flag finds the file.
+    assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), wav(12000));
+    assert_eq!(
+        put.as_deref(),
+        Some("DATABASE PUT \"op_alert\" \"201\" \"1\"")
+    );
+    peer.reply("200 result=1");
     peer.expect(
         "STREAM FILE \"auth-thankyou\" \"\"",
         "200 result=0 endpos=9600",
@@ -81,24 +132,150 @@ fn record_flow_saves_the_message_and_sets_the_flag() {
         peer.next_command(Duration::from_millis(50)).is_none(),
         "nothing after the goodbye"
     );
+    assert_eq!(names(&dir), ["201.wav"], "no temporary file is left");
 }
 
 #[test]
-fn hangup_while_recording_keeps_the_message() {
+fn a_new_message_replaces_the_older_one() {
     let (_t, dir) = recordings();
-    let mut peer = start("menu", "202", "*600", &dir, &[]);
-    peer.expect("ANSWER", "200 result=0");
-    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=1");
-    peer.expect(
-        "STREAM FILE \"vm-rec-temp\" \"\"",
-        "200 result=0 endpos=28800",
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("201.wav"), wav(30000)).unwrap();
+    let mut peer = start("menu", "201", "*600", &dir, &[]);
+    until_record_file(&mut peer);
+    assert_eq!(
+        std::fs::read(dir.join("201.wav")).unwrap(),
+        wav(30000),
+        "the older message stays while the new one is recorded"
     );
+    std::fs::write(dir.join("201.new.wav"), wav(480_000)).unwrap();
+    // maxrec reached: res_agi answers (timeout) with the samples recorded.
+    peer.reply("200 result=0 (timeout) endpos=480000");
+    peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"auth-thankyou\" \"\"",
+        "200 result=0 endpos=9600",
+    );
+    exits_ok(&mut peer);
+    assert_eq!(names(&dir), ["201.wav"]);
+    assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), wav(480_000));
+}
+
+/// gsm has no header: any byte is audio (one 20 ms frame is 33 bytes).
+#[test]
+fn a_gsm_message_is_saved_under_its_own_extension() {
+    let (_t, dir) = recordings();
+    let mut peer = start("menu", "201", "*600", &dir, &["format=gsm"]);
+    let record = until_record_file(&mut peer);
+    assert!(
+        record.starts_with(&format!(
+            "RECORD FILE \"{}/201.new\" \"gsm\" ",
+            dir.display()
+        )),
+        "{record}"
+    );
+    std::fs::write(dir.join("201.new.gsm"), vec![0xd8; 33 * 50]).unwrap();
+    peer.reply("200 result=35 (dtmf) endpos=8000");
+    peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"auth-thankyou\" \"\"",
+        "200 result=0 endpos=9600",
+    );
+    exits_ok(&mut peer);
+    assert_eq!(names(&dir), ["201.gsm"]);
+}
+
+/// Nothing was said: `#` right after the tone (res_agi cuts the last 200 ms
+/// and answers endpos=0), a phone that sends no audio until maxrec, `#`
+/// during the tone itself (no file is opened: `(randomerror)` with the key).
+/// No message is saved: the older one and its flag stay as they were, and
+/// the operator hears that it was too short instead of "thank you".
+#[test]
+fn an_empty_recording_is_not_saved_and_the_older_message_is_kept() {
+    for (older, reply, leaves) in [
+        (true, "200 result=35 (dtmf) endpos=0", Some(wav(0))),
+        (true, "200 result=0 (timeout) endpos=0", Some(wav(0))),
+        (true, "200 result=35 (randomerror) endpos=0", None),
+        (false, "200 result=35 (dtmf) endpos=0", Some(wav(0))),
+        // endpos>0 but nothing on disk past the header: not a message either.
+        (true, "200 result=35 (dtmf) endpos=160", Some(wav(0))),
+    ] {
+        let (_t, dir) = recordings();
+        std::fs::create_dir_all(&dir).unwrap();
+        if older {
+            std::fs::write(dir.join("201.wav"), wav(16000)).unwrap();
+        }
+        let mut peer = start("menu", "201", "*600", &dir, &[]);
+        until_record_file(&mut peer);
+        if let Some(bytes) = &leaves {
+            std::fs::write(dir.join("201.new.wav"), bytes).unwrap();
+        }
+        peer.reply(reply);
+        let verbose = peer.next_command(Duration::from_secs(2)).unwrap();
+        assert!(
+            verbose.starts_with(
+                "VERBOSE \"featpkg operator-alert: the recording for 201 held no audio"
+            ) && verbose.ends_with(" 2"),
+            "{reply}: {verbose}"
+        );
+        peer.reply("200 result=1");
+        peer.expect(
+            "STREAM FILE \"vm-tooshort\" \"\"",
+            "200 result=0 endpos=11000",
+        );
+        exits_ok(&mut peer);
+        assert!(
+            !peer
+                .transcript
+                .iter()
+                .any(|c| c.starts_with("DATABASE") || c.contains("auth-thankyou")),
+            "{reply}: the flag is untouched and nothing is called saved: {:?}",
+            peer.transcript
+        );
+        if older {
+            assert_eq!(names(&dir), ["201.wav"], "{reply}");
+            assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), wav(16000));
+        } else {
+            assert!(names(&dir).is_empty(), "{reply}: {:?}", names(&dir));
+        }
+    }
+}
+
+#[test]
+fn the_sound_for_an_empty_recording_can_be_chosen() {
+    let (_t, dir) = recordings();
+    let mut peer = start(
+        "menu",
+        "201",
+        "*600",
+        &dir,
+        &["empty_sound=vm-pls-try-again"],
+    );
+    until_record_file(&mut peer);
+    std::fs::write(dir.join("201.new.wav"), wav(0)).unwrap();
+    peer.reply("200 result=35 (dtmf) endpos=0");
     assert!(
         peer.next_command(Duration::from_secs(2))
             .unwrap()
-            .starts_with("RECORD FILE")
+            .starts_with("VERBOSE ")
     );
-    std::fs::write(dir.join("202.wav"), b"partial").unwrap(); // Asterisk keeps the partial file
+    peer.reply("200 result=1");
+    peer.expect(
+        "STREAM FILE \"vm-pls-try-again\" \"\"",
+        "200 result=0 endpos=8000",
+    );
+    exits_ok(&mut peer);
+}
+
+/// The operator hangs up mid-recording: what was said is kept (RECORD FILE
+/// keeps the partial file, complete), saved and flagged; nothing is played.
+#[test]
+fn hangup_while_recording_keeps_the_message() {
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("202.wav"), wav(16000)).unwrap();
+    let mut peer = start("menu", "202", "*600", &dir, &[]);
+    assert!(until_record_file(&mut peer).starts_with("RECORD FILE"));
+    std::fs::write(dir.join("202.new.wav"), wav(41000)).unwrap(); // Asterisk keeps the partial file
     let hung = peer.hangup();
     peer.reply("200 result=-1 (hangup) endpos=41000");
     // DATABASE PUT is allowed on a dead channel; nothing else may be sent.
@@ -112,7 +289,88 @@ fn hangup_while_recording_keeps_the_message() {
         "exited {:?} after SIGHUP",
         at.duration_since(hung)
     );
-    assert_eq!(std::fs::read(dir.join("202.wav")).unwrap(), b"partial");
+    assert_eq!(peer.transcript.len(), 5, "{:?}", peer.transcript);
+    assert_eq!(names(&dir), ["202.wav"]);
+    assert_eq!(std::fs::read(dir.join("202.wav")).unwrap(), wav(41000));
+}
+
+/// The operator hangs up as the recording starts: nothing was recorded, the
+/// older message and its flag stay, and the program leaves at once.
+#[test]
+fn hangup_as_the_recording_starts_keeps_the_older_message() {
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("202.wav"), wav(16000)).unwrap();
+    let mut peer = start("menu", "202", "*600", &dir, &[]);
+    assert!(until_record_file(&mut peer).starts_with("RECORD FILE"));
+    std::fs::write(dir.join("202.new.wav"), wav(0)).unwrap();
+    let hung = peer.hangup();
+    peer.reply("200 result=-1 (hangup) endpos=0");
+    let (status, at) = peer
+        .wait(Duration::from_secs(1))
+        .expect("must exit after hangup");
+    assert!(status.success());
+    assert!(
+        at.duration_since(hung) < Duration::from_millis(250),
+        "exited {:?} after SIGHUP",
+        at.duration_since(hung)
+    );
+    assert_eq!(
+        peer.transcript.len(),
+        4,
+        "nothing after RECORD FILE: {:?}",
+        peer.transcript
+    );
+    assert_eq!(names(&dir), ["202.wav"]);
+    assert_eq!(std::fs::read(dir.join("202.wav")).unwrap(), wav(16000));
+}
+
+/// A run ended mid-recording (its deadline, an Asterisk restart) leaves
+/// `<op>.new.wav`: play never reads it, the next recording removes it first
+/// (so a recording that never started cannot pick it up), delete removes it.
+#[test]
+fn a_leftover_temporary_recording_is_never_taken_for_a_message() {
+    let (_t, dir) = recordings();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("201.wav"), wav(16000)).unwrap();
+    std::fs::write(dir.join("201.new.wav"), wav(5000)).unwrap();
+
+    let mut peer = start("menu", "201", "*600", &dir, &[]);
+    until_record_file(&mut peer);
+    assert!(
+        !dir.join("201.new.wav").exists(),
+        "the leftover is gone before RECORD FILE"
+    );
+    // The channel went away before the recording started.
+    peer.reply(DEAD_CHANNEL);
+    let (status, _) = peer.wait(Duration::from_secs(1)).expect("exit after 511");
+    assert!(status.success());
+    assert_eq!(peer.transcript.len(), 4, "{:?}", peer.transcript);
+    assert_eq!(names(&dir), ["201.wav"]);
+    assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), wav(16000));
+
+    // Only the leftover (no message): play finds nothing to play.
+    std::fs::remove_file(dir.join("201.wav")).unwrap();
+    std::fs::write(dir.join("201.new.wav"), wav(5000)).unwrap();
+    let mut peer = start("play", "300", "201", &dir, &[]);
+    peer.expect("DATABASE GET \"op_alert\" \"201\"", "200 result=1 (1)");
+    peer.expect(
+        "SET VARIABLE \"OPERATOR_ALERT_PLAYED\" \"0\"",
+        "200 result=1",
+    );
+    exits_ok(&mut peer);
+
+    // *600, 2 takes the leftover with the message.
+    let mut peer = start("menu", "201", "*600", &dir, &[]);
+    peer.expect("ANSWER", "200 result=0");
+    peer.expect("GET DATA \"vm-tempgreeting2\" 5000 1", "200 result=2");
+    peer.expect("DATABASE DEL \"op_alert\" \"201\"", "200 result=1");
+    peer.expect(
+        "STREAM FILE \"vm-tempremoved\" \"\"",
+        "200 result=0 endpos=12000",
+    );
+    exits_ok(&mut peer);
+    assert!(names(&dir).is_empty(), "{:?}", names(&dir));
 }
 
 #[test]
@@ -439,6 +697,7 @@ fn a_recording_asterisk_could_not_write_is_not_reported_as_saved() {
             .unwrap()
             .starts_with("RECORD FILE")
     );
+    assert!(!dir.join("201.new.wav").exists());
     peer.reply("200 result=-1 (writefile)");
     let verbose = peer.next_command(Duration::from_secs(2)).unwrap();
     assert!(
@@ -457,6 +716,7 @@ fn a_recording_asterisk_could_not_write_is_not_reported_as_saved() {
         peer.transcript
     );
     assert_eq!(std::fs::read(dir.join("201.wav")).unwrap(), b"old");
+    assert_eq!(names(&dir), ["201.wav"]);
 }
 
 #[test]
@@ -530,7 +790,7 @@ fn recording_leaves_the_mode_of_an_existing_directory_alone() {
             .unwrap()
             .starts_with("RECORD FILE")
     );
-    std::fs::write(dir.join("201.wav"), b"RIFF").unwrap();
+    std::fs::write(dir.join("201.new.wav"), wav(96000)).unwrap();
     peer.reply("200 result=0 (timeout) endpos=96000");
     peer.expect("DATABASE PUT \"op_alert\" \"201\" \"1\"", "200 result=1");
     peer.expect(
