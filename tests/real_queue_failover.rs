@@ -380,7 +380,7 @@ fn a_default_that_loops_into_the_empty_queue_is_hung_up_after_max_passes() {
     let mark = ast.log_mark();
     let started = Instant::now();
     let channel = call_queue(&ast, &mut ami, "204", "610");
-    let log = wait_log(
+    wait_log(
         &ast,
         mark,
         "the rules route this call in a loop, hanging up",
