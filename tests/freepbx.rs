@@ -337,7 +337,7 @@ fn install_puts_every_piece_where_freepbx_takes_it() {
         "; BEGIN featpkg:featpkg-recipes:call-waiting/dialplan",
         "[featpkg-call-waiting]",
         "; BEGIN featpkg:featpkg-recipes:operator-alert/dialplan",
-        "exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved)",
+        "exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved,empty_sound=vm-tooshort)",
         "[featpkg-operator-alert-noanswer]",
         "; BEGIN featpkg:featpkg-recipes:queue-failover/dialplan",
         "[notify-queue-failover]",

@@ -73,7 +73,7 @@ fn install_writes_the_expected_files() {
         "exten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)",
         "; END featpkg:featpkg-recipes:call-waiting/dialplan",
         "; BEGIN featpkg:featpkg-recipes:operator-alert/dialplan",
-        "exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved)",
+        "exten => *600,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved,empty_sound=vm-tooshort)",
         "exten => _X!,1,AGI(/var/lib/asterisk/agi-bin/featpkg-operator-alert,play,family=op_alert,pattern=_XXX,dir=/var/spool/asterisk/featpkg/operator-alert,deadline=5)",
         " same => n,Hangup()",
     ] {

@@ -553,7 +553,7 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
         "exten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)".into(),
         "; END featpkg:featpkg-recipes:call-waiting/dialplan".into(),
         format!(
-            "exten => *600,1,AGI({agi}/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir={SPOOL}/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved)"
+            "exten => *600,1,AGI({agi}/featpkg-operator-alert,menu,family=op_alert,pattern=_XXX,dir={SPOOL}/featpkg/operator-alert,deadline=5,maxrec=60,menu_sound=vm-tempgreeting2,record_sound=vm-rec-temp,saved_sound=auth-thankyou,deleted_sound=vm-tempremoved,empty_sound=vm-tooshort)"
         ),
         format!(
             "exten => _X!,1,AGI({agi}/featpkg-busy-callback,offer,dir={SPOOL}/featpkg/busy-callback,pattern=_XXX,digit=5,max=3,expiry=1800,prompt=vm-isonphone,confirm=auth-thankyou,sorry=beeperr)"
