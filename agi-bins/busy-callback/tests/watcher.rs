@@ -25,7 +25,9 @@ struct Pbx {
     ami: FakeAmi,
     states: Arc<Mutex<Vec<(String, String)>>>,
     /// How Originate is answered: `Success`/`Failure` (the OriginateResponse),
-    /// `Refused` (`Response: Error`), `Silent` (queued, the outcome pushed later).
+    /// `Refused` (`Response: Error`), `ShuttingDown` (the error Asterisk
+    /// answers every action with while it shuts down), `Silent` (queued, the
+    /// outcome pushed later).
     outcome: Arc<Mutex<&'static str>>,
     /// `Drop`: DeviceStateList closes the connection (Asterisk going down).
     list_reply: Arc<Mutex<&'static str>>,
@@ -94,6 +96,12 @@ impl Pbx {
                     ("Response", "Error"),
                     ("ActionID", &id),
                     ("Message", "Originate failed"),
+                ])]),
+                // manager.c process_message while Asterisk shuts down.
+                "Originate" if *out.lock().unwrap() == "ShuttingDown" => Some(vec![msg(&[
+                    ("Response", "Error"),
+                    ("ActionID", &id),
+                    ("Message", "Asterisk is shutting down"),
                 ])]),
                 "Originate" if *out.lock().unwrap() == "Silent" => Some(vec![msg(&[
                     ("Response", "Success"),
@@ -356,7 +364,17 @@ fn calls_back_only_when_both_sides_are_free() {
     assert_eq!(o.get("Channel"), Some("PJSIP/201"));
     assert_eq!(o.get("Context"), Some("featpkg-busy-callback-dial"));
     assert_eq!(o.get("Exten"), Some("202"));
-    assert_eq!(o.get("CallerID"), Some("\"Callback 202\" <202>"));
+    // 201's phone shows "Callback 202"; 202's phone, once rung, shows 201
+    // (not a call from itself, as a CallerID header would make it).
+    assert_eq!(o.get("CallerID"), None);
+    assert_eq!(
+        o.all("Variable")[1..],
+        [
+            "CONNECTEDLINE(name,i)=Callback 202",
+            "CONNECTEDLINE(num,i)=202",
+            "CALLERID(num)=201"
+        ]
+    );
     assert_eq!(o.get("Async"), Some("true"));
     assert_eq!(
         o.get("Variable"),
@@ -599,6 +617,58 @@ fn a_refused_originate_counts_as_an_attempt_and_keeps_the_connection() {
     );
     stop(w);
     assert!(pbx.log().contains("Originate failed"), "{}", pbx.log());
+}
+
+/// A restart hangs up the calls before AMI goes: the callee's state change
+/// brings an Originate that Asterisk refuses because it is shutting down. The
+/// caller was never rung: no attempt counted (with retries = 0 the request
+/// would be lost), no wait; the watcher drops the connection and calls back
+/// once Asterisk is back.
+#[test]
+fn an_originate_refused_while_asterisk_shuts_down_costs_no_attempt() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
+    *pbx.outcome.lock().unwrap() = "ShuttingDown";
+    let pressed = now();
+    pbx.store().add("201", "202", pressed, 3, 1800).unwrap();
+    let w = pbx.watcher(&["--retries", "0", "--retry-wait", "60"]);
+    until("first connection", Duration::from_secs(5), || {
+        pbx.ami.connections() == 1
+    });
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until("the refused callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    until("the request waiting again", Duration::from_secs(3), || {
+        pbx.request().is_some_and(|r| !r.calling())
+    });
+    let r = pbx.request().expect("kept");
+    assert_eq!(r.attempts, 0, "{r:?}");
+    let Phase::Waiting { not_before_ms } = r.phase else {
+        panic!("{r:?}")
+    };
+    assert!(
+        not_before_ms
+            <= SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        "no retry wait: {r:?}"
+    );
+    // Asterisk is back: the watcher reconnects and calls back.
+    *pbx.outcome.lock().unwrap() = "Success";
+    until("reconnect", Duration::from_secs(5), || {
+        pbx.ami.connections() == 2
+    });
+    until("the callback", Duration::from_secs(3), || {
+        pbx.originates().len() == 2
+    });
+    stop(w);
+    assert!(
+        pbx.log()
+            .contains("Asterisk is shutting down: the callback of 201 for 202 waits for it"),
+        "{}",
+        pbx.log()
+    );
 }
 
 #[test]

@@ -6,10 +6,12 @@
 //! callee of a waiting request are free (see [`availability`]), marks the
 //! request calling and originates the callback: the caller's phone rings
 //! showing "Callback <callee>"; when they answer, the dial context rings the
-//! callee. From then on the callback's outcome decides what becomes of the
-//! request (the library documents who owns it when): the watcher settles only
-//! a callback the caller did not answer (`OriginateResponse` Failure, or
-//! Originate refused), or one whose outcome never came (after `--stale`). A
+//! callee, whose phone shows the caller. From then on the callback's outcome
+//! decides what becomes of the request (the library documents who owns it
+//! when): the watcher settles only a callback the caller did not answer
+//! (`OriginateResponse` Failure, or Originate refused), one Asterisk refused
+//! because it is shutting down (no attempt: it waits for Asterisk to come
+//! back), or one whose outcome never came (after `--stale`). A
 //! request waits at least `--retry-wait` seconds after a callback that did not
 //! connect, at most `--retries` such callbacks are made after the first one,
 //! and requests expire `--expiry` seconds after the digit press.
@@ -33,6 +35,9 @@ use featpkg_busy_callback::{Outcome, Phase, Request, Rules, Settled, Store, now_
 /// rings, then the callee rings: twice `--ring`) before it counts as lost:
 /// channel set-up, a slow OriginateResponse.
 const STALE_MARGIN: Duration = Duration::from_secs(30);
+
+/// What Asterisk answers every action while it shuts down (manager.c).
+const SHUTTING_DOWN: &str = "Asterisk is shutting down";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -243,7 +248,19 @@ impl Watcher {
                 return Ok(());
             }
         };
-        let caller_id = format!("\"Callback {}\" <{}>", r.callee, r.callee);
+        // What each phone shows. The caller's: which callback this is, as
+        // the party it is connected to (CONNECTEDLINE, `i`: set, no update
+        // sent before the call exists; the From header and IAX2's calling
+        // number come from it). The callee's: the caller, as if they had
+        // dialled — the channel's caller ID, which the dial context's Dial()
+        // presents (its name stays what the channel driver set from the
+        // caller's own endpoint). Originate's CallerID header would set both
+        // to the callee, and the callee would see a call from itself.
+        let shown = [
+            format!("CONNECTEDLINE(name,i)=Callback {}", r.callee),
+            format!("CONNECTEDLINE(num,i)={}", r.callee),
+            format!("CALLERID(num)={}", r.caller),
+        ];
         let timeout = self.o.ring.as_millis().to_string();
         let channel = self.device(&r.caller);
         // Which callback this is, for the dial context's AGI program that
@@ -259,15 +276,49 @@ impl Watcher {
             ("Context", &self.o.context),
             ("Exten", &r.callee),
             ("Priority", "1"),
-            ("CallerID", &caller_id),
             ("Timeout", &timeout),
             ("Variable", &variable),
+            // One header each: the functions' own commas stay theirs.
+            ("Variable", &shown[0]),
+            ("Variable", &shown[1]),
+            ("Variable", &shown[2]),
         ]);
         match sent {
             Ok(id) => {
                 log.line(&format!("calling {} back for {}", r.caller, r.callee));
                 self.in_flight.insert(id, r);
                 Ok(())
+            }
+            // Asterisk refuses every action while it shuts down (manager.c:
+            // "Asterisk is shutting down"), and a restart hangs up the calls
+            // first, so their DeviceStateChanges bring exactly this: the
+            // caller was never rung, and it is nobody's attempt (counting it
+            // would burn one per restart, and lose the request with retries
+            // = 0). The request waits again at once; this connection ends and
+            // the daemon reconnects once Asterisk is back.
+            Err(AmiError::Refused(why)) if why.contains(SHUTTING_DOWN) => {
+                let rules = Rules {
+                    retry_wait: Duration::ZERO,
+                    ..self.o.rules()
+                };
+                match self
+                    .store
+                    .settle(&r.call_ref(), Outcome::Unknown, now_ms(), &rules)
+                {
+                    Ok(Settled::Waiting(_)) => log.line(&format!(
+                        "Asterisk is shutting down: the callback of {} for {} waits for it",
+                        r.caller, r.callee
+                    )),
+                    Ok(Settled::Expired(_)) => {
+                        log.line(&format!("request {} -> {} expired", r.caller, r.callee))
+                    }
+                    Ok(_) => {}
+                    Err(e) => log.line(&format!(
+                        "cannot settle the callback of {} for {}: {e}",
+                        r.caller, r.callee
+                    )),
+                }
+                Err(AmiError::Refused(why))
             }
             // Asterisk refused this one call ("Originate failed"): an attempt
             // that did not ring, not a reason to drop the connection.
