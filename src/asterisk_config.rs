@@ -711,6 +711,34 @@ pub fn append_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conf
     out
 }
 
+/// Each `[x](parent)` in `added` whose parent does not exist before it: Asterisk
+/// (main/config.c) looks the parent up among the categories read so far,
+/// templates or not, by name without regard to case, and rejects the whole
+/// file ("Inheritance requested, but category 'parent' does not exist") when
+/// there is none. A parent in `added` must come earlier in it; one in
+/// `existing` (the PBX's files, which featpkg's blocks follow) may be anywhere.
+pub fn inheritance_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for (index, section) in added.sections.iter().enumerate() {
+        for parent in &section.inherits {
+            let defines = |s: &Section| s.name.eq_ignore_ascii_case(parent) && !s.append;
+            let exists = added.sections[..index].iter().any(defines)
+                || existing.iter().flat_map(|f| f.sections.iter()).any(defines);
+            if !exists {
+                out.push(Conflict {
+                    file: added.path.clone(),
+                    line: section.line,
+                    message: format!(
+                        "[{}] inherits from [{parent}], but no [{parent}] section exists before it (Asterisk would reject the whole file)",
+                        section.name
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Each section `added` defines (not `(+)`) whose name `existing` already uses,
 /// e.g. an AMI user in manager.conf that the admin already has.
 pub fn section_conflicts(existing: &[ConfigFile], added: &ConfigFile) -> Vec<Conflict> {
@@ -877,6 +905,36 @@ mod tests {
             .map(|e| (e.exten, e.priority, e.line))
             .collect();
         assert_eq!(got, [("100".to_string(), 1, 3), ("100".to_string(), 2, 4)]);
+    }
+
+    #[test]
+    fn inheritance_needs_an_earlier_section_template_or_not() {
+        let existing = vec![p(
+            "[admin-tpl](!)\nexten => s,1,NoOp()\n[internal]\nexten => 1,1,NoOp()\n[only-appended](+)\nx=1\n",
+        )];
+        let check = |text: &str| -> Vec<String> {
+            inheritance_conflicts(&existing, &p(text))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // A template, a plain context, any case, a template earlier in the block.
+        assert!(check("[a](admin-tpl)\n[b](INTERNAL)\n[t](!)\n[c](t,admin-tpl)\n").is_empty());
+        // A parent that does not exist, one only later in the block, itself,
+        // and a name that only ever appears as an append.
+        assert_eq!(
+            check(
+                "[a](featpkg-no-such-template)\nexten => 1,1,NoOp()\n[b](later)\n[later](!)\n[self](self)\n[d](only-appended)\n"
+            ),
+            [
+                "extensions.conf:1: [a] inherits from [featpkg-no-such-template], but no [featpkg-no-such-template] section exists before it (Asterisk would reject the whole file)",
+                "extensions.conf:3: [b] inherits from [later], but no [later] section exists before it (Asterisk would reject the whole file)",
+                "extensions.conf:5: [self] inherits from [self], but no [self] section exists before it (Asterisk would reject the whole file)",
+                "extensions.conf:6: [d] inherits from [only-appended], but no [only-appended] section exists before it (Asterisk would reject the whole file)",
+            ]
+        );
+        // `(!)` and `(+)` are options, not parents.
+        assert!(check("[t](!)\n[internal](+)\n").is_empty());
     }
 
     #[test]

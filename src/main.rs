@@ -184,6 +184,9 @@ fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
     })?;
     if let Some(report) = &session.recovered {
         eprintln!("featpkg: {report}");
+        for line in &report.pbx {
+            eprintln!("featpkg:   {line}");
+        }
     }
     Ok(session)
 }

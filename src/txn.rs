@@ -9,6 +9,14 @@
 //! == before → nothing to do; anything else → drift, stop), so it is idempotent
 //! and safe to repeat after a crash in the middle of an undo.
 //!
+//! What a transaction does to the running PBX is journalled too, in
+//! `<journal_dir>/<txn_id>/pbx.log`, one line appended and fsynced *before* each
+//! action: `reload` (the PBX is about to read the new files) and `load <module>`
+//! (the PBX is about to load a module that was not running). A rollback — in the
+//! same run or by [`recover`] after a crash — hands these to the caller
+//! ([`Undone`]) after the files are back and before the journal goes, so the
+//! caller can reload the restored files and unload exactly those modules.
+//!
 //! Test hooks (always compiled, cheap): `FEATPKG_TEST_FAIL_AT=<point>` makes
 //! [`test_point`] fail there; `FEATPKG_TEST_PAUSE_AT=<point>` prints
 //! `featpkg: paused at <point>` on stderr and sleeps forever, so an end-to-end
@@ -91,6 +99,10 @@ pub enum TxnError {
         "another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)"
     )]
     Locked { path: PathBuf, waited_s: u64 },
+    #[error(
+        "module name {0:?} is not a plain file name (letters, digits, '_', '-', '.'); featpkg will not pass it to Asterisk"
+    )]
+    BadModuleName(String),
     #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
     Injected(String),
     #[error(transparent)]
@@ -106,6 +118,107 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Name of the file, in a transaction's journal directory, that records what
+/// the transaction did to the running PBX (see the module doc).
+pub const PBX_LOG: &str = "pbx.log";
+
+/// One action on the running PBX, journalled before it is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PbxEvent {
+    /// The PBX is about to be reloaded with the transaction's files.
+    Reload,
+    /// The PBX is about to load this module (it was not running).
+    LoadModule(String),
+}
+
+/// True for a module name featpkg passes to Asterisk and keeps in a journal:
+/// a plain file name (`func_extstate.so`): letters, digits, `_`, `-`, `.`,
+/// starting with a letter or digit (`-f` would be an option to `module unload`).
+pub fn valid_module_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// What a rolled-back transaction had done to the running PBX, as its journal
+/// recorded it, with the documents it put back: what the caller needs to put
+/// the running PBX back too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undone {
+    /// Files and rows put back by this undo (empty when an earlier, interrupted
+    /// undo had already put them back).
+    pub restored: Vec<PathBuf>,
+    /// Every file and row the transaction changes (rows by their runtime name).
+    pub documents: Vec<PathBuf>,
+    /// A reload with the transaction's files had started: the PBX may be
+    /// running them, whatever `restored` says.
+    pub reloaded: bool,
+    /// Modules the PBX was about to load for the transaction, in load order,
+    /// each once. Some may not have loaded (the load failed, or the run was
+    /// killed first): the caller checks before unloading.
+    pub loaded_modules: Vec<String>,
+}
+
+fn pbx_log_line(event: &PbxEvent) -> String {
+    match event {
+        PbxEvent::Reload => "reload\n".to_string(),
+        PbxEvent::LoadModule(module) => format!("load {module}\n"),
+    }
+}
+
+/// Reads a journal's PBX log. A last line without its newline is a write the
+/// crash interrupted: its action had not started, so it is ignored.
+fn read_pbx_log(dir: &Path) -> Result<(bool, Vec<String>), TxnError> {
+    let path = dir.join(PBX_LOG);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, Vec::new())),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end + 1],
+        None => "",
+    };
+    let mut reloaded = false;
+    let mut modules: Vec<String> = Vec::new();
+    for (n, line) in complete.lines().enumerate() {
+        let bad = |message: String| TxnError::BadJournal {
+            path: path.clone(),
+            message: format!("line {}: {message}", n + 1),
+        };
+        if line == "reload" {
+            reloaded = true;
+        } else if let Some(module) = line.strip_prefix("load ") {
+            if !valid_module_name(module) {
+                return Err(bad(format!("{module:?} is not a module name")));
+            }
+            if !modules.iter().any(|m| m == module) {
+                modules.push(module.to_string());
+            }
+        } else {
+            return Err(bad(format!("unknown entry {line:?}")));
+        }
+    }
+    Ok((reloaded, modules))
+}
+
+/// The documents a journal's steps change (files by path, rows by runtime name).
+fn journal_documents(journal: &Journal) -> Vec<PathBuf> {
+    journal
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            JournalStep::File { path, .. } => Some(path.clone()),
+            JournalStep::Row { row, .. } => Some(PathBuf::from(row.key.runtime_path())),
+            JournalStep::CreateDir { .. } | JournalStep::RemoveDir { .. } => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -394,9 +507,41 @@ impl Transaction {
         test_point("applied")
     }
 
-    /// Undoes every applied step (e.g. after a failed reload) and removes the journal.
-    pub fn rollback(self) -> Result<(), TxnError> {
-        undo(&self.dir, &self.journal_dir, &self.journal)
+    /// Appends `event` to the journal's PBX log and makes it durable, before
+    /// the caller acts on the PBX: a crash after this and before the action
+    /// leaves a record of something that did not happen, which the undo copes
+    /// with; the other order could leave an action nobody undoes.
+    pub fn record(&self, event: &PbxEvent) -> Result<(), TxnError> {
+        if let PbxEvent::LoadModule(module) = event
+            && !valid_module_name(module)
+        {
+            return Err(TxnError::BadModuleName(module.clone()));
+        }
+        let path = self.dir.join(PBX_LOG);
+        let created = !path.exists();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(pbx_log_line(event).as_bytes())
+            .map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        if created {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes every applied step (e.g. after a failed reload), then calls `pbx`
+    /// with what the journal recorded (the caller reloads the restored files and
+    /// unloads the modules the transaction loaded), then removes the journal.
+    /// A crash before the journal is gone makes [`recover`] do it all again.
+    pub fn rollback(self, pbx: &mut dyn FnMut(&Undone)) -> Result<(), TxnError> {
+        let undone = undo_journal(&self.dir, &self.journal)?;
+        pbx(&undone);
+        discard_journal(&self.dir, &self.journal_dir)
     }
 
     /// The caller recorded the transaction as committed: remove the journal.
@@ -509,6 +654,21 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
     Ok(restored)
 }
 
+/// Undoes a journal's steps (not yet deleting it) and reads what it recorded of the PBX.
+fn undo_journal(dir: &Path, journal: &Journal) -> Result<Undone, TxnError> {
+    // Read first: an unreadable PBX log stops the undo before anything moves.
+    let (reloaded, loaded_modules) = read_pbx_log(dir)?;
+    let restored = undo_steps(dir, journal)?;
+    Ok(Undone {
+        restored,
+        documents: journal_documents(journal),
+        reloaded,
+        loaded_modules,
+    })
+}
+
+/// Undo before the PBX was touched (a failed step, an injected failure): the
+/// files go back and the journal goes.
 fn undo(dir: &Path, journal_dir: &Path, journal: &Journal) -> Result<(), TxnError> {
     undo_steps(dir, journal)?;
     discard_journal(dir, journal_dir)
@@ -522,6 +682,9 @@ pub struct RecoveryReport {
     pub rolled_forward: bool,
     /// Files and directories put back.
     pub restored: Vec<PathBuf>,
+    /// What was done to the running PBX after the files were back (reloads,
+    /// modules unloaded), one line each, as the caller's `pbx` reported it.
+    pub pbx: Vec<String>,
 }
 
 impl std::fmt::Display for RecoveryReport {
@@ -544,10 +707,14 @@ impl std::fmt::Display for RecoveryReport {
 }
 
 /// Finishes an interrupted transaction, if any: rolls it forward when
-/// `is_committed(txn_id)` (the state DB recorded it), else undoes it.
+/// `is_committed(txn_id)` (the state DB recorded it), else undoes it and then
+/// calls `pbx` with what its journal recorded of the running PBX (reloads,
+/// modules loaded), before the journal is deleted; `pbx` returns lines for the
+/// report.
 pub fn recover(
     journal_dir: &Path,
     is_committed: &dyn Fn(&str) -> bool,
+    pbx: &mut dyn FnMut(&Undone) -> Vec<String>,
 ) -> Result<Option<RecoveryReport>, TxnError> {
     if !journal_dir.is_dir() {
         return Ok(None);
@@ -597,14 +764,17 @@ pub fn recover(
                 txn_id: journal.txn_id,
                 rolled_forward: true,
                 restored: Vec::new(),
+                pbx: Vec::new(),
             });
         } else {
-            let restored = undo_steps(&dir, &journal)?;
+            let undone = undo_journal(&dir, &journal)?;
+            let said = pbx(&undone);
             discard_journal(&dir, journal_dir)?;
             report = Some(RecoveryReport {
                 txn_id: journal.txn_id,
                 rolled_forward: false,
-                restored,
+                restored: undone.restored,
+                pbx: said,
             });
         }
     }
@@ -666,6 +836,10 @@ pub fn test_point(name: &str) -> Result<(), TxnError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_pbx(_: &Undone) -> Vec<String> {
+        Vec::new()
+    }
 
     fn fail_at(point: Option<&str>) {
         FAIL_AT.with(|f| *f.borrow_mut() = point.map(str::to_string));
@@ -814,7 +988,7 @@ mod tests {
         let before = t.snapshot();
         let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
         txn.apply().unwrap();
-        txn.rollback().unwrap();
+        txn.rollback(&mut |_| {}).unwrap();
         assert_eq!(t.snapshot(), before);
     }
 
@@ -839,12 +1013,17 @@ mod tests {
             let t = Tree::new();
             let before = t.snapshot();
             crash_at(&t, point);
-            let report = recover(&t.journal(), &|_| false).unwrap().unwrap();
+            let report = recover(&t.journal(), &|_| false, &mut no_pbx)
+                .unwrap()
+                .unwrap();
             assert!(!report.rolled_forward);
             assert!(report.to_string().contains("rolled back"), "{report}");
             assert_eq!(t.snapshot(), before, "{point}");
             // Repeating is harmless.
-            assert_eq!(recover(&t.journal(), &|_| false).unwrap(), None);
+            assert_eq!(
+                recover(&t.journal(), &|_| false, &mut no_pbx).unwrap(),
+                None
+            );
         }
     }
 
@@ -853,7 +1032,9 @@ mod tests {
         let t = Tree::new();
         crash_at(&t, "never");
         let applied = t.snapshot();
-        let report = recover(&t.journal(), &|id| id == "t1").unwrap().unwrap();
+        let report = recover(&t.journal(), &|id| id == "t1", &mut no_pbx)
+            .unwrap()
+            .unwrap();
         assert!(report.rolled_forward);
         assert_eq!(t.snapshot(), applied);
         assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
@@ -864,7 +1045,7 @@ mod tests {
         let t = Tree::new();
         crash_at(&t, "applied");
         fs::write(t.p("etc/a.conf"), b"edited by someone else\n").unwrap();
-        let err = recover(&t.journal(), &|_| false).unwrap_err();
+        let err = recover(&t.journal(), &|_| false, &mut no_pbx).unwrap_err();
         assert!(
             matches!(err, TxnError::Drift(ref p, _) if p == &t.p("etc/a.conf")),
             "{err}"
@@ -915,7 +1096,10 @@ mod tests {
         fs::create_dir_all(t.journal().join("t0")).unwrap();
         fs::write(t.journal().join("t0/backup-001"), b"x").unwrap();
         fs::create_dir_all(t.journal().join(".t9.done")).unwrap();
-        assert_eq!(recover(&t.journal(), &|_| false).unwrap(), None);
+        assert_eq!(
+            recover(&t.journal(), &|_| false, &mut no_pbx).unwrap(),
+            None
+        );
         assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
     }
 
@@ -939,6 +1123,188 @@ mod tests {
             (meta.mode() & 0o7777, meta.uid(), meta.gid()),
             (0o6755, 1234, 1234)
         );
+    }
+
+    fn record_loads(txn: &Transaction, modules: &[&str]) {
+        txn.record(&PbxEvent::Reload).unwrap();
+        for m in modules {
+            txn.record(&PbxEvent::LoadModule(m.to_string())).unwrap();
+        }
+    }
+
+    #[test]
+    fn rollback_hands_the_recorded_pbx_actions_over_before_the_journal_goes() {
+        let t = Tree::new();
+        let before = t.snapshot();
+        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply().unwrap();
+        record_loads(&txn, &["a.so", "b.so", "a.so"]);
+        assert_eq!(
+            fs::read_to_string(t.journal().join("t1").join(PBX_LOG)).unwrap(),
+            "reload\nload a.so\nload b.so\nload a.so\n"
+        );
+        let mut seen = None;
+        txn.rollback(&mut |undone| {
+            // The files are back, the journal is still there.
+            assert_eq!(t.snapshot(), before);
+            assert!(t.journal().join("t1").join(PBX_LOG).is_file());
+            seen = Some(undone.clone());
+        })
+        .unwrap();
+        let undone = seen.expect("called");
+        assert!(undone.reloaded);
+        assert_eq!(undone.loaded_modules, ["a.so", "b.so"]);
+        assert_eq!(
+            undone.documents,
+            [
+                t.p("etc/featpkg/new.conf"),
+                t.p("etc/a.conf"),
+                t.p("etc/gone.conf")
+            ]
+        );
+        assert_eq!(undone.restored.len(), 4, "{:?}", undone.restored);
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_rollback_before_any_pbx_action_hands_over_nothing() {
+        let t = Tree::new();
+        let mut txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply().unwrap();
+        let mut seen = None;
+        txn.rollback(&mut |undone| seen = Some(undone.clone()))
+            .unwrap();
+        let undone = seen.unwrap();
+        assert!(!undone.reloaded && undone.loaded_modules.is_empty());
+    }
+
+    #[test]
+    fn recover_hands_the_recorded_pbx_actions_over_then_removes_the_journal() {
+        let t = Tree::new();
+        let before = t.snapshot();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply_steps().unwrap();
+        record_loads(&txn, &["func_extstate.so", "app_confbridge.so"]);
+        std::mem::forget(txn); // kill -9
+        let mut calls = 0;
+        let report = recover(&t.journal(), &|_| false, &mut |undone| {
+            calls += 1;
+            assert!(t.journal().join("t1").join(PBX_LOG).is_file());
+            assert!(undone.reloaded);
+            assert_eq!(
+                undone.loaded_modules,
+                ["func_extstate.so", "app_confbridge.so"]
+            );
+            assert_eq!(undone.restored.len(), 4);
+            vec!["module unload app_confbridge.so: Unloaded app_confbridge.so".into()]
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(calls, 1);
+        assert!(!report.rolled_forward);
+        assert_eq!(
+            report.pbx,
+            ["module unload app_confbridge.so: Unloaded app_confbridge.so"]
+        );
+        assert_eq!(t.snapshot(), before);
+        assert_eq!(fs::read_dir(t.journal()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn recover_after_an_interrupted_rollback_still_reloads_and_unloads() {
+        // Killed after the in-process rollback put the files back, before it
+        // reloaded Asterisk and unloaded the modules.
+        let t = Tree::new();
+        let before = t.snapshot();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply_steps().unwrap();
+        record_loads(&txn, &["func_extstate.so"]);
+        undo_steps(&txn.dir, &txn.journal).unwrap();
+        std::mem::forget(txn);
+        assert_eq!(t.snapshot(), before);
+        let mut seen = None;
+        recover(&t.journal(), &|_| false, &mut |undone| {
+            seen = Some(undone.clone());
+            Vec::new()
+        })
+        .unwrap()
+        .unwrap();
+        let undone = seen.unwrap();
+        assert!(undone.restored.is_empty(), "{:?}", undone.restored);
+        assert!(
+            undone.reloaded,
+            "the journal says Asterisk read the new files"
+        );
+        assert_eq!(undone.documents.len(), 3);
+        assert_eq!(undone.loaded_modules, ["func_extstate.so"]);
+    }
+
+    #[test]
+    fn a_committed_journal_rolls_forward_and_unloads_nothing() {
+        let t = Tree::new();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply_steps().unwrap();
+        record_loads(&txn, &["func_extstate.so"]);
+        std::mem::forget(txn);
+        let report = recover(&t.journal(), &|_| true, &mut |_| {
+            panic!("a committed transaction is not undone")
+        })
+        .unwrap()
+        .unwrap();
+        assert!(report.rolled_forward);
+    }
+
+    #[test]
+    fn a_torn_last_pbx_log_line_is_an_action_that_never_started() {
+        let t = Tree::new();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        txn.apply_steps().unwrap();
+        std::mem::forget(txn);
+        fs::write(
+            t.journal().join("t1").join(PBX_LOG),
+            "reload\nload a.so\nload b.s",
+        )
+        .unwrap();
+        let mut seen = None;
+        recover(&t.journal(), &|_| false, &mut |undone| {
+            seen = Some(undone.clone());
+            Vec::new()
+        })
+        .unwrap();
+        assert_eq!(seen.unwrap().loaded_modules, ["a.so"]);
+    }
+
+    #[test]
+    fn a_garbled_pbx_log_stops_recovery_and_keeps_the_journal() {
+        let t = Tree::new();
+        crash_at(&t, "applied");
+        let applied = t.snapshot();
+        fs::write(
+            t.journal().join("t1").join(PBX_LOG),
+            "reload\nload a.so; rm -rf /\n",
+        )
+        .unwrap();
+        let err = recover(&t.journal(), &|_| false, &mut no_pbx).unwrap_err();
+        assert!(
+            matches!(err, TxnError::BadJournal { ref message, .. } if message.contains("line 2")),
+            "{err}"
+        );
+        assert_eq!(t.snapshot(), applied, "nothing undone on a guess");
+        assert!(t.journal().join("t1").is_dir());
+    }
+
+    #[test]
+    fn record_refuses_a_module_name_it_could_not_replay() {
+        let t = Tree::new();
+        let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
+        for bad in ["a.so\nreload", "a.so b.so", "-f", "", "../x.so"] {
+            let err = txn
+                .record(&PbxEvent::LoadModule(bad.to_string()))
+                .unwrap_err();
+            assert!(matches!(err, TxnError::BadModuleName(_)), "{bad:?}: {err}");
+        }
+        assert!(!t.journal().join("t1").join(PBX_LOG).exists());
+        txn.rollback(&mut |_| {}).unwrap();
     }
 
     #[test]

@@ -727,15 +727,53 @@ fn a_module_that_does_not_load_leaves_nothing_loaded() {
     assert_no_residue(&ast, &before, &live, "a module that does not load");
 }
 
+/// A copy of the bundle whose queue-failover dialplan block has `line` right
+/// after its context's header.
+fn bundle_with_queue_failover_line(line: &str) -> (tempfile::TempDir, PathBuf) {
+    let line = line.to_string();
+    bundle_with_version("1.0.0", move |src| {
+        let template = src.join("packaging/features/queue-failover/extensions.conf");
+        let text = std::fs::read_to_string(&template).unwrap();
+        let changed = text.replacen("[%{context}]\n", &format!("[%{{context}}]\n{line}\n"), 1);
+        assert_ne!(changed, text);
+        std::fs::write(&template, changed).unwrap();
+    })
+}
+
 #[test]
 fn a_dialplan_asterisk_rejects_leaves_no_residue() {
-    // A context that inherits from a category that does not exist: Asterisk's
-    // config parser rejects the whole file ("Inheritance requested, but
-    // category … does not exist"), so `module reload pbx_config.so` fails, after
-    // the modules were loaded and manager.conf reloaded. featpkg's planner does
-    // not check inheritance (it does check `(+)`); should it learn to, this
-    // install is refused before any reload and the test needs another
-    // construct that only Asterisk rejects.
+    // A line starting with a backslash and a space: Asterisk's config parser
+    // rejects the whole file ("Invalid escape in line N"), so `module reload
+    // pbx_config.so` fails, after the modules were loaded and manager.conf
+    // reloaded. featpkg's planner does not look for this (it refuses what it
+    // can: a bad `(+)` or a missing parent; see the next test), so only the
+    // real reload can catch it.
+    let (_dir, archive) = bundle_with_queue_failover_line("\\ featpkg-invalid-escape = 1");
+    let ast = asterisk::shared();
+    let before = prepare(&ast);
+    let live = live_before(&ast);
+    let mark = ast.log_mark();
+    failed_install(&ast, &archive, "module reload pbx_config.so");
+    let log = ast.log_since(mark);
+    assert!(
+        log.contains("Invalid escape in line"),
+        "Asterisk rejected the file for another reason:\n{}",
+        tail(&log, 40)
+    );
+    assert_no_residue(&ast, &before, &live, "a dialplan Asterisk rejects");
+    // The PBX's own dialplan is still the one that runs.
+    assert!(
+        ast.cli("dialplan show internal")
+            .contains("ConfBridge(${EXTEN})")
+    );
+}
+
+#[test]
+fn inheritance_from_a_missing_section_is_refused_before_anything_is_written() {
+    // Asterisk rejects the whole extensions.conf for `[ctx](parent)` when no
+    // [parent] comes before it ("Inheritance requested, but category …
+    // does not exist"): the planner refuses it, naming block, line and rule,
+    // before any file is written or anything reloaded.
     let (_dir, archive) = bundle_with_version("1.0.0", |src| {
         let template = src.join("packaging/features/queue-failover/extensions.conf");
         let text = std::fs::read_to_string(&template).unwrap();
@@ -750,22 +788,119 @@ fn a_dialplan_asterisk_rejects_leaves_no_residue() {
     let ast = asterisk::shared();
     let before = prepare(&ast);
     let live = live_before(&ast);
-    let mark = ast.log_mark();
-    failed_install(&ast, &archive, "module reload pbx_config.so");
-    let log = ast.log_since(mark);
+    let out = run(&ast, &install_args(&archive, None));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
-        log.contains(
-            "Inheritance requested, but category 'featpkg-no-such-template' does not exist"
+        said.contains("queue-failover/dialplan")
+            && said.contains(
+                "[notify-queue-failover] inherits from [featpkg-no-such-template], but no [featpkg-no-such-template] section exists before it"
+            ),
+        "{said}"
+    );
+    assert!(
+        !said.contains("reload"),
+        "refused before any reload: {said}"
+    );
+    assert_no_residue(&ast, &before, &live, "a missing parent");
+}
+
+#[test]
+fn inheritance_the_planner_accepts_asterisk_accepts_too() {
+    // The check is Asterisk's rule, no stricter: a parent may be a template
+    // earlier in the block or any section of the PBX's own file (a context,
+    // not a template), named in any case. Asterisk takes the file and the
+    // context gets the parents' extensions.
+    let (_dir, archive) = bundle_with_version("1.0.0", |src| {
+        let template = src.join("packaging/features/queue-failover/extensions.conf");
+        let text = std::fs::read_to_string(&template).unwrap();
+        let changed = text.replacen(
+            "[%{context}]\n",
+            "[featpkg-qf-tpl](!)\nexten => 999,1,NoOp(featpkg inherited from the template)\n\n[%{context}](FEATPKG-QF-TPL,phones-iax)\n",
+            1,
+        );
+        assert_ne!(changed, text);
+        std::fs::write(&template, changed).unwrap();
+    });
+    let ast = asterisk::shared();
+    let before = prepare(&ast);
+    ok(&ast, &install_args(&archive, None));
+    let context = ast.cli("dialplan show notify-queue-failover");
+    for inherited in [
+        "NoOp(featpkg inherited from the template)",
+        "Goto(phones,${PHONE},1)",
+    ] {
+        assert!(context.contains(inherited), "no {inherited}:\n{context}");
+    }
+    assert!(
+        !context_loaded(&ast, "featpkg-qf-tpl"),
+        "a template is not a context"
+    );
+    uninstall(&ast, BUNDLE);
+    assert_pristine(&ast, &before, "inheriting install removed");
+}
+
+#[test]
+fn a_module_the_admin_had_loaded_stays_loaded_when_an_install_is_undone() {
+    // Only what the install itself loaded goes: func_extstate.so was running
+    // before (the admin loaded it), so neither the rollback of a failed
+    // install nor the recovery of a killed one unloads it.
+    let (_dir, archive) = bundle_with_version("1.0.0", |src| {
+        edit_feature(src, "queue-failover", |json, _| {
+            json["contexts"]
+                .as_array_mut()
+                .unwrap()
+                .push("featpkg-queue-failover-never-defined".into());
+        });
+    });
+    let ast = asterisk::shared();
+    let before = prepare(&ast);
+    let live = live_before(&ast);
+    assert!(
+        ast.cli("module load func_extstate.so")
+            .contains("Loaded func_extstate.so")
+    );
+    let assert_only_the_admins_module = |what: &str| {
+        assert_pristine(&ast, &before, what);
+        assert_eq!(globals(&ast), live.globals, "{what}: global variables");
+        assert_no_featpkg_ami_user(&ast, what);
+        for module in FEATURE_MODULES {
+            assert_eq!(
+                module_loaded(&ast, module),
+                *module == "func_extstate.so",
+                "{what}: {module}"
+            );
+        }
+    };
+
+    let said = failed_install(
+        &ast,
+        &archive,
+        "after reload, context [featpkg-queue-failover-never-defined] does not exist",
+    );
+    // Unloaded last loaded first, and only those two.
+    assert!(
+        said.contains(
+            "(and the modules it had loaded unloaded again: app_confbridge.so, res_manager_devicestate.so)"
         ),
-        "Asterisk rejected the file for another reason:\n{}",
-        tail(&log, 40)
+        "{said}"
     );
-    assert_no_residue(&ast, &before, &live, "a dialplan Asterisk rejects");
-    // The PBX's own dialplan is still the one that runs.
-    assert!(
-        ast.cli("dialplan show internal")
-            .contains("ConfBridge(${EXTEN})")
-    );
+    assert_only_the_admins_module("failed install");
+
+    kill_at(&ast, &install_args(&bundle(), None), "before-state-commit");
+    for module in FEATURE_MODULES {
+        assert!(module_loaded(&ast, module), "the reload loaded {module}");
+    }
+    let out = ast.featpkg_ok(&["recover"]);
+    assert!(out.contains("rolled back"), "{out}");
+    for module in ["app_confbridge.so", "res_manager_devicestate.so"] {
+        assert!(
+            out.contains(&format!("module unload {module}: Unloaded {module}")),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("func_extstate"), "{out}");
+    assert_only_the_admins_module("killed install recovered");
 }
 
 #[test]

@@ -204,6 +204,56 @@ fn a_dialplan_block_opening_general_or_globals_is_refused_by_the_planner() {
     ]);
 }
 
+/// The demo-ctx feature with its context's header rewritten to `header`.
+fn add_inheriting_context_feature(src: &Path, header: &str) {
+    add_word_context_feature(src);
+    let path = src.join("packaging/features/demo-ctx/extensions.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[%{ctx}]\n", &format!("{header}\n"))).unwrap();
+}
+
+#[test]
+fn a_context_inheriting_from_a_section_that_does_not_exist_is_refused() {
+    // Asterisk rejects the whole extensions.conf for it (main/config.c:
+    // "Inheritance requested, but category … does not exist").
+    for (header, line, parent) in [
+        ("[%{ctx}](demo-missing-tpl)", 4, "demo-missing-tpl"),
+        // A template defined only after the context that inherits from it.
+        (
+            "[%{ctx}](demo-later-tpl)\n[demo-later-tpl](!)",
+            4,
+            "demo-later-tpl",
+        ),
+    ] {
+        let (_d, archive) =
+            bundle_with_version("1.0.0", |src| add_inheriting_context_feature(src, header));
+        refused(
+            &Pbx::new(),
+            &[
+                "install",
+                archive.to_str().unwrap(),
+                "--features",
+                "demo-ctx",
+            ],
+            &format!(
+                "featpkg block demo-ctx/dialplan:{line}: [demo-ctx] inherits from [{parent}], but no [{parent}] section exists before it (Asterisk would reject the whole file)"
+            ),
+        );
+    }
+    // Asterisk takes any earlier section as a parent, template or not, in any
+    // case: so does the planner.
+    let (_d, archive) = bundle_with_version("1.0.0", |src| {
+        add_inheriting_context_feature(src, "[demo-tpl](!)\n[%{ctx}](DEMO-TPL,demo-ctx-entry)")
+    });
+    Pbx::new().ok(&[
+        "install",
+        archive.to_str().unwrap(),
+        "--features",
+        "demo-ctx",
+        "--no-reload",
+    ]);
+}
+
 #[test]
 fn missing_asterisk_conf() {
     let pbx = Pbx::new();

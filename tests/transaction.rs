@@ -82,6 +82,309 @@ fn module_load_failure_rolls_back() {
     assert_same_tree(&before, &pbx.snapshot());
 }
 
+/// The Asterisk CLI for the module tests below: tests/support/fake-asterisk
+/// for everything but modules, which this wrapper (written into the PBX's temp
+/// dir) models itself, so that these tests do not depend on how the shared
+/// fake models them (the committed one has no `module unload`). Its answers are
+/// Asterisk 22's (main/cli.c handle_load, handle_unload, handle_modlist): a
+/// module listed in `$WRAPPED_DECLINE` declines to load and stays listed "Not
+/// Running" until unloaded; one in `$WRAPPED_MISSING` has no file. State:
+/// `<dir>/wrapped/running` and `…/declined`, one module a line.
+fn with_module_model(pbx: &Pbx) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = repo().join("tests/support/fake-asterisk");
+    let state = pbx.dir.path().join("wrapped");
+    std::fs::create_dir_all(&state).unwrap();
+    let path = pbx.dir.path().join("asterisk-modules");
+    let script = format!(
+        r#"#!/usr/bin/env bash
+state={state}
+cmd=""
+args=("$@")
+while [ $# -gt 0 ]; do case "$1" in -rx) cmd="$2"; shift 2 ;; *) shift ;; esac; done
+read -r -a w <<< "$cmd"
+case "${{w[0]:-}} ${{w[1]:-}}" in
+"module show"|"module load"|"module unload") ;;
+*) exec {fake} "${{args[@]}}" ;;
+esac
+[ -n "${{FAKE_ASTERISK_LOG:-}}" ] && printf '%s
+' "$cmd" >> "$FAKE_ASTERISK_LOG"
+if [ "${{FAKE_ASTERISK_DOWN:-0}}" = 1 ]; then
+    echo "Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)" >&2
+    exit 1
+fi
+touch "$state/running" "$state/declined"
+in_list() {{ [[ ",${{2:-}}," == *",$1,"* ]]; }}
+has() {{ grep -qxF "$1" "$state/$2"; }}
+drop() {{ grep -vxF "$1" "$state/$2" > "$state/$2.tmp"; mv "$state/$2.tmp" "$state/$2"; }}
+m="${{w[2]:-}}"
+case "${{w[1]}}" in
+show)
+    printf '%-30s %-40.40s %-10s %-11s %13s
+' Module Description "Use Count" Status "Support Level"
+    n=0
+    for f in running declined; do
+        while read -r x; do
+            [[ "$x" == *"${{w[3]:-}}"* ]] || continue
+            status=Running; [ $f = declined ] && status="Not Running"
+            printf '%-30s %-40.40s %-10d %-11s %13s
+' "$x" "a module" 0 "$status" core
+            n=$((n + 1))
+        done < "$state/$f"
+    done
+    echo "$n modules loaded" ;;
+load)
+    if has "$m" running || in_list "$m" "${{WRAPPED_MISSING:-}}"; then
+        echo "Unable to load module $m"; echo "Command 'module load $m' failed."
+    elif in_list "$m" "${{WRAPPED_DECLINE:-}}"; then
+        has "$m" declined || echo "$m" >> "$state/declined"
+        echo "Unable to load module $m"; echo "Command 'module load $m' failed."
+    else
+        drop "$m" declined; echo "$m" >> "$state/running"; echo "Loaded $m"
+    fi ;;
+unload)
+    if has "$m" running || has "$m" declined; then
+        drop "$m" running; drop "$m" declined; echo "Unloaded $m"
+    else
+        echo "Unable to unload resource $m"; echo "Command 'module unload $m' failed."
+    fi ;;
+esac
+exit 0
+"#,
+        state = state.display(),
+        fake = fake.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// The modules the wrapped Asterisk lists now (running, then declined).
+fn loaded_modules(pbx: &Pbx) -> Vec<String> {
+    ["running", "declined"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(pbx.dir.path().join("wrapped").join(f))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The fake Asterisk's log from line `from` on, without the `module show` checks.
+fn actions_since(pbx: &Pbx, from: usize) -> Vec<String> {
+    pbx.asterisk_log()
+        .lines()
+        .skip(from)
+        .filter(|l| !l.starts_with("module show like") && !l.starts_with("dialplan show"))
+        .map(str::to_string)
+        .collect()
+}
+
+// A default install loads res_manager_devicestate.so (busy-callback), then
+// func_extstate.so (call-waiting); conference-guest is skipped without its
+// parameters.
+
+#[test]
+fn a_failed_reload_unloads_what_the_install_loaded_last_first() {
+    let pbx = Pbx::new();
+    let cli = with_module_model(&pbx);
+    let before = pbx.snapshot();
+    let out = pbx.run_env(
+        &["install", &bundle_arg()],
+        &[
+            ("FEATPKG_ASTERISK_CMD", &cli),
+            ("FAKE_ASTERISK_HIDE_CONTEXTS", "notify-queue-failover"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "reload failed, every change was rolled back (and the modules it had loaded unloaded again: func_extstate.so, res_manager_devicestate.so): after reload, context [notify-queue-failover] does not exist"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("by hand"), "{}", text(&out));
+    assert_same_tree(&before, &pbx.snapshot());
+    // The restored files are reloaded first, then the modules go, last loaded first.
+    assert_eq!(
+        actions_since(&pbx, 0),
+        [
+            "module load res_manager_devicestate.so",
+            "module load func_extstate.so",
+            "manager reload",
+            "module reload pbx_config.so",
+            "manager reload",
+            "module reload pbx_config.so",
+            "module unload func_extstate.so",
+            "module unload res_manager_devicestate.so",
+        ],
+        "{}",
+        pbx.asterisk_log()
+    );
+    assert!(
+        loaded_modules(&pbx).is_empty(),
+        "{:?}",
+        loaded_modules(&pbx)
+    );
+    assert!(pbx.ok(&["recover"]).contains("nothing to recover"));
+}
+
+#[test]
+fn a_module_that_was_running_before_the_install_is_left_alone() {
+    let pbx = Pbx::new();
+    let cli = with_module_model(&pbx);
+    std::fs::write(pbx.dir.path().join("wrapped/running"), "func_extstate.so\n").unwrap();
+    let out = pbx.run_env(
+        &["install", &bundle_arg()],
+        &[
+            ("FEATPKG_ASTERISK_CMD", &cli),
+            ("FAKE_ASTERISK_FAIL_RELOAD", "pbx_config.so"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("(and the modules it had loaded unloaded again: res_manager_devicestate.so): `module reload pbx_config.so` failed"),
+        "{}",
+        text(&out)
+    );
+    let log = pbx.asterisk_log();
+    assert!(!log.contains("module load func_extstate.so"), "{log}");
+    assert!(!log.contains("module unload func_extstate.so"), "{log}");
+    assert_eq!(loaded_modules(&pbx), ["func_extstate.so"]);
+}
+
+#[test]
+fn a_module_load_that_fails_unloads_the_ones_loaded_before_it() {
+    // A module with no file is not listed after its failed load: nothing to
+    // unload. One whose load() declined stays listed "Not Running" (as
+    // Asterisk lists it): unloaded too, so that no trace of the try is left.
+    for (knob, unloads) in [
+        ("WRAPPED_MISSING", &["res_manager_devicestate.so"][..]),
+        (
+            "WRAPPED_DECLINE",
+            &["func_extstate.so", "res_manager_devicestate.so"][..],
+        ),
+    ] {
+        let pbx = Pbx::new();
+        let cli = with_module_model(&pbx);
+        let before = pbx.snapshot();
+        let out = pbx.run_env(
+            &["install", &bundle_arg()],
+            &[("FEATPKG_ASTERISK_CMD", &cli), (knob, "func_extstate.so")],
+        );
+        assert_eq!(out.status.code(), Some(2), "{knob}: {}", text(&out));
+        assert!(
+            text(&out).contains("`module load func_extstate.so` failed: Unable to load module"),
+            "{knob}: {}",
+            text(&out)
+        );
+        assert_same_tree(&before, &pbx.snapshot());
+        // func_extstate.so was recorded before its load was tried; what is
+        // unloaded goes once Asterisk is back on the restored files.
+        let mut expected = vec![
+            "module load res_manager_devicestate.so".to_string(),
+            "module load func_extstate.so".into(),
+            "manager reload".into(),
+            "module reload pbx_config.so".into(),
+        ];
+        expected.extend(unloads.iter().map(|m| format!("module unload {m}")));
+        assert_eq!(
+            actions_since(&pbx, 0),
+            expected,
+            "{knob}: {}",
+            pbx.asterisk_log()
+        );
+        assert!(loaded_modules(&pbx).is_empty(), "{knob}");
+    }
+}
+
+#[test]
+fn an_install_killed_after_its_reload_is_recovered_with_its_modules_unloaded() {
+    let pbx = Pbx::new();
+    let cli = with_module_model(&pbx);
+    let before = pbx.snapshot();
+    kill_at(
+        &pbx,
+        &["install", &bundle_arg()],
+        "before-state-commit",
+        &[("FEATPKG_ASTERISK_CMD", &cli)],
+    );
+    // What the killed run journalled, each line before it acted.
+    let journals: Vec<_> = std::fs::read_dir(pbx.root().join("var/lib/asterisk/featpkg/journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    assert_eq!(
+        std::fs::read_to_string(journals[0].join("pbx.log")).unwrap(),
+        "reload\nload res_manager_devicestate.so\nload func_extstate.so\n"
+    );
+    assert_eq!(
+        loaded_modules(&pbx),
+        ["res_manager_devicestate.so", "func_extstate.so"]
+    );
+    let from = pbx.asterisk_log().lines().count();
+    let out = pbx.run_env(&["recover"], &[("FEATPKG_ASTERISK_CMD", &cli)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("rolled back"), "{said}");
+    assert!(
+        said.contains("module unload func_extstate.so: Unloaded func_extstate.so")
+            && said.contains(
+                "module unload res_manager_devicestate.so: Unloaded res_manager_devicestate.so"
+            ),
+        "{said}"
+    );
+    assert!(!said.contains("by hand"), "{said}");
+    assert_same_tree(&before, &pbx.snapshot());
+    assert_eq!(
+        actions_since(&pbx, from),
+        [
+            "manager reload",
+            "module reload pbx_config.so",
+            "module unload func_extstate.so",
+            "module unload res_manager_devicestate.so",
+        ],
+        "{}",
+        pbx.asterisk_log()
+    );
+    assert!(loaded_modules(&pbx).is_empty());
+    assert!(!journals[0].exists());
+}
+
+#[test]
+fn an_install_killed_before_its_reload_is_recovered_without_touching_asterisk() {
+    let pbx = Pbx::new();
+    let cli = with_module_model(&pbx);
+    kill_at(
+        &pbx,
+        &["install", &bundle_arg()],
+        "applied",
+        &[("FEATPKG_ASTERISK_CMD", &cli)],
+    );
+    let journals: Vec<_> = std::fs::read_dir(pbx.root().join("var/lib/asterisk/featpkg/journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!journals[0].join("pbx.log").exists());
+    let from = pbx.asterisk_log().lines().count();
+    let out = pbx.run_env(&["recover"], &[("FEATPKG_ASTERISK_CMD", &cli)]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The files were put back before Asterisk ever read them: reloading them
+    // again is harmless (and what recovery has always done); nothing to unload.
+    assert!(
+        !actions_since(&pbx, from)
+            .iter()
+            .any(|l| l.starts_with("module unload")),
+        "{}",
+        pbx.asterisk_log()
+    );
+}
+
 #[test]
 fn injected_failure_after_some_files_were_written_rolls_back() {
     for point in [
@@ -110,9 +413,11 @@ fn injected_failure_after_some_files_were_written_rolls_back() {
 }
 
 /// Starts featpkg with a pause at `point`, waits until it is there, kills it with SIGKILL.
-fn kill_at(pbx: &Pbx, args: &[&str], point: &str) {
+fn kill_at(pbx: &Pbx, args: &[&str], point: &str, env: &[(&str, &str)]) {
+    let mut env = env.to_vec();
+    env.push(("FEATPKG_TEST_PAUSE_AT", point));
     let mut child = pbx
-        .command(args, &[("FEATPKG_TEST_PAUSE_AT", point)])
+        .command(args, &env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,7 +453,7 @@ fn killed_install_is_rolled_back_by_the_next_command() {
     ] {
         let pbx = Pbx::new();
         let before = pbx.snapshot();
-        kill_at(&pbx, &["install", &bundle_arg()], point);
+        kill_at(&pbx, &["install", &bundle_arg()], point, &[]);
         // Any command recovers first; status is the least intrusive.
         let out = pbx.run(&["status"]);
         assert!(out.status.success(), "{point}: {}", text(&out));
@@ -177,7 +482,7 @@ fn killed_uninstall_is_rolled_back_by_recover() {
         .filter(|l| *l == "module reload pbx_config.so")
         .count();
     // Uninstall removes files first: step 3 is extensions.conf, step 4 manager.conf.
-    kill_at(&pbx, &["uninstall", BUNDLE], "step-4-done");
+    kill_at(&pbx, &["uninstall", BUNDLE], "step-4-done", &[]);
     let out = pbx.ok(&["recover"]);
     assert!(out.contains("rolled back"), "{out}");
     // The restored dialplan is loaded again, whatever Asterisk saw before the crash.
@@ -197,7 +502,7 @@ fn killed_after_state_commit_is_rolled_forward() {
     let reference = Pbx::new();
     reference.ok(&["install", &bundle_arg()]);
     pbx.share_machine_key(&reference);
-    kill_at(&pbx, &["install", &bundle_arg()], "state-committed");
+    kill_at(&pbx, &["install", &bundle_arg()], "state-committed", &[]);
     let out = pbx.ok(&["status"]);
     assert!(out.contains("it had committed, rolled forward"), "{out}");
     assert!(out.contains("featpkg-recipes 1.0.0"), "{out}");

@@ -382,6 +382,14 @@ impl FeatureDef {
                 )));
             }
         }
+        // Module names go to Asterisk's CLI and into the transaction's journal.
+        for module in &def.modules {
+            if !crate::txn::valid_module_name(module) || !module.ends_with(".so") {
+                return Err(bad(format!(
+                    "module {module:?} is not a module file name like func_extstate.so"
+                )));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for edit in &def.edits {
             if !seen.insert(edit.id()) {
@@ -734,6 +742,38 @@ mod tests {
             e.to_string().contains("is not context,exten,priority"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn module_names_must_be_plain_module_files() {
+        let json = |module: &str| {
+            format!(
+                r#"{{"id": "f", "version": "1.0.0", "summary": "", "modules": [{}], "edits": []}}"#,
+                serde_json::to_string(module).unwrap()
+            )
+        };
+        let load = |module: &str| {
+            let text = json(module);
+            FeatureDef::load("f", &|_| Some(text.as_bytes().to_vec()))
+        };
+        assert!(load("func_extstate.so").is_ok());
+        assert!(load("app_featpkg-test_2.so").is_ok());
+        for bad in [
+            "func_extstate",
+            "a.so b.so",
+            "x.so\nload y.so",
+            "../x.so",
+            ".so",
+            "",
+            "-f x.so",
+            "-f.so",
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("is not a module file name"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::hash::sha256_hex;
 use crate::plan::Plan;
 use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
 use crate::target::{ReloadRequest, Target, TargetKind, TargetOptions};
-use crate::txn::{self, Step, Transaction};
+use crate::txn::{self, PbxEvent, Step, Transaction};
 
 /// Every error a command can end with; each message is for the admin.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +33,33 @@ pub enum Error {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Txn(#[from] crate::txn::TxnError),
-    #[error("reload failed, every change was rolled back: {0}")]
-    ReloadFailed(crate::target::ReloadError),
+    #[error("reload failed, every change was rolled back{1}: {0}")]
+    ReloadFailed(crate::target::ReloadError, UnloadNote),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
     Place(#[from] crate::target::PlaceError),
     #[error(transparent)]
     Row(#[from] crate::row::RowError),
+}
+
+/// The modules a rolled-back change had loaded and the rollback unloaded
+/// again, shown in the error (empty: nothing to say).
+#[derive(Debug, Clone, Default)]
+pub struct UnloadNote(pub Vec<String>);
+
+impl std::fmt::Display for UnloadNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(
+                f,
+                " (and the modules it had loaded unloaded again: {})",
+                self.0.join(", ")
+            )
+        }
+    }
 }
 
 /// Options every PBX command takes.
@@ -90,23 +109,40 @@ impl Session {
         })?;
         let lock = txn::acquire_lock(&state_dir, options.lock_wait)?;
         let state = State::open(&state_dir)?;
-        let recovered = txn::recover(&journal_dir(target.as_ref()), &|key| {
-            state.is_committed(key).unwrap_or(false)
-        })?;
-        if let Some(report) = recovered.as_ref().filter(|r| !r.rolled_forward) {
-            // Asterisk may have loaded the files before the crash: load the restored ones.
-            let restored: Vec<String> = report
-                .restored
+        let recovered = txn::recover(
+            &journal_dir(target.as_ref()),
+            &|key| state.is_committed(key).unwrap_or(false),
+            &mut |undone| {
+                // Asterisk may have loaded the files before the crash: load the
+                // restored ones. When the journal says a reload had started,
+                // every file it lists (an earlier undo may have put them back
+                // already, before its reload).
+                let changed: Vec<String> = if undone.reloaded {
+                    &undone.documents
+                } else {
+                    &undone.restored
+                }
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
-            let restored: Vec<&str> = restored.iter().map(String::as_str).collect();
-            let request = reload_for_changed(&restored);
-            // An empty request runs no command.
-            if let Err(e) = target.reload(&request) {
-                tracing::warn!("after recovery, reloading Asterisk failed: {e}; reload it by hand");
-            }
-        }
+                let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+                let request = reload_for_changed(&changed);
+                // An empty request runs no command.
+                let mut said = Vec::new();
+                match target.reload(&request, &mut crate::target::loads_nothing) {
+                    Ok(lines) => said.extend(lines),
+                    Err(e) => tracing::warn!(
+                        "after recovery, reloading Asterisk failed: {e}; reload it by hand"
+                    ),
+                }
+                said.extend(
+                    unload_modules(target.as_ref(), &undone.loaded_modules)
+                        .into_iter()
+                        .map(|(_, line)| line),
+                );
+                said
+            },
+        )?;
         Ok(Session {
             target,
             state,
@@ -326,21 +362,27 @@ pub(crate) fn execute(
             "reload skipped (--no-reload): reload Asterisk yourself to activate the changes".into(),
         );
     } else if !change.reload.is_empty() {
-        match session.target.reload(&change.reload) {
+        // Journalled first: from here on, a rollback reloads the restored files
+        // and unloads each module recorded before it was loaded.
+        if let Err(e) = transaction.record(&PbxEvent::Reload) {
+            roll_back(session, transaction, &change.reload)?;
+            return Err(e.into());
+        }
+        let reloaded = session.target.reload(&change.reload, &mut |module| {
+            transaction
+                .record(&PbxEvent::LoadModule(module.to_string()))
+                .map_err(|e| e.to_string())
+        });
+        match reloaded {
             Ok(said) => reload_said = said,
             Err(e) => {
-                transaction.rollback()?;
-                reload_restored(session, &change.reload);
-                return Err(Error::ReloadFailed(e));
+                let unloaded = roll_back(session, transaction, &change.reload)?;
+                return Err(Error::ReloadFailed(e, UnloadNote(unloaded)));
             }
         }
     }
-    let reloaded = !no_reload && !change.reload.is_empty();
     if let Err(e) = txn::test_point("before-state-commit") {
-        transaction.rollback()?;
-        if reloaded {
-            reload_restored(session, &change.reload);
-        }
+        roll_back(session, transaction, &change.reload)?;
         return Err(e.into());
     }
     let committed = session.state.commit(&NewTxn {
@@ -356,10 +398,7 @@ pub(crate) fn execute(
     let txn_id = match committed {
         Ok(id) => id,
         Err(e) => {
-            transaction.rollback()?;
-            if reloaded {
-                reload_restored(session, &change.reload);
-            }
+            roll_back(session, transaction, &change.reload)?;
             return Err(e.into());
         }
     };
@@ -375,11 +414,34 @@ pub(crate) fn execute(
     })
 }
 
+/// Rolls an applied change back: the files (and rows) first; then, if the
+/// journal says the PBX was reloaded, the PBX is put back on the restored
+/// files ([`reload_restored`]) and every module the change loaded is unloaded
+/// again, last loaded first ([`unload_modules`]); then the journal goes.
+/// Returns the modules unloaded.
+fn roll_back(
+    session: &Session,
+    transaction: Transaction,
+    forward: &ReloadRequest,
+) -> Result<Vec<String>, Error> {
+    let mut unloaded = Vec::new();
+    transaction.rollback(&mut |undone| {
+        if undone.reloaded {
+            reload_restored(session, forward);
+        }
+        unloaded = unload_modules(session.target.as_ref(), &undone.loaded_modules)
+            .into_iter()
+            .map(|(module, _)| module)
+            .collect();
+    })?;
+    Ok(unloaded)
+}
+
 /// After a rollback that followed a reload, puts the PBX back on the restored
 /// files: the same reloads as forward (a PBX that regenerates files from its
 /// database, MikoPBX, rewrites them from the restored rows), without loading
-/// modules, checking contexts or restarting: a removed `load` line waits for the
-/// next start, as on uninstall. A failure here is only logged: the files are
+/// modules, checking contexts or restarting (the modules the change loaded are
+/// unloaded live afterwards). A failure here is only logged: the files are
 /// already right, and the error the admin sees is the one that caused the rollback.
 fn reload_restored(session: &Session, forward: &ReloadRequest) {
     let again = ReloadRequest {
@@ -389,9 +451,43 @@ fn reload_restored(session: &Session, forward: &ReloadRequest) {
         crontab: forward.crontab,
         ..ReloadRequest::default()
     };
-    if let Err(e) = session.target.reload(&again) {
+    if let Err(e) = session
+        .target
+        .reload(&again, &mut crate::target::loads_nothing)
+    {
         tracing::warn!("reload after rollback failed as well: {e}; reload the PBX by hand");
     }
+}
+
+/// Unloads, last loaded first, the modules a rolled-back change had loaded
+/// (as its journal recorded them), once the PBX runs the restored files again:
+/// a failed or undone change leaves nothing of itself in the running PBX. A
+/// module Asterisk does not list (no such file, or the run was killed before
+/// its load) is skipped; one listed "Not Running" (its load declined) is
+/// unloaded like a running one. A failure (a module in use) is logged, not fatal: the files
+/// are right, and the module goes at the next restart anyway. Returns each
+/// module unloaded with what Asterisk said.
+///
+/// A committed change is different, and unloads nothing: an uninstall (or
+/// `featpkg rollback` of a committed install) removes its `load =>` lines and
+/// leaves the modules running until Asterisk's next start, which follows the
+/// restored modules.conf. By then the admin's own dialplan may use the module
+/// (Asterisk refuses to unload a module in use, and `module unload -f` could
+/// crash it), and with `autoload = yes` Asterisk would have loaded it anyway.
+/// A failed change, undone within its own run (or by the next command after
+/// a crash), was never in service: only it can have used what it loaded.
+fn unload_modules(target: &dyn Target, modules: &[String]) -> Vec<(String, String)> {
+    let mut said = Vec::new();
+    for module in modules.iter().rev() {
+        match target.unload_module(module) {
+            Ok(Some(line)) => said.push((module.clone(), line)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "rolling back, could not unload {module}, which the change had loaded: {e}; unload it by hand (`module unload {module}`) or it stays loaded until Asterisk restarts"
+            ),
+        }
+    }
+    said
 }
 
 /// True when the plan adds a `load` line to modules.conf. Only that needs the

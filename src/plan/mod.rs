@@ -621,7 +621,7 @@ fn plan_blocks(
             }
             let mut baseline = existing.clone();
             baseline.extend(added_so_far.iter().cloned());
-            let conflicts: Vec<Conflict> = match check {
+            let mut conflicts: Vec<Conflict> = match check {
                 ConfigCheck::Dialplan => {
                     let mut c = asterisk_config::dialplan_conflicts(&baseline, &added);
                     c.extend(asterisk_config::append_conflicts(&baseline, &added));
@@ -631,6 +631,8 @@ fn plan_blocks(
                 ConfigCheck::PjsipAppend => asterisk_config::append_conflicts(&baseline, &added),
                 ConfigCheck::NewSections => asterisk_config::section_conflicts(&baseline, &added),
             };
+            // A missing parent makes Asterisk reject any config file, like a bad `(+)`.
+            conflicts.extend(asterisk_config::inheritance_conflicts(&baseline, &added));
             if !conflicts.is_empty() {
                 return Err(PlanError::Conflicts {
                     edit: new.edit_id.clone(),

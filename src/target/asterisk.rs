@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target};
+use super::{PlaceError, PlacedEdit, RecordLoad, ReloadError, ReloadRequest, Target};
 use crate::feature::{Location, PbxDir, RenderedContent, RenderedEdit};
 
 /// Environment variable naming the Asterisk CLI command (e.g. `asterisk -C /etc/asterisk/asterisk.conf`).
@@ -256,24 +256,29 @@ impl Target for AsteriskTarget {
         self.is_our_cron_d_file(runtime_path).then_some(0o644)
     }
 
-    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
+    fn reload(
+        &self,
+        request: &ReloadRequest,
+        record_load: RecordLoad,
+    ) -> Result<Vec<String>, ReloadError> {
         let mut said = Vec::new();
         for module in &request.load_modules {
-            let show = self.run_cli(&format!("module show like {module}"))?;
-            let name = module.trim_end_matches(".so");
-            let loaded = show.lines().any(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|first| first.trim_end_matches(".so") == name)
-            });
-            if loaded {
+            // `module load` of a running module fails ("Unable to load module
+            // X"), so ask first; and only a module this change loads is its to
+            // unload on rollback.
+            if self.module_status(module)? == ModuleStatus::Running {
                 said.push(format!("module {module}: already loaded"));
                 continue;
             }
+            record_load(module).map_err(|message| ReloadError::Journal {
+                module: module.clone(),
+                message,
+            })?;
             let command = format!("module load {module}");
             let out = self.run_cli(&command)?;
-            if out.contains("Loaded") && !out.contains("Unable") {
-                said.push(format!("{command}: {out}"));
+            // main/cli.c handle_load: "Loaded X", or "Unable to load module X".
+            if out.lines().any(|l| l.trim() == format!("Loaded {module}")) {
+                said.push(format!("{command}: {}", out.trim()));
             } else {
                 return Err(ReloadError::Failed {
                     command,
@@ -303,6 +308,68 @@ impl Target for AsteriskTarget {
             said.push(format!("context [{context}] is loaded"));
         }
         Ok(said)
+    }
+
+    fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError> {
+        // A module that declined to load is listed "Not Running"; Asterisk
+        // unloads it on request too (main/loader.c), leaving no trace of the try.
+        if self.module_status(module)? == ModuleStatus::Absent {
+            return Ok(None);
+        }
+        let command = format!("module unload {module}");
+        let out = self.run_cli(&command)?;
+        // main/cli.c handle_unload: "Unloaded X", or "Unable to unload resource
+        // X" (in use: Asterisk logs "Soft unload failed, 'X' has use count N").
+        if out
+            .lines()
+            .any(|l| l.trim() == format!("Unloaded {module}"))
+        {
+            Ok(Some(format!("{command}: {}", out.trim())))
+        } else {
+            Err(ReloadError::Failed {
+                command,
+                output: out,
+            })
+        }
+    }
+}
+
+/// Whether Asterisk has a module, from `module show like`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleStatus {
+    /// Not in Asterisk's module list.
+    Absent,
+    /// Listed but "Not Running" (it declined to load).
+    NotRunning,
+    Running,
+}
+
+impl AsteriskTarget {
+    /// `module show like <module>`: whether `module` is loaded and running.
+    pub(crate) fn module_status(&self, module: &str) -> Result<ModuleStatus, ReloadError> {
+        let out = self.run_cli(&format!("module show like {module}"))?;
+        Ok(parse_module_status(&out, module))
+    }
+}
+
+/// Reads `module show like` (main/cli.c MODLIST_FORMAT: name, description cut
+/// to 40 characters, use count, "Running" or "Not Running", support level) for
+/// the line of exactly `module` (`like` matches substrings).
+fn parse_module_status(out: &str, module: &str) -> ModuleStatus {
+    let name = module.trim_end_matches(".so");
+    let Some(line) = out.lines().find(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|first| first.trim_end_matches(".so") == name)
+    }) else {
+        return ModuleStatus::Absent;
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let n = words.len();
+    if n >= 3 && words[n - 2] == "Running" && words[n - 3] != "Not" {
+        ModuleStatus::Running
+    } else {
+        ModuleStatus::NotRunning
     }
 }
 
@@ -334,6 +401,136 @@ mod tests {
                 comment,
             },
         }
+    }
+
+    /// A target whose CLI is [`crate::target::fake_cli`] in `dir`, with `loaded` running.
+    fn with_fake_cli(dir: &Path, loaded: &[&str]) -> AsteriskTarget {
+        std::fs::create_dir_all(dir.join("etc/asterisk")).unwrap();
+        std::fs::write(dir.join("etc/asterisk/asterisk.conf"), "").unwrap();
+        let cli = crate::target::fake_cli::write(dir);
+        let mut modules = loaded.join("\n");
+        modules.push('\n');
+        std::fs::write(dir.join("modules"), modules.trim_start()).unwrap();
+        AsteriskTarget::open(dir, None, Some(cli.to_str().unwrap())).unwrap()
+    }
+
+    fn loads(modules: &[&str]) -> ReloadRequest {
+        ReloadRequest {
+            load_modules: modules.iter().map(|m| m.to_string()).collect(),
+            ..ReloadRequest::default()
+        }
+    }
+
+    #[test]
+    fn reload_records_each_module_it_loads_before_loading_it() {
+        use crate::target::fake_cli;
+        let dir = tempfile::tempdir().unwrap();
+        let t = with_fake_cli(dir.path(), &["a.so"]);
+        let mut recorded = Vec::new();
+        let said = t
+            .reload(&loads(&["a.so", "b.so", "c.so"]), &mut |m| {
+                // Recorded while Asterisk has not been asked to load it yet.
+                let log = fake_cli::log(dir.path());
+                assert!(!log.contains(&format!("module load {m}")), "{log:?}");
+                recorded.push(m.to_string());
+                Ok(())
+            })
+            .unwrap();
+        // a.so was running already: not this change's, not recorded, not loaded.
+        assert_eq!(recorded, ["b.so", "c.so"]);
+        assert_eq!(
+            said,
+            [
+                "module a.so: already loaded",
+                "module load b.so: Loaded b.so",
+                "module load c.so: Loaded c.so"
+            ]
+        );
+        assert!(!fake_cli::log(dir.path()).contains(&"module load a.so".to_string()));
+        assert_eq!(fake_cli::modules(dir.path()), ["a.so", "b.so", "c.so"]);
+    }
+
+    #[test]
+    fn a_load_that_fails_was_recorded_and_one_that_cannot_be_recorded_is_not_tried() {
+        use crate::target::fake_cli;
+        let dir = tempfile::tempdir().unwrap();
+        let t = with_fake_cli(dir.path(), &[]);
+        std::fs::write(dir.path().join("fail-c.so"), "").unwrap();
+        let mut recorded = Vec::new();
+        let err = t
+            .reload(&loads(&["b.so", "c.so"]), &mut |m| {
+                recorded.push(m.to_string());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`module load c.so` failed: Unable to load module c.so"),
+            "{err}"
+        );
+        assert_eq!(recorded, ["b.so", "c.so"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let t = with_fake_cli(dir.path(), &[]);
+        let err = t
+            .reload(&loads(&["b.so"]), &mut |_| Err("disk full".into()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("could not record b.so in the transaction's journal before loading it (disk full); it was not loaded"),
+            "{err}"
+        );
+        assert!(!fake_cli::log(dir.path()).contains(&"module load b.so".to_string()));
+        assert!(fake_cli::modules(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn unload_module_unloads_only_a_loaded_module() {
+        use crate::target::fake_cli;
+        let dir = tempfile::tempdir().unwrap();
+        let t = with_fake_cli(dir.path(), &["a.so", "b.so"]);
+        assert_eq!(
+            t.unload_module("b.so").unwrap().as_deref(),
+            Some("module unload b.so: Unloaded b.so")
+        );
+        assert_eq!(fake_cli::modules(dir.path()), ["a.so"]);
+        // Not loaded (its load failed, or never ran): nothing to do, nothing asked.
+        assert_eq!(t.unload_module("c.so").unwrap(), None);
+        assert!(!fake_cli::log(dir.path()).contains(&"module unload c.so".to_string()));
+    }
+
+    #[test]
+    fn module_status_reads_asterisks_module_list() {
+        // Texts from Asterisk 22 (`module show like …`).
+        let header = "Module                         Description                              Use Count  Status      Support Level\n";
+        let running = format!(
+            "{header}func_extstate.so               Gets an extension's state in the dialpla 0          Running              core\n1 modules loaded\n"
+        );
+        assert_eq!(
+            parse_module_status(&running, "func_extstate.so"),
+            ModuleStatus::Running
+        );
+        // `like` matches substrings: another module's line is not this one's.
+        assert_eq!(
+            parse_module_status(&running, "func_extstate_x.so"),
+            ModuleStatus::Absent
+        );
+        assert_eq!(
+            parse_module_status(&running, "extstate.so"),
+            ModuleStatus::Absent
+        );
+        let none = format!("{header}0 modules loaded\n");
+        assert_eq!(
+            parse_module_status(&none, "func_extstate.so"),
+            ModuleStatus::Absent
+        );
+        let declined = format!(
+            "{header}app_confbridge.so              Conference Bridge Application            0          Not Running       extended\n1 modules loaded\n"
+        );
+        assert_eq!(
+            parse_module_status(&declined, "app_confbridge.so"),
+            ModuleStatus::NotRunning
+        );
     }
 
     #[test]

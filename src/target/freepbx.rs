@@ -383,7 +383,11 @@ impl Target for FreepbxTarget {
         (runtime_path == self.crontab).then_some(0o600)
     }
 
-    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
+    fn reload(
+        &self,
+        request: &ReloadRequest,
+        record_load: super::RecordLoad,
+    ) -> Result<Vec<String>, ReloadError> {
         let mut said = Vec::new();
         if request.crontab {
             // What crontab(1) does after writing: cron rereads a spool whose mtime changed.
@@ -417,14 +421,23 @@ impl Target for FreepbxTarget {
             Some(last) => format!("{shown}: {last}"),
             None => shown,
         });
-        // FreePBX reloaded Asterisk; modules new to it are loaded live and the
-        // contexts checked through the CLI, as on plain Asterisk.
-        said.extend(self.asterisk.reload(&ReloadRequest {
-            load_modules: request.load_modules.clone(),
-            expect_contexts: request.expect_contexts.clone(),
-            ..ReloadRequest::default()
-        })?);
+        // FreePBX reloaded Asterisk (`fwconsole reload` reloads the modules
+        // Asterisk has; it loads none): modules new to it are loaded live and
+        // the contexts checked through the CLI, as on plain Asterisk.
+        said.extend(self.asterisk.reload(
+            &ReloadRequest {
+                load_modules: request.load_modules.clone(),
+                expect_contexts: request.expect_contexts.clone(),
+                ..ReloadRequest::default()
+            },
+            record_load,
+        )?);
         Ok(said)
+    }
+
+    fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError> {
+        // Loaded live through the CLI, so unloaded the same way.
+        self.asterisk.unload_module(module)
     }
 }
 

@@ -312,7 +312,28 @@ impl Target for MikopbxTarget {
         })
     }
 
-    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError> {
+    fn reload(
+        &self,
+        request: &ReloadRequest,
+        record_load: super::RecordLoad,
+    ) -> Result<Vec<String>, ReloadError> {
+        if request.modules_conf {
+            // The restart loads the new modules.conf's modules: those not
+            // running now are this change's, to unload if it is rolled back
+            // (without a second restart). Asterisk unreachable: none is running.
+            for module in &request.load_modules {
+                let running = matches!(
+                    self.asterisk.module_status(module),
+                    Ok(super::asterisk::ModuleStatus::Running)
+                );
+                if !running {
+                    record_load(module).map_err(|message| ReloadError::Journal {
+                        module: module.clone(),
+                        message,
+                    })?;
+                }
+            }
+        }
         let mut words = Vec::new();
         for (wanted, word) in [
             (request.dialplan, "dialplan"),
@@ -345,14 +366,89 @@ impl Target for MikopbxTarget {
             expect_contexts: request.expect_contexts.clone(),
             ..ReloadRequest::default()
         };
-        said.extend(self.asterisk.reload(&check)?);
+        said.extend(self.asterisk.reload(&check, record_load)?);
         Ok(said)
+    }
+
+    fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError> {
+        // A module the restart (or the check after it) loaded is unloaded live:
+        // putting a rolled-back change's modules.conf back needs no second
+        // restart, and MikoPBX writes modules.conf from the restored rows at
+        // its next one.
+        self.asterisk.unload_module(module)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_the_restart_loads_are_recorded_before_it_and_unloaded_live() {
+        use crate::target::fake_cli;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("etc/asterisk")).unwrap();
+        std::fs::write(d.join("etc/asterisk/asterisk.conf"), "").unwrap();
+        let cli = fake_cli::write(d);
+        std::fs::write(d.join("modules"), "func_extstate.so\n").unwrap();
+        // MikoPBX's "restart": Asterisk comes back with modules.conf's modules.
+        let reload = d.join("fake-reload");
+        std::fs::write(
+            &reload,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {0}/reloads\necho app_confbridge.so >> {0}/modules\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&reload, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let target = MikopbxTarget {
+            asterisk: AsteriskTarget::open(d, None, Some(cli.to_str().unwrap())).unwrap(),
+            module_dir: "/m".into(),
+            config_db: "/db".into(),
+            reload_cmd: vec![reload.display().to_string()],
+        };
+        let request = ReloadRequest {
+            load_modules: vec!["func_extstate.so".into(), "app_confbridge.so".into()],
+            modules_conf: true,
+            ..ReloadRequest::default()
+        };
+        let mut recorded = Vec::new();
+        let said = target
+            .reload(&request, &mut |m| {
+                assert!(!d.join("reloads").exists(), "recorded after the restart");
+                recorded.push(m.to_string());
+                Ok(())
+            })
+            .unwrap();
+        // func_extstate.so was running before: not this change's.
+        assert_eq!(recorded, ["app_confbridge.so"]);
+        assert_eq!(
+            std::fs::read_to_string(d.join("reloads")).unwrap(),
+            "restart\n"
+        );
+        assert!(
+            said.iter()
+                .any(|l| l == "module app_confbridge.so: already loaded"),
+            "{said:?}"
+        );
+        assert!(
+            !fake_cli::log(d)
+                .iter()
+                .any(|l| l.starts_with("module load")),
+            "the restart loaded them"
+        );
+        assert_eq!(
+            target
+                .unload_module("app_confbridge.so")
+                .unwrap()
+                .as_deref(),
+            Some("module unload app_confbridge.so: Unloaded app_confbridge.so")
+        );
+        assert_eq!(fake_cli::modules(d), ["func_extstate.so"]);
+    }
 
     #[test]
     fn endpoint_block_splits_per_extension() {

@@ -146,6 +146,22 @@ pub enum ReloadError {
         "after reload, context [{context}] does not exist (`dialplan show {context}` said: {output})"
     )]
     MissingContext { context: String, output: String },
+    #[error(
+        "could not record {module} in the transaction's journal before loading it ({message}); it was not loaded"
+    )]
+    Journal { module: String, message: String },
+}
+
+/// What [`Target::reload`] calls before the PBX loads a module for a change (a
+/// module that was not running): it makes that fact durable in the
+/// transaction's journal, so a rollback (or `recover` after a crash) unloads
+/// exactly what the change loaded. An error stops the reload before the load.
+pub type RecordLoad<'a> = &'a mut dyn FnMut(&str) -> Result<(), String>;
+
+/// The [`RecordLoad`] for reloads that must never load a module (the reloads
+/// that put the PBX back on restored files): any load is refused.
+pub fn loads_nothing(module: &str) -> Result<(), String> {
+    Err(format!("this reload may not load modules ({module})"))
 }
 
 /// One PBX flavour.
@@ -162,8 +178,18 @@ pub trait Target {
     fn state_dir(&self) -> PathBuf;
     /// The PBX root (`/` or `--root`).
     fn root(&self) -> &Path;
-    /// Reloads the PBX for `request` and checks the result.
-    fn reload(&self, request: &ReloadRequest) -> Result<Vec<String>, ReloadError>;
+    /// Reloads the PBX for `request` and checks the result. Before any module
+    /// the PBX loads for it (live, or by a restart) that was not running,
+    /// `record_load` is called with its name; a module already running is not.
+    fn reload(
+        &self,
+        request: &ReloadRequest,
+        record_load: RecordLoad,
+    ) -> Result<Vec<String>, ReloadError>;
+
+    /// Unloads `module` from the running PBX, when it is loaded: what a rollback
+    /// does for each module its change loaded. `Ok(None)`: it was not loaded.
+    fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError>;
 
     /// Places rendered edits on this PBX: which document each lands in, rewritten
     /// the way the PBX wants it. The default puts each at its location's path unchanged.
@@ -360,9 +386,89 @@ pub fn without_cron_user_column(body: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A tiny Asterisk CLI for the targets' unit tests (a shell script in a temp
+/// dir): `module show like`, `module load`, `module unload` with Asterisk 22's
+/// texts over the modules listed in `<dir>/modules`; a module with a file
+/// `<dir>/fail-<module>` fails to load; every command is appended to `<dir>/log`.
+#[cfg(test)]
+pub(crate) mod fake_cli {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    const SCRIPT: &str = r#"#!/usr/bin/env bash
+d="$(dirname "$0")"
+cmd=""
+while [ $# -gt 0 ]; do case "$1" in -rx) cmd="$2"; shift 2 ;; *) shift ;; esac; done
+echo "$cmd" >> "$d/log"
+touch "$d/modules"
+read -r -a w <<< "$cmd"
+m="${w[2]:-}"
+case "${w[0]:-} ${w[1]:-}" in
+"module show")
+    printf '%-30s %-40.40s %-10s %-11s %13s
+' Module Description "Use Count" Status "Support Level"
+    n=0
+    while read -r x; do
+        if [[ "$x" == *"${w[3]:-}"* ]]; then
+            printf '%-30s %-40.40s %-10d %-11s %13s
+' "$x" "a module" 0 Running core
+            n=$((n + 1))
+        fi
+    done < "$d/modules"
+    echo "$n modules loaded" ;;
+"module load")
+    if grep -qx "$m" "$d/modules" || [ -e "$d/fail-$m" ]; then
+        echo "Unable to load module $m"; echo "Command 'module load $m' failed."
+    else
+        echo "$m" >> "$d/modules"; echo "Loaded $m"
+    fi ;;
+"module unload")
+    if grep -qx "$m" "$d/modules"; then
+        grep -vx "$m" "$d/modules" > "$d/modules.tmp"; mv "$d/modules.tmp" "$d/modules"
+        echo "Unloaded $m"
+    else
+        echo "Unable to unload resource $m"; echo "Command 'module unload $m' failed."
+    fi ;;
+"core waitfullybooted") echo "Asterisk has fully booted." ;;
+*) echo "No such command '$cmd'" ;;
+esac
+"#;
+
+    /// Writes the script into `dir` (which also holds its state) and returns its path.
+    pub fn write(dir: &Path) -> PathBuf {
+        let path = dir.join("fake-cli");
+        std::fs::write(&path, SCRIPT).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The commands run so far.
+    pub fn log(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The modules loaded now.
+    pub fn modules(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("modules"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loads_nothing_refuses_every_load() {
+        assert!(loads_nothing("func_extstate.so").is_err());
+    }
 
     #[test]
     fn cron_user_column_is_dropped_from_jobs_only() {
