@@ -2,8 +2,16 @@
 //! and the `AST_*` variables Asterisk sets, writes the real `agi_*` environment
 //! block in Asterisk's order (reference/asterisk.md §1.1), and answers each
 //! command line with whatever real reply the test scripts (`200 result=…`, `510`,
-//! `511`, multi-line `520`). It can hang the channel up mid-conversation the way
-//! Asterisk does for a local AGI: SIGHUP to the program.
+//! `511`, multi-line `520`; the builders in [`reply`] write each command's
+//! forms). It can hang the channel up mid-conversation the way Asterisk does
+//! for a local AGI: SIGHUP to the program (no `HANGUP` line: that is FastAGI's),
+//! after the reply of a command the hangup interrupted
+//! ([`FakePeer::hangup_after_reply`]); from then on only the commands
+//! res_agi.c allows on a dead channel are served ([`dead_channel_reply`]).
+//!
+//! `tests/real_fakes.rs` runs a relay as a real AGI program on a real
+//! Asterisk and checks the block, these reply forms and the hangup sequence
+//! against what Asterisk sends.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -13,6 +21,131 @@ use std::time::{Duration, Instant};
 
 /// The reply Asterisk sends for a command not allowed on a dead channel.
 pub const DEAD_CHANNEL: &str = "511 Command Not Permitted on a dead channel or intercept routine";
+
+/// Commands res_agi.c still runs once the channel hung up (the `dead` column
+/// of its command table); every other one gets [`DEAD_CHANNEL`].
+pub const ALLOWED_ON_DEAD_CHANNEL: &[&str] = &[
+    "ASYNCAGI BREAK",
+    "DATABASE DEL",
+    "DATABASE DELTREE",
+    "DATABASE GET",
+    "DATABASE PUT",
+    "EXEC",
+    "GET FULL VARIABLE",
+    "GET VARIABLE",
+    "NOOP",
+    "SET VARIABLE",
+    "SPEECH DESTROY",
+    "SPEECH UNLOAD GRAMMAR",
+    "VERBOSE",
+];
+
+/// True when `command` (a whole command line) is one Asterisk runs on a dead channel.
+pub fn allowed_on_dead_channel(command: &str) -> bool {
+    let words: Vec<String> = command
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    ALLOWED_ON_DEAD_CHANNEL.iter().any(|allowed| {
+        let want: Vec<&str> = allowed.split(' ').collect();
+        words.len() >= want.len() && words.iter().zip(&want).all(|(w, a)| w == a)
+    })
+}
+
+/// What Asterisk answers `command` once the channel hung up: [`DEAD_CHANNEL`],
+/// or for the commands it still runs their plain success (a value the fake
+/// does not know reads as unset: `200 result=0`).
+pub fn dead_channel_reply(command: &str) -> String {
+    if !allowed_on_dead_channel(command) {
+        return DEAD_CHANNEL.to_string();
+    }
+    let upper = command.to_ascii_uppercase();
+    if upper.starts_with("DATABASE GET")
+        || upper.starts_with("GET VARIABLE")
+        || upper.starts_with("GET FULL VARIABLE")
+    {
+        reply::UNSET.to_string()
+    } else if upper.starts_with("EXEC") || upper.starts_with("NOOP") {
+        reply::ZERO.to_string()
+    } else {
+        reply::OK.to_string()
+    }
+}
+
+/// Asterisk's replies (res_agi.c, Asterisk 22), by command.
+pub mod reply {
+    /// ANSWER; EXEC of an application that returned 0; NOOP; WAIT FOR DIGIT
+    /// that timed out.
+    pub const ZERO: &str = "200 result=0";
+    /// SET VARIABLE, VERBOSE, DATABASE PUT; DATABASE DEL and DELTREE whether
+    /// or not the key existed (Asterisk 22's AstDB deletes without checking).
+    pub const OK: &str = "200 result=1";
+    /// DATABASE GET of a missing key, GET VARIABLE of an unset variable.
+    pub const UNSET: &str = "200 result=0";
+    /// EXEC of an application Asterisk does not have.
+    pub const NO_SUCH_APPLICATION: &str = "200 result=-2";
+    /// A command Asterisk does not know.
+    pub const UNKNOWN_COMMAND: &str = "510 Invalid or unknown command";
+    /// GET DATA, WAIT FOR DIGIT interrupted by a hangup.
+    pub const HUNG_UP: &str = "200 result=-1";
+    /// RECORD FILE into a directory that does not exist (or is not writable).
+    pub const RECORD_WRITEFILE: &str = "200 result=-1 (writefile)";
+
+    /// DATABASE GET of a key that is set, GET VARIABLE of a set variable.
+    pub fn value(value: &str) -> String {
+        format!("200 result=1 ({value})")
+    }
+
+    /// CHANNEL STATUS: the channel state (4: ringing, not answered; 6: up).
+    pub fn channel_status(state: u32) -> String {
+        format!("200 result={state}")
+    }
+
+    /// GET DATA that got all its digits (`max` of them, or `#`).
+    pub fn digits(digits: &str) -> String {
+        format!("200 result={digits}")
+    }
+
+    /// GET DATA that timed out after `digits` (none: `200 result= (timeout)`).
+    pub fn digits_timeout(digits: &str) -> String {
+        format!("200 result={digits} (timeout)")
+    }
+
+    /// WAIT FOR DIGIT that got a key: its ASCII code.
+    pub fn digit(key: char) -> String {
+        format!("200 result={}", key as u32)
+    }
+
+    /// STREAM FILE played to the end (`key` None; -1 when the sound does not
+    /// exist, with endpos 0), or stopped by an escape digit (its ASCII code),
+    /// at sample `endpos`.
+    pub fn stream_file(key: Option<char>, endpos: u64) -> String {
+        format!("200 result={} endpos={endpos}", key.map_or(0, |k| k as u32))
+    }
+
+    /// STREAM FILE of a sound that does not exist.
+    pub const STREAM_FILE_MISSING: &str = "200 result=-1 endpos=0";
+
+    /// STREAM FILE interrupted by a hangup at sample `endpos`.
+    pub fn stream_file_hung_up(endpos: u64) -> String {
+        format!("200 result=-1 endpos={endpos}")
+    }
+
+    /// RECORD FILE ended by an escape digit (its ASCII code: `#` is 35).
+    pub fn record_dtmf(key: char, endpos: u64) -> String {
+        format!("200 result={} (dtmf) endpos={endpos}", key as u32)
+    }
+
+    /// RECORD FILE that reached its timeout.
+    pub fn record_timeout(endpos: u64) -> String {
+        format!("200 result=0 (timeout) endpos={endpos}")
+    }
+
+    /// RECORD FILE ended by a hangup (Asterisk keeps what was recorded).
+    pub fn record_hangup(endpos: u64) -> String {
+        format!("200 result=-1 (hangup) endpos={endpos}")
+    }
+}
 
 /// Values for the environment block; the rest are filled as Asterisk would.
 #[derive(Debug, Clone)]
@@ -200,7 +333,18 @@ impl FakePeer {
         self.stdin = None;
     }
 
-    /// Hangs the channel up as Asterisk does for a local AGI: SIGHUP to the program.
+    /// Hangs the channel up while the program waits for the reply of a
+    /// command the hangup interrupts (GET DATA, RECORD FILE, STREAM FILE…),
+    /// in Asterisk's order: the command's `reply` first (e.g.
+    /// [`reply::record_hangup`]), then SIGHUP. Returns when the SIGHUP went.
+    pub fn hangup_after_reply(&mut self, reply: &str) -> Instant {
+        self.reply(reply);
+        self.hangup()
+    }
+
+    /// Hangs the channel up as Asterisk does for a local AGI: SIGHUP to the
+    /// program (at once when it is between commands; see
+    /// [`FakePeer::hangup_after_reply`] for one waiting for a reply).
     pub fn hangup(&mut self) -> Instant {
         let status = Command::new("kill")
             .arg("-HUP")
@@ -211,12 +355,14 @@ impl FakePeer {
         Instant::now()
     }
 
-    /// Answers every further command with the dead-channel reply, until the program exits.
+    /// Answers every further command as Asterisk does on a dead channel
+    /// ([`dead_channel_reply`]: 511 for most, the plain success for DATABASE,
+    /// SET VARIABLE, VERBOSE, EXEC…), until the program exits.
     pub fn answer_dead_until_exit(&mut self, timeout: Duration) {
         let until = Instant::now() + timeout;
         while Instant::now() < until {
             match self.next_command(until - Instant::now()) {
-                Some(_) => self.reply(DEAD_CHANNEL),
+                Some(command) => self.reply(&dead_channel_reply(&command)),
                 None => break,
             }
         }

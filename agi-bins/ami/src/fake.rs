@@ -7,9 +7,18 @@
 //! What Asterisk's manager.c does whatever the script says is done here:
 //! actions other than Login/Logoff/Challenge before a successful Login get
 //! `Permission denied`; a failed Login is answered after a delay and the
-//! connection closed; Logoff's `Goodbye` closes it; a session that logged in
-//! with `Events: off` gets no events; actions may arrive in any number of TCP
-//! reads. [`FakeAmi::dribble`] makes the fake write in small pieces too.
+//! connection closed; a second Login is `Already authenticated`; Logoff's
+//! `Goodbye` closes it; a session that logged in with `Events: off` gets no
+//! events; actions may arrive in any number of TCP reads.
+//! [`FakeAmi::dribble`] makes the fake write in small pieces too.
+//!
+//! The builders below ([`originate_response_success`], [`confbridge_list`],
+//! [`device_state_change`]…) write the replies and events of the actions the
+//! watchers use exactly as Asterisk 22 does: same fields in the same order,
+//! with values only a live system would differ in (unique ids, bridge ids)
+//! made up. `tests/real_fakes.rs` sends the same actions to a real Asterisk
+//! and compares its messages with these, and this fake's own session texts
+//! (banner, login, Ping, Logoff, errors) with the real ones.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,6 +46,20 @@ pub fn msg(fields: &[(&str, &str)]) -> String {
     .to_wire()
 }
 
+/// Like [`msg`], for a reply to an action: manager.c writes `ActionID` only
+/// when the action had one.
+fn reply(id: &str, fields: &[(&str, &str)]) -> String {
+    let mut all: Vec<(&str, &str)> = Vec::with_capacity(fields.len() + 1);
+    for (i, field) in fields.iter().enumerate() {
+        all.push(*field);
+        // Right after `Response:` (or `Event:`), as astman_send_response_full does.
+        if i == 0 && !id.is_empty() {
+            all.push(("ActionID", id));
+        }
+    }
+    msg(&all)
+}
+
 /// Answers one action with wire text (zero or more messages); `None` drops the connection.
 pub type Script = dyn Fn(&Message) -> Option<Vec<String>> + Send + Sync;
 
@@ -46,57 +69,434 @@ pub fn standard_reply(action: &Message, secret: &str) -> Option<Vec<String>> {
     match action.get("Action").unwrap_or("") {
         a if a.eq_ignore_ascii_case("Login") => {
             if action.get("Secret") == Some(secret) {
-                let mut replies = vec![msg(&[
-                    ("Response", "Success"),
-                    ("ActionID", id),
-                    ("Message", "Authentication accepted"),
-                ])];
-                // A session that takes system events hears that Asterisk is up.
+                let mut replies = vec![login_accepted(id)];
+                // A session that takes system events hears that Asterisk is up
+                // (manager.c also needs the user's `read` to include system:
+                // this fake's users read everything).
                 let events = action.get("Events").unwrap_or("on").to_ascii_lowercase();
                 if events
                     .split(',')
                     .any(|c| ["on", "all", "system"].contains(&c.trim()))
                 {
-                    replies.push(msg(&[
-                        ("Event", "FullyBooted"),
-                        ("Privilege", "system,all"),
-                        ("Uptime", "3"),
-                        ("LastReload", "3"),
-                        ("Status", "Fully Booted"),
-                    ]));
+                    replies.push(fully_booted(3, 3));
                 }
                 Some(replies)
             } else {
                 // The fake waits LOGIN_FAILURE_DELAY before sending this, then closes.
-                Some(vec![msg(&[
-                    ("Response", "Error"),
-                    ("ActionID", id),
-                    ("Message", "Authentication failed"),
-                ])])
+                Some(vec![login_failed(id)])
             }
         }
-        a if a.eq_ignore_ascii_case("Ping") => Some(vec![msg(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("Ping", "Pong"),
-            ("Timestamp", "1763900000.000000"),
-        ])]),
-        a if a.eq_ignore_ascii_case("Logoff") => Some(vec![msg(&[
-            ("Response", "Goodbye"),
-            ("ActionID", id),
-            ("Message", "Thanks for all the fish."),
-        ])]),
-        other => Some(vec![msg(&[
-            ("Response", "Error"),
-            ("ActionID", id),
-            (
-                "Message",
-                &format!(
-                    "Invalid/unknown command: {other}. Use Action: ListCommands to show available commands."
-                ),
-            ),
-        ])]),
+        a if a.eq_ignore_ascii_case("Ping") => Some(vec![pong(id, "1763900000.000000")]),
+        a if a.eq_ignore_ascii_case("Logoff") => Some(vec![goodbye(id)]),
+        other => Some(vec![unknown_action(id, other)]),
     }
+}
+
+// --- Asterisk 22's texts (main/manager.c, main/manager_channels.c,
+// --- apps/confbridge/confbridge_manager.c, res/res_manager_devicestate.c).
+
+/// `Response: Error` with `message`.
+pub fn error(id: &str, message: &str) -> String {
+    reply(id, &[("Response", "Error"), ("Message", message)])
+}
+
+/// `Response: Success` with `message`.
+pub fn success(id: &str, message: &str) -> String {
+    reply(id, &[("Response", "Success"), ("Message", message)])
+}
+
+pub fn login_accepted(id: &str) -> String {
+    success(id, "Authentication accepted")
+}
+
+pub fn login_failed(id: &str) -> String {
+    error(id, "Authentication failed")
+}
+
+/// A Login on a session that is logged in already.
+pub fn already_authenticated(id: &str) -> String {
+    success(id, "Already authenticated")
+}
+
+/// Any action but Login, Logoff or Challenge before the login.
+pub fn permission_denied(id: &str) -> String {
+    error(id, "Permission denied")
+}
+
+pub fn pong(id: &str, timestamp: &str) -> String {
+    reply(
+        id,
+        &[
+            ("Response", "Success"),
+            ("Ping", "Pong"),
+            ("Timestamp", timestamp),
+        ],
+    )
+}
+
+pub fn goodbye(id: &str) -> String {
+    reply(
+        id,
+        &[
+            ("Response", "Goodbye"),
+            ("Message", "Thanks for all the fish."),
+        ],
+    )
+}
+
+pub fn unknown_action(id: &str, action: &str) -> String {
+    error(
+        id,
+        &format!(
+            "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
+        ),
+    )
+}
+
+/// The event a session reading `system` gets right after its login.
+pub fn fully_booted(uptime: u64, last_reload: u64) -> String {
+    msg(&[
+        ("Event", "FullyBooted"),
+        ("Privilege", "system,all"),
+        ("Uptime", &uptime.to_string()),
+        ("LastReload", &last_reload.to_string()),
+        ("Status", "Fully Booted"),
+    ])
+}
+
+/// An async Originate accepted; its outcome comes as an `OriginateResponse`.
+pub fn originate_queued(id: &str) -> String {
+    success(id, "Originate successfully queued")
+}
+
+/// Why Asterisk refuses an async Originate at once: the Context/Exten/Priority
+/// it is to run does not exist. (Its `Originate failed` is only for a thread
+/// that could not be started.)
+pub const NO_SUCH_EXTENSION: &str = "Extension does not exist.";
+
+/// `OriginateResponse` `Reason` values (the last control frame seen).
+/// Busy (SIP 486), no contact, an unknown technology: 0.
+pub const REASON_FAILED: u32 = 0;
+/// Rang until the Originate's `Timeout`, never answered.
+pub const REASON_NO_ANSWER: u32 = 3;
+pub const REASON_ANSWERED: u32 = 4;
+
+/// The Originate's `CallerID` as `OriginateResponse` repeats it (`<unknown>`
+/// when the Originate had none).
+fn originate_caller_id<'a>(caller_id: Option<(&'a str, &'a str)>) -> (&'a str, &'a str) {
+    let (num, name) = caller_id.unwrap_or(("", ""));
+    let or_unknown = |s: &'a str| if s.is_empty() { "<unknown>" } else { s };
+    (or_unknown(num), or_unknown(name))
+}
+
+/// An answered Originate (Context/Exten form): `channel` is the new channel.
+pub fn originate_response_success(
+    id: &str,
+    channel: &str,
+    uniqueid: &str,
+    context: &str,
+    exten: &str,
+    caller_id: Option<(&str, &str)>,
+) -> String {
+    let (num, name) = originate_caller_id(caller_id);
+    msg(&[
+        ("Event", "OriginateResponse"),
+        ("Privilege", "call,all"),
+        ("ActionID", id),
+        ("Response", "Success"),
+        ("Channel", channel),
+        ("Context", context),
+        ("Exten", exten),
+        ("Reason", &REASON_ANSWERED.to_string()),
+        ("Uniqueid", uniqueid),
+        ("CallerIDNum", num),
+        ("CallerIDName", name),
+    ])
+}
+
+/// A failed Originate: no channel, so `Channel` is the requested `tech/data`
+/// and `Uniqueid` is `<unknown>`.
+pub fn originate_response_failure(
+    id: &str,
+    requested: &str,
+    context: &str,
+    exten: &str,
+    reason: u32,
+    caller_id: Option<(&str, &str)>,
+) -> String {
+    let (num, name) = originate_caller_id(caller_id);
+    msg(&[
+        ("Event", "OriginateResponse"),
+        ("Privilege", "call,all"),
+        ("ActionID", id),
+        ("Response", "Failure"),
+        ("Channel", requested),
+        ("Context", context),
+        ("Exten", exten),
+        ("Reason", &reason.to_string()),
+        ("Uniqueid", "<unknown>"),
+        ("CallerIDNum", num),
+        ("CallerIDName", name),
+    ])
+}
+
+/// `Hangup` of a channel that exists.
+pub fn channel_hungup(id: &str) -> String {
+    success(id, "Channel Hungup")
+}
+
+/// `Hangup` (and others) naming a channel that is gone.
+pub fn no_such_channel(id: &str) -> String {
+    error(id, "No such channel")
+}
+
+/// `Getvar` (e.g. of `DEVICE_STATE(PJSIP/201)`: NOT_INUSE, INUSE, UNAVAILABLE,
+/// UNKNOWN for an idle IAX2 peer, INVALID for a device that does not exist).
+pub fn getvar(id: &str, variable: &str, value: &str) -> String {
+    reply(
+        id,
+        &[
+            ("Response", "Success"),
+            ("Variable", variable),
+            ("Value", value),
+        ],
+    )
+}
+
+/// The event a device's new state sends (res_manager_devicestate.so).
+pub fn device_state_change(device: &str, state: &str) -> String {
+    msg(&[
+        ("Event", "DeviceStateChange"),
+        ("Privilege", "call,all"),
+        ("Device", device),
+        ("State", state),
+    ])
+}
+
+/// `DeviceStateList`: the start reply, one item per cached device, the end.
+pub fn device_state_list(id: &str, devices: &[(&str, &str)]) -> Vec<String> {
+    let mut out = vec![list_start(id, "Device State Changes will follow")];
+    for (device, state) in devices {
+        out.push(reply(
+            id,
+            &[
+                ("Event", "DeviceStateChange"),
+                ("Device", device),
+                ("State", state),
+            ],
+        ));
+    }
+    out.push(list_complete(id, "DeviceStateListComplete", devices.len()));
+    out
+}
+
+fn list_start(id: &str, message: &str) -> String {
+    reply(
+        id,
+        &[
+            ("Response", "Success"),
+            ("EventList", "start"),
+            ("Message", message),
+        ],
+    )
+}
+
+fn list_complete(id: &str, event: &str, items: usize) -> String {
+    reply(
+        id,
+        &[
+            ("Event", event),
+            ("EventList", "Complete"),
+            ("ListItems", &items.to_string()),
+        ],
+    )
+}
+
+/// A channel as channel events and list items show it (manager_channels.c
+/// `ast_manager_build_channel_state_string`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub name: String,
+    /// `ChannelState` (6: Up).
+    pub state: u32,
+    pub caller_num: String,
+    pub caller_name: String,
+    pub connected_num: String,
+    pub connected_name: String,
+    pub context: String,
+    pub exten: String,
+    pub priority: u32,
+    pub uniqueid: String,
+    pub linkedid: String,
+}
+
+impl Channel {
+    /// An answered channel at `context,exten,priority`, caller ID `num`/`name`,
+    /// no connected line known.
+    pub fn up(
+        name: &str,
+        num: &str,
+        caller_name: &str,
+        context: &str,
+        exten: &str,
+        priority: u32,
+    ) -> Channel {
+        Channel {
+            name: name.to_string(),
+            state: 6,
+            caller_num: num.to_string(),
+            caller_name: caller_name.to_string(),
+            connected_num: String::new(),
+            connected_name: String::new(),
+            context: context.to_string(),
+            exten: exten.to_string(),
+            priority,
+            uniqueid: "1763900000.20".to_string(),
+            linkedid: "1763900000.20".to_string(),
+        }
+    }
+
+    /// `ChannelStateDesc` for a `ChannelState` (channel.c `ast_state2str`).
+    pub fn state_desc(state: u32) -> &'static str {
+        match state {
+            0 => "Down",
+            1 => "Rsrvd",
+            2 => "OffHook",
+            3 => "Dialing",
+            4 => "Ring",
+            5 => "Ringing",
+            6 => "Up",
+            7 => "Busy",
+            8 => "Dialing Offhook",
+            9 => "Pre-ring",
+            _ => "Unknown",
+        }
+    }
+
+    /// The channel's fields, in Asterisk's order.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "<unknown>".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        vec![
+            ("Channel".into(), self.name.clone()),
+            ("ChannelState".into(), self.state.to_string()),
+            (
+                "ChannelStateDesc".into(),
+                Self::state_desc(self.state).into(),
+            ),
+            ("CallerIDNum".into(), or_unknown(&self.caller_num)),
+            ("CallerIDName".into(), or_unknown(&self.caller_name)),
+            ("ConnectedLineNum".into(), or_unknown(&self.connected_num)),
+            ("ConnectedLineName".into(), or_unknown(&self.connected_name)),
+            ("Language".into(), "en".into()),
+            ("AccountCode".into(), String::new()),
+            ("Context".into(), self.context.clone()),
+            ("Exten".into(), self.exten.clone()),
+            ("Priority".into(), self.priority.to_string()),
+            ("Uniqueid".into(), self.uniqueid.clone()),
+            ("Linkedid".into(), self.linkedid.clone()),
+        ]
+    }
+}
+
+fn wire(fields: Vec<(String, String)>) -> String {
+    Message { fields }.to_wire()
+}
+
+fn owned(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A channel's `Hangup` event; `cause` 16 is "Normal Clearing" (an AMI
+/// Hangup with `Cause: 16`, a caller who hung up).
+pub fn hangup_event(channel: &Channel, cause: u32, cause_txt: &str) -> String {
+    let mut fields = owned(&[("Event", "Hangup"), ("Privilege", "call,all")]);
+    fields.extend(channel.fields());
+    fields.extend(owned(&[
+        ("Cause", &cause.to_string()),
+        ("Cause-txt", cause_txt),
+    ]));
+    wire(fields)
+}
+
+/// The bridge fields ConfBridge events carry for `conference`.
+fn conference_bridge(conference: &str, channels_in_bridge: usize) -> Vec<(String, String)> {
+    owned(&[
+        ("Conference", conference),
+        ("BridgeUniqueid", "a1b2c3d4-0000-4000-8000-000000000700"),
+        ("BridgeType", "base"),
+        ("BridgeTechnology", "softmix"),
+        ("BridgeCreator", "ConfBridge"),
+        ("BridgeName", conference),
+        ("BridgeNumChannels", &channels_in_bridge.to_string()),
+        ("BridgeVideoSourceMode", "none"),
+    ])
+}
+
+/// `ConfbridgeJoin`: `channel` joined `conference` (a user, not an admin, not
+/// muted); `channels_in_bridge` counts it, and ConfBridge's announcer channel
+/// while one plays.
+pub fn confbridge_join(conference: &str, channels_in_bridge: usize, channel: &Channel) -> String {
+    let mut fields = owned(&[("Event", "ConfbridgeJoin"), ("Privilege", "call,all")]);
+    fields.extend(conference_bridge(conference, channels_in_bridge));
+    fields.extend(channel.fields());
+    fields.extend(owned(&[("Admin", "No"), ("Muted", "No")]));
+    wire(fields)
+}
+
+/// `ConfbridgeLeave`: `channel` left `conference`.
+pub fn confbridge_leave(conference: &str, channels_in_bridge: usize, channel: &Channel) -> String {
+    let mut fields = owned(&[("Event", "ConfbridgeLeave"), ("Privilege", "call,all")]);
+    fields.extend(conference_bridge(conference, channels_in_bridge));
+    fields.extend(channel.fields());
+    fields.extend(owned(&[("Admin", "No")]));
+    wire(fields)
+}
+
+/// `ConfbridgeList` of a conference with `members` (users: not admins,
+/// marked, muted or talking).
+pub fn confbridge_list(id: &str, conference: &str, members: &[Channel]) -> Vec<String> {
+    let mut out = vec![list_start(id, "Confbridge user list will follow")];
+    for member in members {
+        let mut fields = owned(&[("Event", "ConfbridgeList")]);
+        if !id.is_empty() {
+            fields.push(("ActionID".into(), id.into()));
+        }
+        fields.extend(owned(&[
+            ("Conference", conference),
+            ("Admin", "No"),
+            ("MarkedUser", "No"),
+            ("WaitMarked", "No"),
+            ("EndMarked", "No"),
+            ("EndMarkedAny", "No"),
+            ("Waiting", "No"),
+            ("Muted", "No"),
+            ("Talking", "No"),
+            ("AnsweredTime", "4"),
+        ]));
+        fields.extend(member.fields());
+        out.push(wire(fields));
+    }
+    out.push(list_complete(id, "ConfbridgeListComplete", members.len()));
+    out
+}
+
+/// `ConfbridgeList` when no conference at all is running.
+pub fn no_active_conferences(id: &str) -> String {
+    error(id, "No active conferences.")
+}
+
+/// `ConfbridgeList` of a conference that is not running while others are.
+pub fn no_such_conference(id: &str) -> String {
+    error(id, "No Conference by that name found.")
 }
 
 /// A running fake manager.
@@ -235,15 +635,12 @@ impl Conn<'_> {
     /// Answers one action; false when the connection is to be closed.
     fn answer(&mut self, action: &Message, script: &Arc<Script>) -> bool {
         let name = action.get("Action").unwrap_or("").to_ascii_lowercase();
+        let id = action.get("ActionID").unwrap_or("");
         if !self.authenticated && !["login", "logoff", "challenge"].contains(&name.as_str()) {
-            let id = action.get("ActionID").unwrap_or("");
-            return self
-                .write(&msg(&[
-                    ("Response", "Error"),
-                    ("ActionID", id),
-                    ("Message", "Permission denied"),
-                ]))
-                .is_ok();
+            return self.write(&permission_denied(id)).is_ok();
+        }
+        if self.authenticated && name == "login" {
+            return self.write(&already_authenticated(id)).is_ok();
         }
         let Some(replies) = script(action) else {
             self.close();
