@@ -44,7 +44,9 @@ fn rules_from_a_params_file_are_rendered_in_order() {
         " same => n,GotoIf($[\"${EXTEN}\" = \"2000\" & \"${QUEUESTATUS}\" = \"TIMEOUT\"]?internal,201,1)\n \
          same => n,GotoIf($[\"${EXTEN}\" = \"2000\" & \"${QUEUESTATUS}\" = \"JOINEMPTY\"]?internal,202,1)\n \
          same => n,GotoIf($[\"${EXTEN}\" = \"2001\" & \"${QUEUESTATUS}\" = \"LEAVEEMPTY\"]?ext-queues,2000,1)\n \
-         same => n,Goto(internal,200,1)\n\
+         same => n,Goto(internal,200,1)\n \
+         same => n(loop),Log(WARNING,featpkg queue-failover: pass ${FEATPKG_QF_PASSES} through queue ${EXTEN} with status ${QUEUESTATUS}: the rules route this call in a loop, hanging up)\n \
+         same => n,Hangup()\n\
          ; END featpkg:featpkg-recipes:queue-failover/dialplan\n"
     ), "{block}");
     assert!(

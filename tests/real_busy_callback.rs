@@ -679,6 +679,7 @@ fn iax2_busy_offer_digit_request_then_callback_connects_both() {
 fn busy_again_keeps_the_request_and_waits(t: Tech) {
     let ast = asterisk::shared();
     install(&ast, t, 2);
+    let log_mark = ast.log_mark();
     let mut s = Scene::new(&ast, t);
     ast.set_phone(t.callee, PhoneMode::Busy);
     let created = unix_ms() / 1000 - 5;
@@ -695,11 +696,25 @@ fn busy_again_keeps_the_request_and_waits(t: Tech) {
         WAIT,
         hangup_of(caller_phone.clone()),
     );
-    // The caller did answer (their phone ran Answer()); the PBX hung up on
-    // them as soon as the callee refused.
+    // The caller did answer (their phone ran Answer()); once the callee
+    // refused, the PBX told them so (busy_again_sound) before hanging up.
     let log = ast.log();
     assert!(
         log.contains(&format!("] Answer(\"{caller_phone}\"")),
+        "{}",
+        asterisk::tail(&log, 40)
+    );
+    let told = format!(
+        "@featpkg-busy-callback-dial:3] Playback(\"{}",
+        t.pbx_side(t.caller)
+    );
+    let log = wait_log(&ast, &mut s.ev, log_mark, "the busy-again sound", |l| {
+        l.contains(&told)
+    });
+    let line = log.lines().find(|l| l.contains(&told)).unwrap();
+    assert!(line.ends_with("\"vm-isonphone\") in new stack"), "{line}");
+    assert!(
+        log.contains("Playing 'vm-isonphone.gsm'"),
         "{}",
         asterisk::tail(&log, 40)
     );
