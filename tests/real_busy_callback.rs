@@ -28,11 +28,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::asterisk::{self, Asterisk, PhoneMode, TEST_AMI_USER};
+use common::asterisk::{self, Asterisk, PhoneMode};
+use common::events::{Events, caller_answered, hangup_of, ring_of, user_event};
 use featpkg_ami::{Ami, AmiError, Message, action};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -191,146 +191,8 @@ fn channel_after(log: &str, before: &str) -> Option<String> {
 
 /// An AMI connection with events off, for actions: nothing piles up unread
 /// on it while the test waits.
-fn control(ast: &Asterisk) -> Ami {
-    let manager = std::fs::read_to_string(ast.etc_file("manager.conf")).unwrap();
-    let section = manager
-        .split(&format!("[{TEST_AMI_USER}]"))
-        .nth(1)
-        .expect("the tests' AMI user");
-    let secret = section
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("secret = "))
-        .expect("its secret");
-    let addr: SocketAddr = format!("127.0.0.1:{}", ast.ports.ami).parse().unwrap();
-    let creds = featpkg_ami::Credentials::new(addr, TEST_AMI_USER, secret.trim());
-    Ami::connect(&creds, "off", Duration::from_secs(5)).expect("AMI login")
-}
-
-/// Every event one AMI connection received, with when it arrived. This
-/// connection only listens, so the times are the events' arrival times.
-struct Events {
-    ami: Ami,
-    seen: Vec<(Instant, SystemTime, Message)>,
-}
-
-impl Events {
-    fn new(ast: &Asterisk) -> Events {
-        Events {
-            ami: ast.ami(),
-            seen: Vec::new(),
-        }
-    }
-
-    fn mark(&self) -> usize {
-        self.seen.len()
-    }
-
-    fn take(&mut self, limit: Duration) -> Result<usize, AmiError> {
-        let m = self.ami.next_event(limit)?;
-        self.seen.push((Instant::now(), SystemTime::now(), m));
-        Ok(self.seen.len() - 1)
-    }
-
-    /// Waits up to `limit` for an event at or after `from` that `pred`
-    /// accepts; returns its index.
-    fn wait(
-        &mut self,
-        from: usize,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&Message) -> bool,
-    ) -> usize {
-        if let Some(i) = (from..self.seen.len()).find(|&i| pred(&self.seen[i].2)) {
-            return i;
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.take(left) {
-                Ok(i) if pred(&self.seen[i].2) => return i,
-                Ok(_) => {}
-                Err(e) => panic!("no {what} within {limit:?}: {e}"),
-            }
-        }
-    }
-
-    /// Reads every event that comes for `d`.
-    fn pump(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            match self.take(left) {
-                Ok(_) | Err(AmiError::Timeout) => {}
-                Err(e) => panic!("AMI: {e}"),
-            }
-        }
-    }
-
-    /// Pumps events until `cond` holds (polled every 20 ms), up to `limit`.
-    fn until(&mut self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while !cond() {
-            assert!(Instant::now() < deadline, "no {what} within {limit:?}");
-            self.pump(Duration::from_millis(20));
-        }
-    }
-
-    fn all(&self, from: usize, pred: impl Fn(&Message) -> bool) -> Vec<usize> {
-        (from..self.seen.len())
-            .filter(|&i| pred(&self.seen[i].2))
-            .collect()
-    }
-
-    fn msg(&self, i: usize) -> &Message {
-        &self.seen[i].2
-    }
-
-    fn at(&self, i: usize) -> Instant {
-        self.seen[i].0
-    }
-
-    fn wall(&self, i: usize) -> SystemTime {
-        self.seen[i].1
-    }
-}
-
-fn user_event<'a>(
-    name: &'a str,
-    fields: &'a [(&'a str, &'a str)],
-) -> impl Fn(&Message) -> bool + 'a {
-    move |m| {
-        m.event() == Some("UserEvent")
-            && m.get("UserEvent") == Some(name)
-            && fields.iter().all(|(k, v)| m.get(k) == Some(*v))
-    }
-}
-
-/// The PBX answered a call the phone whose channels start with `prefix` placed
-/// (`[phones-caller]` says so).
-fn caller_answered(prefix: String) -> impl Fn(&Message) -> bool {
-    move |m| {
-        m.event() == Some("UserEvent")
-            && m.get("UserEvent") == Some("CallerAnswered")
-            && m.get("Channel").is_some_and(|c| c.starts_with(&prefix))
-    }
-}
-
-fn hangup_of(channel: String) -> impl Fn(&Message) -> bool {
-    move |m| m.event() == Some("Hangup") && m.get("Channel") == Some(channel.as_str())
-}
-
-fn ring_of(ext: &str) -> impl Fn(&Message) -> bool + '_ {
-    move |m| {
-        m.event() == Some("UserEvent")
-            && m.get("UserEvent") == Some("PhoneRing")
-            && m.get("Exten") == Some(ext)
-    }
-}
-
-/// Polls the log (from `mark`) until `done` accepts it; returns it.
+/// Polls the log (from `mark`) until `done` accepts it, recording AMI events
+/// meanwhile so their arrival times stay true; returns the log.
 fn wait_log(
     ast: &Asterisk,
     ev: &mut Events,
@@ -338,19 +200,8 @@ fn wait_log(
     what: &str,
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = ast.log_since(mark);
-        if done(&log) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log shows no {what} within {WAIT:?}:\n{}",
-            asterisk::tail(&log, 80)
-        );
-        ev.pump(Duration::from_millis(20));
-    }
+    ev.until(what, WAIT, || done(&ast.log_since(mark)));
+    ast.log_since(mark)
 }
 
 fn hang_up(ctl: &mut Ami, channel: &str) {
@@ -374,7 +225,7 @@ impl<'a> Scene<'a> {
         Scene {
             ast,
             t,
-            ctl: control(ast),
+            ctl: ast.control_ami(),
             ev: Events::new(ast),
         }
     }

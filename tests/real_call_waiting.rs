@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::asterisk::{self, Asterisk, PhoneMode, wait_user_event};
 
@@ -31,19 +31,7 @@ fn install(ast: &Asterisk, extra: &[&str]) -> String {
 
 /// Polls the log (from `mark`) until `done` accepts it; returns it.
 fn wait_log(ast: &Asterisk, mark: usize, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = ast.log_since(mark);
-        if done(&log) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log shows no {what} within {WAIT:?}:\n{}",
-            asterisk::tail(&log, 60)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ast.wait_log(mark, what, WAIT, done)
 }
 
 /// What one call from `from` to `dialled` did on the PBX, read from the log.

@@ -98,19 +98,7 @@ fn tree(dir: &Path) -> Vec<String> {
 
 /// Polls the log (from `mark`) until `done` accepts it; returns it.
 fn wait_log(ast: &Asterisk, mark: usize, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = ast.log_since(mark);
-        if done(&log) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log shows no {what} within {WAIT:?}:\n{}",
-            asterisk::tail(&log, 80)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ast.wait_log(mark, what, WAIT, done)
 }
 
 /// The channel named in the first log line that contains `before` (the name

@@ -45,19 +45,9 @@ fn install(ast: &Asterisk) {
 
 /// Polls the log (from `mark`) until it contains `needle`; returns it.
 fn wait_log(ast: &Asterisk, mark: usize, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = ast.log_since(mark);
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log shows no {needle:?} within {WAIT:?}:\n{}",
-            asterisk::tail(&log, 60)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ast.wait_log(mark, &format!("{needle:?}"), WAIT, |log| {
+        log.contains(needle)
+    })
 }
 
 /// Phone `from` calls queue `queue`; returns the caller's PBX-side channel

@@ -451,10 +451,43 @@ impl Asterisk {
 
     /// The tests' own AMI connection, with events on.
     pub fn ami(&self) -> featpkg_ami::Ami {
+        self.ami_login("on")
+    }
+
+    /// An AMI connection for actions only (no events to wade through).
+    pub fn control_ami(&self) -> featpkg_ami::Ami {
+        self.ami_login("off")
+    }
+
+    fn ami_login(&self, events: &str) -> featpkg_ami::Ami {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.ports.ami).parse().unwrap();
         let creds = featpkg_ami::Credentials::new(addr, TEST_AMI_USER, TEST_AMI_SECRET);
-        featpkg_ami::Ami::connect(&creds, "on", Duration::from_secs(5))
+        featpkg_ami::Ami::connect(&creds, events, Duration::from_secs(5))
             .expect("log in to the scratch Asterisk's AMI")
+    }
+
+    /// Polls the log written since `mark` until `done` accepts it (up to
+    /// `limit`), and returns it; panics naming `what`, with the log's tail.
+    pub fn wait_log(
+        &self,
+        mark: usize,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log_since(mark);
+            if done(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log shows no {what} within {limit:?}:\n{}",
+                tail(&log, 80)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Puts the PBX back as the fixtures describe it, whatever a previous test

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod asterisk;
+pub mod events;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
