@@ -6,22 +6,30 @@
 //! When the first employee joins, it originates exactly one leg to the guest
 //! (`--number` through the provider endpoint `--provider` of technology
 //! `--tech`; [`Tech::dial_string`] writes each technology's own dial string)
-//! into `--context`, where the dialplan sends the DTMF and joins the
-//! conference. Concurrent joins still give one leg: this single watcher decides
-//! alone. When the last employee leaves, the guest's channel is hung up at once
-//! (AMI `Hangup`): no `ConfbridgeKick`, which would play `conf-kicked` to the
-//! guest and keep the paid line up while it plays. A guest leg that fails or
-//! hangs up while employees remain is re-dialled with doubling delays
-//! (`--backoff-ms`), at most `--attempts` times in a row.
+//! into `--context`. Concurrent joins still give one leg: this single watcher
+//! decides alone.
 //!
-//! The guest is the channel the watcher's own Originate produced (named by its
-//! `OriginateResponse`), so an employee who dials in over the same provider
-//! trunk is an employee. Only when that name is unknown — after the watcher's
-//! own restart, or while a leg rings across an AMI reconnect — is the first
-//! participant whose channel is one of the provider endpoint's
-//! ([`Tech::is_endpoint_channel`]: `PJSIP/provider-0000000a`,
-//! `IAX2/provider-1234`) taken for the guest.
+//! The provider channel never enters ConfBridge itself. The leg context bridges
+//! it (`Dial(Local/join@<context>/n)`) to a Local channel whose other half,
+//! `Local/join@<context>-XXXXXXXX;2`, answers, sends the DTMF and joins the
+//! conference: that is the guest's participant ([`is_member`]). When the last
+//! employee leaves, the watcher hangs up (AMI `Hangup`) the Local half bridged
+//! to the provider channel (`…;1`), which ends the provider channel's `Dial`
+//! and so its line; a leg that answered but has not joined yet (still hearing
+//! the DTMF) is hung up by its provider channel's name, from its
+//! `OriginateResponse`. Either way the paid line is released in milliseconds.
+//! The last channel out of a ConfBridge conference waits inside ConfBridge
+//! until every sound queued for the conference has played (each participant
+//! leaving queues its leave sound: on a real Asterisk, three employees hanging
+//! up together kept a guest that was in ConfBridge itself on the line 1.14 s);
+//! that wait is now the Local channel's, not the provider's. No
+//! `ConfbridgeKick` either: ConfBridge would play `conf-kicked` first.
 //!
+//! A participant is the guest by its name alone: an employee who dials in over
+//! the same provider trunk is an employee, before and after a restart.
+//!
+//! A guest leg that fails or hangs up while employees remain is re-dialled
+//! with doubling delays (`--backoff-ms`), at most `--attempts` times in a row.
 //! A guest leg that hangs up within [`STABLE_GUEST`] of joining counts as a
 //! failed attempt, so a party that answers and drops at once is not re-dialled
 //! forever. A leg whose `OriginateResponse` never comes is counted as failed
@@ -57,13 +65,6 @@ impl Tech {
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Tech::Pjsip => "PJSIP",
-            Tech::Iax2 => "IAX2",
-        }
-    }
-
     /// The Originate `Channel` that calls `number` through the provider
     /// endpoint `provider`. Each technology reads its dial string its own way:
     ///
@@ -79,26 +80,6 @@ impl Tech {
         match self {
             Tech::Pjsip => format!("PJSIP/{number}@{provider}"),
             Tech::Iax2 => format!("IAX2/{provider}/{number}"),
-        }
-    }
-
-    /// Is `channel` a channel of the endpoint `provider`, as Asterisk names
-    /// them: PJSIP `PJSIP/<endpoint>-<8 hex digits>` (chan_pjsip
-    /// `"PJSIP/%s-%08x"`), IAX2 `IAX2/<peer>-<call number>` (chan_iax2
-    /// `"IAX2/%s-%d"`). The suffix is checked too, so the endpoint
-    /// `provider-b`'s channels are not `provider`'s.
-    fn is_endpoint_channel(self, provider: &str, channel: &str) -> bool {
-        let Some(suffix) = channel
-            .strip_prefix(self.name())
-            .and_then(|c| c.strip_prefix('/'))
-            .and_then(|c| c.strip_prefix(provider))
-            .and_then(|c| c.strip_prefix('-'))
-        else {
-            return false;
-        };
-        match self {
-            Tech::Pjsip => suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
-            Tech::Iax2 => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
         }
     }
 }
@@ -187,16 +168,43 @@ const STABLE_GUEST: Duration = Duration::from_secs(30);
 /// How long after the ring time an `OriginateResponse` may still come.
 const ORIGINATE_SLACK: Duration = Duration::from_secs(5);
 
+/// The extension of the leg context that the provider channel's
+/// `Dial(Local/join@<context>/n)` reaches: it joins the conference
+/// (extensions.conf of the feature).
+const JOIN_EXTEN: &str = "join";
+
+/// Is `channel` a guest leg's participant: the Local channel half that runs
+/// `join@<context>`, named `Local/join@<context>-<8 hex digits>;2` (core_local
+/// `"Local/%s@%s-%08x"`, `;2` the half that runs the dialplan)?
+fn is_member(context: &str, channel: &str) -> bool {
+    channel
+        .strip_prefix("Local/")
+        .and_then(|c| c.strip_prefix(JOIN_EXTEN))
+        .and_then(|c| c.strip_prefix('@'))
+        .and_then(|c| c.strip_prefix(context))
+        .and_then(|c| c.strip_prefix('-'))
+        .and_then(|c| c.strip_suffix(";2"))
+        .is_some_and(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The Local half bridged to the provider channel, for a participant `member`:
+/// hanging it up ends the provider channel's `Dial`, and so its line.
+fn provider_side_of(member: &str) -> String {
+    format!("{};1", member.strip_suffix(";2").unwrap_or(member))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Guest {
     /// No leg (and none wanted right now, or ready to dial).
     Absent,
     /// Originate sent (ActionID); its OriginateResponse is due by `until`.
     Dialing { id: String, until: Instant },
-    /// Answered: the leg's channel, and since when it is in the conference.
+    /// Answered. `line`: the provider channel (from the OriginateResponse;
+    /// unknown for a leg found in the conference after a restart). `member`:
+    /// its participant in the conference once it joined, and since when.
     Present {
-        channel: String,
-        joined: Option<Instant>,
+        line: Option<String>,
+        member: Option<(String, Instant)>,
     },
     /// The last leg failed; next try not before this instant.
     Waiting(Instant),
@@ -209,11 +217,9 @@ struct Watcher {
     employees: BTreeSet<String>,
     guest: Guest,
     failures: u32,
-    /// Guest legs we hung up, until their Hangup event: their
-    /// ConfbridgeLeave may still come, and they are not employees.
-    dropped: BTreeSet<String>,
-    /// A first session ran: a leg of ours placed before is known by name.
-    started: bool,
+    /// The ActionID of the last Originate: its OriginateResponse names the
+    /// provider channel, even when the leg joined first.
+    last_id: Option<String>,
 }
 
 impl Watcher {
@@ -225,62 +231,76 @@ impl Watcher {
             employees: BTreeSet::new(),
             guest: Guest::Absent,
             failures: 0,
-            dropped: BTreeSet::new(),
-            started: false,
+            last_id: None,
         }
     }
 
-    /// Is `channel` one of the provider endpoint's channels?
-    fn on_provider(&self, channel: &str) -> bool {
-        self.o.tech.is_endpoint_channel(&self.o.provider, channel)
+    fn is_member(&self, channel: &str) -> bool {
+        is_member(&self.o.context, channel)
     }
 
-    /// Is `channel` our guest leg? By name when we know it; by the provider
-    /// endpoint only while a leg of ours rings with its name unknown.
-    fn is_guest(&self, channel: &str) -> bool {
+    /// The participant of the guest leg we keep, if it is in.
+    fn member(&self) -> Option<&str> {
         match &self.guest {
-            Guest::Present { channel: c, .. } => c == channel,
-            Guest::Dialing { .. } => self.on_provider(channel),
-            _ => false,
+            Guest::Present {
+                member: Some((m, _)),
+                ..
+            } => Some(m),
+            _ => None,
         }
-    }
-
-    /// A listed participant on the provider's trunk is taken for our leg only
-    /// when its name is unknown: at our own first start (a leg placed before
-    /// a restart), or while our leg rang across a reconnect.
-    fn may_be_our_unnamed_leg(&self, channel: &str) -> bool {
-        let unnamed = match self.guest {
-            Guest::Dialing { .. } => true,
-            Guest::Absent => !self.started,
-            _ => false,
-        };
-        unnamed && self.on_provider(channel)
     }
 
     fn ours(&self, ev: &Message) -> bool {
         ev.get("Conference") == Some(self.o.conference.as_str())
     }
 
-    /// Drops the guest leg at once: AMI `Hangup` of its channel, in the
-    /// conference or not yet (answered, hearing the DTMF). Not
-    /// `ConfbridgeKick`: ConfBridge would play `conf-kicked` to the guest
-    /// first, the paid line up all the while.
-    fn drop_guest(&mut self, ami: &mut Ami, channel: &str, log: &mut Log) -> Result<(), AmiError> {
-        log.line(&format!(
-            "no employee in conference {}; hanging up the guest {channel}",
-            self.o.conference
-        ));
-        // Cause 16: normal clearing, what the provider is told.
+    /// Hangs up `channel` (AMI `Hangup`, cause 16: normal clearing, what the
+    /// provider is told); a channel already gone is no error.
+    fn hang_up(ami: &mut Ami, channel: &str, log: &mut Log) -> Result<(), AmiError> {
         let hangup = action("Hangup", &[("Channel", channel), ("Cause", "16")])?;
         match ami.send(hangup) {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             // "No such channel": the guest is gone already.
-            Err(AmiError::Refused(why)) => log.line(&format!("guest {channel}: {why}")),
-            Err(e) => return Err(e),
+            Err(AmiError::Refused(why)) => {
+                log.line(&format!("guest {channel}: {why}"));
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        self.dropped.insert(channel.to_string());
-        self.guest = Guest::Absent;
-        Ok(())
+    }
+
+    /// Drops the guest leg at once: AMI `Hangup` of the Local half bridged
+    /// to its provider channel once it is in the conference (the participant
+    /// itself names it, whoever placed the leg), or of the provider channel
+    /// while it is answered but not in yet (hearing the DTMF). Not
+    /// `ConfbridgeKick`: ConfBridge would play `conf-kicked` to the guest
+    /// first, the paid line up all the while.
+    fn drop_guest(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
+        let Guest::Present { line, member } = std::mem::replace(&mut self.guest, Guest::Absent)
+        else {
+            return Ok(());
+        };
+        let target = match (member, line) {
+            (Some((member, _)), _) => provider_side_of(&member),
+            (None, Some(line)) => line,
+            (None, None) => return Ok(()),
+        };
+        log.line(&format!(
+            "no employee in conference {}; hanging up the guest {target}",
+            self.o.conference
+        ));
+        Self::hang_up(ami, &target, log)
+    }
+
+    /// A participant of a guest leg that is not the one we keep (two legs:
+    /// one placed before a restart of ours joined late): its line goes.
+    fn drop_extra(&mut self, ami: &mut Ami, member: &str, log: &mut Log) -> Result<(), AmiError> {
+        let target = provider_side_of(member);
+        log.line(&format!(
+            "a second guest leg {member} in conference {}; hanging up {target}",
+            self.o.conference
+        ));
+        Self::hang_up(ami, &target, log)
     }
 
     fn leg_failed(&mut self, log: &mut Log) {
@@ -307,8 +327,7 @@ impl Watcher {
         }
     }
 
-    /// The conference as Asterisk lists it now, after (re)connecting. A leg of
-    /// ours that was ringing or answered stays ours (exactly one leg).
+    /// The conference's participants as Asterisk lists them now.
     fn read_conference(&mut self, ami: &mut Ami) -> Result<Vec<String>, AmiError> {
         match ami.list(action(
             "ConfbridgeList",
@@ -324,6 +343,10 @@ impl Watcher {
         }
     }
 
+    /// After (re)connecting: the conference as listed now. A leg of ours that
+    /// was ringing or answered stays ours (exactly one leg); a guest leg in
+    /// the conference that we do not know (placed before our restart) is
+    /// taken for ours.
     fn session(
         &mut self,
         ami: &mut Ami,
@@ -331,39 +354,38 @@ impl Watcher {
         log: &mut Log,
     ) -> Result<(), AmiError> {
         let channels = self.read_conference(ami)?;
-        self.employees.clear();
-        // A leg we hung up that is no longer listed is gone: its Hangup event
-        // may have come while we were away.
-        self.dropped.retain(|c| channels.contains(c));
-        let mut guest_seen = false;
-        for channel in channels {
-            if !guest_seen && self.may_be_our_unnamed_leg(&channel) {
-                self.guest = Guest::Present {
-                    channel: channel.clone(),
-                    joined: None,
-                };
-            }
-            if self.is_guest(&channel) {
-                guest_seen = true;
-                if let Guest::Present { joined, .. } = &mut self.guest {
-                    joined.get_or_insert_with(Instant::now);
-                }
-            } else if !self.dropped.contains(&channel) {
-                self.employees.insert(channel);
-            }
+        let (members, employees): (Vec<String>, Vec<String>) =
+            channels.into_iter().partition(|c| self.is_member(c));
+        self.employees = employees.into_iter().collect();
+        match self.member().map(str::to_string) {
+            // Still in.
+            Some(m) if members.contains(&m) => {}
+            // It was in and left while we were away.
+            Some(_) => self.leg_failed(log),
+            None => {}
         }
-        self.started = true;
-        // A guest that was in and is gone left while we were away.
-        if !guest_seen
-            && matches!(
-                self.guest,
+        for m in &members {
+            if self.member() == Some(m.as_str()) {
+                continue;
+            }
+            match &mut self.guest {
+                // Ours, answered (or ringing) before and joined meanwhile.
                 Guest::Present {
-                    joined: Some(_),
+                    member: slot @ None,
                     ..
+                } => {
+                    *slot = Some((m.clone(), Instant::now()));
                 }
-            )
-        {
-            self.leg_failed(log);
+                Guest::Present {
+                    member: Some(_), ..
+                } => self.drop_extra(ami, m, log)?,
+                Guest::Dialing { .. } | Guest::Absent | Guest::Waiting(_) => {
+                    self.guest = Guest::Present {
+                        line: None,
+                        member: Some((m.clone(), Instant::now())),
+                    };
+                }
+            }
         }
         if self.employees.is_empty() {
             self.no_employees_left(ami, log)?;
@@ -375,8 +397,8 @@ impl Watcher {
     /// was waiting is called off) and the re-dial count starts afresh.
     fn no_employees_left(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
         self.failures = 0;
-        match self.guest.clone() {
-            Guest::Present { channel, .. } => self.drop_guest(ami, &channel, log),
+        match self.guest {
+            Guest::Present { .. } => self.drop_guest(ami, log),
             Guest::Waiting(_) => {
                 self.guest = Guest::Absent;
                 Ok(())
@@ -386,34 +408,57 @@ impl Watcher {
     }
 
     fn on_join(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
-        if self.is_guest(&channel) {
-            self.guest = Guest::Present {
-                channel: channel.clone(),
-                joined: Some(Instant::now()),
-            };
-            if self.employees.is_empty() {
-                self.drop_guest(ami, &channel, log)?;
-            }
-        } else if !self.dropped.contains(&channel) {
+        if !self.is_member(&channel) {
             self.employees.insert(channel);
+            return Ok(());
+        }
+        match &mut self.guest {
+            Guest::Present {
+                member: slot @ None,
+                ..
+            } => {
+                *slot = Some((channel, Instant::now()));
+            }
+            Guest::Present {
+                member: Some((m, _)),
+                ..
+            } if *m == channel => {}
+            Guest::Present {
+                member: Some(_), ..
+            } => {
+                return self.drop_extra(ami, &channel, log);
+            }
+            // Ours joining before its OriginateResponse came, or a leg placed
+            // before our restart: the guest.
+            Guest::Dialing { .. } | Guest::Absent | Guest::Waiting(_) => {
+                self.guest = Guest::Present {
+                    line: None,
+                    member: Some((channel, Instant::now())),
+                };
+            }
+        }
+        if self.employees.is_empty() {
+            self.drop_guest(ami, log)?;
         }
         Ok(())
     }
 
     fn on_leave(&mut self, ami: &mut Ami, channel: String, log: &mut Log) -> Result<(), AmiError> {
-        // The guest we hung up leaving: forgotten at its Hangup event.
-        if self.dropped.contains(&channel) {
-            return Ok(());
-        }
-        // An employee is one, even on the provider's trunk while a leg rings.
-        if !self.employees.contains(&channel) && self.is_guest(&channel) {
-            // A guest who stayed a while had a working leg: count afresh.
-            let stayed = matches!(self.guest, Guest::Present { joined: Some(since), .. }
-                if since.elapsed() >= STABLE_GUEST);
-            if stayed {
-                self.failures = 0;
+        if self.is_member(&channel) {
+            // Our guest left (a leg we hung up, or an extra one, is no longer
+            // the one we keep).
+            if let Guest::Present {
+                member: Some((m, since)),
+                ..
+            } = &self.guest
+                && *m == channel
+            {
+                // A guest who stayed a while had a working leg: count afresh.
+                if since.elapsed() >= STABLE_GUEST {
+                    self.failures = 0;
+                }
+                self.leg_failed(log);
             }
-            self.leg_failed(log);
             return Ok(());
         }
         self.employees.remove(&channel);
@@ -425,15 +470,12 @@ impl Watcher {
 
     /// A guest leg that answered but hung up before it joined (during the
     /// DTMF) has no ConfbridgeLeave: its Hangup event tells.
-    fn on_hangup(&mut self, channel: String, log: &mut Log) {
-        if self.dropped.remove(&channel) {
-            return;
-        }
-        if self.guest
-            == (Guest::Present {
-                channel,
-                joined: None,
-            })
+    fn on_hangup(&mut self, channel: &str, log: &mut Log) {
+        if let Guest::Present {
+            line: Some(line),
+            member: None,
+        } = &self.guest
+            && line == channel
         {
             self.leg_failed(log);
         }
@@ -448,17 +490,26 @@ impl Watcher {
         let answered = ev
             .get("Response")
             .is_some_and(|r| r.eq_ignore_ascii_case("Success"));
-        if !answered {
-            self.leg_failed(log);
-            return Ok(());
-        }
         let channel = ev.get("Channel").unwrap_or("").to_string();
-        self.guest = Guest::Present {
-            channel: channel.clone(),
-            joined: None,
-        };
+        match &mut self.guest {
+            Guest::Dialing { .. } if !answered => {
+                self.leg_failed(log);
+                return Ok(());
+            }
+            Guest::Dialing { .. } => {
+                self.guest = Guest::Present {
+                    line: Some(channel),
+                    member: None,
+                };
+            }
+            // It joined before this came: now its line is known.
+            Guest::Present {
+                line: line @ None, ..
+            } if answered => *line = Some(channel),
+            _ => return Ok(()),
+        }
         if self.employees.is_empty() {
-            self.drop_guest(ami, &channel, log)?;
+            self.drop_guest(ami, log)?;
         }
         Ok(())
     }
@@ -506,6 +557,7 @@ impl Watch for Watcher {
                 self.dial, self.o.conference
             ));
             let until = Instant::now() + self.o.ring + ORIGINATE_SLACK;
+            self.last_id = Some(id.clone());
             self.guest = Guest::Dialing { id, until };
         }
         Ok(())
@@ -517,12 +569,11 @@ impl Watch for Watcher {
             Some("ConfbridgeJoin") if self.ours(ev) => self.on_join(ami, channel, log),
             Some("ConfbridgeLeave") if self.ours(ev) => self.on_leave(ami, channel, log),
             Some("Hangup") => {
-                self.on_hangup(channel, log);
+                self.on_hangup(&channel, log);
                 Ok(())
             }
             Some("OriginateResponse")
-                if matches!(&self.guest, Guest::Dialing { id, .. }
-                    if ev.get("ActionID") == Some(id.as_str())) =>
+                if self.last_id.is_some() && ev.get("ActionID") == self.last_id.as_deref() =>
             {
                 self.on_originate_response(ami, ev, log)
             }
@@ -598,19 +649,30 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_endpoint_channel_is_named_per_technology() {
-        let pjsip = Tech::Pjsip;
-        assert!(pjsip.is_endpoint_channel("provider", "PJSIP/provider-0000000a"));
-        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/provider-b-0000000a"));
-        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/provider-0000000"));
-        assert!(!pjsip.is_endpoint_channel("provider", "IAX2/provider-1234"));
-        assert!(!pjsip.is_endpoint_channel("provider", "PJSIP/201-0000000a"));
-        let iax2 = Tech::Iax2;
-        assert!(iax2.is_endpoint_channel("provider", "IAX2/provider-1234"));
-        assert!(iax2.is_endpoint_channel("provider", "IAX2/provider-7"));
-        assert!(!iax2.is_endpoint_channel("provider", "IAX2/provider-b-1234"));
-        assert!(!iax2.is_endpoint_channel("provider", "IAX2/provider-"));
-        assert!(!iax2.is_endpoint_channel("provider", "PJSIP/provider-0000000a"));
+    fn the_guest_is_the_local_half_that_runs_the_join_extension() {
+        let ctx = "featpkg-conference-guest-leg";
+        assert!(is_member(
+            ctx,
+            "Local/join@featpkg-conference-guest-leg-0000000a;2"
+        ));
+        for not in [
+            // The half bridged to the provider channel, not in ConfBridge.
+            "Local/join@featpkg-conference-guest-leg-0000000a;1",
+            // Someone else's Local channels.
+            "Local/join@featpkg-conference-guest-leg-x-0000000a;2",
+            "Local/700@internal-0000000a;2",
+            "Local/join@featpkg-conference-guest-leg-000000a;2",
+            // The provider's own channels: an employee calling in over the trunk.
+            "PJSIP/provider-0000000a",
+            "IAX2/provider-1234",
+            "PJSIP/201-00000001",
+        ] {
+            assert!(!is_member(ctx, not), "{not}");
+        }
+        assert_eq!(
+            provider_side_of("Local/join@featpkg-conference-guest-leg-0000000a;2"),
+            "Local/join@featpkg-conference-guest-leg-0000000a;1"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The conference-guest watcher against a fake Asterisk manager on 127.0.0.1
 //! speaking the real framing: one guest leg per conference however employees
-//! join, dialled with each technology's own dial string, hung up (AMI `Hangup`,
-//! never `ConfbridgeKick`) within a second of the last employee leaving,
-//! re-dialled with bounded backoff, recognised again after a restart.
+//! join, dialled with each technology's own dial string, its provider channel
+//! hung up (AMI `Hangup`, never `ConfbridgeKick`) within a second of the last
+//! employee leaving, re-dialled with bounded backoff, recognised again after a
+//! restart. The guest's participant in ConfBridge is the Local channel half
+//! that runs `join@featpkg-conference-guest-leg` (the leg context bridges the
+//! provider channel to it); everybody else is an employee.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command};
@@ -14,9 +17,16 @@ use featpkg_ami::Message;
 use featpkg_ami::fake::{FakeAmi, msg, standard_reply};
 
 const WATCH: &str = env!("CARGO_BIN_EXE_featpkg-conference-guest-watch");
+/// The guest leg's provider channel (its OriginateResponse names it).
 const GUEST: &str = "PJSIP/provider-0000000a";
-/// The guest's channel when the provider is an IAX2 peer (chan_iax2 names
-/// channels `IAX2/<peer>-<call number>`).
+/// The guest's participant in the conference: core_local names the halves
+/// `Local/<exten>@<context>-<8 hex>;1` and `;2`, and `;2` runs `join`.
+const MEMBER: &str = "Local/join@featpkg-conference-guest-leg-0000000b;2";
+/// The half bridged to the provider channel: what a restarted watcher, which
+/// does not know the provider channel's name, hangs up.
+const MEMBER_LINE: &str = "Local/join@featpkg-conference-guest-leg-0000000b;1";
+/// The guest leg's provider channel when the provider is an IAX2 peer
+/// (chan_iax2 names channels `IAX2/<peer>-<call number>`).
 const IAX2_GUEST: &str = "IAX2/provider-1234";
 
 struct Pbx {
@@ -284,7 +294,7 @@ fn concurrent_joins_place_exactly_one_leg() {
     assert_eq!(o.get("Channel"), Some("PJSIP/0551234567@provider"));
     assert_eq!(o.get("Context"), Some("featpkg-conference-guest-leg"));
     assert_eq!(o.get("Async"), Some("true"));
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     pbx.ami.push_event(join("700", "PJSIP/203-00000003", "203"));
     // Another conference does not count.
     pbx.ami.push_event(join("800", "PJSIP/204-00000004", "204"));
@@ -301,7 +311,7 @@ fn the_guest_is_dropped_within_a_second_of_the_last_employee_leaving() {
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
     pbx.ami.push_event(join("700", "PJSIP/202-00000002", "202"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
     std::thread::sleep(Duration::from_millis(300));
@@ -311,8 +321,11 @@ fn the_guest_is_dropped_within_a_second_of_the_last_employee_leaving() {
     pbx.ami
         .push_event(leave("700", "PJSIP/202-00000002", "202"));
     // Hung up, not kicked: a kick makes ConfBridge play conf-kicked to the
-    // guest first (the paid line stayed up 2.4 s on a real Asterisk).
-    pbx.hung_up(GUEST);
+    // guest first (the paid line stayed up 2.4 s on a real Asterisk). What is
+    // hung up is the Local half bridged to the provider channel: its Dial
+    // ends, and the line with it, while the participant half waits out
+    // ConfBridge's queued sounds.
+    pbx.hung_up(MEMBER_LINE);
     assert!(
         left.elapsed() < Duration::from_secs(1),
         "took {:?}",
@@ -347,9 +360,9 @@ fn a_guest_who_hangs_up_is_called_again_while_employees_remain() {
     pbx.connected();
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(200));
-    pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+    pbx.ami.push_event(leave("700", MEMBER, "0551234567"));
     until("a second leg", || pbx.count("Originate") == 2);
     stop(w);
 }
@@ -357,14 +370,16 @@ fn a_guest_who_hangs_up_is_called_again_while_employees_remain() {
 #[test]
 fn after_a_restart_the_guest_already_in_is_recognised() {
     // The conference has an employee and the guest when the watcher starts.
-    let pbx = Pbx::new(&["PJSIP/201-00000001", GUEST]);
+    // The provider channel's name is unknown: the Local half bridged to it
+    // is hung up, which ends the provider channel's Dial and so its line.
+    let pbx = Pbx::new(&["PJSIP/201-00000001", MEMBER]);
     let w = pbx.watcher(&[]);
     pbx.connected();
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     stop(w);
 }
 
@@ -386,7 +401,7 @@ fn an_employee_calling_in_through_the_provider_is_not_the_guest() {
     pbx.ami
         .push_event(join("700", "PJSIP/provider-00000005", "0559999999"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(pbx.count("Hangup"), 0, "nobody is hung up");
     pbx.no_kick();
@@ -394,7 +409,7 @@ fn an_employee_calling_in_through_the_provider_is_not_the_guest() {
     pbx.ami
         .push_event(leave("700", "PJSIP/provider-00000005", "0559999999"));
     // The leg we placed is the one dropped.
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     stop(w);
 }
 
@@ -414,8 +429,8 @@ fn a_guest_who_keeps_hanging_up_is_redialled_a_bounded_number_of_times() {
         }
         until("the next leg", placed);
         std::thread::sleep(Duration::from_millis(50));
-        pbx.ami.push_event(join("700", GUEST, "0551234567"));
-        pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+        pbx.ami.push_event(join("700", MEMBER, "0551234567"));
+        pbx.ami.push_event(leave("700", MEMBER, "0551234567"));
     }
     assert_eq!(pbx.count("Originate"), 3);
     stop(w);
@@ -463,12 +478,13 @@ fn an_ami_drop_while_dialling_places_no_second_leg() {
     });
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(pbx.count("Originate"), 1, "the first leg still rings");
-    // It answers and joins: that is the guest.
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    // It answers and joins (its OriginateResponse lost with the old
+    // connection): that is the guest, hung up through its Local half.
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(200));
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     assert_eq!(pbx.count("Originate"), 1);
     stop(w);
 }
@@ -498,11 +514,11 @@ fn reconnecting_keeps_the_guest_it_placed() {
     pbx.connected();
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     pbx.in_conf
         .lock()
         .unwrap()
-        .extend(["PJSIP/201-00000001".to_string(), GUEST.to_string()]);
+        .extend(["PJSIP/201-00000001".to_string(), MEMBER.to_string()]);
     std::thread::sleep(Duration::from_millis(200));
     pbx.ami.drop_connection();
     until("the list after reconnecting", || {
@@ -512,7 +528,7 @@ fn reconnecting_keeps_the_guest_it_placed() {
     assert_eq!(pbx.count("Originate"), 1, "the guest is still in");
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     stop(w);
 }
 
@@ -577,12 +593,12 @@ fn an_iax2_provider_is_dialled_as_peer_slash_number_and_its_leg_hung_up() {
         pbx.actions("Originate")[0].get("Channel"),
         Some("IAX2/provider/0551234567")
     );
-    pbx.ami.push_event(join("700", IAX2_GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(200));
     let left = Instant::now();
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(IAX2_GUEST);
+    pbx.hung_up(MEMBER_LINE);
     assert!(
         left.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -594,15 +610,61 @@ fn an_iax2_provider_is_dialled_as_peer_slash_number_and_its_leg_hung_up() {
 
 #[test]
 fn after_a_restart_an_iax2_guest_already_in_is_recognised() {
-    // Its name follows chan_iax2's IAX2/<peer>-<call number>.
-    let pbx = Pbx::new(&["PJSIP/201-00000001", IAX2_GUEST]);
+    // The same Local participant, whatever the provider's technology.
+    let pbx = Pbx::new(&["IAX2/301-1234", MEMBER]);
     let w = pbx.watcher(&["--tech", "IAX2"]);
     pbx.connected();
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
+    pbx.ami.push_event(leave("700", "IAX2/301-1234", "301"));
+    pbx.hung_up(MEMBER_LINE);
+    stop(w);
+}
+
+#[test]
+fn after_a_restart_an_employee_on_the_provider_trunk_is_still_an_employee() {
+    // An employee dialled in over the trunk the guest is dialled through:
+    // their channel looks like a guest leg's, but only the Local participant
+    // is the guest. No second leg, and that employee leaving drops the guest.
+    let pbx = Pbx::new(&["PJSIP/provider-00000005", MEMBER]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Originate"), 0, "the guest is already there");
+    assert_eq!(pbx.count("Hangup"), 0, "an employee is in");
     pbx.ami
-        .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(IAX2_GUEST);
+        .push_event(leave("700", "PJSIP/provider-00000005", "0559999999"));
+    pbx.hung_up(MEMBER_LINE);
+    stop(w);
+}
+
+#[test]
+fn an_employee_on_the_provider_trunk_alone_after_a_restart_gets_the_guest() {
+    let pbx = Pbx::new(&["PJSIP/provider-00000005"]);
+    let w = pbx.watcher(&[]);
+    until("the guest leg", || pbx.count("Originate") == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pbx.count("Hangup"), 0, "the employee is not hung up");
+    stop(w);
+}
+
+#[test]
+fn a_second_guest_leg_in_the_conference_is_hung_up() {
+    // One leg placed before a restart of the watcher joins late, next to the
+    // one it placed since: exactly one guest stays.
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+    until("the guest leg", || pbx.count("Originate") == 1);
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
+    let other = "Local/join@featpkg-conference-guest-leg-0000000c;2";
+    pbx.ami.push_event(join("700", other, "0551234567"));
+    pbx.hung_up("Local/join@featpkg-conference-guest-leg-0000000c;1");
+    // The extra one leaving is no lost leg: nobody is dialled.
+    pbx.ami.push_event(leave("700", other, "0551234567"));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(pbx.count("Originate"), 1);
     stop(w);
 }
 
@@ -627,14 +689,14 @@ fn the_hung_up_guest_leaving_is_no_lost_leg_and_the_next_meeting_gets_one_leg() 
     pbx.connected();
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(100));
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     // What Asterisk sends after the Hangup action: the guest leaves the
     // bridge, then its channel is gone.
-    pbx.ami.push_event(leave("700", GUEST, "0551234567"));
+    pbx.ami.push_event(leave("700", MEMBER, "0551234567"));
     pbx.ami.push_event(hangup_event(GUEST));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pbx.count("Originate"), 1, "nobody is left to dial for");
@@ -655,17 +717,17 @@ fn a_guest_already_gone_when_hung_up_is_no_lost_connection() {
     pbx.connected();
     pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
     until("the guest leg", || pbx.count("Originate") == 1);
-    pbx.ami.push_event(join("700", GUEST, "0551234567"));
+    pbx.ami.push_event(join("700", MEMBER, "0551234567"));
     std::thread::sleep(Duration::from_millis(100));
     pbx.ami
         .push_event(leave("700", "PJSIP/201-00000001", "201"));
-    pbx.hung_up(GUEST);
+    pbx.hung_up(MEMBER_LINE);
     pbx.ami.push_event(join("700", "PJSIP/202-00000002", "202"));
     until("the next leg", || pbx.count("Originate") == 2);
     assert_eq!(pbx.ami.connections(), 1);
     let log = std::fs::read_to_string(pbx.dir.path().join("watch.log")).unwrap();
     assert!(
-        log.contains(&format!("guest {GUEST}: No such channel")),
+        log.contains(&format!("guest {MEMBER_LINE}: No such channel")),
         "{log}"
     );
     stop(w);
