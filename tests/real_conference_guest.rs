@@ -39,10 +39,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::asterisk::{self, Asterisk, PhoneMode, TEST_AMI_USER};
+use common::asterisk::{self, Asterisk, PhoneMode};
+use common::events::{Events, caller_answered, hangup_of, user_event};
 use featpkg_ami::{Ami, AmiError, Message, action};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -144,127 +144,6 @@ fn dialled_lines(ast: &Asterisk) -> Vec<String> {
         .collect()
 }
 
-/// An AMI connection with events off, for actions: nothing piles up unread
-/// on it while the test waits.
-fn control(ast: &Asterisk) -> Ami {
-    let manager = std::fs::read_to_string(ast.etc_file("manager.conf")).unwrap();
-    let section = manager
-        .split(&format!("[{TEST_AMI_USER}]"))
-        .nth(1)
-        .expect("the tests' AMI user");
-    let secret = section
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("secret = "))
-        .expect("its secret");
-    let addr: SocketAddr = format!("127.0.0.1:{}", ast.ports.ami).parse().unwrap();
-    let creds = featpkg_ami::Credentials::new(addr, TEST_AMI_USER, secret.trim());
-    Ami::connect(&creds, "off", Duration::from_secs(5)).expect("AMI login")
-}
-
-/// Every event one AMI connection received, with when it arrived. This
-/// connection only listens, so the times are the events' arrival times.
-struct Events {
-    ami: Ami,
-    seen: Vec<(Instant, Message)>,
-}
-
-impl Events {
-    fn new(ast: &Asterisk) -> Events {
-        Events {
-            ami: ast.ami(),
-            seen: Vec::new(),
-        }
-    }
-
-    fn mark(&self) -> usize {
-        self.seen.len()
-    }
-
-    fn take(&mut self, limit: Duration) -> Result<usize, AmiError> {
-        let m = self.ami.next_event(limit)?;
-        self.seen.push((Instant::now(), m));
-        Ok(self.seen.len() - 1)
-    }
-
-    /// Waits up to `limit` for an event at or after `from` that `pred`
-    /// accepts; returns its index.
-    fn wait(
-        &mut self,
-        from: usize,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&Message) -> bool,
-    ) -> usize {
-        if let Some(i) = (from..self.seen.len()).find(|&i| pred(&self.seen[i].1)) {
-            return i;
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.take(left) {
-                Ok(i) if pred(&self.seen[i].1) => return i,
-                Ok(_) => {}
-                Err(e) => panic!("no {what} within {limit:?}: {e}"),
-            }
-        }
-    }
-
-    /// Reads every event that comes for `d`.
-    fn pump(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            match self.take(left) {
-                Ok(_) | Err(AmiError::Timeout) => {}
-                Err(e) => panic!("AMI: {e}"),
-            }
-        }
-    }
-
-    /// Pumps events until `cond` holds (polled every 20 ms), up to `limit`.
-    fn until(&mut self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while !cond() {
-            assert!(Instant::now() < deadline, "no {what} within {limit:?}");
-            self.pump(Duration::from_millis(20));
-        }
-    }
-
-    fn all(&self, from: usize, pred: impl Fn(&Message) -> bool) -> Vec<usize> {
-        (from..self.seen.len())
-            .filter(|&i| pred(&self.seen[i].1))
-            .collect()
-    }
-
-    fn msg(&self, i: usize) -> &Message {
-        &self.seen[i].1
-    }
-
-    fn at(&self, i: usize) -> Instant {
-        self.seen[i].0
-    }
-
-    fn channel(&self, i: usize) -> String {
-        self.msg(i).get("Channel").unwrap_or_default().to_string()
-    }
-}
-
-/// A UserEvent `name` with `fields`. A field may come twice: the channel
-/// snapshot's (`Exten: s` in a hangup handler) and the event's own.
-fn user_event<'a>(
-    name: &'a str,
-    fields: &'a [(&'a str, &'a str)],
-) -> impl Fn(&Message) -> bool + 'a {
-    move |m| {
-        m.event() == Some("UserEvent")
-            && m.get("UserEvent") == Some(name)
-            && fields.iter().all(|(k, v)| m.all(k).contains(v))
-    }
-}
-
 /// The far end (5551234) rings.
 fn guest_ring(m: &Message) -> bool {
     user_event("PhoneRing", &[("Exten", NUMBER)])(m)
@@ -276,16 +155,6 @@ fn guest_answer(m: &Message) -> bool {
 
 fn guest_far_hangup(m: &Message) -> bool {
     user_event("PhoneHangup", &[("Exten", NUMBER)])(m)
-}
-
-/// The PBX answered a call the phone whose channels start with `prefix` placed
-/// (`[phones-caller]` says so).
-fn caller_answered(prefix: String) -> impl Fn(&Message) -> bool {
-    move |m| {
-        m.event() == Some("UserEvent")
-            && m.get("UserEvent") == Some("CallerAnswered")
-            && m.get("Channel").is_some_and(|c| c.starts_with(&prefix))
-    }
 }
 
 /// A channel whose name starts with `prefix` joined conference 700.
@@ -310,10 +179,6 @@ fn new_channel(prefix: String) -> impl Fn(&Message) -> bool {
     move |m| {
         m.event() == Some("Newchannel") && m.get("Channel").is_some_and(|c| c.starts_with(&prefix))
     }
-}
-
-fn hangup_of(channel: String) -> impl Fn(&Message) -> bool {
-    move |m| m.event() == Some("Hangup") && m.get("Channel") == Some(channel.as_str())
 }
 
 fn hang_up(ctl: &mut Ami, channel: &str) {
@@ -374,7 +239,7 @@ impl<'a> Scene<'a> {
         Scene {
             ast,
             t,
-            ctl: control(ast),
+            ctl: ast.control_ami(),
             ev: Events::new(ast),
         }
     }
