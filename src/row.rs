@@ -142,7 +142,7 @@ fn read_in(conn: &Connection, row: &RowRef) -> Result<Option<RowState>, RowError
                     Ok(RowState {
                         content: r.get(0)?,
                         mode: r.get(1)?,
-                        changed: r.get(2)?,
+                        changed: text_of(r.get(2)?),
                         description: r.get(3)?,
                     })
                 })
@@ -185,6 +185,21 @@ fn read_in(conn: &Connection, row: &RowRef) -> Result<Option<RowState>, RowError
                 }),
             }
         }
+    }
+}
+
+/// A column read whatever SQLite type it holds: MikoPBX's shipped database
+/// declares `m_CustomFiles.changed INTEGER` until its first boot migrates it
+/// to text ('0'/'1'). Written back as text, SQLite's column affinity stores
+/// it as it was (an INTEGER column turns '1' into 1 again).
+fn text_of(value: rusqlite::types::Value) -> Option<String> {
+    use rusqlite::types::Value;
+    match value {
+        Value::Null => None,
+        Value::Integer(n) => Some(n.to_string()),
+        Value::Real(x) => Some(x.to_string()),
+        Value::Text(t) => Some(t),
+        Value::Blob(b) => Some(String::from_utf8_lossy(&b).into_owned()),
     }
 }
 

@@ -68,7 +68,7 @@ fn call_waiting_renders_with_parameters() {
     )
     .unwrap();
     assert!(
-        dialplan.contains(" same => n,Set(TRANSFER_OPTIONS=${TRANSFER_OPTIONS}m(quiet))\n"),
+        dialplan.contains(" same => n,Set(DIAL_QUEUE_OPTIONS=${DIAL_QUEUE_OPTIONS}m(quiet))\n"),
         "{dialplan}"
     );
     assert!(

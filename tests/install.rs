@@ -68,7 +68,7 @@ fn install_writes_the_expected_files() {
         "[featpkg-call-waiting]",
         "exten => _X!,1,Set(FEATPKG_CW_EXT=${EXTENSION_STATE(${EXTEN}@internal-hints)})",
         " same => n,Set(FEATPKG_CW_DEV=${DEVICE_STATE(PJSIP/${EXTEN})})",
-        " same => n,Set(TRANSFER_OPTIONS=${TRANSFER_OPTIONS}m(default))",
+        " same => n,Set(DIAL_QUEUE_OPTIONS=${DIAL_QUEUE_OPTIONS}m(default))",
         "[internal-users-custom]",
         "exten => _X!,1,Gosub(featpkg-call-waiting,${EXTEN},1)",
         "; END featpkg:featpkg-recipes:call-waiting/dialplan",

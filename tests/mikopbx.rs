@@ -6,7 +6,9 @@
 //! The tree is tests/fixtures/mikopbx/root; the database is created from
 //! tests/fixtures/mikopbx/config.sql; the bundle is extracted into the module
 //! directory the way MikoPBX does and installed from there, as the module's shim
-//! does; then the fake reload "boots" the PBX (writes every file it generates).
+//! does; then the fake reload "boots" the PBX (writes every file it generates,
+//! modules.conf with the module's generateModulesConf() hook text) and the fake
+//! Asterisk starts with modules.conf's modules.
 
 mod common;
 
@@ -27,6 +29,11 @@ const MODULES: &str = "/etc/asterisk/modules.conf";
 const MANAGER: &str = "/etc/asterisk/manager.conf";
 const PJSIP: &str = "/etc/asterisk/pjsip.conf";
 const CRONTAB: &str = "/var/spool/cron/crontabs/root";
+/// The text the module's generateModulesConf() hook hands MikoPBX (featpkg's file).
+const HOOK: &str =
+    "/storage/usbdisk1/mikopbx/custom_modules/ModuleFeatpkg/db/hooks/generateModulesConf.conf";
+/// Every file MikoPBX generates, as the fake reload's words.
+const ALL_WORDS: [&str; 5] = ["dialplan", "manager", "cron", "modules", "pjsip"];
 const SPOOL: &str = "/storage/usbdisk1/mikopbx/astspool";
 const LOGDIR: &str = "/storage/usbdisk1/mikopbx/astlogs/asterisk";
 
@@ -100,8 +107,9 @@ impl Miko {
             mode & 0o111 != 0,
             "tests/support/fake-mikopbx-reload must be executable"
         );
-        // MikoPBX starts: it writes every file it generates.
-        boot(&miko, &["dialplan", "pjsip", "manager", "cron", "restart"]);
+        // MikoPBX starts: it writes every file it generates, then Asterisk starts.
+        boot(&miko, &ALL_WORDS);
+        miko.start_asterisk();
         miko
     }
 
@@ -132,6 +140,10 @@ impl Miko {
             ("FAKE_MIKOPBX_ROOT", s(self.root())),
             ("FAKE_MIKOPBX_GENERATED", s(self.generated_dir())),
             ("FAKE_MIKOPBX_LOG", s(d.join("reload.log"))),
+            (
+                "FAKE_MIKOPBX_MODULES",
+                s(self.host(MODULE_DIR).parent().unwrap().to_path_buf()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -313,7 +325,23 @@ impl Miko {
             copy_tree(&fixtures().join("generated"), &own);
         }
         edit(&own);
-        boot(self, &["dialplan", "pjsip", "manager", "cron", "restart"]);
+        boot(self, &ALL_WORDS);
+        self.start_asterisk();
+    }
+
+    /// Asterisk (re)starts: it loads what modules.conf lists, and nothing else.
+    fn start_asterisk(&self) {
+        let loads: String = self
+            .read(MODULES)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("load => "))
+            .map(|m| format!("{m}\n"))
+            .collect();
+        let state = self.dir.path().join("fake-state");
+        std::fs::write(state.join("modules"), loads).unwrap();
+        for name in ["declined", "unloaded", "booting"] {
+            let _ = std::fs::remove_file(state.join(name));
+        }
     }
 
     /// The reload script's calls, one line of words each.
@@ -465,7 +493,7 @@ fn cron_block() -> String {
         "#",
         "busy-callback/cron",
         &format!(
-            "* * * * * {MODULE_DIR}/bin/featpkg-bin/featpkg-busy-callback-watch --store {SPOOL}/featpkg/busy-callback --ami {MODULE_DIR}/etc/featpkg-ami/busy-callback.conf --lock {SPOOL}/featpkg/busy-callback-watch.lock --log {LOGDIR}/featpkg-busy-callback.log --tech PJSIP --retries 2 --retry-wait 60 --expiry 1800 --ring 30 >/dev/null 2>&1\n"
+            "* * * * * {MODULE_DIR}/bin/featpkg-busy-callback-watch --store {SPOOL}/featpkg/busy-callback --ami {MODULE_DIR}/etc/featpkg-ami/busy-callback.conf --lock {SPOOL}/featpkg/busy-callback-watch.lock --log {LOGDIR}/featpkg-busy-callback.log --tech PJSIP --retries 2 --retry-wait 60 --expiry 1800 --ring 30 >/dev/null 2>&1\n"
         ),
     )
 }
@@ -480,7 +508,7 @@ fn endpoint_block(ext: &str) -> String {
 
 /// The rows featpkg has no business with: everything but the rows it edits.
 fn untouched_rows(dump: &Dump) -> Vec<Vec<Value>> {
-    let edited = [EXTENSIONS, MODULES, MANAGER, CRONTAB];
+    let edited = [EXTENSIONS, MANAGER, CRONTAB];
     let mut out: Vec<Vec<Value>> = dump["m_CustomFiles"]
         .iter()
         .filter(|r| !edited.iter().any(|p| r[1] == Value::Text(p.to_string())))
@@ -503,7 +531,7 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
     assert!(out.contains("install featpkg-recipes 1.0.0"), "{out}");
     for line in [
         format!("modified m_CustomFiles:{EXTENSIONS}"),
-        format!("modified m_CustomFiles:{MODULES}"),
+        format!("created  {HOOK}"),
         format!("created  m_CustomFiles:{MANAGER}"),
         format!("modified m_CustomFiles:{CRONTAB}"),
         "modified m_Sip:201".into(),
@@ -521,12 +549,11 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
 
     // The rows: our blocks, mode append, marked changed like a save in MikoPBX.
     let after = miko.dump();
-    let row = miko.custom_file(MODULES).unwrap();
-    assert_eq!(miko.custom_text(MODULES), modules_block());
-    assert_eq!(
-        row[1..],
-        [Some("append".into()), Some("1".into()), Some("".into())]
-    );
+    // The load lines go into the module's hook text, not into modules.conf's
+    // row (which untouched_rows shows unchanged).
+    assert!(!out.contains(&format!("m_CustomFiles:{MODULES}")), "{out}");
+    assert_eq!(miko.read(HOOK), modules_block());
+    assert_eq!(miko.mode_of(HOOK), 0o644);
     assert_eq!(miko.custom_text(CRONTAB), cron_block());
     assert_eq!(
         miko.custom_file(CRONTAB).unwrap()[1].as_deref(),
@@ -609,7 +636,7 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
         (format!("{agi}/featpkg-operator-alert"), 0o755),
         (format!("{agi}/featpkg-busy-callback"), 0o755),
         (
-            format!("{MODULE_DIR}/bin/featpkg-bin/featpkg-busy-callback-watch"),
+            format!("{MODULE_DIR}/bin/featpkg-busy-callback-watch"),
             0o755,
         ),
         (
@@ -627,6 +654,9 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
             "{name}"
         );
     }
+    // The watcher sits at the top of bin/, where MikoPBX's module removal
+    // (`lsof bin/*`, UninstallModuleAction.php) finds it running and stops it.
+    assert!(!miko.host(&format!("{MODULE_DIR}/bin/featpkg-bin")).exists());
     let ami = miko.read(&format!("{MODULE_DIR}/etc/featpkg-ami/busy-callback.conf"));
     assert!(ami.contains(&format!("secret={secret}\n")), "{ami}");
     assert!(!miko.host("/etc/asterisk/featpkg-ami").exists());
@@ -636,12 +666,18 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
             .exists()
     );
 
-    // MikoPBX (the fake) was asked for everything that changed, restart included,
-    // and wrote the files from the rows; Asterisk sees our contexts.
-    assert_eq!(miko.reloads(), ["dialplan pjsip manager cron restart"]);
+    // MikoPBX (the fake) was asked whether endpoint options restart Asterisk
+    // (no), then for everything that changed, and wrote the files from the rows
+    // and the hook; Asterisk sees our contexts.
+    assert_eq!(
+        miko.reloads(),
+        [
+            "--would-restart pjsip",
+            "dialplan manager cron modules pjsip"
+        ]
+    );
     for (file, row) in [
         (EXTENSIONS, EXTENSIONS),
-        (MODULES, MODULES),
         (MANAGER, MANAGER),
         (CRONTAB, CRONTAB),
     ] {
@@ -652,6 +688,17 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
         );
         assert_eq!(miko.read(&format!("{file}.orgn")), miko.generated(file));
     }
+    // modules.conf as MikoPBX's generator writes it: its own list, then the
+    // module's hook text between its markers; the row stays in mode none.
+    assert_eq!(
+        miko.read(MODULES),
+        format!(
+            "{}; ***** BEGIN BY ModuleFeatpkg\n{}; ***** END BY ModuleFeatpkg\n",
+            miko.generated(MODULES),
+            modules_block()
+        )
+    );
+    assert!(!miko.host(&format!("{MODULES}.orgn")).exists());
     let pjsip = miko.read(PJSIP);
     let ep201 = pjsip_section(&pjsip, "201", "endpoint");
     for line in [
@@ -679,25 +726,16 @@ fn install_puts_blocks_into_rows_and_mikopbx_writes_the_files() {
     ] {
         assert!(log.lines().any(|l| l == cmd), "no {cmd:?}:\n{log}");
     }
-    // After the restart featpkg waited for Asterisk to boot (two refused
-    // connections, then "fully booted") before it checked anything.
-    let lines: Vec<&str> = log.lines().collect();
-    let waits: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i] == "core waitfullybooted")
-        .collect();
-    assert_eq!(waits.len(), 3, "{log}");
-    let first_check = lines
-        .iter()
-        .position(|l| l.starts_with("dialplan show"))
-        .unwrap();
-    assert!(
-        waits[2] < first_check,
-        "checked before Asterisk was up:\n{log}"
-    );
-    assert!(out.contains("Asterisk restarted and fully booted"), "{out}");
-    // After the restart the modules are loaded from modules.conf, not loaded live.
-    assert!(!log.contains("module load"), "{log}");
-    assert!(out.contains("already loaded"), "{out}");
+    // No restart: the modules were loaded live, once MikoPBX had written
+    // modules.conf with them (so a restart keeps them).
+    assert!(!log.contains("core waitfullybooted"), "{log}");
+    for module in ["func_extstate.so", "res_manager_devicestate.so"] {
+        assert!(
+            log.lines().any(|l| l == format!("module load {module}")),
+            "{module} not loaded live:\n{log}"
+        );
+    }
+    assert!(!out.contains("Asterisk restarted"), "{out}");
 }
 
 #[test]
@@ -706,7 +744,7 @@ fn featpkg_never_writes_the_files_mikopbx_generates() {
     let files = miko.files();
     let out = miko.install_ok(&["--no-reload", "--set", "call-waiting.endpoints=201,202"]);
     assert!(out.contains("reload skipped"), "{out}");
-    assert!(miko.custom_text(MODULES).contains("func_extstate.so"));
+    assert!(miko.read(HOOK).contains("func_extstate.so"));
     // Only the module's own directory got featpkg's files.
     let now = miko.files();
     let module = MODULE_DIR.trim_start_matches('/');
@@ -721,16 +759,58 @@ fn featpkg_never_writes_the_files_mikopbx_generates() {
     assert!(miko.reloads().is_empty());
 }
 
+/// No feature restarts Asterisk on MikoPBX: the default enable (no "allow
+/// restart") installs everything, modules included.
 #[test]
-fn a_modules_conf_change_needs_consent_to_restart_asterisk() {
+fn no_feature_needs_an_asterisk_restart() {
     let miko = Miko::new();
+    let out = miko.install_ok(&["--set", "call-waiting.endpoints=201,202"]);
+    assert!(!out.contains("WARNING"), "{out}");
+    assert!(out.contains("module load func_extstate.so"), "{out}");
+    assert!(
+        miko.ok(&["status"]).contains("conference-guest")
+            || out.contains("skipped conference-guest"),
+        "{out}"
+    );
+    // conference-guest alone (MikoPBX loads app_confbridge.so anyway: listed
+    // twice, which Asterisk's loader merges) needs no consent either.
+    let other = Miko::new();
+    let out = other.install_ok(&[
+        "--features",
+        "conference-guest",
+        "--set",
+        "conference-guest.conference=700",
+        "--set",
+        "conference-guest.provider=sip-trunk",
+        "--set",
+        "conference-guest.number=5551234",
+    ]);
+    assert!(
+        out.contains("module app_confbridge.so: already loaded"),
+        "{out}"
+    );
+    assert!(
+        other
+            .read(MODULES)
+            .contains("; ***** BEGIN BY ModuleFeatpkg\n")
+    );
+}
+
+/// SIPConf::reload restarts Asterisk when MikoPBX's network settings changed
+/// since it started: featpkg asks first, and an endpoint change then needs
+/// the admin's consent, as any restart does; changes without endpoint
+/// options go on.
+#[test]
+fn endpoint_options_after_a_network_change_need_consent_to_restart() {
+    let miko = Miko::new();
+    let changed = [("FAKE_MIKOPBX_TOPOLOGY_CHANGED", "1")];
     let (db, files) = (miko.db_bytes(), miko.files());
-    let out = miko.install(&["--set", "call-waiting.endpoints=201,202"]);
+    let out = miko.install_env(&["--set", "call-waiting.endpoints=201,202"], &changed);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let msg = text(&out);
     for words in [
-        "modules.conf",
-        "restart",
+        "endpoint options makes MikoPBX restart Asterisk",
+        "network settings changed",
         "ends every call in progress",
         "--allow-restart",
     ] {
@@ -738,38 +818,48 @@ fn a_modules_conf_change_needs_consent_to_restart_asterisk() {
     }
     assert_eq!(miko.db_bytes(), db, "the database changed");
     assert_same_files("files", &files, &miko.files());
-    assert!(miko.reloads().is_empty());
+    assert_eq!(miko.reloads(), ["--would-restart pjsip"]);
 
-    // The dry run is refused the same way (MikoPBX's before-enable check runs
-    // it); with consent it warns.
-    let out = miko.install(&["--dry-run", "--set", "call-waiting.endpoints=201,202"]);
+    // The dry run (MikoPBX's before-enable check) is refused the same way;
+    // with consent it warns.
+    let out = miko.install_env(
+        &["--dry-run", "--set", "call-waiting.endpoints=201,202"],
+        &changed,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("--allow-restart"), "{}", text(&out));
-    let out = miko.install_ok(&[
-        "--dry-run",
-        "--allow-restart",
-        "--set",
-        "call-waiting.endpoints=201,202",
-    ]);
-    assert!(
-        out.contains("WARNING") && out.contains("ends every live call"),
-        "{out}"
+    let out = miko.install_env(
+        &[
+            "--dry-run",
+            "--allow-restart",
+            "--set",
+            "call-waiting.endpoints=201,202",
+        ],
+        &changed,
     );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
     assert!(
-        out.contains(&format!("+++ bm_CustomFiles:{MODULES}")),
-        "{out}"
+        said.contains("WARNING") && said.contains("ends every live call"),
+        "{said}"
     );
-    assert!(out.contains("+load => func_extstate.so"), "{out}");
     assert_eq!(miko.db_bytes(), db, "the dry run changed the database");
-    assert_same_files("dry run", &files, &miko.files());
 
-    // Features that leave modules.conf alone need no consent.
-    let out = miko.install_ok(&["--features", "operator-alert,queue-failover"]);
-    assert!(
-        out.contains("modified m_CustomFiles:/etc/asterisk/extensions.conf"),
-        "{out}"
+    // Without endpoint options nothing is asked and nothing restarts.
+    let out = miko.install_env(&[], &changed);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!miko.asterisk_log().contains("core waitfullybooted"));
+
+    // With consent: MikoPBX restarts Asterisk, featpkg waits for it.
+    let out = miko.install_env(
+        &["--allow-restart", "--set", "call-waiting.endpoints=201,202"],
+        &changed,
     );
-    assert_eq!(miko.reloads(), ["dialplan"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("Asterisk restarted and fully booted"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -783,8 +873,14 @@ fn reinstall_changes_nothing() {
     assert_eq!(miko.dump(), dump);
     assert_eq!(miko.db_bytes(), db, "the database was written");
     assert_same_files("files", &files, &miko.files());
-    assert_eq!(miko.reloads().len(), 1, "{:?}", miko.reloads());
-    // Without --allow-restart too: nothing to restart for.
+    assert_eq!(
+        miko.reloads(),
+        [
+            "--would-restart pjsip",
+            "dialplan manager cron modules pjsip"
+        ]
+    );
+    // Without --allow-restart too.
     let out = miko.install_ok(&["--set", "call-waiting.endpoints=201,202"]);
     assert!(out.contains("up to date"), "{out}");
 }
@@ -803,8 +899,7 @@ fn uninstall_puts_every_row_back_exactly() {
     ]);
     assert_ne!(miko.dump(), dump);
 
-    // Taking load lines out of modules.conf needs no restart: the modules stay
-    // loaded, harmlessly, until Asterisk next starts.
+    // The modules stay loaded, harmlessly, until Asterisk next starts.
     let out = miko.ok(&["uninstall", BUNDLE]);
     assert!(
         out.contains(&format!("removed  m_CustomFiles:{MANAGER}")),
@@ -824,23 +919,14 @@ fn uninstall_puts_every_row_back_exactly() {
     );
     assert_eq!(miko.sip_raw("202"), None, "NULL stays NULL");
     assert_eq!(miko.sip_raw("203").as_deref(), Some(""), "'' stays ''");
-    assert_eq!(
-        miko.reloads(),
-        [
-            "dialplan pjsip manager cron restart",
-            "dialplan pjsip manager cron"
-        ]
-    );
-    // MikoPBX wrote the files back from the rows as they were (no .orgn for the
-    // none rows), all but modules.conf, which it writes when Asterisk next starts.
-    let mut expected = files.clone();
-    let mut now = miko.files();
-    for file in [MODULES.to_string(), format!("{MODULES}.orgn")] {
-        expected.remove(&file[1..]);
-        now.remove(&file[1..]);
-    }
-    assert_same_files("after uninstall", &expected, &now);
-    boot(&miko, &["restart"]);
+    let round = [
+        "--would-restart pjsip",
+        "dialplan manager cron modules pjsip",
+    ];
+    assert_eq!(miko.reloads(), [round, round].concat());
+    // MikoPBX wrote every file back as it was (no .orgn for the none rows),
+    // modules.conf included: the hook text is gone with its folder.
+    assert!(out.contains(&format!("removed  {HOOK}")), "{out}");
     assert_same_files("files", &files, &miko.files());
     assert!(miko.ok(&["status"]).contains("nothing installed"));
 }
@@ -884,8 +970,8 @@ fn row_steps() -> Vec<usize> {
         .filter(|(_, s)| s.starts_with("m_"))
         .map(|(i, _)| i + 1)
         .collect();
-    assert_eq!(rows.len(), 6, "{all:?}");
-    assert_eq!(rows[5], all.len(), "rows are the last steps: {all:?}");
+    assert_eq!(rows.len(), 5, "{all:?}");
+    assert_eq!(rows[4], all.len(), "rows are the last steps: {all:?}");
     rows
 }
 
@@ -896,7 +982,7 @@ fn a_failure_before_the_reload_puts_rows_and_files_back() {
         format!("step-{}-done", rows[0] - 1),
         format!("step-{}-done", rows[0]),
         format!("step-{}-done", rows[3]),
-        format!("step-{}-done", rows[5]),
+        format!("step-{}-done", rows[4]),
         "applied".into(),
     ] {
         let miko = Miko::new();
@@ -940,12 +1026,13 @@ fn a_failed_reload_puts_rows_and_files_back() {
 }
 
 /// After a failure once MikoPBX applied the rows (its reload failed at the
-/// restart, after it wrote the crontab; or featpkg failed after the reload),
-/// the rows are restored, and MikoPBX must write its files again from them.
+/// last word, pjsip, after it wrote the others; or featpkg failed after the
+/// reload), the rows and the hook text are restored, and MikoPBX writes its
+/// files again from them, modules.conf included.
 #[test]
 fn a_failure_after_mikopbx_applied_the_rows_puts_its_files_back() {
     for (var, value) in [
-        ("FAKE_MIKOPBX_FAIL", "restart"),
+        ("FAKE_MIKOPBX_FAIL", "pjsip"),
         ("FEATPKG_TEST_FAIL_AT", "before-state-commit"),
     ] {
         let miko = Miko::new();
@@ -953,14 +1040,6 @@ fn a_failure_after_mikopbx_applied_the_rows_puts_its_files_back() {
         let out = miko.install_env(&INSTALL, &[(var, value)]);
         assert_eq!(out.status.code(), Some(2), "{value}: {}", text(&out));
         assert_eq!(miko.dump(), dump, "{value}: rows differ");
-        // modules.conf only loses load lines: MikoPBX writes it when Asterisk next starts.
-        let (mut expected, mut now) = (files.clone(), miko.files());
-        for file in [MODULES.to_string(), format!("{MODULES}.orgn")] {
-            expected.remove(&file[1..]);
-            now.remove(&file[1..]);
-        }
-        assert_same_files(value, &expected, &now);
-        boot(&miko, &["restart"]);
         assert_same_files(value, &files, &miko.files());
     }
 }
@@ -1108,14 +1187,14 @@ fn an_endpoint_that_is_not_an_employee_is_refused() {
 #[test]
 fn disabled_custom_text_is_not_brought_back_to_life() {
     let miko = Miko::new();
-    // The admin once added a line to modules.conf, then disabled it (mode none).
-    miko.set_custom_text(MODULES, "load => app_meetme.so\n");
+    // The admin once added a line to root's crontab, then disabled it (mode none).
+    miko.set_custom_text(CRONTAB, "0 3 * * * /usr/bin/php -f /root/nightly.php\n");
     let (db, files) = (miko.db_bytes(), miko.files());
     let out = miko.install(&INSTALL);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     assert!(
-        msg.contains(&format!("m_CustomFiles:{MODULES}")) && msg.contains("mode `none`"),
+        msg.contains(&format!("m_CustomFiles:{CRONTAB}")) && msg.contains("mode `none`"),
         "{msg}"
     );
     assert_eq!(miko.db_bytes(), db);
@@ -1157,27 +1236,6 @@ fn a_collision_with_what_mikopbx_generates_is_refused() {
     );
     assert_eq!(miko.db_bytes(), db);
     assert_same_files("files", &files, &miko.files());
-}
-
-#[test]
-fn load_lines_need_modules_conf_to_end_in_its_modules_section() {
-    let miko = Miko::new();
-    miko.generate(|dir| {
-        let path = dir.join("etc/asterisk/modules.conf");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("\n[global]\nhidemessages = yes\n");
-        std::fs::write(path, text).unwrap();
-    });
-    let db = miko.db_bytes();
-    let out = miko.install(&INSTALL);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{msg}");
-    assert!(
-        msg.contains(&format!("m_CustomFiles:{MODULES}"))
-            && msg.contains("last section is [global], not [modules]"),
-        "{msg}"
-    );
-    assert_eq!(miko.db_bytes(), db);
 }
 
 #[test]
@@ -1239,10 +1297,126 @@ fn verify_and_rollback_work_on_rows() {
     let out = miko.ok(&["rollback"]);
     assert!(out.contains("rollback"), "{out}");
     assert_eq!(miko.dump(), dump);
-    let (mut expected, mut now) = (files.clone(), miko.files());
-    for file in [MODULES.to_string(), format!("{MODULES}.orgn")] {
-        expected.remove(&file[1..]);
-        now.remove(&file[1..]);
+    assert_same_files("after rollback", &files, &miko.files());
+}
+
+/// A MikoPBX that has not booted yet: its shipped database declares
+/// `m_CustomFiles.changed INTEGER` (resources/db/mikopbx.db of MikoPBX Core
+/// 2026.1.223; the first boot migrates it to text). featpkg reads and writes
+/// it all the same, and uninstall leaves the same integers.
+#[test]
+fn an_unbooted_database_with_an_integer_changed_column_works() {
+    let miko = Miko::new();
+    miko.db()
+        .execute_batch(
+            "CREATE TABLE m_CustomFiles_shipped (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+                 filepath VARCHAR, content VARCHAR, mode VARCHAR DEFAULT 'none',
+                 changed INTEGER DEFAULT 0, description VARCHAR);
+             INSERT INTO m_CustomFiles_shipped SELECT * FROM m_CustomFiles;
+             DROP TABLE m_CustomFiles;
+             ALTER TABLE m_CustomFiles_shipped RENAME TO m_CustomFiles;",
+        )
+        .unwrap();
+    let changed_type = |miko: &Miko| -> Vec<String> {
+        let db = miko.db();
+        let mut stmt = db
+            .prepare("SELECT typeof(changed) FROM m_CustomFiles ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(changed_type(&miko).iter().all(|t| t == "integer"));
+    let dump = miko.dump();
+    let out = miko.install_ok(&["--set", "call-waiting.endpoints=201"]);
+    assert!(
+        out.contains(&format!("modified m_CustomFiles:{EXTENSIONS}")),
+        "{out}"
+    );
+    let changed: Value = miko
+        .db()
+        .query_row(
+            "SELECT changed FROM m_CustomFiles WHERE filepath = ?1",
+            [EXTENSIONS],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(changed, Value::Integer(1), "marked changed, as an integer");
+    assert!(miko.ok(&["verify"]).contains("no drift"));
+    miko.ok(&["uninstall", BUNDLE]);
+    assert_eq!(miko.dump(), dump);
+    assert!(changed_type(&miko).iter().all(|t| t == "integer"));
+}
+
+/// MikoPBX's employee form saves at most 1024 characters of advanced options:
+/// featpkg does not make an employee unsavable.
+#[test]
+fn advanced_options_over_the_employee_forms_limit_are_refused() {
+    let miko = Miko::new();
+    let long: String = (0..35)
+        .map(|i| format!("set_var = FEATPKG_TEST_{i:02}=x\n"))
+        .collect();
+    let own = format!("[endpoint]\n{long}");
+    assert!(own.len() <= 1024 && own.len() > 1024 - 60, "{}", own.len());
+    miko.db()
+        .execute(
+            "UPDATE m_Sip SET manualattributes = ?1 WHERE extension = '203'",
+            [encode(own.as_bytes())],
+        )
+        .unwrap();
+    let (db, files) = (miko.db_bytes(), miko.files());
+    let out = miko.install(&["--set", "call-waiting.endpoints=202,203"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    for words in [
+        "m_Sip:203",
+        "employee 203's advanced options would be",
+        "at most 1024",
+        "leave 203 out",
+    ] {
+        assert!(msg.contains(words), "no {words:?} in: {msg}");
     }
-    assert_same_files("after rollback", &expected, &now);
+    assert_eq!(miko.db_bytes(), db);
+    assert_same_files("files", &files, &miko.files());
+    // 202 alone fits.
+    miko.install_ok(&["--set", "call-waiting.endpoints=202"]);
+}
+
+/// A module this MikoPBX's Asterisk cannot load is named, and the change is
+/// rolled back (modules.conf written again without it).
+#[test]
+fn a_module_mikopbxs_asterisk_lacks_is_named() {
+    let miko = Miko::new();
+    let (dump, files) = (miko.dump(), miko.files());
+    let out = miko.install_env(
+        &["--features", "call-waiting"],
+        &[("FAKE_ASTERISK_MISSING", "func_extstate.so")],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("this MikoPBX's Asterisk could not load func_extstate.so")
+            && msg.contains("/offload/asterisk/modules"),
+        "{msg}"
+    );
+    assert_eq!(miko.dump(), dump);
+    assert_same_files("files", &files, &miko.files());
+}
+
+/// The watchers reach AMI on the port MikoPBX's manager.conf says (an admin
+/// setting, AMIPort), not a hard-coded 5038.
+#[test]
+fn the_watchers_use_mikopbxs_ami_port() {
+    let miko = Miko::new();
+    miko.generate(|dir| {
+        let path = dir.join("etc/asterisk/manager.conf");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, text.replace("port = 5038", "port = 5039")).unwrap();
+    });
+    miko.install_ok(&["--features", "busy-callback"]);
+    let ami = miko.read(&format!("{MODULE_DIR}/etc/featpkg-ami/busy-callback.conf"));
+    assert!(ami.contains("\nport=5039\n"), "{ami}");
+    assert!(ami.contains("\nhost=127.0.0.1\n"), "{ami}");
 }

@@ -320,7 +320,16 @@ fn mikopbx_enable_checks_then_installs() {
     }
     let m = Module::new();
     let dir = m.dir();
-    let install = args(&["install", dir, "--target", "mikopbx", "--module-dir", dir]);
+    let install = args(&[
+        "install",
+        dir,
+        "--target",
+        "mikopbx",
+        "--module-dir",
+        dir,
+        "--lock-wait",
+        "25",
+    ]);
     let got = m.mikopbx("onBeforeModuleEnable", &[]);
     assert_eq!(got["result"], true, "{got}");
     let mut dry = install.clone();
@@ -373,9 +382,18 @@ fn mikopbx_enable_failure_refuses_and_shows_featpkgs_message() {
         format!("syslog level=3 ModuleFeatpkg: {shown}\n"),
         "logged with MikoPBX's logger"
     );
+    // The real install fails after MikoPBX marked the module enabled: the
+    // module goes back to disabled with featpkg's message as the reason, and
+    // nothing is thrown (MikoPBX catches nothing there).
     let got = m.mikopbx("onAfterModuleEnable", &fail);
-    assert_eq!(got["exception"], shown.as_str(), "{got}");
-    assert!(m.stub_log().contains(&shown));
+    assert_eq!(got["exception"], Value::Null, "{got}");
+    assert_eq!(got["messages"], json!({"error": [shown]}));
+    assert_eq!(
+        m.stub_log(),
+        format!(
+            "syslog level=3 ModuleFeatpkg: {shown}\nmodule ModuleFeatpkg saved disabled=1 reason=DisabledByException text={shown}\n"
+        )
+    );
 }
 
 #[test]
@@ -385,7 +403,14 @@ fn mikopbx_disable_uninstalls_the_bundle_named_in_bundle_json() {
     }
     let m = Module::new();
     let dir = m.dir();
-    let target = args(&["--target", "mikopbx", "--module-dir", dir]);
+    let target = args(&[
+        "--target",
+        "mikopbx",
+        "--module-dir",
+        dir,
+        "--lock-wait",
+        "25",
+    ]);
     let status = [args(&["status", "--json"]), target.clone()].concat();
     let installed = [("FAKE_FEATPKG_STATUS", INSTALLED)];
     let got = m.mikopbx("onBeforeModuleDisable", &installed);
@@ -456,9 +481,18 @@ fn mikopbx_disable_failure_refuses_and_shows_featpkgs_message() {
     let got = m.mikopbx("onBeforeModuleDisable", &env);
     assert_eq!(got["result"], false);
     assert_eq!(got["messages"], json!({"error": [shown]}));
+    // The real uninstall fails after MikoPBX marked the module disabled: it
+    // goes back to enabled, as featpkg's features are still installed.
     let got = m.mikopbx("onAfterModuleDisable", &env);
-    assert_eq!(got["exception"], shown);
-    assert!(m.stub_log().contains(shown));
+    assert_eq!(got["exception"], Value::Null, "{got}");
+    assert_eq!(got["messages"], json!({"error": [shown]}));
+    assert!(
+        m.stub_log().ends_with(&format!(
+            "{shown}\nmodule ModuleFeatpkg saved disabled=0 reason= text=\n"
+        )),
+        "{}",
+        m.stub_log()
+    );
 }
 
 #[test]
@@ -468,7 +502,14 @@ fn mikopbx_module_uninstall_takes_the_features_out_before_the_files_go() {
     }
     let m = Module::new();
     let dir = m.dir();
-    let target = args(&["--target", "mikopbx", "--module-dir", dir]);
+    let target = args(&[
+        "--target",
+        "mikopbx",
+        "--module-dir",
+        dir,
+        "--lock-wait",
+        "25",
+    ]);
     let got = m.mikopbx("uninstallModule", &[("FAKE_FEATPKG_STATUS", INSTALLED)]);
     assert_eq!(got["result"], true, "{got}");
     assert_eq!(
@@ -511,7 +552,14 @@ fn mikopbx_module_deletion_overrides_hand_edits_rather_than_leave_blocks_calling
     }
     let m = Module::new();
     let dir = m.dir();
-    let target = args(&["--target", "mikopbx", "--module-dir", dir]);
+    let target = args(&[
+        "--target",
+        "mikopbx",
+        "--module-dir",
+        dir,
+        "--lock-wait",
+        "25",
+    ]);
     let got = m.mikopbx(
         "uninstallModule",
         &[
@@ -545,7 +593,7 @@ fn mikopbx_module_deletion_overrides_hand_edits_rather_than_leave_blocks_calling
 }
 
 #[test]
-fn mikopbx_reload_script_calls_mikopbx_reloads_restart_last() {
+fn mikopbx_reload_script_calls_mikopbx_reloads_pjsip_last() {
     if !php_available() {
         return;
     }
@@ -556,20 +604,22 @@ fn mikopbx_reload_script_calls_mikopbx_reloads_restart_last() {
         fixtures().join("mikopbx-include").display()
     );
     let reload = |words: &[&str], env: &[(&str, &str)]| {
-        let mut a = vec!["-d", &include, "-f", script.to_str().unwrap()];
+        // As featpkg runs it (its default --reload-cmd ends in `--`).
+        let mut a = vec!["-d", &include, "-f", script.to_str().unwrap(), "--"];
         a.extend_from_slice(words);
         m.php(&a, env)
     };
     let out = reload(
         &[
-            "restart", "dialplan", "pjsip", "manager", "cron", "dialplan",
+            "pjsip", "dialplan", "modules", "manager", "cron", "dialplan",
         ],
         &[],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // modules.conf is regenerated without ModulesConf::reload's restart.
     assert_eq!(
         m.stub_log(),
-        "ExtensionsConf::reload\nSIPConf::reload\nManagerConf::reload\nCronConf->reStart\nModulesConf::reload\n"
+        "ExtensionsConf::reload\nManagerConf::reload\nCronConf->reStart\nModulesConf->generateConfig\nSIPConf::reload\n"
     );
     let out = reload(&["dialplan", "pjsip"], &[("STUB_FAIL", "SIPConf")]);
     assert_eq!(out.status.code(), Some(1));
@@ -578,14 +628,38 @@ fn mikopbx_reload_script_calls_mikopbx_reloads_restart_last() {
         "featpkg-reload: pjsip failed: SIPConf: Asterisk is not running\n"
     );
     assert_eq!(m.stub_log(), "ExtensionsConf::reload\nSIPConf::reload\n");
-    let out = reload(&["dialplan", "voicemail"], &[]);
-    assert_eq!(out.status.code(), Some(2));
+    for bad in [&["dialplan", "voicemail"][..], &["restart"]] {
+        let out = reload(bad, &[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown reload"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(m.stub_log(), "", "nothing reloaded on a usage error");
+    }
+
+    // Asked whether a PJSIP reload restarts Asterisk: MikoPBX's own check,
+    // nothing reloaded.
+    let out = reload(&["--would-restart", "pjsip"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no\n");
+    let out = reload(
+        &["--would-restart", "pjsip"],
+        &[("STUB_TOPOLOGY_CHANGED", "1")],
+    );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown reload \"voicemail\""),
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("yes: the network settings changed since Asterisk started"),
         "{}",
         text(&out)
     );
-    assert_eq!(m.stub_log(), "", "nothing reloaded on a usage error");
+    assert_eq!(
+        m.stub_log(),
+        "SIPConf->needAsteriskRestart\nSIPConf->needAsteriskRestart\n"
+    );
+    let out = reload(&["--would-restart", "dialplan"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 // ---- FreePBX --------------------------------------------------------------

@@ -6,7 +6,9 @@
 //!
 //! What the caller hears is read from Asterisk's own log (verbose 5), line by
 //! line for the caller's PBX-side channel: `Progress`, `Playing 'beep.…'`,
-//! `Dial(…,m(default))` and "Started music on hold, class 'default'".
+//! `Dial(…,Ttm(default))` and "Started music on hold, class 'default'". The
+//! PBX's dialplan builds the Dial options as MikoPBX's does (Tt, reset to Tt
+//! on a transferred call, then `${DIAL_QUEUE_OPTIONS}`): the transfer keys stay.
 
 mod common;
 
@@ -51,7 +53,7 @@ impl CallLog {
         self.lines.iter().position(|l| l.contains(needle))
     }
 
-    /// The `Dial(...)` line's arguments (`PJSIP/202,2,m(default)`).
+    /// The `Dial(...)` line's arguments (`PJSIP/202,2,Ttm(default)`).
     fn dial_args(&self) -> String {
         let line = self
             .lines
@@ -79,8 +81,20 @@ fn call_and_read_log(
     from: &str,
     dialled: &str,
 ) -> CallLog {
+    call_number_and_read_log(ast, ami, from, dialled, dialled)
+}
+
+/// As [`call_and_read_log`], with `number` keyed on the caller's phone
+/// (`8202` reaches 202 as a transferred call).
+fn call_number_and_read_log(
+    ast: &Asterisk,
+    ami: &mut featpkg_ami::Ami,
+    from: &str,
+    number: &str,
+    dialled: &str,
+) -> CallLog {
     let mark = ast.log_mark();
-    ast.call(ami, from, dialled);
+    ast.call(ami, from, number);
     let ring = wait_user_event(
         ami,
         "PhoneRing",
@@ -98,8 +112,8 @@ fn call_and_read_log(
     } else {
         "PJSIP"
     };
-    // The PBX's [internal] starts with Set(TRANSFER_OPTIONS=) on the caller's channel.
-    let start = format!("Executing [{dialled}@internal:1] Set(\"{tech}/{from}-");
+    // The PBX's [internal] starts with a Set() on the caller's channel.
+    let start = format!("Executing [{number}@internal:1] Set(\"{tech}/{from}-");
     let log = wait_log(ast, mark, "PbxDialStatus", |log| {
         log.contains(&start) && log.contains("PbxDialStatus")
     });
@@ -157,8 +171,8 @@ fn assert_beep_then_moh(call: &CallLog, dialled: &str, tech: &str) {
     assert!(progress < beep && beep < dial && dial < moh, "{text}");
     assert_eq!(
         call.dial_args(),
-        format!("{tech}/{dialled},2,m(default)"),
-        "{text}"
+        format!("{tech}/{dialled},2,Ttm(default)"),
+        "the transfer keys (Tt) and music on hold: {text}"
     );
 }
 
@@ -168,7 +182,7 @@ fn assert_plain_ringback(call: &CallLog, dialled: &str, tech: &str) {
     assert!(!call.has("Progress("), "{text}");
     assert!(!call.has("Playing 'beep."), "{text}");
     assert!(!call.has("Started music on hold"), "{text}");
-    assert_eq!(call.dial_args(), format!("{tech}/{dialled},2,"), "{text}");
+    assert_eq!(call.dial_args(), format!("{tech}/{dialled},2,Tt"), "{text}");
 }
 
 /// Over PJSIP: 202 on a call with 203, then 201 calls 202 → beep, then music
@@ -201,6 +215,16 @@ fn pjsip_a_caller_to_a_busy_phone_hears_a_beep_then_music_on_hold() {
     ast.set_phone("202", PhoneMode::Ring);
     let busy = call_and_read_log(&ast, &mut ami, "201", "202");
     assert_beep_then_moh(&busy, "202", "PJSIP");
+
+    // A transferred call (MikoPBX resets TRANSFER_OPTIONS to Tt for it): the
+    // caller still hears the beep and music on hold.
+    let transferred = call_number_and_read_log(&ast, &mut ami, "201", "8202", "202");
+    assert_beep_then_moh(&transferred, "202", "PJSIP");
+    assert!(
+        transferred.has("Set(\"PJSIP/201-") && transferred.has("ISTRANSFER=transfer_"),
+        "the call was not marked transferred:\n{}",
+        transferred.text()
+    );
 }
 
 /// The same over IAX2 (`device_tech=IAX2`): 302 on a call with 303, then 301

@@ -449,6 +449,7 @@ fn reload_restored(session: &Session, forward: &ReloadRequest) {
         pjsip: forward.pjsip,
         manager: forward.manager,
         crontab: forward.crontab,
+        changed: forward.changed.clone(),
         ..ReloadRequest::default()
     };
     if let Err(e) = session
@@ -596,6 +597,7 @@ fn reload_for_changed(changed: &[&str]) -> ReloadRequest {
         crontab: changed
             .iter()
             .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/") || p.contains("/cron.d/")),
+        changed: changed.iter().map(|p| p.to_string()).collect(),
         ..ReloadRequest::default()
     }
 }

@@ -262,6 +262,10 @@ pub(super) fn plan_row(
     Ok(())
 }
 
+/// The longest advanced options (`m_Sip.manualattributes`, as text) MikoPBX's
+/// employee form saves.
+const MAX_ADVANCED_OPTIONS: usize = 1024;
+
 /// The row holding `text`. A custom-file row must be in a mode in which MikoPBX
 /// uses its text: `none` (text ignored) becomes `append` while our blocks are in it.
 fn row_with_text(
@@ -273,7 +277,16 @@ fn row_with_text(
     has_our_blocks: bool,
 ) -> Result<RowState, PlanError> {
     let content = Some(row::base64_encode(text));
-    if let RowKey::SipAttributes { .. } = key {
+    if let RowKey::SipAttributes { extension } = key {
+        let length = String::from_utf8_lossy(text).chars().count();
+        if has_our_blocks && length > MAX_ADVANCED_OPTIONS {
+            return Err(PlanError::Config {
+                path: runtime_path.into(),
+                message: format!(
+                    "employee {extension}'s advanced options would be {length} characters with featpkg's block, and MikoPBX's employee form accepts at most {MAX_ADVANCED_OPTIONS} (PBXCoreREST/Lib/Employees/DataStructure.php sip_manualattributes), so the admin could no longer save that employee: shorten the employee's own advanced options, or leave {extension} out of the feature's endpoints"
+                ),
+            });
+        }
         return Ok(RowState {
             content,
             mode: None,

@@ -1,20 +1,37 @@
 //! The MikoPBX target.
 //!
 //! MikoPBX regenerates `/etc/asterisk` and root's crontab from its SQLite
-//! configuration database, so a block never goes into those files: it goes
-//! into the text of the file's custom-file row (`m_CustomFiles`, mode
-//! `append`), which MikoPBX adds to the file every time it writes it, and an
-//! endpoint option goes into the employee's `m_Sip.manualattributes`
-//! (reference/mikopbx.md §3). Files featpkg owns (AGI programs, watchers,
-//! their AMI credentials) live in the module's directory, on the data disk,
-//! and the dialplan calls them by absolute path (only PHP AGI files are linked
-//! into agi-bin there, §1.5). featpkg's state sits in the module's `db/`, which
-//! MikoPBX keeps across module upgrades.
+//! configuration database, so a block never goes into those files. Each kind
+//! of change goes where it survives MikoPBX's regeneration (README, "MikoPBX:
+//! rows or hooks"):
+//! - dialplan, manager users and cron lines go into the text of the file's
+//!   custom-file row (`m_CustomFiles`, mode `append`), which MikoPBX adds to
+//!   the file every time it writes it, and an endpoint option goes into the
+//!   employee's `m_Sip.manualattributes` (reference/mikopbx.md §3): the admin
+//!   sees and can edit them where they look;
+//! - `load =>` lines go into a file the module owns,
+//!   [`MODULES_HOOK`] under the module's directory, whose text the module's
+//!   `generateModulesConf()` hook returns. MikoPBX writes modules.conf only
+//!   from its generator, and calls a module's hook only while the module is
+//!   enabled: a custom-file row would outlive a disabled module, and a
+//!   restored row in mode `none` left featpkg's lines on disk until the next
+//!   regeneration dropped them. The modules themselves are loaded live
+//!   (`module load`), so no feature needs an Asterisk restart here.
+//!
+//! Files featpkg owns (AGI programs, watchers, their AMI credentials, the hook
+//! text) live in the module's directory, on the data disk, and the dialplan
+//! calls them by absolute path (only PHP AGI files are linked into agi-bin
+//! there, §1.5). Watchers sit at the top of the module's `bin/`, where
+//! MikoPBX's module removal finds and stops them (`lsof bin/*`).
+//! featpkg's state sits in the module's `db/`, which MikoPBX keeps across
+//! module upgrades (the archive ships `db/.gitkeep`, without which the restore
+//! of `db/` fails).
 //!
 //! Reloads go through MikoPBX's own mechanism: the module's PHP script
-//! (`bin/featpkg-reload.php`) is called with what changed. A modules.conf
-//! change makes MikoPBX restart Asterisk, which ends every live call, so it is
-//! reported (see [`Target::restart_reason`]) and needs `--allow-restart`.
+//! (`bin/featpkg-reload.php`) is called with what changed. MikoPBX's
+//! `SIPConf::reload()` restarts Asterisk, ending every call, when the network
+//! settings changed since Asterisk started; featpkg asks the script first
+//! (`--would-restart pjsip`) and needs `--allow-restart` then.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +50,12 @@ pub const DEFAULT_MODULE_DIR: &str = "/storage/usbdisk1/mikopbx/custom_modules/M
 pub const DEFAULT_CONFIG_DB: &str = "/cf/conf/mikopbx.db";
 /// Root's crontab, which MikoPBX regenerates (through its custom-file row).
 pub const ROOT_CRONTAB: &str = "/var/spool/cron/crontabs/root";
+/// Under the module's directory: the `load =>` lines the module's
+/// `generateModulesConf()` hook hands to MikoPBX's modules.conf generator.
+/// In `db/`, so it travels with featpkg's state across a module upgrade.
+pub const MODULES_HOOK: &str = "db/hooks/generateModulesConf.conf";
+/// Data files under this folder (watchers) sit at the top of the module's `bin/`.
+const DATA_BIN: &str = "featpkg-bin/";
 
 /// A MikoPBX box (or a tree shaped like one under `--root`).
 #[derive(Debug, Clone)]
@@ -42,6 +65,9 @@ pub struct MikopbxTarget {
     module_dir: String,
     config_db: String,
     reload_cmd: Vec<String>,
+    /// MikoPBX's answer to `--would-restart pjsip`, asked once per run (before
+    /// the change, for consent; again at the reload, to wait for the restart).
+    pjsip_restart: std::sync::OnceLock<Option<String>>,
 }
 
 impl MikopbxTarget {
@@ -77,6 +103,8 @@ impl MikopbxTarget {
                 "/usr/bin/php".into(),
                 "-f".into(),
                 format!("{module_dir}/bin/featpkg-reload.php"),
+                // Without it PHP would read `--would-restart` as its own option.
+                "--".into(),
             ]
         })?;
         let target = MikopbxTarget {
@@ -84,6 +112,7 @@ impl MikopbxTarget {
             module_dir,
             config_db,
             reload_cmd,
+            pjsip_restart: std::sync::OnceLock::new(),
         };
         let db = target.host_path(&target.config_db);
         if !db.is_file() {
@@ -97,6 +126,11 @@ impl MikopbxTarget {
 
     fn etc(&self) -> String {
         self.asterisk.runtime_dirs()[&PbxDir::Etc].clone()
+    }
+
+    /// The hook text file (runtime path), see [`MODULES_HOOK`].
+    fn modules_hook(&self) -> String {
+        format!("{}/{MODULES_HOOK}", self.module_dir)
     }
 
     /// The custom-file row of a file MikoPBX generates.
@@ -139,6 +173,50 @@ impl MikopbxTarget {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+impl MikopbxTarget {
+    /// Whether MikoPBX's `SIPConf::reload()` would restart Asterisk now, and why.
+    fn ask_pjsip_restart(&self) -> Option<String> {
+        // SIPConf::reload() restarts Asterisk instead of reloading it when the
+        // network settings (topology hash) changed since Asterisk started
+        // (SIPConf.php needAsteriskRestart): only MikoPBX can tell.
+        let shown = format!("{} --would-restart pjsip", self.reload_cmd.join(" "));
+        match super::run_command(&self.reload_cmd, &["--would-restart", "pjsip"], &shown) {
+            Ok(answer) if answer.trim() == "no" => None,
+            Ok(answer) => Some(match answer.trim().strip_prefix("yes:") {
+                Some(why) => format!(
+                    "applying an employee's endpoint options makes MikoPBX restart Asterisk now ({})",
+                    why.trim()
+                ),
+                None => format!(
+                    "featpkg could not tell whether MikoPBX restarts Asterisk to apply endpoint options (`{shown}` answered {:?})",
+                    answer.trim()
+                ),
+            }),
+            Err(e) => Some(format!(
+                "featpkg could not tell whether MikoPBX restarts Asterisk to apply endpoint options ({e})"
+            )),
+        }
+    }
+}
+
+/// A `module load` that failed on MikoPBX: most likely its Asterisk build
+/// does not ship that module (MikoPBX loads only what its own list names).
+fn missing_module_named(error: ReloadError) -> ReloadError {
+    match error {
+        ReloadError::Failed { command, output } if command.starts_with("module load ") => {
+            let module = command.trim_start_matches("module load ").to_string();
+            ReloadError::Failed {
+                output: format!(
+                    "{}; this MikoPBX's Asterisk could not load {module}, which the feature needs (is {module} in its modules directory, /offload/asterisk/modules?)",
+                    output.trim()
+                ),
+                command,
+            }
+        }
+        other => other,
     }
 }
 
@@ -191,7 +269,10 @@ impl Target for MikopbxTarget {
     }
 
     fn runtime_path(&self, location: &Location) -> String {
-        format!("{}/{}", self.runtime_dirs()[&location.dir], location.rel)
+        match (location.dir, location.rel.strip_prefix(DATA_BIN)) {
+            (PbxDir::Data, Some(name)) => format!("{}/bin/{name}", self.module_dir),
+            _ => format!("{}/{}", self.runtime_dirs()[&location.dir], location.rel),
+        }
     }
 
     fn host_path(&self, runtime_path: &str) -> PathBuf {
@@ -221,14 +302,23 @@ impl Target for MikopbxTarget {
         // Files featpkg owns in /etc/asterisk (AMI credentials) would not survive
         // MikoPBX rewriting that directory: they move to the module's etc/, and
         // every block that names them follows.
+        // Watchers likewise move from `bin/featpkg-bin/` to the top of `bin/`.
         let mut moved: Vec<(String, String)> = Vec::new();
         for edit in &edits {
-            if let (PbxDir::Etc, RenderedContent::File { .. }) = (edit.location.dir, &edit.content)
-            {
-                moved.push((
+            match (edit.location.dir, &edit.content) {
+                (PbxDir::Etc, RenderedContent::File { .. }) => moved.push((
                     format!("{etc}/{}", edit.location.rel),
                     format!("{}/etc/{}", self.module_dir, edit.location.rel),
-                ));
+                )),
+                (PbxDir::Data, RenderedContent::File { .. })
+                    if edit.location.rel.starts_with(DATA_BIN) =>
+                {
+                    moved.push((
+                        format!("{}/bin/{}", self.module_dir, edit.location.rel),
+                        self.runtime_path(&edit.location),
+                    ))
+                }
+                _ => {}
             }
         }
         let mut placed = Vec::new();
@@ -258,6 +348,22 @@ impl Target for MikopbxTarget {
                 *body = body.replace(from.as_str(), to);
             }
             match (edit.location.dir, edit.location.rel.as_str()) {
+                (PbxDir::Etc, "modules.conf") => {
+                    // The hook's text is appended to MikoPBX's `[modules]`
+                    // section (autoload=no, no noload lines), so it needs no
+                    // section of its own and has nothing to collide with; a
+                    // module MikoPBX loads anyway is listed twice, which
+                    // Asterisk's loader merges (main/loader.c add_to_load_order).
+                    let RenderedContent::Block { section, check, .. } = &mut edit.content else {
+                        unreachable!("files were placed above")
+                    };
+                    *section = None;
+                    *check = None;
+                    placed.push(PlacedEdit {
+                        runtime_path: self.modules_hook(),
+                        edit,
+                    });
+                }
                 (PbxDir::Etc, "pjsip.conf") if *check == Some(ConfigCheck::PjsipAppend) => {
                     for (extension, text) in endpoint_sections(&edit.edit_id, body)? {
                         placed.push(PlacedEdit {
@@ -306,10 +412,18 @@ impl Target for MikopbxTarget {
         Ok(placed)
     }
 
+    fn create_missing(&self, runtime_path: &str) -> Option<u32> {
+        // The hook text is read by MikoPBX's PHP workers (user www) as well.
+        (runtime_path == self.modules_hook()).then_some(0o644)
+    }
+
     fn restart_reason(&self, request: &ReloadRequest) -> Option<String> {
-        request.modules_conf.then(|| {
-            "this change edits modules.conf, and MikoPBX applies a modules.conf change only by restarting Asterisk".to_string()
-        })
+        if !request.pjsip {
+            return None;
+        }
+        self.pjsip_restart
+            .get_or_init(|| self.ask_pjsip_restart())
+            .clone()
     }
 
     fn reload(
@@ -317,10 +431,13 @@ impl Target for MikopbxTarget {
         request: &ReloadRequest,
         record_load: super::RecordLoad,
     ) -> Result<Vec<String>, ReloadError> {
-        if request.modules_conf {
-            // The restart loads the new modules.conf's modules: those not
-            // running now are this change's, to unload if it is rolled back
-            // (without a second restart). Asterisk unreachable: none is running.
+        // featpkg asked before the change (restart_reason) and has the admin's
+        // consent if it restarts; asked again to know whether to wait for it.
+        let restarts = self.restart_reason(request).is_some();
+        if restarts {
+            // The restart loads the regenerated modules.conf's modules: those
+            // not running now are this change's, to unload if it is rolled
+            // back. Asterisk unreachable: none is running.
             for module in &request.load_modules {
                 let running = matches!(
                     self.asterisk.module_status(module),
@@ -334,13 +451,21 @@ impl Target for MikopbxTarget {
                 }
             }
         }
+        // Runtime paths after a change, host paths after crash recovery.
+        let hook = self.modules_hook();
+        let hook_on_host = self.host_path(&hook);
+        let hook_changed = request
+            .changed
+            .iter()
+            .any(|p| *p == hook || Path::new(p) == hook_on_host);
         let mut words = Vec::new();
+        // The order featpkg-reload.php keeps too: pjsip last, as it may restart.
         for (wanted, word) in [
             (request.dialplan, "dialplan"),
-            (request.pjsip, "pjsip"),
             (request.manager, "manager"),
             (request.crontab, "cron"),
-            (request.modules_conf, "restart"),
+            (hook_changed, "modules"),
+            (request.pjsip, "pjsip"),
         ] {
             if wanted {
                 words.push(word);
@@ -356,7 +481,7 @@ impl Target for MikopbxTarget {
                 format!("{shown}: {text}")
             });
         }
-        if request.modules_conf {
+        if restarts {
             said.push(self.wait_fully_booted()?);
         }
         // MikoPBX wrote and reloaded the files; check the result with Asterisk's
@@ -366,7 +491,11 @@ impl Target for MikopbxTarget {
             expect_contexts: request.expect_contexts.clone(),
             ..ReloadRequest::default()
         };
-        said.extend(self.asterisk.reload(&check, record_load)?);
+        said.extend(
+            self.asterisk
+                .reload(&check, record_load)
+                .map_err(missing_module_named)?,
+        );
         Ok(said)
     }
 
@@ -384,7 +513,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn modules_the_restart_loads_are_recorded_before_it_and_unloaded_live() {
+    fn modules_a_pjsip_restart_loads_are_recorded_before_it_and_unloaded_live() {
         use crate::target::fake_cli;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -393,12 +522,13 @@ mod tests {
         std::fs::write(d.join("etc/asterisk/asterisk.conf"), "").unwrap();
         let cli = fake_cli::write(d);
         std::fs::write(d.join("modules"), "func_extstate.so\n").unwrap();
-        // MikoPBX's "restart": Asterisk comes back with modules.conf's modules.
+        // MikoPBX's SIPConf::reload after a network change: it says so when
+        // asked, then restarts Asterisk, which comes back with modules.conf's modules.
         let reload = d.join("fake-reload");
         std::fs::write(
             &reload,
             format!(
-                "#!/bin/sh\necho \"$*\" >> {0}/reloads\necho app_confbridge.so >> {0}/modules\n",
+                "#!/bin/sh\necho \"$*\" >> {0}/reloads\nif [ \"$1\" = --would-restart ]; then echo 'yes: the network settings changed'; exit 0; fi\necho app_confbridge.so >> {0}/modules\n",
                 d.display()
             ),
         )
@@ -409,25 +539,34 @@ mod tests {
             module_dir: "/m".into(),
             config_db: "/db".into(),
             reload_cmd: vec![reload.display().to_string()],
+            pjsip_restart: std::sync::OnceLock::new(),
         };
         let request = ReloadRequest {
             load_modules: vec!["func_extstate.so".into(), "app_confbridge.so".into()],
-            modules_conf: true,
+            pjsip: true,
             ..ReloadRequest::default()
         };
+        assert_eq!(
+            target.restart_reason(&request).as_deref(),
+            Some(
+                "applying an employee's endpoint options makes MikoPBX restart Asterisk now (the network settings changed)"
+            )
+        );
         let mut recorded = Vec::new();
         let said = target
             .reload(&request, &mut |m| {
-                assert!(!d.join("reloads").exists(), "recorded after the restart");
+                let reloads = std::fs::read_to_string(d.join("reloads")).unwrap();
+                assert!(!reloads.contains("\npjsip"), "recorded after the restart");
                 recorded.push(m.to_string());
                 Ok(())
             })
             .unwrap();
         // func_extstate.so was running before: not this change's.
         assert_eq!(recorded, ["app_confbridge.so"]);
+        // Asked once, then the reload itself.
         assert_eq!(
             std::fs::read_to_string(d.join("reloads")).unwrap(),
-            "restart\n"
+            "--would-restart pjsip\npjsip\n"
         );
         assert!(
             said.iter()

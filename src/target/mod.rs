@@ -117,6 +117,10 @@ pub struct ReloadRequest {
     pub modules_conf: bool,
     /// Contexts that must exist afterwards (`dialplan show <context>`).
     pub expect_contexts: Vec<String>,
+    /// Every file and row the change wrote (runtime paths; host paths when
+    /// crash recovery restored them), for a target that reloads by what
+    /// changed beyond the kinds above (MikoPBX's hook text).
+    pub changed: Vec<String>,
 }
 
 impl ReloadRequest {
@@ -129,6 +133,7 @@ impl ReloadRequest {
             && !self.crontab
             && !self.modules_conf
             && self.expect_contexts.is_empty()
+            && self.changed.is_empty()
     }
 }
 

@@ -22,6 +22,16 @@ class FeatpkgRunner
     /** MikoPBX: module settings; `{"allow_restart": true}` lets featpkg restart Asterisk. */
     public const MIKOPBX_SETTINGS = 'db/featpkg-settings.json';
 
+    /** MikoPBX: featpkg's `load =>` lines, which the module's generateModulesConf() hook returns. */
+    public const MIKOPBX_MODULES_HOOK = 'db/hooks/generateModulesConf.conf';
+
+    /**
+     * Seconds a run waits for another featpkg run on this PBX: MikoPBX calls the
+     * enable/disable hooks a second time from another process a few seconds
+     * later (ReloadModuleStateAction). Below MikoPBX's 30 s module mutex.
+     */
+    public const LOCK_WAIT = 25;
+
     /** @var string the module directory (the extracted bundle) */
     private $moduleDir;
 
@@ -170,7 +180,7 @@ class FeatpkgRunner
     /** @return string[] */
     public function mikopbxTargetArgs(): array
     {
-        return ['--target', 'mikopbx', '--module-dir', $this->moduleDir];
+        return ['--target', 'mikopbx', '--module-dir', $this->moduleDir, '--lock-wait', (string) self::LOCK_WAIT];
     }
 
     /** The admin allowed changes that restart Asterisk (db/featpkg-settings.json). */

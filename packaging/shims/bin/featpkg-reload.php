@@ -3,24 +3,34 @@
  * MikoPBX reload entry point featpkg calls back after it changed MikoPBX's
  * configuration (default --reload-cmd of the mikopbx target):
  *
- *     /usr/bin/php -f <moduleDir>/bin/featpkg-reload.php <what…>
+ *     /usr/bin/php -f <moduleDir>/bin/featpkg-reload.php -- <what…>
  *
- * <what> are words among: dialplan pjsip manager cron restart. Each is done
+ * <what> are words among: dialplan manager cron modules pjsip. Each is done
  * with MikoPBX's own mechanism (the ones its WorkerModelsEvents reload actions
- * call), so MikoPBX regenerates the files from its database and custom files:
+ * call), so MikoPBX regenerates the files from its database, custom files and
+ * module hooks:
  *   dialplan  ExtensionsConf::reload()        (older releases: PBX::dialplanReload())
- *   pjsip     SIPConf::reload()               (PBX::sipReload())
  *   manager   ManagerConf::reload()           (PBX::managerReload())
  *   cron      (new CronConf())->reStart()
- *   restart   ModulesConf::reload(): regenerates modules.conf and restarts Asterisk
- *             (always done last)
+ *   modules   (new ModulesConf())->generateConfig(): rewrites modules.conf with
+ *             the module's generateModulesConf() hook, WITHOUT the restart
+ *             ModulesConf::reload() does (featpkg loads the modules live)
+ *   pjsip     SIPConf::reload()               (PBX::sipReload()); always last,
+ *             because it restarts Asterisk when the network settings changed
  * Exit 0 when every one ran, 1 with the message on stderr when one failed,
  * 2 for a usage error.
+ *
+ *     /usr/bin/php -f featpkg-reload.php -- --would-restart pjsip
+ *
+ * prints "no", or "yes: <why>" when SIPConf::reload() would restart Asterisk
+ * now (SIPConf::needAsteriskRestart(): the network settings changed since
+ * Asterisk started), and changes nothing. featpkg asks before an endpoint
+ * change and needs the admin's consent to restart.
  */
 
 declare(strict_types=1);
 
-const FEATPKG_RELOADS = ['dialplan', 'pjsip', 'manager', 'cron', 'restart'];
+const FEATPKG_RELOADS = ['dialplan', 'manager', 'cron', 'modules', 'pjsip'];
 
 /**
  * Calls the first of $candidates ([class, static method]) that exists.
@@ -69,20 +79,46 @@ function featpkg_reload(string $what): void
             }
             (new $class())->reStart();
             return;
-        case 'restart':
-            $result = featpkg_call_first($what, [
-                ['MikoPBX\Core\Asterisk\Configs\ModulesConf', 'reload'],
-                ['MikoPBX\Core\System\PBX', 'modulesReload'],
-            ]);
-            if (is_array($result) && isset($result['result']) && $result['result'] !== 'Success') {
-                throw new RuntimeException('ModulesConf::reload() answered ' . json_encode($result));
+        case 'modules':
+            $class = 'MikoPBX\Core\Asterisk\Configs\ModulesConf';
+            if (!class_exists($class)) {
+                throw new RuntimeException("no MikoPBX generator for modules.conf ($class is missing)");
             }
+            (new $class())->generateConfig();
             return;
     }
     throw new RuntimeException("unknown reload $what");
 }
 
+/** "no", or "yes: <why>": whether SIPConf::reload() would restart Asterisk now. */
+function featpkg_pjsip_would_restart(): string
+{
+    $class = 'MikoPBX\Core\Asterisk\Configs\SIPConf';
+    if (!class_exists($class) || !method_exists($class, 'needAsteriskRestart')) {
+        // Releases without the check reload PJSIP without restarting.
+        return 'no';
+    }
+    if ((new $class())->needAsteriskRestart()) {
+        return 'yes: the network settings changed since Asterisk started (SIPConf::needAsteriskRestart), so SIPConf::reload() restarts Asterisk';
+    }
+    return 'no';
+}
+
 $words = array_slice($argv, 1);
+if (($words[0] ?? '') === '--would-restart') {
+    if (array_slice($words, 1) !== ['pjsip']) {
+        fwrite(STDERR, "usage: php -f featpkg-reload.php -- --would-restart pjsip\n");
+        exit(2);
+    }
+    require_once 'Globals.php';
+    try {
+        echo featpkg_pjsip_would_restart(), "\n";
+    } catch (Throwable $e) {
+        fwrite(STDERR, 'featpkg-reload: cannot tell whether a PJSIP reload restarts Asterisk: ' . $e->getMessage() . "\n");
+        exit(1);
+    }
+    exit(0);
+}
 if ($words === []) {
     fwrite(STDERR, 'usage: php -f featpkg-reload.php <' . implode('|', FEATPKG_RELOADS) . ">...\n");
     exit(2);
@@ -96,7 +132,7 @@ foreach ($words as $word) {
 
 require_once 'Globals.php';
 
-// In FEATPKG_RELOADS order: each once, the Asterisk restart last.
+// In FEATPKG_RELOADS order: each once, pjsip (which may restart Asterisk) last.
 foreach (array_values(array_intersect(FEATPKG_RELOADS, $words)) as $what) {
     try {
         featpkg_reload($what);
