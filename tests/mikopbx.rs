@@ -1420,3 +1420,50 @@ fn the_watchers_use_mikopbxs_ami_port() {
     assert!(ami.contains("\nport=5039\n"), "{ami}");
     assert!(ami.contains("\nhost=127.0.0.1\n"), "{ami}");
 }
+
+/// What every module upgrade does (disable, then enable): uninstall, install.
+/// The load lines are in modules.conf after the enable and after MikoPBX next
+/// regenerates it; `verify` notices when MikoPBX writes modules.conf without
+/// them (the module disabled behind featpkg's back).
+#[test]
+fn load_lines_survive_disable_enable_and_regeneration() {
+    let miko = Miko::new();
+    let generated = miko.generated(MODULES);
+    miko.install_ok(&["--features", "call-waiting,busy-callback"]);
+    miko.ok(&["uninstall", BUNDLE]);
+    assert_eq!(miko.read(MODULES), generated, "disable: lines gone at once");
+    assert!(!miko.host(HOOK).exists());
+    miko.install_ok(&["--features", "call-waiting,busy-callback"]);
+    let with_ours = format!(
+        "{generated}; ***** BEGIN BY ModuleFeatpkg\n{}; ***** END BY ModuleFeatpkg\n",
+        modules_block()
+    );
+    assert_eq!(miko.read(MODULES), with_ours);
+    // MikoPBX regenerates everything (a boot): still there.
+    boot(&miko, &ALL_WORDS);
+    miko.start_asterisk();
+    assert_eq!(miko.read(MODULES), with_ours);
+    assert!(miko.ok(&["verify"]).contains("no drift"));
+
+    // The module disabled in MikoPBX without featpkg: its hook is not called.
+    let out = Command::new(fake_reload())
+        .arg("modules")
+        .envs(miko.env())
+        .env_remove("FAKE_MIKOPBX_MODULES")
+        .env_remove("FAKE_MIKOPBX_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(miko.read(MODULES), generated);
+    let out = miko.run(&["verify"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for words in [
+        "not-applied",
+        "lacks load => func_extstate.so",
+        "load => res_manager_devicestate.so",
+        "ModuleFeatpkg is disabled",
+    ] {
+        assert!(said.contains(words), "no {words:?} in: {said}");
+    }
+}

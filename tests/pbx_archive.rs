@@ -171,6 +171,9 @@ fn mikopbx_finds_its_files_at_the_archive_root() {
         "Lib/FeatpkgConf.php",
         "Lib/FeatpkgRunner.php",
         "bin/featpkg-reload.php",
+        // Without db/, an upgrade's `cp -r Backup/db/* <module>/db/`
+        // (PbxExtensionSetupBase::installFiles) fails and loses the settings.
+        "db/.gitkeep",
     ] {
         assert!(names.contains(&required), "{required} missing: {names:?}");
     }

@@ -21,7 +21,9 @@ pub struct Drift {
     pub bundle: String,
     pub edit: String,
     pub path: String,
-    /// `modified`, `missing` or `markers` (broken/duplicated markers).
+    /// `modified`, `missing`, `markers` (broken/duplicated markers) or
+    /// `not-applied` (intact, but the PBX does not use it: MikoPBX's
+    /// modules.conf lacks the module hook's lines).
     pub kind: String,
     pub detail: String,
 }
@@ -90,12 +92,35 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                     if let Some((kind, detail)) = block_drift(&bundle.name, edit, &current.content)
                     {
                         drift(kind, detail);
+                    } else if let Some(detail) = session.target.not_applied(
+                        &edit.path,
+                        &block_text(&bundle.name, edit, &current.content),
+                    ) {
+                        drift("not-applied", detail);
                     }
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// The body of an intact block in `text` (empty if it cannot be read).
+fn block_text(bundle: &str, edit: &crate::state::InstalledEdit, text: &[u8]) -> Vec<u8> {
+    let style = if edit.comment == '#' {
+        CommentStyle::Hash
+    } else {
+        CommentStyle::Semicolon
+    };
+    let id = BlockId {
+        bundle: bundle.to_string(),
+        edit: edit.edit_id.clone(),
+    };
+    marker::block_body(text, style, &id)
+        .ok()
+        .flatten()
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }
 
 /// How a block in `text` differs from what featpkg wrote, if it does.

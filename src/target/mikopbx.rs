@@ -412,6 +412,42 @@ impl Target for MikopbxTarget {
         Ok(placed)
     }
 
+    fn not_applied(&self, runtime_path: &str, body: &[u8]) -> Option<String> {
+        if runtime_path != self.modules_hook() {
+            return None;
+        }
+        // MikoPBX wraps a module's hook text in "; ***** BEGIN BY <id>" /
+        // "; ***** END BY <id>" (AsteriskConfigClass::confBlockWithComments);
+        // while the module is disabled, or until MikoPBX regenerates the file,
+        // featpkg's lines are not there, and the next Asterisk start goes
+        // without the modules.
+        let id = self.module_dir.rsplit('/').next().unwrap_or_default();
+        let modules_conf = format!("{}/modules.conf", self.etc());
+        let text = std::fs::read_to_string(self.host_path(&modules_conf)).unwrap_or_default();
+        let (begin, end) = (
+            format!("; ***** BEGIN BY {id}"),
+            format!("; ***** END BY {id}"),
+        );
+        let ours: Vec<&str> = text
+            .lines()
+            .skip_while(|l| l.trim() != begin)
+            .take_while(|l| l.trim() != end)
+            .map(str::trim)
+            .collect();
+        let missing: Vec<&str> = std::str::from_utf8(body)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("load") && !ours.contains(l))
+            .collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "{modules_conf} lacks {} from the module's generateModulesConf() hook: the module {id} is disabled in MikoPBX, or MikoPBX has not written modules.conf since; enable the module (or run `featpkg install` again), else the next Asterisk start goes without these modules",
+                missing.join(", ")
+            )
+        })
+    }
+
     fn create_missing(&self, runtime_path: &str) -> Option<u32> {
         // The hook text is read by MikoPBX's PHP workers (user www) as well.
         (runtime_path == self.modules_hook()).then_some(0o644)

@@ -228,6 +228,12 @@ pub trait Target {
         None
     }
 
+    /// Why an intact block at `runtime_path` (its body `body`) is not in use by
+    /// the PBX, if it is not: what `verify` reports beyond the bytes on disk.
+    fn not_applied(&self, _runtime_path: &str, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// Why reloading for `request` would restart Asterisk and so end every live
     /// call, if it would. Such a change needs the admin's explicit consent.
     fn restart_reason(&self, _request: &ReloadRequest) -> Option<String> {
