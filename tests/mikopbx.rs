@@ -813,6 +813,7 @@ fn endpoint_options_after_a_network_change_need_consent_to_restart() {
         "network settings changed",
         "ends every call in progress",
         "--allow-restart",
+        "{\"allow_restart\": true} in db/featpkg-settings.json",
     ] {
         assert!(msg.contains(words), "no {words:?} in: {msg}");
     }

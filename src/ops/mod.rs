@@ -553,7 +553,7 @@ pub(crate) fn with_restart_note(
 
 fn restart_refusal(reason: &str) -> Error {
     Error::Refused(format!(
-        "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (or enable \"allow restart\" in the module settings)"
+        "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (from the MikoPBX module page: put {{\"allow_restart\": true}} in db/featpkg-settings.json in the module's directory, then enable it again)"
     ))
 }
 
