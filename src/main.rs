@@ -28,10 +28,21 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Pbx {
     /// Prefix every PBX path with DIR (a PBX tree in a directory; default /).
-    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/",
+        env = "FEATPKG_ROOT",
+        global = true
+    )]
     root: PathBuf,
     /// asterisk.conf to read the directories from (a path on the PBX, under --root).
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "FEATPKG_ASTERISK_CONF",
+        global = true
+    )]
     asterisk_conf: Option<String>,
     /// PBX flavour: asterisk (plain), freepbx or mikopbx.
     #[arg(long, default_value = "asterisk", global = true)]
@@ -48,7 +59,7 @@ struct Pbx {
     #[arg(long, value_name = "DIR", global = true)]
     module_dir: Option<String>,
     /// mikopbx: the configuration database (default /cf/conf/mikopbx.db).
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH", env = "FEATPKG_CONFIG_DB", global = true)]
     config_db: Option<String>,
     /// Go ahead with changes that restart Asterisk, which ends every live call
     /// (mikopbx: a change to modules.conf).

@@ -4,7 +4,7 @@
  * (the release's src/), for tests/mikopbx_lifecycle.rs. Prints one JSON object:
  *   {"success": bool, "messages": ..., "module": <m_PbxExtensionModules row or null>}
  *
- *   php lifecycle.php migrate           MikoPBX's first-boot table migration
+ *   php lifecycle.php migrate [Model..] MikoPBX's first-boot table migration
  *   php lifecycle.php boot              MikoPBX starts: every config it generates
  *                                       is written (ModulesConf: the release's
  *                                       generator with the modules' hooks)
@@ -53,37 +53,6 @@ function module_row(): ?array
 function result(bool $success, $messages): array
 {
     return ['success' => $success, 'messages' => $messages];
-}
-
-/**
- * The test's PBX keeps MikoPBX's paths under a root directory: featpkg gets
- * it (and the scratch Asterisk's CLI and asterisk.conf) from a wrapper put in
- * place of the module's binary, which hands the real one `--module-dir` as
- * the PBX's path. Everything else the shim passes is used as given.
- */
-function wrap_featpkg(string $moduleDir): void
-{
-    $s = FeatpkgHarness\settings();
-    $bin = "$moduleDir/bin/" . (php_uname('m') === 'aarch64' ? 'aarch64-linux' : 'x86_64-linux');
-    if (!is_file("$bin/featpkg") || is_file("$bin/featpkg.real")) {
-        return;
-    }
-    rename("$bin/featpkg", "$bin/featpkg.real");
-    $root = $s['root'];
-    $reload = "/usr/bin/php -f $moduleDir/bin/featpkg-reload.php --";
-    $script = "#!/bin/bash\n"
-        . "# tests/mikopbx_lifecycle.rs: this PBX's paths are under $root.\n"
-        . "args=()\n"
-        . "while [ \$# -gt 0 ]; do\n"
-        . "  if [ \"\$1\" = --module-dir ] && [ \$# -gt 1 ]; then args+=(--module-dir \"\${2#" . $root . "}\"); shift 2; continue; fi\n"
-        . "  args+=(\"\$1\"); shift\n"
-        . "done\n"
-        . 'exec "$(dirname "$0")/featpkg.real" "${args[@]}" --root ' . escapeshellarg($root)
-        . ' --asterisk-conf ' . escapeshellarg($s['asterisk_conf'])
-        . ' --asterisk-cmd ' . escapeshellarg($s['asterisk_cli'])
-        . ' --reload-cmd ' . escapeshellarg($reload) . "\n";
-    file_put_contents("$bin/featpkg", $script);
-    chmod("$bin/featpkg", 0755);
 }
 
 function boot_pbx(): array
@@ -145,7 +114,6 @@ function install(string $zip): array
     if ($error !== '') {
         return result(false, [$error]);
     }
-    wrap_featpkg($currentModuleDir);
 
     // After the worker restart: postInstallModule() enables a module that was enabled.
     $installer = new ModuleInstallationBase('', $id);
@@ -168,11 +136,11 @@ function install(string $zip): array
  * m_CustomFiles.changed from INTEGER into TEXT and adds
  * m_PbxExtensionModules' disableReason columns, m_Codecs.disabled, ...
  */
-function migrate(): array
+function migrate(array $models): array
 {
     $pdo = Phalcon\Di\Di::getDefault()->getShared('db')->pdo();
     $changed = [];
-    foreach (['CustomFiles', 'PbxExtensionModules', 'PbxSettings', 'Codecs', 'Sip'] as $model) {
+    foreach ($models ?: ['CustomFiles', 'PbxExtensionModules', 'PbxSettings', 'Codecs', 'Sip'] as $model) {
         $class = "MikoPBX\\Common\\Models\\$model";
         $table = (new $class())->getSource();
         $want = [];
@@ -215,7 +183,7 @@ $command = $argv[1] ?? '';
 try {
     switch ($command) {
         case 'migrate':
-            $out = migrate();
+            $out = migrate(array_slice($argv, 2));
             break;
         case 'boot':
             $out = boot_pbx();
