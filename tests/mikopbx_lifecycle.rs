@@ -327,16 +327,27 @@ impl<'a> Miko<'a> {
         out
     }
 
-    /// An employee's advanced options, decoded as MikoPBX reads them.
+    /// An employee's advanced options, decoded as MikoPBX reads them
+    /// (Util::parseIniSettings: base64_decode when the text is base64).
     fn advanced_options(&self, extension: &str) -> String {
         let db = rusqlite::Connection::open(self.db()).unwrap();
-        db.query_row(
-            "SELECT manualattributes FROM m_Sip WHERE extension = ?1",
-            [extension],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .unwrap()
-        .unwrap_or_default()
+        let stored = db
+            .query_row(
+                "SELECT manualattributes FROM m_Sip WHERE extension = ?1",
+                [extension],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .unwrap()
+            .unwrap_or_default();
+        let out = Command::new("php")
+            .args([
+                "-r",
+                "$d = base64_decode($argv[1]); echo base64_encode($d) === $argv[1] ? $d : $argv[1];",
+                &stored,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
@@ -484,8 +495,8 @@ fn enable_with_parameters() {
     let miko = Miko::new(&ast, None);
     miko.upload(&archive(miko.dir.path(), "1.0.0"));
     miko.params(json!({
-        "call-waiting": {"endpoints": ["202"]},
-        "busy-callback": {"ring": 10, "retry_wait": 10},
+        "call-waiting": {"endpoints": "202"},
+        "busy-callback": {"ring": "10", "retry_wait": "10"},
     }));
     miko.ok(&["enable"]);
     let options = miko.advanced_options("202");
@@ -493,19 +504,15 @@ fn enable_with_parameters() {
     let pjsip = miko.etc("pjsip.conf");
     let section = &pjsip[pjsip.find("[202](pbx-endpoint)").unwrap()..];
     let section = &section[..section.find("\n\n").unwrap_or(section.len())];
-    assert!(section.contains("device_state_busy_at = 1"), "{section}");
-    assert_eq!(
-        miko.ast
-            .cli("pjsip show endpoint 202")
-            .contains("device_state_busy_at")
-            && miko
-                .ast
-                .cli("pjsip show endpoint 202")
-                .lines()
-                .any(|l| l.contains("device_state_busy_at") && l.trim_end().ends_with(": 1")),
-        true,
-        "{}",
-        miko.ast.cli("pjsip show endpoint 202")
+    // The feature's default value.
+    assert!(section.contains("device_state_busy_at = 3"), "{section}");
+    let shown = miko.ast.cli("pjsip show endpoint 202");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim_start().starts_with("device_state_busy_at")
+                && l.trim_end().ends_with(": 3")),
+        "Asterisk runs 202 with the option:\n{shown}"
     );
     miko.verify_clean();
     assert_calls_work(&miko);
@@ -544,7 +551,7 @@ fn upgrade_keeps_parameters_and_state() {
     let ast = asterisk::shared();
     let miko = Miko::new(&ast, None);
     miko.upload(&archive(miko.dir.path(), "1.0.0"));
-    miko.params(json!({"call-waiting": {"endpoints": ["202"]}}));
+    miko.params(json!({"call-waiting": {"endpoints": "202"}}));
     miko.ok(&["enable"]);
     let params = std::fs::read_to_string(miko.module_dir().join("db/featpkg-params.json")).unwrap();
 
@@ -651,7 +658,7 @@ fn uninstall_restores_every_file_and_row() {
     let miko = Miko::new(&ast, None);
     let before = miko.snapshot();
     miko.upload(&archive(miko.dir.path(), "1.0.0"));
-    miko.params(json!({"call-waiting": {"endpoints": ["202", "203"]}}));
+    miko.params(json!({"call-waiting": {"endpoints": "202,203"}}));
     miko.ok(&["enable"]);
     miko.ok(&["boot"]);
     assert_calls_work(&miko);
