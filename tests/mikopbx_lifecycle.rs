@@ -217,6 +217,25 @@ impl<'a> Miko<'a> {
         v
     }
 
+    /// Runs the crontab line that starts `program`, as cron does (its
+    /// command, after the schedule, through sh).
+    fn start_cron_line(&self, program: &str) -> std::process::Child {
+        let crontab = std::fs::read_to_string(self.ast.root().join(&CRONTAB[1..])).unwrap();
+        let line = crontab
+            .lines()
+            .find(|l| !l.starts_with('#') && l.contains(program))
+            .unwrap_or_else(|| panic!("no crontab line runs {program}:\n{crontab}"));
+        // m h dom mon dow, then (a user crontab) the command.
+        let command: Vec<&str> = line.split_whitespace().skip(5).collect();
+        assert!(command[0].starts_with('/'), "{line}");
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {}", command.join(" ")))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn syslog(&self) -> String {
         std::fs::read_to_string(self.var().join("syslog.log")).unwrap_or_default()
     }
@@ -662,10 +681,26 @@ fn uninstall_restores_every_file_and_row() {
     miko.ok(&["enable"]);
     miko.ok(&["boot"]);
     assert_calls_work(&miko);
+    // The watcher cron started from the module's bin/, still running when
+    // the admin deletes the module: MikoPBX's own kill (lsof on bin/*) ends it.
+    let mut watcher = miko.start_cron_line("featpkg-busy-callback-watch");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        watcher.try_wait().unwrap().is_none(),
+        "the watcher did not start"
+    );
 
     let gone = miko.ok(&["uninstall"]);
     assert!(gone["module"].is_null(), "{gone}");
     assert!(!miko.module_dir().exists());
+    let deadline = std::time::Instant::now() + WAIT;
+    while watcher.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher outlived the module's removal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     miko.ok(&["boot"]);
     assert_eq!(miko.snapshot(), before);
     assert_no_load_lines(&miko);
@@ -718,4 +753,37 @@ fn the_shipped_database_before_and_after_its_boot_migration() {
     ] {
         assert_eq!(after[name], before[name], "{name}");
     }
+}
+
+/// 8 (SIPConf): with MikoPBX's network settings changed since Asterisk
+/// started, applying endpoint options would make MikoPBX restart Asterisk and
+/// end every call: the enable is refused with the way to consent, and nothing
+/// changes; without endpoint options nothing restarts and the enable goes on.
+#[test]
+fn endpoint_options_after_a_network_change_need_consent() {
+    let ast = asterisk::shared();
+    let miko = Miko::new(&ast, None);
+    miko.upload(&archive(miko.dir.path(), "1.0.0"));
+    let before = miko.snapshot();
+    std::fs::write(miko.var().join("topology-changed"), "").unwrap();
+    miko.params(json!({"call-waiting": {"endpoints": "202"}}));
+
+    let refused = miko.step(&["enable"], &[]);
+    assert_eq!(refused["success"], false, "{refused}");
+    assert_eq!(refused["module"]["disabled"], "1", "{refused}");
+    let message = refused["messages"].to_string();
+    assert!(message.contains("restart Asterisk"), "{message}");
+    assert!(
+        message.contains("{\\\"allow_restart\\\": true} in db/featpkg-settings.json"),
+        "{message}"
+    );
+    assert!(miko.installed().is_none());
+    miko.ok(&["boot"]);
+    assert_eq!(miko.snapshot(), before);
+
+    miko.params(json!({}));
+    let on = miko.ok(&["enable"]);
+    assert_eq!(on["module"]["disabled"], "0", "{on}");
+    assert!(miko.installed().is_some());
+    assert_calls_work(&miko);
 }
