@@ -428,6 +428,61 @@ fn check_module_xml(path: &Path, text: &str, version: &str) -> Result<String, Bu
     Ok(rawname.to_string())
 }
 
+/// Where each PBX looks for the settings page's files (reference/ui.md §3):
+/// MikoPBX renders `App/Views/<id>/index.volt` in its admin layout and serves
+/// `public/assets/{js,css}/`; FreePBX includes the module's `assets/js/*.js`
+/// and `assets/css/*.css` on its pages (`page.featpkg.php` prints the HTML
+/// fragment from `ui-assets/`). The entries `ui-assets/<name>` gives besides itself.
+fn place_ui_asset(
+    rel: &str,
+    bytes: &[u8],
+    module_id: &str,
+) -> Result<Vec<(String, Vec<u8>, u32)>, BundleError> {
+    let placed = |paths: &[String], bytes: &[u8]| {
+        paths
+            .iter()
+            .map(|p| (p.clone(), bytes.to_vec(), 0o644))
+            .collect::<Vec<_>>()
+    };
+    Ok(match rel {
+        "ui-assets/settings.html" => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| BundleError::Archive(format!("{rel} is not UTF-8 text")))?;
+            // Volt would run these as template code inside MikoPBX's page.
+            if let Some(seq) = ["{{", "{%", "{#"].into_iter().find(|s| text.contains(s)) {
+                return Err(BundleError::Archive(format!(
+                    "{rel} contains {seq:?}: MikoPBX renders the page as a Volt template, which would run it as template code"
+                )));
+            }
+            if !text.contains("data-pbx=\"\"") {
+                return Err(BundleError::Archive(format!(
+                    "{rel} must carry data-pbx=\"\" on its root element (the PBX's name is filled in there)"
+                )));
+            }
+            let volt = text.replacen("data-pbx=\"\"", "data-pbx=\"mikopbx\"", 1);
+            placed(
+                &[format!("App/Views/{module_id}/index.volt")],
+                volt.as_bytes(),
+            )
+        }
+        "ui-assets/settings.js" => placed(
+            &[
+                "public/assets/js/featpkg-settings.js".into(),
+                "assets/js/featpkg-settings.js".into(),
+            ],
+            bytes,
+        ),
+        "ui-assets/settings.css" => placed(
+            &[
+                "public/assets/css/featpkg-settings.css".into(),
+                "assets/css/featpkg-settings.css".into(),
+            ],
+            bytes,
+        ),
+        _ => Vec::new(),
+    })
+}
+
 /// Checks that the PHP shims are named after the module ids: MikoPBX loads
 /// `Modules\<id>\Setup\PbxExtensionSetup` and `Modules\<id>\Lib\<X>Conf`
 /// (X = id without "Module"); FreePBX loads `<Rawname>.class.php`.
@@ -530,7 +585,11 @@ pub fn build(opts: &BuildOptions) -> Result<PathBuf, BundleError> {
         let mut ui_files = Vec::new();
         walk(&ui, "ui-assets/", &mut ui_files)?;
         for (rel, path) in ui_files {
-            entries.push((rel, std::fs::read(&path).map_err(io(&path))?, 0o644));
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            for placed in place_ui_asset(&rel, &bytes, &module_id)? {
+                entries.push(placed);
+            }
+            entries.push((rel, bytes, 0o644));
         }
     }
     for (arch_name, dir) in &opts.bin_dirs {
@@ -1174,6 +1233,56 @@ mod tests {
             err.contains("two sources give the archive entry \"module.json\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_settings_page_goes_where_each_pbx_looks_for_it() {
+        let (d, opts) = source();
+        let ui = d.path().join("ui-assets");
+        std::fs::create_dir_all(&ui).unwrap();
+        std::fs::write(
+            ui.join("settings.html"),
+            "<div id=\"featpkg-settings\" data-pbx=\"\">x</div>\n",
+        )
+        .unwrap();
+        std::fs::write(ui.join("settings.js"), "var a = 1;\n").unwrap();
+        std::fs::write(ui.join("settings.css"), "#featpkg-settings {}\n").unwrap();
+        let bundle = open(&build(&opts).unwrap()).unwrap();
+        let text = |p: &str| String::from_utf8(bundle.file(p).unwrap().bytes.clone()).unwrap();
+        assert_eq!(
+            text("App/Views/ModuleDemo/index.volt"),
+            "<div id=\"featpkg-settings\" data-pbx=\"mikopbx\">x</div>\n"
+        );
+        assert_eq!(
+            text("ui-assets/settings.html"),
+            "<div id=\"featpkg-settings\" data-pbx=\"\">x</div>\n"
+        );
+        for js in [
+            "public/assets/js/featpkg-settings.js",
+            "assets/js/featpkg-settings.js",
+        ] {
+            assert_eq!(text(js), "var a = 1;\n", "{js}");
+        }
+        for css in [
+            "public/assets/css/featpkg-settings.css",
+            "assets/css/featpkg-settings.css",
+        ] {
+            assert_eq!(text(css), "#featpkg-settings {}\n", "{css}");
+        }
+        // Volt would run template code in MikoPBX's page.
+        std::fs::write(
+            ui.join("settings.html"),
+            "<div data-pbx=\"\">{{ secret }}</div>\n",
+        )
+        .unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(
+            err.contains("ui-assets/settings.html contains \"{{\""),
+            "{err}"
+        );
+        std::fs::write(ui.join("settings.html"), "<div>x</div>\n").unwrap();
+        let err = build(&opts).unwrap_err().to_string();
+        assert!(err.contains("must carry data-pbx=\"\""), "{err}");
     }
 
     #[test]

@@ -4,33 +4,57 @@ use similar::TextDiff;
 
 use crate::plan::{FileChange, Plan};
 
+/// The diff of one changed path (file, row or directory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiffPart {
+    /// The path as the PBX sees it (a row: `<database>#<table>/<key>`).
+    pub path: String,
+    /// Unified diff text (or one line for a directory, a binary file, a mode change).
+    pub diff: String,
+}
+
 /// A unified diff of every change in `plan`, paths as the PBX sees them.
 pub fn render(plan: &Plan) -> String {
-    let mut out = String::new();
+    render_parts(plan).into_iter().map(|p| p.diff).collect()
+}
+
+/// [`render`], one part per changed path, in the same order.
+pub fn render_parts(plan: &Plan) -> Vec<DiffPart> {
+    let mut out = Vec::new();
+    let mut push = |path: &str, diff: String| {
+        out.push(DiffPart {
+            path: path.to_string(),
+            diff,
+        })
+    };
     for d in &plan.create_dirs {
-        out.push_str(&format!("mkdir {} (mode {:04o})\n", d.runtime_path, d.mode));
+        push(
+            &d.runtime_path,
+            format!("mkdir {} (mode {:04o})\n", d.runtime_path, d.mode),
+        );
     }
     for f in &plan.files {
-        out.push_str(&file_diff(f));
+        push(&f.runtime_path, file_diff(f));
     }
     for r in &plan.rows {
-        out.push_str(&text_diff(
+        let mut diff = text_diff(
             &r.runtime_path,
             r.before.as_ref().map(|_| r.before_text.as_slice()),
             r.after.as_ref().map(|_| r.after_text.as_slice()),
-        ));
+        );
         let mode = |s: &Option<crate::row::RowState>| s.as_ref().and_then(|s| s.mode.clone());
         if mode(&r.before) != mode(&r.after) {
-            out.push_str(&format!(
+            diff.push_str(&format!(
                 "mode of {}: {} -> {}\n",
                 r.runtime_path,
                 mode(&r.before).unwrap_or_else(|| "(none)".into()),
                 mode(&r.after).unwrap_or_else(|| "(none)".into())
             ));
         }
+        push(&r.runtime_path, diff);
     }
     for d in &plan.remove_dirs {
-        out.push_str(&format!("rmdir {}\n", d.runtime_path));
+        push(&d.runtime_path, format!("rmdir {}\n", d.runtime_path));
     }
     out
 }

@@ -115,6 +115,8 @@ enum Command {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
+        report: Report,
+        #[command(flatten)]
         pbx: Pbx,
     },
     /// Remove a bundle, or one feature (name or bundle:feature).
@@ -127,6 +129,8 @@ enum Command {
         /// Remove blocks even if they were edited by hand.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        report: Report,
         #[command(flatten)]
         pbx: Pbx,
     },
@@ -153,7 +157,23 @@ enum Command {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
+        report: Report,
+        #[command(flatten)]
         pbx: Pbx,
+    },
+    /// Print the features of a bundle with their parameters (types, defaults,
+    /// limits, help) and whether this PBX can run each, for a settings page.
+    Schema {
+        /// Print JSON (the only format a page should read).
+        #[arg(long)]
+        json: bool,
+        /// The bundle: archive or module directory (default: the module
+        /// directory this featpkg binary was shipped in).
+        #[arg(long, value_name = "PATH")]
+        bundle: Option<PathBuf>,
+        /// PBX flavour the `unsupported` reasons are for.
+        #[arg(long, default_value = "asterisk")]
+        target: TargetKind,
     },
     /// Print the destinations the installed features offer to the PBX's
     /// destination pickers (FreePBX), as a JSON array.
@@ -171,6 +191,30 @@ enum Command {
         pbx: Pbx,
     },
 }
+
+/// How a change reports itself (for a settings page).
+#[derive(Args, Clone)]
+struct Report {
+    /// Print the result as JSON on stdout: the changes with their diffs,
+    /// warnings and `changed`; an error as {"error": {...}} (exit 2).
+    #[arg(long)]
+    json: bool,
+    /// Say each step as it starts, on stderr: `featpkg: progress plan|write|reload|verify`.
+    #[arg(long)]
+    progress: bool,
+}
+
+impl Report {
+    /// Turns on what was asked; from here on errors print as JSON too.
+    fn start(&self) {
+        JSON_ERRORS.store(self.json, std::sync::atomic::Ordering::Relaxed);
+        ops::report_progress(self.progress);
+        ops::progress(ops::ProgressStep::Plan);
+    }
+}
+
+/// Whether the running command prints its error as JSON (`--json`).
+static JSON_ERRORS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Pbx {
     fn target_options(&self) -> TargetOptions {
@@ -202,9 +246,64 @@ fn open(pbx: &Pbx, read_only: bool) -> Result<Session, ops::Error> {
     Ok(session)
 }
 
-fn print_dry_run(summary: &str, diff: &str) {
+fn print_dry_run(preview: &ops::Preview) {
+    let mut summary = preview.summary.clone();
+    for warning in &preview.warnings {
+        summary.push_str(&format!("; WARNING: {warning}"));
+    }
     println!("dry run: {summary} would change:");
-    print!("{diff}");
+    print!("{}", preview.diff());
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}
+
+/// `--json` of a dry run: what would change, with the diff of each path.
+fn preview_json(preview: &ops::Preview) -> serde_json::Value {
+    serde_json::json!({
+        "dry_run": true,
+        "changed": !preview.changes.is_empty(),
+        "summary": preview.summary,
+        "changes": preview.changes,
+        "warnings": preview.warnings,
+    })
+}
+
+/// `--json` of an applied change: what changed (one line per path), what the
+/// PBX said while reloading, hand edits overridden.
+fn applied_json(applied: &ops::Applied) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = applied
+        .changes
+        .iter()
+        .map(|line| {
+            let path = line.split_whitespace().last().unwrap_or("");
+            serde_json::json!({"path": path.trim_end_matches('/'), "diff": format!("{line}\n")})
+        })
+        .collect();
+    serde_json::json!({
+        "dry_run": false,
+        "changed": true,
+        "summary": applied.summary,
+        "transaction": applied.txn_id,
+        "changes": changes,
+        "warnings": applied.forced.iter().map(|f| format!("hand edit overwritten: {f}")).collect::<Vec<_>>(),
+        "reload": applied.reload,
+    })
+}
+
+/// `--json` when nothing changes (up to date, nothing to roll back).
+fn unchanged_json(dry_run: bool, summary: &str) -> serde_json::Value {
+    serde_json::json!({
+        "dry_run": dry_run,
+        "changed": false,
+        "summary": summary,
+        "changes": [],
+        "warnings": [],
+    })
 }
 
 fn print_applied(applied: &ops::Applied) {
@@ -247,8 +346,10 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             dry_run,
             no_reload,
             force,
+            report,
             pbx,
         } => {
+            report.start();
             let mut session = open(&pbx, dry_run)?;
             let request = InstallRequest {
                 archive,
@@ -261,10 +362,19 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             };
             match ops::install::install(&mut session, &request)? {
                 InstallOutcome::UpToDate { bundle, version } => {
-                    println!("{bundle} {version} is up to date; nothing changed");
+                    let said = format!("{bundle} {version} is up to date; nothing changed");
+                    if report.json {
+                        print_json(&unchanged_json(dry_run, &said));
+                    } else {
+                        println!("{said}");
+                    }
                 }
-                InstallOutcome::DryRun { summary, diff } => {
-                    print_dry_run(&summary, &diff);
+                InstallOutcome::DryRun(preview) if report.json => {
+                    print_json(&preview_json(&preview))
+                }
+                InstallOutcome::DryRun(preview) => print_dry_run(&preview),
+                InstallOutcome::Applied(applied) if report.json => {
+                    print_json(&applied_json(&applied))
                 }
                 InstallOutcome::Applied(applied) => print_applied(&applied),
             }
@@ -274,8 +384,10 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             dry_run,
             no_reload,
             force,
+            report,
             pbx,
         } => {
+            report.start();
             let mut session = open(&pbx, dry_run)?;
             let request = UninstallRequest {
                 name,
@@ -284,8 +396,12 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                 force,
             };
             match ops::uninstall::uninstall(&mut session, &request)? {
-                UninstallOutcome::DryRun { summary, diff } => {
-                    print_dry_run(&summary, &diff);
+                UninstallOutcome::DryRun(preview) if report.json => {
+                    print_json(&preview_json(&preview))
+                }
+                UninstallOutcome::DryRun(preview) => print_dry_run(&preview),
+                UninstallOutcome::Applied(applied) if report.json => {
+                    print_json(&applied_json(&applied))
                 }
                 UninstallOutcome::Applied(applied) => print_applied(&applied),
             }
@@ -343,8 +459,10 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             dry_run,
             no_reload,
             force,
+            report,
             pbx,
         } => {
+            report.start();
             let mut session = open(&pbx, dry_run)?;
             let request = RollbackRequest {
                 dry_run,
@@ -352,9 +470,16 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                 force,
             };
             match ops::rollback::rollback(&mut session, &request)? {
+                RollbackOutcome::NothingToUndo if report.json => {
+                    print_json(&unchanged_json(dry_run, "nothing to roll back"))
+                }
                 RollbackOutcome::NothingToUndo => println!("nothing to roll back"),
-                RollbackOutcome::DryRun { summary, diff } => {
-                    print_dry_run(&summary, &diff);
+                RollbackOutcome::DryRun(preview) if report.json => {
+                    print_json(&preview_json(&preview))
+                }
+                RollbackOutcome::DryRun(preview) => print_dry_run(&preview),
+                RollbackOutcome::Applied(applied) if report.json => {
+                    print_json(&applied_json(&applied))
                 }
                 RollbackOutcome::Applied(applied) => print_applied(&applied),
             }
@@ -366,6 +491,46 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
                 "{}",
                 serde_json::to_string_pretty(&list).expect("serialisable")
             );
+        }
+        Command::Schema {
+            json,
+            bundle,
+            target,
+        } => {
+            JSON_ERRORS.store(json, std::sync::atomic::Ordering::Relaxed);
+            let path = match bundle {
+                Some(p) => p,
+                None => ops::destinations::own_bundle_dir().ok_or_else(|| {
+                    ops::Error::Refused(
+                        "featpkg schema needs a bundle: give --bundle PATH (its archive or module directory); no bundle.json was found around the featpkg binary".into(),
+                    )
+                })?,
+            };
+            let schema = ops::schema::schema(target, &path)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).expect("serialisable")
+                );
+            } else {
+                println!(
+                    "{} {} (for {})",
+                    schema.bundle.name, schema.bundle.version, schema.target
+                );
+                for f in &schema.features {
+                    println!("  {} {}: {}", f.id, f.version, f.summary);
+                    if let Some(why) = &f.unsupported {
+                        println!("    not on {}: {why}", schema.target);
+                    }
+                    for p in &f.params {
+                        let required = if p.required { " (required)" } else { "" };
+                        println!(
+                            "    {} ({}) = {:?}{required}: {}",
+                            p.name, p.ty, p.default, p.help
+                        );
+                    }
+                }
+            }
         }
         Command::Recover { pbx } => {
             let session = open(&pbx, false)?;
@@ -386,6 +551,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("featpkg: error: {e}");
+            if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+                print_json(&serde_json::json!({ "error": e.report() }));
+            }
             ExitCode::from(2)
         }
     }

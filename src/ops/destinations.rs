@@ -73,7 +73,7 @@ pub fn destinations(
 
 /// The bundle directory the running binary was shipped in, if it was
 /// (`<dir>/bin/<arch>-linux/featpkg` with `<dir>/bundle.json`).
-fn own_bundle_dir() -> Option<PathBuf> {
+pub fn own_bundle_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
     let dir = exe.parent()?.parent()?.parent()?;
     dir.join("bundle.json").is_file().then(|| dir.to_path_buf())

@@ -32,10 +32,7 @@ pub enum InstallOutcome {
         version: String,
     },
     /// `--dry-run`: the unified diff of what would change.
-    DryRun {
-        summary: String,
-        diff: String,
-    },
+    DryRun(super::Preview),
     Applied(Applied),
 }
 
@@ -260,12 +257,13 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         ));
     }
     if request.dry_run {
-        let mut diff = crate::diff::render(&plan);
-        for secret in &secrets {
-            diff = diff.replace(secret.as_str(), super::SECRET_MASK);
+        let mut preview = super::preview(session, &plan, summary)?;
+        for part in &mut preview.changes {
+            for secret in &secrets {
+                part.diff = part.diff.replace(secret.as_str(), super::SECRET_MASK);
+            }
         }
-        let summary = super::with_restart_note(session, &plan, summary)?;
-        return Ok(InstallOutcome::DryRun { summary, diff });
+        return Ok(InstallOutcome::DryRun(preview));
     }
     let previously_installed: Vec<&str> = installed
         .iter()

@@ -6,6 +6,7 @@ pub mod destinations;
 pub mod inspect;
 pub mod install;
 pub mod rollback;
+pub mod schema;
 pub mod uninstall;
 
 use std::collections::BTreeSet;
@@ -41,6 +42,76 @@ pub enum Error {
     Place(#[from] crate::target::PlaceError),
     #[error(transparent)]
     Row(#[from] crate::row::RowError),
+}
+
+/// An error as a page shows it: the message as is, and where it belongs
+/// (`featpkg … --json` prints `{"error": …}` with exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorReport {
+    /// The feature the error is about, when it is about one.
+    pub feature: Option<String>,
+    /// Its parameter, when the error is about one.
+    pub param: Option<String>,
+    /// JSON path of the value in the parameters (`$.queue-failover.rules[1].status`).
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl Error {
+    /// Where the error belongs, for a form that wants to show it beside the value.
+    pub fn report(&self) -> ErrorReport {
+        use crate::feature::FeatureError as F;
+        let at = |feature: &str, param: Option<&str>, path: String| ErrorReport {
+            feature: Some(feature.to_string()),
+            param: param.map(str::to_string),
+            path: Some(path),
+            message: self.to_string(),
+        };
+        match self {
+            Error::Feature(F::UnknownFeature(feature, _)) => {
+                at(feature, None, format!("$.{feature}"))
+            }
+            Error::Feature(F::Definition { feature, .. }) => {
+                at(feature, None, format!("$.{feature}"))
+            }
+            Error::Feature(
+                F::UnknownParam { feature, param, .. }
+                | F::BadValue { feature, param, .. }
+                | F::Required { feature, param },
+            ) => at(feature, Some(param), format!("$.{feature}.{param}")),
+            Error::Feature(F::BadStructured {
+                feature,
+                param,
+                rule,
+            }) => {
+                // The rule starts with the place inside the value: "[1].status: …".
+                let inner = match rule.split_once(": ") {
+                    Some((place, _)) if place.starts_with(['[', '.']) => place,
+                    _ => "",
+                };
+                at(feature, Some(param), format!("$.{feature}.{param}{inner}"))
+            }
+            Error::Feature(F::ParamsFile { path, .. }) => {
+                let mut parts = path.strip_prefix("$.").unwrap_or("").splitn(2, '.');
+                let feature = parts.next().filter(|f| !f.is_empty()).map(str::to_string);
+                let param = parts
+                    .next()
+                    .map(|p| p.split(['[', '.']).next().unwrap_or(p).to_string());
+                ErrorReport {
+                    feature,
+                    param,
+                    path: Some(path.clone()),
+                    message: self.to_string(),
+                }
+            }
+            _ => ErrorReport {
+                feature: None,
+                param: None,
+                path: None,
+                message: self.to_string(),
+            },
+        }
+    }
 }
 
 /// The modules a rolled-back change had loaded and the rollback unloaded
@@ -198,6 +269,46 @@ fn journal_dir(target: &dyn Target) -> PathBuf {
     target.state_dir().join("journal")
 }
 
+/// Whether `--progress` asked for the steps of a change on stderr.
+static PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the progress lines on (`--progress`).
+pub fn report_progress(on: bool) {
+    PROGRESS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The steps of a change a page shows while it waits (a MikoPBX restart can
+/// take a minute): `featpkg: progress <step>` on stderr as each one starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressStep {
+    /// Reading the bundle and the PBX, checking parameters, planning the edits.
+    Plan,
+    /// Writing files and rows (journalled).
+    Write,
+    /// Reloading the PBX and checking what it loaded.
+    Reload,
+    /// Recording the result (and, after a reload, that it held).
+    Verify,
+}
+
+impl ProgressStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgressStep::Plan => "plan",
+            ProgressStep::Write => "write",
+            ProgressStep::Reload => "reload",
+            ProgressStep::Verify => "verify",
+        }
+    }
+}
+
+/// Says that `step` starts, when `--progress` asked for it.
+pub fn progress(step: ProgressStep) {
+    if PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("featpkg: progress {}", step.name());
+    }
+}
+
 /// What an applied change did, for the user.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -353,6 +464,7 @@ pub(crate) fn execute(
     }
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
+    progress(ProgressStep::Write);
     let mut transaction = Transaction::begin(&journal, &key, steps)?;
     transaction.apply()?;
 
@@ -364,6 +476,7 @@ pub(crate) fn execute(
     } else if !change.reload.is_empty() {
         // Journalled first: from here on, a rollback reloads the restored files
         // and unloads each module recorded before it was loaded.
+        progress(ProgressStep::Reload);
         if let Err(e) = transaction.record(&PbxEvent::Reload) {
             roll_back(session, transaction, &change.reload)?;
             return Err(e.into());
@@ -381,6 +494,7 @@ pub(crate) fn execute(
             }
         }
     }
+    progress(ProgressStep::Verify);
     if let Err(e) = txn::test_point("before-state-commit") {
         roll_back(session, transaction, &change.reload)?;
         return Err(e.into());
@@ -536,19 +650,37 @@ fn modules_conf_loads_more(plan: &Plan) -> bool {
 /// A dry run's summary, with a warning when applying it would restart Asterisk.
 /// Without `--allow-restart` the dry run is refused as the real run would be, so
 /// a PBX's "before enable" check can stop the admin before anything happens.
-pub(crate) fn with_restart_note(
-    session: &Session,
-    plan: &Plan,
-    summary: String,
-) -> Result<String, Error> {
-    let request = reload_for(plan, Vec::new(), Vec::new());
-    match session.target.restart_reason(&request) {
-        Some(reason) if !session.allow_restart => Err(restart_refusal(&reason)),
-        Some(reason) => Ok(format!(
-            "{summary}; WARNING: {reason}, which ends every live call"
-        )),
-        None => Ok(summary),
+/// What a dry run shows: the change, the diff of every path it would touch,
+/// and what the admin must know before applying it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Preview {
+    pub summary: String,
+    pub changes: Vec<crate::diff::DiffPart>,
+    /// "applying … restarts Asterisk, which ends every live call".
+    pub warnings: Vec<String>,
+}
+
+impl Preview {
+    /// The unified diff of every change, as one text.
+    pub fn diff(&self) -> String {
+        self.changes.iter().map(|c| c.diff.as_str()).collect()
     }
+}
+
+/// The preview of `plan`: refused when the change would restart Asterisk and
+/// the admin did not allow it (as applying it would be), else warned.
+pub(crate) fn preview(session: &Session, plan: &Plan, summary: String) -> Result<Preview, Error> {
+    let request = reload_for(plan, Vec::new(), Vec::new());
+    let warnings = match session.target.restart_reason(&request) {
+        Some(reason) if !session.allow_restart => return Err(restart_refusal(&reason)),
+        Some(reason) => vec![format!("{reason}, which ends every live call")],
+        None => Vec::new(),
+    };
+    Ok(Preview {
+        summary,
+        changes: crate::diff::render_parts(plan),
+        warnings,
+    })
 }
 
 fn restart_refusal(reason: &str) -> Error {

@@ -24,7 +24,7 @@ pub struct RollbackRequest {
 #[derive(Debug, Clone)]
 pub enum RollbackOutcome {
     NothingToUndo,
-    DryRun { summary: String, diff: String },
+    DryRun(super::Preview),
     Applied(Applied),
 }
 
@@ -142,10 +142,9 @@ pub fn rollback(
         .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
     let summary = format!("rollback of transaction {} ({})", txn.id, txn.summary);
     if request.dry_run {
-        return Ok(RollbackOutcome::DryRun {
-            summary,
-            diff: crate::diff::render(&plan),
-        });
+        return Ok(RollbackOutcome::DryRun(super::preview(
+            session, &plan, summary,
+        )?));
     }
     let contexts = Vec::new();
     let reload = reload_for(&plan, Vec::new(), contexts);

@@ -15,7 +15,7 @@ pub struct UninstallRequest {
 /// How an uninstall ended.
 #[derive(Debug, Clone)]
 pub enum UninstallOutcome {
-    DryRun { summary: String, diff: String },
+    DryRun(super::Preview),
     Applied(Applied),
 }
 
@@ -141,10 +141,9 @@ pub fn uninstall(
     };
     let summary = format!("uninstall {what}");
     if request.dry_run {
-        return Ok(UninstallOutcome::DryRun {
-            summary: super::with_restart_note(session, &plan, summary)?,
-            diff: crate::diff::render(&plan),
-        });
+        return Ok(UninstallOutcome::DryRun(super::preview(
+            session, &plan, summary,
+        )?));
     }
     let reload = reload_for(&plan, Vec::new(), Vec::new());
     let bundle = installed.name.clone();
