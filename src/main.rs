@@ -53,7 +53,7 @@ struct Pbx {
     asterisk_cmd: Option<String>,
     /// The PBX's own reload command (freepbx: "fwconsole reload"; mikopbx: the module's
     /// bin/featpkg-reload.php, given what to reload as arguments).
-    #[arg(long, value_name = "CMD", global = true)]
+    #[arg(long, value_name = "CMD", env = "FEATPKG_RELOAD_CMD", global = true)]
     reload_cmd: Option<String>,
     /// mikopbx: the module's directory (AGI programs and featpkg's state live there).
     #[arg(long, value_name = "DIR", global = true)]
