@@ -266,7 +266,7 @@ fn module_xml_parses_with_simplexml_as_freepbx_reads_it() {
     assert_eq!(got["supported"], json!(["16.0", "17.0"]));
     assert_eq!(got["depends_version"], json!(["16.0"]));
     assert_eq!(got["depends_engine"], json!(["asterisk ge 18"]));
-    assert_eq!(got["menuitems"], false, "the module ships no page");
+    assert_eq!(got["menuitems"], true, "the settings page's menu item");
     // FreePBX's BMO class file is ucfirst(rawname).class.php, at the root
     // beside module.xml (a single-directory layout FreePBX also accepts is not used).
     let names: Vec<String> = entries(&bundle()).into_iter().map(|e| e.0).collect();

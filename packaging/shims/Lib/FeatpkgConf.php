@@ -31,6 +31,13 @@
  *   lines featpkg wrote into the module's db/hooks/generateModulesConf.conf
  *   (featpkg owns that file: planned, journalled, verified, rolled back like
  *   any other). MikoPBX calls it only while the module is enabled.
+ * - moduleRestAPICallback() serves the module's settings page
+ *   (`/pbxcore/api/modules/ModuleFeatpkg/<action>`, MikoPBX's legacy module
+ *   REST route, run as root by WorkerApiCommands): Lib/FeatpkgPage.php routes
+ *   each whitelisted action to one featpkg command line. Its data lives in
+ *   the module's db/, which MikoPBX keeps across upgrades: the parameters in
+ *   db/featpkg-params.json (what the enable path passes with --params), the
+ *   restart permission in db/featpkg-settings.json, the jobs in db/page-jobs/.
  */
 
 namespace Modules\ModuleFeatpkg\Lib;
@@ -38,6 +45,7 @@ namespace Modules\ModuleFeatpkg\Lib;
 use MikoPBX\Common\Models\PbxExtensionModules;
 use MikoPBX\Core\System\SystemMessages;
 use MikoPBX\Modules\Config\ConfigClass;
+use MikoPBX\PBXCoreREST\Lib\PBXApiResult;
 use Throwable;
 
 class FeatpkgConf extends ConfigClass
@@ -93,6 +101,103 @@ class FeatpkgConf extends ConfigClass
     {
         $text = @file_get_contents($this->runner()->moduleDir() . '/' . FeatpkgRunner::MIKOPBX_MODULES_HOOK);
         return $text === false ? '' : $text;
+    }
+
+    /**
+     * The settings page's requests: `$request['action']` names the action,
+     * its fields come from `$request['data']` (2024.1: $_REQUEST; 2026: query
+     * and parsed body), completed from the raw body `$request['input']`
+     * (form-encoded or a JSON object) for the fields `data` lacks.
+     */
+    public function moduleRestAPICallback(array $request): PBXApiResult
+    {
+        $res = new PBXApiResult();
+        $res->processor = __METHOD__;
+        $action = is_string($request['action'] ?? null) ? $request['action'] : '';
+        $res->function = $action;
+        try {
+            $runner = $this->runner();
+            $page = new FeatpkgPage(
+                $runner,
+                'mikopbx',
+                $runner->moduleDir() . '/db',
+                $runner->mikopbxTargetArgs(),
+                self::language()
+            );
+            $method = $request['REQUEST_METHOD'] ?? ($request['httpMethod'] ?? '');
+            $res->data = $page->handle($action, self::requestFields($request), is_string($method) ? $method : '');
+            $res->success = true;
+        } catch (FeatpkgPageError $e) {
+            $this->pageFailure($res, $e->status(), $e->getMessage());
+        } catch (Throwable $e) {
+            $this->pageFailure($res, 500, $e->getMessage());
+        }
+        return $res;
+    }
+
+    private function pageFailure(PBXApiResult $res, int $status, string $message): void
+    {
+        $res->success = false;
+        $res->data = ['code' => $status];
+        $res->messages['error'][] = $message;
+        if (property_exists($res, 'httpCode')) {
+            // 2026: the REST reply's HTTP status.
+            $res->httpCode = $status;
+        }
+        if ($status >= 500) {
+            self::log("settings page: $message");
+        }
+    }
+
+    /**
+     * The request's fields: `data`, plus those only the raw body has. Scalars
+     * become strings (true/false as "1"/"0"); arrays stay (and are refused).
+     *
+     * @return array<string, mixed>
+     */
+    private static function requestFields(array $request): array
+    {
+        $fields = is_array($request['data'] ?? null) ? $request['data'] : [];
+        $input = $request['input'] ?? '';
+        if (is_string($input) && trim($input) !== '') {
+            $body = json_decode($input, true);
+            if (!is_array($body) || substr(ltrim($input), 0, 1) !== '{') {
+                $body = [];
+                parse_str($input, $body);
+            }
+            foreach ($body as $name => $value) {
+                if (!array_key_exists($name, $fields)) {
+                    $fields[$name] = $value;
+                }
+            }
+        }
+        foreach ($fields as $name => $value) {
+            if (is_bool($value)) {
+                $fields[$name] = $value ? '1' : '0';
+            } elseif (is_int($value) || is_float($value)) {
+                $fields[$name] = (string) $value;
+            }
+        }
+        return $fields;
+    }
+
+    /** The admin interface's language (PbxSettings), "" when MikoPBX does not say. */
+    private static function language(): string
+    {
+        $class = 'MikoPBX\Common\Models\PbxSettings';
+        try {
+            if (class_exists($class) && is_callable([$class, 'getValueByKey'])) {
+                foreach (['WebAdminLanguage', 'PBXLanguage'] as $key) {
+                    $value = call_user_func([$class, 'getValueByKey'], $key);
+                    if (is_string($value) && $value !== '') {
+                        return $value;
+                    }
+                }
+            }
+        } catch (Throwable $e) {
+            // The page works without it.
+        }
+        return '';
     }
 
     private function runner(): FeatpkgRunner

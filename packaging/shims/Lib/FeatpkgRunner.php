@@ -32,16 +32,36 @@ class FeatpkgRunner
      */
     public const LOCK_WAIT = 25;
 
+    /** The parameters the settings page saved, in its data directory (MikoPBX: db/, FreePBX: FREEPBX_DATA_DIR). */
+    public const PARAMS_FILE = 'featpkg-params.json';
+
+    /**
+     * FreePBX: the settings page's data directory, under ASTVARLIBDIR: the
+     * module directory is replaced on every upgrade, this one stays.
+     */
+    public const FREEPBX_DATA_DIR = 'featpkg-page';
+
+    /** FreePBX: ASTVARLIBDIR when FreePBX's settings do not say. */
+    public const FREEPBX_ASTVARLIBDIR = '/var/lib/asterisk';
+
     /** @var string the module directory (the extracted bundle) */
     private $moduleDir;
 
     /** @var string `uname -m` of this machine */
     private $machine;
 
-    public function __construct(string $moduleDir, ?string $machine = null)
+    /** @var string FreePBX: the settings page's data directory */
+    private $freepbxDataDir;
+
+    /**
+     * @param string|null $freepbxDataDir FreePBX: the settings page's data
+     *        directory (default: self::freepbxDataDirFor(null))
+     */
+    public function __construct(string $moduleDir, ?string $machine = null, ?string $freepbxDataDir = null)
     {
         $this->moduleDir = rtrim($moduleDir, '/');
         $this->machine = $machine ?? php_uname('m');
+        $this->freepbxDataDir = rtrim($freepbxDataDir ?? self::freepbxDataDirFor(null), '/');
     }
 
     public function moduleDir(): string
@@ -249,10 +269,35 @@ class FeatpkgRunner
 
     // ---- FreePBX ----------------------------------------------------------
 
+    /** FreePBX: the settings page's data directory for an ASTVARLIBDIR (null or '': the default). */
+    public static function freepbxDataDirFor(?string $astVarLibDir): string
+    {
+        $base = ($astVarLibDir === null || trim($astVarLibDir) === '') ? self::FREEPBX_ASTVARLIBDIR : trim($astVarLibDir);
+        return rtrim($base, '/') . '/' . self::FREEPBX_DATA_DIR;
+    }
+
+    /** FreePBX: the settings page's data directory (parameters, jobs). */
+    public function freepbxDataDir(): string
+    {
+        return $this->freepbxDataDir;
+    }
+
+    /** FreePBX: where the settings page keeps the parameters the admin saved (it may not exist). */
+    public function freepbxParamsFile(): string
+    {
+        return $this->freepbxDataDir . '/' . self::PARAMS_FILE;
+    }
+
     /** @return string[] */
     public function freepbxInstallArgs(): array
     {
-        return ['install', $this->moduleDir, '--target', 'freepbx'];
+        $args = ['install', $this->moduleDir, '--target', 'freepbx'];
+        $params = $this->freepbxParamsFile();
+        if (is_file($params)) {
+            $args[] = '--params';
+            $args[] = $params;
+        }
+        return $args;
     }
 
     /** @return string[] */
