@@ -1,6 +1,6 @@
 // The settings page in Debian's headless Chromium, as an admin clicks through
-// it, inside one PBX frame served by router.php (php -S). Work in progress:
-// run by hand for now (see README "The settings page"); not yet in .ci/run.
+// it, inside one PBX frame served by router.php (php -S); tests/browser_page.rs
+// sets up the PBX tree and runs it for each PBX.
 //
 //   node e2e.mjs <base url> <page path> <screenshot dir>
 //
