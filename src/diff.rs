@@ -13,12 +13,8 @@ pub struct DiffPart {
     pub diff: String,
 }
 
-/// A unified diff of every change in `plan`, paths as the PBX sees them.
-pub fn render(plan: &Plan) -> String {
-    render_parts(plan).into_iter().map(|p| p.diff).collect()
-}
-
-/// [`render`], one part per changed path, in the same order.
+/// A unified diff of every change in `plan`, paths as the PBX sees them, one
+/// part per changed path (directories, files, rows, removed directories).
 pub fn render_parts(plan: &Plan) -> Vec<DiffPart> {
     let mut out = Vec::new();
     let mut push = |path: &str, diff: String| {

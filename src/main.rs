@@ -255,7 +255,7 @@ fn print_dry_run(preview: &ops::Preview) {
     print!("{}", preview.diff());
 }
 
-fn print_json(value: &serde_json::Value) {
+fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("serialisable")
@@ -279,10 +279,7 @@ fn applied_json(applied: &ops::Applied) -> serde_json::Value {
     let changes: Vec<serde_json::Value> = applied
         .changes
         .iter()
-        .map(|line| {
-            let path = line.split_whitespace().last().unwrap_or("");
-            serde_json::json!({"path": path.trim_end_matches('/'), "diff": format!("{line}\n")})
-        })
+        .map(|c| serde_json::json!({"path": c.path, "diff": format!("{c}\n")}))
         .collect();
     serde_json::json!({
         "dry_run": false,
@@ -410,10 +407,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             let session = open(&pbx, true)?;
             let bundles = ops::inspect::status(&session)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&bundles).expect("serialisable")
-                );
+                print_json(&bundles);
             } else if bundles.is_empty() {
                 println!("nothing installed");
             } else {
@@ -437,10 +431,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             let session = open(&pbx, true)?;
             let drift = ops::inspect::verify(&session)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&drift).expect("serialisable")
-                );
+                print_json(&drift);
             } else if drift.is_empty() {
                 println!("no drift: every installed file and block is as featpkg wrote it");
             } else {
@@ -487,10 +478,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
         Command::Destinations { bundle, pbx } => {
             let options = pbx.target_options();
             let list = ops::destinations::destinations(pbx.target, &options, bundle.as_deref())?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).expect("serialisable")
-            );
+            print_json(&list);
         }
         Command::Schema {
             json,
@@ -508,10 +496,7 @@ fn run(cli: Cli) -> Result<ExitCode, ops::Error> {
             };
             let schema = ops::schema::schema(target, &path)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&schema).expect("serialisable")
-                );
+                print_json(&schema);
             } else {
                 println!(
                     "{} {} (for {})",

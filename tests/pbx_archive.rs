@@ -16,23 +16,6 @@ use serde_json::{Value, json};
 
 const MODULE_ID: &str = "ModuleFeatpkg";
 
-fn php_available() -> bool {
-    let ok = Command::new("php")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "skipping: php (php-cli) is not installed; `apt-get install -y php-cli php-xml` runs these tests"
-        );
-    }
-    ok
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("tests/fixtures/php")
-}
-
 /// Every entry of the archive: (name, bytes, unix mode).
 fn entries(path: &Path) -> Vec<(String, Vec<u8>, u32)> {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
@@ -80,7 +63,7 @@ impl Module {
         zip.extract(&path).unwrap();
         let fake = path.join(format!("bin/{}-linux/featpkg", std::env::consts::ARCH));
         assert!(fake.is_file(), "{} is not in the archive", fake.display());
-        std::fs::copy(fixtures().join("fake-featpkg"), &fake).unwrap();
+        std::fs::copy(php_fixtures().join("fake-featpkg"), &fake).unwrap();
         Module {
             fake_log: dir.path().join("featpkg-calls.log"),
             stub_log: dir.path().join("stub.log"),
@@ -110,7 +93,7 @@ impl Module {
 
     /// Runs a driver script and returns the JSON it printed.
     fn driver(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
-        let script = fixtures().join(script);
+        let script = php_fixtures().join(script);
         let mut all = vec![script.to_str().unwrap(), self.dir()];
         all.extend_from_slice(args);
         let out = self.php(&all, env);
@@ -248,7 +231,7 @@ fn module_xml_parses_with_simplexml_as_freepbx_reads_it() {
     let xml = dir.path().join("module.xml");
     std::fs::write(&xml, entry("module.xml")).unwrap();
     let out = Command::new("php")
-        .arg(fixtures().join("read-module-xml.php"))
+        .arg(php_fixtures().join("read-module-xml.php"))
         .arg(&xml)
         .output()
         .unwrap();
@@ -604,7 +587,7 @@ fn mikopbx_reload_script_calls_mikopbx_reloads_pjsip_last() {
     let script = m.path.join("bin/featpkg-reload.php");
     let include = format!(
         "include_path={}",
-        fixtures().join("mikopbx-include").display()
+        php_fixtures().join("mikopbx-include").display()
     );
     let reload = |words: &[&str], env: &[(&str, &str)]| {
         // As featpkg runs it (its default --reload-cmd ends in `--`).

@@ -56,23 +56,6 @@ fn fake_result() -> Value {
 
 const INSTALLED: &str = r#"[{"name":"featpkg-recipes","version":"1.0.0"}]"#;
 
-fn php_available() -> bool {
-    let ok = Command::new("php")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "skipping: php (php-cli) is not installed; `apt-get install -y php-cli` runs these tests"
-        );
-    }
-    ok
-}
-
-fn fixtures() -> PathBuf {
-    repo().join("tests/fixtures/php")
-}
-
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -145,7 +128,7 @@ impl Page {
         zip.extract(&path).unwrap();
         let fake = path.join(format!("bin/{}-linux/featpkg", std::env::consts::ARCH));
         assert!(fake.is_file(), "{} is not in the archive", fake.display());
-        std::fs::copy(fixtures().join("fake-featpkg"), &fake).unwrap();
+        std::fs::copy(php_fixtures().join("fake-featpkg"), &fake).unwrap();
         let html = path.join("ui-assets/settings.html");
         if !html.is_file() {
             // The fragment itself comes from ui-assets/ (not this test's
@@ -194,7 +177,7 @@ impl Page {
     }
 
     fn driver(&self, script: &str, arg: &str, env: &[(&str, &str)]) -> Value {
-        let script = fixtures().join(script);
+        let script = php_fixtures().join(script);
         let out = self.php(&[script.to_str().unwrap(), self.dir(), arg], env);
         assert!(
             out.status.success(),
@@ -437,7 +420,7 @@ fn freepbx_page_prints_the_fragment_for_freepbx_and_nothing_without_login() {
         got["output"],
         html.replacen("data-pbx=\"\"", "data-pbx=\"freepbx\"", 1)
     );
-    let script = fixtures().join("page-freepbx.php");
+    let script = php_fixtures().join("page-freepbx.php");
     let scenario = json!({"page": true, "auth": false}).to_string();
     let out = p.php(&[script.to_str().unwrap(), p.dir(), scenario.as_str()], &[]);
     assert_eq!(
@@ -1035,7 +1018,7 @@ fn apply_saves_then_runs_featpkg_in_the_background_while_the_page_polls() {
     p.calls();
 
     // The enable path (also on every upgrade) uses what the page saved.
-    let script = fixtures().join("run-mikopbx.php");
+    let script = php_fixtures().join("run-mikopbx.php");
     let out = p.php(&[script.to_str().unwrap(), dir, "onAfterModuleEnable"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
@@ -1352,7 +1335,7 @@ fn freepbx_saved_params_outlive_the_module_directory_and_install_passes_them() {
     }
     let p = Page::new();
     let dir = p.dir();
-    let script = fixtures().join("page-freepbx.php");
+    let script = php_fixtures().join("page-freepbx.php");
     let install = || {
         let scenario =
             json!({"call": "install", "settings": {"ASTVARLIBDIR": p.astvar.to_str().unwrap()}});

@@ -314,8 +314,8 @@ pub fn progress(step: ProgressStep) {
 pub struct Applied {
     pub txn_id: i64,
     pub summary: String,
-    /// One line per file/dir: "created /etc/…", "modified …", "removed …".
-    pub changes: Vec<String>,
+    /// Each file, directory or row changed.
+    pub changes: Vec<ChangedPath>,
     /// What the PBX said during reload, or why it was skipped.
     pub reload: Vec<String>,
     /// Hand edits overridden with --force.
@@ -346,30 +346,62 @@ fn new_txn_key() -> String {
     )
 }
 
-/// Lines describing a plan's changes.
-pub fn describe(plan: &Plan) -> Vec<String> {
+/// One path a change created, modified or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedPath {
+    /// "created", "modified" or "removed".
+    pub verb: &'static str,
+    /// The path as the PBX sees it (a row: `<database>#<table>/<key>`).
+    pub path: String,
+    pub is_dir: bool,
+}
+
+impl std::fmt::Display for ChangedPath {
+    /// "created  /etc/…/" for a directory, "modified /etc/asterisk/extensions.conf".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_dir {
+            write!(f, "{:<8} {}/", self.verb, self.path)
+        } else {
+            write!(f, "{:<8} {}", self.verb, self.path)
+        }
+    }
+}
+
+/// The paths a plan changes, in step order.
+pub fn describe(plan: &Plan) -> Vec<ChangedPath> {
+    let verb = |before: bool, after: bool| match (before, after) {
+        (false, true) => "created",
+        (true, false) => "removed",
+        _ => "modified",
+    };
     let mut out = Vec::new();
     for d in &plan.create_dirs {
-        out.push(format!("created  {}/", d.runtime_path));
+        out.push(ChangedPath {
+            verb: "created",
+            path: d.runtime_path.clone(),
+            is_dir: true,
+        });
     }
     for f in &plan.files {
-        let verb = match (&f.before, &f.after) {
-            (None, Some(_)) => "created ",
-            (Some(_), None) => "removed ",
-            _ => "modified",
-        };
-        out.push(format!("{verb} {}", f.runtime_path));
+        out.push(ChangedPath {
+            verb: verb(f.before.is_some(), f.after.is_some()),
+            path: f.runtime_path.clone(),
+            is_dir: false,
+        });
     }
     for r in &plan.rows {
-        let verb = match (&r.before, &r.after) {
-            (None, Some(_)) => "created ",
-            (Some(_), None) => "removed ",
-            _ => "modified",
-        };
-        out.push(format!("{verb} {}", r.runtime_path));
+        out.push(ChangedPath {
+            verb: verb(r.before.is_some(), r.after.is_some()),
+            path: r.runtime_path.clone(),
+            is_dir: false,
+        });
     }
     for d in &plan.remove_dirs {
-        out.push(format!("removed  {}/", d.runtime_path));
+        out.push(ChangedPath {
+            verb: "removed",
+            path: d.runtime_path.clone(),
+            is_dir: true,
+        });
     }
     out
 }

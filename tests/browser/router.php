@@ -110,15 +110,7 @@ HTML;
             return;
         }
         require "$stubs/mikopbx-stubs.php";
-        spl_autoload_register(static function (string $class) use ($module): void {
-            $prefix = 'Modules\\ModuleFeatpkg\\';
-            if (strncmp($class, $prefix, strlen($prefix)) === 0) {
-                $file = $module . '/' . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
-                if (is_file($file)) {
-                    require $file;
-                }
-            }
-        });
+        featpkg_stub_autoload_module($module);
         $input = file_get_contents('php://input');
         // MikoPBX 2026's Request::getData: query + parsed form or JSON body.
         $data = $_GET + $_POST;

@@ -23,6 +23,25 @@ pub fn featpkg_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_featpkg"))
 }
 
+/// Whether php-cli is here; says on stderr why the caller's tests are skipped if not.
+pub fn php_available() -> bool {
+    let ok = Command::new("php")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "skipping: php (php-cli) is not installed; `apt-get install -y php-cli php-xml php-sqlite3 php-zip` (.ci/setup) runs these tests"
+        );
+    }
+    ok
+}
+
+/// The PHP stand-ins and drivers the shim tests run (tests/fixtures/php).
+pub fn php_fixtures() -> PathBuf {
+    repo().join("tests/fixtures/php")
+}
+
 /// Directory with the static musl binaries the bundle ships (built by `.ci/build-static`).
 pub fn static_bin_dir() -> PathBuf {
     let dir = repo().join("target/x86_64-unknown-linux-musl/release");
