@@ -8,6 +8,7 @@ pub mod asterisk_config;
 pub mod bundle;
 pub mod diff;
 pub mod feature;
+pub mod file_access;
 pub mod hash;
 pub mod marker;
 pub mod ops;

@@ -61,6 +61,10 @@ struct Pbx {
     /// mikopbx: the configuration database (default /cf/conf/mikopbx.db).
     #[arg(long, value_name = "PATH", env = "FEATPKG_CONFIG_DB", global = true)]
     config_db: Option<String>,
+    /// freepbx, when not run as root (the web UI runs it as asterisk): the crontab(1)
+    /// program that changes that user's own crontab (default /usr/bin/crontab).
+    #[arg(long, value_name = "PATH", env = "FEATPKG_CRONTAB_CMD", global = true)]
+    crontab_cmd: Option<String>,
     /// Go ahead with changes that restart Asterisk, which ends every live call
     /// (mikopbx: a change to modules.conf).
     #[arg(long, global = true)]
@@ -225,6 +229,7 @@ impl Pbx {
             reload_cmd: self.reload_cmd.clone(),
             module_dir: self.module_dir.clone(),
             config_db: self.config_db.clone(),
+            crontab_cmd: self.crontab_cmd.clone(),
         }
     }
 }

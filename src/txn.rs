@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::file_access::{self, CrontabError, FileAccess};
 use crate::hash::sha256_hex;
 use crate::row::{self, RowRef, RowState};
 
@@ -55,6 +56,8 @@ pub enum Step {
         path: PathBuf,
         before: Option<FileState>,
         after: Option<FileState>,
+        /// How the file is reached (a user's crontab: through crontab(1)).
+        access: FileAccess,
     },
     /// Remove a directory the preceding steps left empty (undo: recreate it).
     RemoveDir { path: PathBuf, mode: u32 },
@@ -107,6 +110,8 @@ pub enum TxnError {
     Injected(String),
     #[error(transparent)]
     Row(#[from] row::RowError),
+    #[error(transparent)]
+    Crontab(#[from] CrontabError),
     #[error(
         "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original row)"
     )]
@@ -244,6 +249,9 @@ enum JournalStep {
         after: Option<JournalState>,
         /// Temp file written beside `path` before the rename.
         temp: PathBuf,
+        /// Absent in journals of featpkg 1.0 (all direct).
+        #[serde(default, skip_serializing_if = "is_direct")]
+        access: FileAccess,
     },
     RemoveDir {
         path: PathBuf,
@@ -329,12 +337,51 @@ fn remove_empty_dir(path: &Path) -> Result<(), TxnError> {
     fsync_dir(parent(path))
 }
 
+fn is_direct(access: &FileAccess) -> bool {
+    *access == FileAccess::Direct
+}
+
 /// Hash of the file at `path`, or None when it does not exist.
-fn current_hash(path: &Path) -> Result<Option<String>, TxnError> {
+fn current_hash(path: &Path, access: &FileAccess) -> Result<Option<String>, TxnError> {
+    if let FileAccess::Crontab { program } = access {
+        return Ok(file_access::read_crontab(program, path)?.map(|bytes| sha256_hex(&bytes)));
+    }
     match fs::read(path) {
         Ok(bytes) => Ok(Some(sha256_hex(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Writes `state` to the file at `path` the way `access` reaches it.
+fn write_file(
+    path: &Path,
+    temp: &Path,
+    access: &FileAccess,
+    state: &FileState,
+    point: Option<&str>,
+) -> Result<(), TxnError> {
+    match access {
+        FileAccess::Direct => atomic_write(path, temp, state, point),
+        FileAccess::Crontab { program } => {
+            // crontab(1) writes its own temp file and renames it; the hook
+            // still runs before anything is installed.
+            if let Some(point) = point {
+                test_point(point)?;
+            }
+            Ok(file_access::write_crontab(program, path, &state.content)?)
+        }
+    }
+}
+
+/// Deletes the file at `path` the way `access` reaches it.
+fn remove_file(path: &Path, access: &FileAccess) -> Result<(), TxnError> {
+    match access {
+        FileAccess::Direct => {
+            fs::remove_file(path).map_err(io(path))?;
+            fsync_dir(parent(path))
+        }
+        FileAccess::Crontab { program } => Ok(file_access::remove_crontab(program, path)?),
     }
 }
 
@@ -411,13 +458,19 @@ impl Transaction {
                     path,
                     before,
                     after,
+                    access,
                 } => {
-                    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    if *access == FileAccess::Direct
+                        && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                    {
                         let _ = fs::remove_dir_all(&staging);
                         return Err(TxnError::Symlink(path.clone()));
                     }
                     let expected = before.as_ref().map(|b| sha256_hex(&b.content));
-                    if current_hash(path)? != expected {
+                    let current = current_hash(path, access).inspect_err(|_| {
+                        let _ = fs::remove_dir_all(&staging);
+                    })?;
+                    if current != expected {
                         let _ = fs::remove_dir_all(&staging);
                         return Err(TxnError::Changed(path.clone()));
                     }
@@ -438,6 +491,7 @@ impl Transaction {
                         backup,
                         after: after.as_ref().map(journal_state),
                         temp: temp_name(path, txn_id),
+                        access: access.clone(),
                     }
                 }
             });
@@ -487,18 +541,20 @@ impl Transaction {
                 Step::Row { row, before, after } => {
                     row::compare_and_write(row, before.as_ref(), after.as_ref())?
                 }
-                Step::File { path, after, .. } => {
+                Step::File {
+                    path,
+                    after,
+                    access,
+                    ..
+                } => {
                     let JournalStep::File { temp, .. } = jstep else {
                         unreachable!("journal steps mirror the steps")
                     };
                     match after {
                         Some(state) => {
-                            atomic_write(path, temp, state, Some(&format!("step-{n}-temp")))?
+                            write_file(path, temp, access, state, Some(&format!("step-{n}-temp")))?
                         }
-                        None => {
-                            fs::remove_file(path).map_err(io(path))?;
-                            fsync_dir(parent(path))?;
-                        }
+                        None => remove_file(path, access)?,
                     }
                 }
             }
@@ -605,14 +661,18 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
                 backup,
                 after,
                 temp,
+                access,
             } => {
-                let _ = fs::remove_file(temp);
-                let now = current_hash(path)?;
+                if *access == FileAccess::Direct {
+                    let _ = fs::remove_file(temp);
+                }
+                let now = current_hash(path, access)?;
                 let before_hash = before.as_ref().map(|b| b.sha256.clone());
                 let after_hash = after.as_ref().map(|a| a.sha256.clone());
                 if now == before_hash {
-                    // Not applied yet (or already undone). Mode may still differ if only it changed.
-                    if let Some(b) = before {
+                    // Not applied yet (or already undone). Mode may still differ if only it changed
+                    // (crontab(1) sets its own).
+                    if let Some(b) = before.as_ref().filter(|_| *access == FileAccess::Direct) {
                         let meta = fs::metadata(path).map_err(io(path))?;
                         if meta.mode() & 0o7777 != b.mode {
                             fs::set_permissions(path, fs::Permissions::from_mode(b.mode))
@@ -640,12 +700,9 @@ fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
                             uid: b.uid,
                             gid: b.gid,
                         };
-                        atomic_write(path, temp, &state, None)?;
+                        write_file(path, temp, access, &state, None)?;
                     }
-                    _ => {
-                        fs::remove_file(path).map_err(io(path))?;
-                        fsync_dir(parent(path))?;
-                    }
+                    _ => remove_file(path, access)?,
                 }
                 restored.push(path.clone());
             }
@@ -913,19 +970,62 @@ mod tests {
                     path: self.p("etc/featpkg/new.conf"),
                     before: None,
                     after: Some(state(b"new\n", 0o644)),
+                    access: FileAccess::Direct,
                 },
                 Step::File {
                     path: self.p("etc/a.conf"),
                     before: Some(state(b"[a]\nx=1\n", 0o640)),
                     after: Some(state(b"[a]\nx=1\n; ours\n", 0o640)),
+                    access: FileAccess::Direct,
                 },
                 Step::File {
                     path: self.p("etc/gone.conf"),
                     before: Some(state(b"bye\n", 0o644)),
                     after: None,
+                    access: FileAccess::Direct,
                 },
             ]
         }
+    }
+
+    #[test]
+    fn journals_without_an_access_are_direct_and_crontab_steps_say_so() {
+        // A journal featpkg 1.0 left behind (no `access`) reads as direct files.
+        let old = r#"{"kind":"file","path":"/etc/a.conf","before":null,"backup":null,"after":null,"temp":"/etc/.a.conf.featpkg-1"}"#;
+        let step: JournalStep = serde_json::from_str(old).unwrap();
+        let JournalStep::File { access, .. } = &step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(*access, FileAccess::Direct);
+        // Direct steps are written as before; crontab(1) steps name their program.
+        assert_eq!(serde_json::to_string(&step).unwrap(), old);
+        let JournalStep::File {
+            path,
+            before,
+            backup,
+            after,
+            temp,
+            ..
+        } = step
+        else {
+            unreachable!()
+        };
+        let through = JournalStep::File {
+            path,
+            before,
+            backup,
+            after,
+            temp,
+            access: FileAccess::Crontab {
+                program: PathBuf::from("/usr/bin/crontab"),
+            },
+        };
+        let json = serde_json::to_string(&through).unwrap();
+        assert!(
+            json.ends_with(r#","access":{"via":"crontab","program":"/usr/bin/crontab"}}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<JournalStep>(&json).unwrap(), through);
     }
 
     #[test]

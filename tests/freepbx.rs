@@ -109,6 +109,12 @@ impl FreePbx {
     /// featpkg ARGS --root … --target freepbx --reload-cmd "<fake fwconsole> reload".
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(featpkg_bin());
+        self.configure(&mut cmd, args, env);
+        cmd
+    }
+
+    /// Adds ARGS, this tree's target options and the fakes' environment to `cmd`.
+    fn configure(&self, cmd: &mut Command, args: &[&str], env: &[(&str, &str)]) {
         cmd.args(args)
             .arg("--root")
             .arg(self.root())
@@ -122,7 +128,6 @@ impl FreePbx {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -731,5 +736,364 @@ fn a_missing_asterisk_crontab_is_created_and_removed_again() {
         assert_eq!(owner(&pbx.path(CRONTAB)), ASTERISK_IDS);
     }
     pbx.ok(&["uninstall", BUNDLE]);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+// ---- As FreePBX's web UI runs it: featpkg as asterisk, not root --------------
+//
+// The crontab spool is root's (`root:crontab 1730`), so the web user's featpkg
+// changes asterisk's crontab through the real crontab(1) (package cron), as
+// FreePBX's own Cron class does. The system user `featpkg-web` (.ci/setup)
+// stands in for asterisk: the tree's /etc/passwd gives asterisk its uid, the
+// tree is its (what `fwconsole chown` does), and its real crontab is the one
+// changed, then put back.
+
+/// The system user .ci/setup creates to stand in for FreePBX's web user.
+const WEB_USER: &str = "featpkg-web";
+/// What the admin already has in asterisk's crontab.
+const ADMIN_CRONTAB: &str = "MAILTO=\"\"\n0 3 * * * /usr/bin/true the admin's own job\n";
+
+/// The web user's real crontab is one per machine: one test at a time.
+static WEB_CRONTAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct WebUser {
+    uid: u32,
+    gid: u32,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl WebUser {
+    /// Waits for the web user's crontab to be free; needs root (to become
+    /// the user) and .ci/setup's `featpkg-web` and cron.
+    fn take() -> WebUser {
+        assert!(
+            is_root(),
+            "these tests become {WEB_USER} with setpriv: run them as root"
+        );
+        let turn = WEB_CRONTAB.lock().unwrap_or_else(|e| e.into_inner());
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, WEB_USER]).output().unwrap();
+            assert!(out.status.success(), "no user {WEB_USER}: run .ci/setup");
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        assert!(
+            Path::new("/usr/bin/crontab").is_file(),
+            "no crontab(1): run .ci/setup (it installs cron)"
+        );
+        let user = WebUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            _turn: turn,
+        };
+        user.set_crontab(None);
+        user
+    }
+
+    /// `program` run as the web user, with none of root's groups.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--"])
+            .arg(program);
+        cmd
+    }
+
+    /// The web user's crontab as `crontab -l` prints it; None when there is none.
+    fn crontab(&self) -> Option<String> {
+        let out = self
+            .command(Path::new("/usr/bin/crontab"))
+            .arg("-l")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return Some(String::from_utf8(out.stdout).unwrap());
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("no crontab for {WEB_USER}\n")
+        );
+        None
+    }
+
+    fn set_crontab(&self, wanted: Option<&str>) {
+        let mut cmd = self.command(Path::new("/usr/bin/crontab"));
+        let out = match wanted {
+            Some(wanted) => {
+                use std::io::Write;
+                let mut child = cmd
+                    .arg("-")
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(wanted.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+            None => cmd.arg("-r").output().unwrap(),
+        };
+        assert!(out.status.success() || wanted.is_none(), "{}", text(&out));
+    }
+}
+
+impl Drop for WebUser {
+    fn drop(&mut self) {
+        self.set_crontab(None);
+    }
+}
+
+impl FreePbx {
+    /// The tree as FreePBX leaves it for its web UI: `asterisk_uid` is
+    /// asterisk's uid in its /etc/passwd, the tree is the web user's, and the
+    /// crontab spool is root's, 1730, as on Debian.
+    fn for_web_user(user: &WebUser, asterisk_uid: u32) -> FreePbx {
+        let pbx = FreePbx::new();
+        let root = pbx.root();
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        let passwd: String = passwd
+            .lines()
+            .map(|line| match line.strip_prefix("asterisk:x:") {
+                Some(_) => format!(
+                    "asterisk:x:{asterisk_uid}:{}::/home/asterisk:/bin/bash\n",
+                    user.gid
+                ),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(root.join("etc/passwd"), passwd).unwrap();
+        let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+        let group: String = group
+            .lines()
+            .map(|line| match line.strip_prefix("asterisk:x:") {
+                Some(_) => format!("asterisk:x:{}:\n", user.gid),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(root.join("etc/group"), group).unwrap();
+        chown_tree(pbx.dir.path(), user.uid, user.gid);
+        std::fs::set_permissions(pbx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spool = root.join("var/spool/cron/crontabs");
+        chown_tree(&spool, 0, 0);
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o1730)).unwrap();
+        // The bundle where the web user can read it.
+        std::fs::copy(bundle(), pbx.web_bundle()).unwrap();
+        std::fs::set_permissions(pbx.web_bundle(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        pbx
+    }
+
+    fn web_bundle(&self) -> PathBuf {
+        self.dir.path().join("featpkg-recipes.zip")
+    }
+
+    /// featpkg ARGS as the web user, with the real crontab(1).
+    fn web_run(&self, user: &WebUser, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = user.command(&featpkg_bin());
+        self.configure(&mut cmd, args, env);
+        cmd.args(["--crontab-cmd", "/usr/bin/crontab"])
+            .output()
+            .unwrap()
+    }
+
+    fn web_ok(&self, user: &WebUser, args: &[&str]) -> String {
+        let out = self.web_run(user, args, &[]);
+        assert!(
+            out.status.success(),
+            "featpkg {args:?} as {WEB_USER} failed: {}",
+            text(&out)
+        );
+        text(&out)
+    }
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+/// The watcher block a root install writes into the tree's asterisk crontab
+/// (what the web user's crontab must end with, byte for byte).
+fn watcher_block_as_root_writes_it() -> String {
+    let pbx = FreePbx::new();
+    let before = pbx.read(CRONTAB);
+    pbx.install(&["--features", "busy-callback"]);
+    let after = pbx.read(CRONTAB);
+    after
+        .strip_prefix(&before)
+        .unwrap_or_else(|| panic!("root's install rewrote the admin's lines:\n{after}"))
+        .to_string()
+}
+
+#[test]
+fn as_the_web_user_asterisks_crontab_changes_through_crontab1() {
+    let block = watcher_block_as_root_writes_it();
+    assert!(
+        block.starts_with("# BEGIN featpkg:featpkg-recipes:busy-callback/cron\n* * * * * /var/lib/asterisk/featpkg-bin/featpkg-busy-callback-watch ")
+            && block.ends_with("\n# END featpkg:featpkg-recipes:busy-callback/cron\n")
+            && block.lines().count() == 3,
+        "{block}"
+    );
+    let user = WebUser::take();
+    let pbx = FreePbx::for_web_user(&user, user.uid);
+    user.set_crontab(Some(ADMIN_CRONTAB));
+    let before = pbx.snapshot();
+    let bundle = pbx.web_bundle();
+    let bundle = bundle.to_str().unwrap();
+
+    let out = pbx.web_ok(&user, &["install", bundle, "--features", "busy-callback"]);
+    assert!(
+        out.contains("modified /var/spool/cron/crontabs/asterisk"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "cron: crontab(1) installed /var/spool/cron/crontabs/asterisk, and told cron itself"
+        ),
+        "{out}"
+    );
+    assert_eq!(user.crontab(), Some(format!("{ADMIN_CRONTAB}{block}")));
+    // The tree's spool file (root's) was neither read nor written.
+    assert_eq!(
+        before.get(&format!("{CRONTAB} {}:{}", ASTERISK_IDS.0, ASTERISK_IDS.1)),
+        pbx.snapshot()
+            .get(&format!("{CRONTAB} {}:{}", ASTERISK_IDS.0, ASTERISK_IDS.1))
+    );
+    let verify = pbx.web_run(&user, &["verify"], &[]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+    // The same install again: nothing to do.
+    let again = pbx.web_ok(&user, &["install", bundle, "--features", "busy-callback"]);
+    assert!(again.contains("up to date"), "{again}");
+
+    let out = pbx.web_ok(&user, &["uninstall", BUNDLE]);
+    assert!(
+        out.contains("modified /var/spool/cron/crontabs/asterisk"),
+        "{out}"
+    );
+    assert_eq!(user.crontab().as_deref(), Some(ADMIN_CRONTAB));
+    assert_same_tree(&before, &pbx.snapshot());
+
+    // A crontab featpkg created is removed again, as root's spool file is.
+    user.set_crontab(None);
+    pbx.web_ok(&user, &["install", bundle, "--features", "busy-callback"]);
+    assert_eq!(user.crontab(), Some(block.clone()));
+    pbx.web_ok(&user, &["rollback"]);
+    assert_eq!(user.crontab(), None);
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn a_failed_change_as_the_web_user_puts_the_crontab_back() {
+    let user = WebUser::take();
+    let pbx = FreePbx::for_web_user(&user, user.uid);
+    let bundle = pbx.web_bundle();
+    let bundle = bundle.to_str().unwrap();
+    let install = ["install", bundle, "--features", "busy-callback"];
+    let before = pbx.snapshot();
+
+    // Every step written, then a failure: the journal undoes them all,
+    // the crontab through crontab(1) too (deleted: there was none).
+    let out = pbx.web_run(&user, &install, &[("FEATPKG_TEST_FAIL_AT", "applied")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("injected failure at applied"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(user.crontab(), None);
+    assert_same_tree(&before, &pbx.snapshot());
+
+    user.set_crontab(Some(ADMIN_CRONTAB));
+    let out = pbx.web_run(&user, &install, &[("FEATPKG_TEST_FAIL_AT", "applied")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(user.crontab().as_deref(), Some(ADMIN_CRONTAB));
+    assert_same_tree(&before, &pbx.snapshot());
+
+    // crontab(1) refuses the new crontab: its words reach the admin, and the
+    // files written before it are put back. (A stand-in: the real one refuses
+    // only text it cannot parse; its message here is Debian cron 3.0pl1's.)
+    let refusing = pbx.dir.path().join("crontab-refusing");
+    std::fs::write(
+        &refusing,
+        "#!/bin/sh\nif [ \"$1\" = - ]; then\n  cat >/dev/null\n  printf '\"-\":0: bad minute\\nerrors in crontab file, can'\"'\"'t install.\\n' >&2\n  exit 1\nfi\nexec /usr/bin/crontab \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&refusing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = user.command(&featpkg_bin());
+    pbx.configure(&mut cmd, &install, &[]);
+    let out = cmd.arg("--crontab-cmd").arg(&refusing).output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "/var/spool/cron/crontabs/asterisk (through {}): `crontab -` failed (exit status: 1): \"-\":0: bad minute\nerrors in crontab file, can't install.",
+            refusing.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(user.crontab().as_deref(), Some(ADMIN_CRONTAB));
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn as_a_user_other_than_asterisk_the_crontab_change_is_refused() {
+    let user = WebUser::take();
+    let asterisk_uid = user.uid + 1000;
+    let pbx = FreePbx::for_web_user(&user, asterisk_uid);
+    user.set_crontab(Some(ADMIN_CRONTAB));
+    let before = pbx.snapshot();
+    let bundle = pbx.web_bundle();
+    let out = pbx.web_run(
+        &user,
+        &[
+            "install",
+            bundle.to_str().unwrap(),
+            "--features",
+            "busy-callback",
+        ],
+        &[],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "featpkg runs as uid {uid}, not as asterisk (uid {asterisk_uid}): /usr/bin/crontab would change uid {uid}'s own crontab, not /var/spool/cron/crontabs/asterisk; run featpkg as root or as asterisk",
+            uid = user.uid
+        )),
+        "{said}"
+    );
+    assert_eq!(user.crontab().as_deref(), Some(ADMIN_CRONTAB));
+    assert_same_tree(&before, &pbx.snapshot());
+}
+
+#[test]
+fn after_a_run_as_root_the_web_user_can_still_run_featpkg() {
+    let user = WebUser::take();
+    let pbx = FreePbx::for_web_user(&user, user.uid);
+    let before = pbx.snapshot();
+    // As `fwconsole ma install` runs the module's install(): root.
+    pbx.install(&["--features", "operator-alert"]);
+    let state = pbx.path("var/lib/asterisk/featpkg");
+    let mut not_theirs = Vec::new();
+    let mut stack = vec![state.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if (meta.uid(), meta.gid()) != (user.uid, user.gid) {
+            not_theirs.push(format!("{} {}:{}", path.display(), meta.uid(), meta.gid()));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(not_theirs.is_empty(), "left to root: {not_theirs:?}");
+    let status = pbx.web_ok(&user, &["status"]);
+    assert!(status.contains("operator-alert"), "{status}");
+    pbx.web_ok(&user, &["uninstall", BUNDLE]);
     assert_same_tree(&before, &pbx.snapshot());
 }

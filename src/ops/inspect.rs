@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{Error, Session};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
-use crate::plan::{PlanError, read_file_state};
+use crate::plan::{PlanError, read_document_state};
 use crate::state::{BundleSnapshot, EditKind};
 use crate::target::Document;
 
@@ -40,8 +40,8 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                 kind: kind.into(),
                 detail,
             };
-            let host = match session.target.document(&edit.path) {
-                Document::File(host) => host,
+            let (host, access) = match session.target.document(&edit.path) {
+                Document::File { path, access } => (path, access),
                 Document::Row(row) => {
                     // A row's text, decoded, is checked like a file's.
                     match crate::row::read(&row)? {
@@ -56,7 +56,7 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                     continue;
                 }
             };
-            let current = match read_file_state(&host) {
+            let current = match read_document_state(&host, &access) {
                 Err(PlanError::Symlink { target, .. }) => {
                     out.push(drift_of(
                         "modified",

@@ -224,6 +224,44 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// After a run as root, the state directory (database, lock, key, journal)
+    /// goes to the user the PBX also runs featpkg as, so that user's next run
+    /// can open it: on FreePBX, the web UI's asterisk.
+    fn drop(&mut self) {
+        let Some((uid, gid)) = self.target.state_owner() else {
+            return;
+        };
+        if crate::target::effective_uid() != 0 {
+            return;
+        }
+        let dir = self.target.state_dir();
+        if dir.is_dir()
+            && let Err(e) = chown_tree(&dir, uid, gid)
+        {
+            tracing::warn!(
+                "could not give {} to uid {uid}: {e}; the PBX's web UI may not be able to run featpkg until it is",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// Gives `path` and everything under it to `uid:gid`, links themselves, not what they point to.
+fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.uid() != uid || meta.gid() != gid {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// The secret a feature uses on this PBX (e.g. its AMI user's password): derived
 /// from a random key kept in featpkg's state dir (mode 0600), so it is stable
 /// across reinstalls and upgrades and different on every PBX. On a PBX featpkg
@@ -442,6 +480,7 @@ pub(crate) fn execute(
             path: f.host_path.clone(),
             before: f.before.clone(),
             after: f.after.clone(),
+            access: f.access.clone(),
         });
         files.push(TxnFile {
             is_dir: false,

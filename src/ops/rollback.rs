@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::hash::sha256_hex;
-use crate::plan::{DirChange, FileChange, Plan, RowChange, empty_after_plan, read_file_state};
+use crate::plan::{DirChange, FileChange, Plan, RowChange, empty_after_plan, read_document_state};
 use crate::row::RowState;
 use crate::target::Document;
 use crate::txn::FileState;
@@ -39,40 +39,42 @@ pub fn rollback(
     let mut plan = Plan::default();
     let mut drift = Vec::new();
     for f in txn.files.iter().rev() {
-        if let Document::Row(row) = session.target.document(&f.path) {
-            // Rows are kept in the history as JSON (see ops::execute).
-            let current = crate::row::read(&row)?;
-            let current_hash = current
-                .as_ref()
-                .map(|c| sha256_hex(&serde_json::to_vec(c).expect("row serialises")));
-            if current_hash != f.after_sha256 {
-                drift.push(f.path.clone());
-            }
-            let restored: Option<RowState> = match &f.before {
-                Some(json) => Some(serde_json::from_slice(json).map_err(|e| {
-                    Error::Refused(format!(
-                        "transaction {} keeps {} in a form this featpkg cannot read: {e}",
-                        txn.id, f.path
-                    ))
-                })?),
-                None => None,
-            };
-            if restored != current {
-                let text = |r: &Option<RowState>| {
-                    crate::row::decode_content(r.as_ref().and_then(|r| r.content.as_deref()))
+        let (host_path, access) = match session.target.document(&f.path) {
+            Document::File { path, access } => (path, access),
+            Document::Row(row) => {
+                // Rows are kept in the history as JSON (see ops::execute).
+                let current = crate::row::read(&row)?;
+                let current_hash = current
+                    .as_ref()
+                    .map(|c| sha256_hex(&serde_json::to_vec(c).expect("row serialises")));
+                if current_hash != f.after_sha256 {
+                    drift.push(f.path.clone());
+                }
+                let restored: Option<RowState> = match &f.before {
+                    Some(json) => Some(serde_json::from_slice(json).map_err(|e| {
+                        Error::Refused(format!(
+                            "transaction {} keeps {} in a form this featpkg cannot read: {e}",
+                            txn.id, f.path
+                        ))
+                    })?),
+                    None => None,
                 };
-                plan.rows.push(RowChange {
-                    runtime_path: f.path.clone(),
-                    before_text: text(&current),
-                    after_text: text(&restored),
-                    row,
-                    before: current,
-                    after: restored,
-                });
+                if restored != current {
+                    let text = |r: &Option<RowState>| {
+                        crate::row::decode_content(r.as_ref().and_then(|r| r.content.as_deref()))
+                    };
+                    plan.rows.push(RowChange {
+                        runtime_path: f.path.clone(),
+                        before_text: text(&current),
+                        after_text: text(&restored),
+                        row,
+                        before: current,
+                        after: restored,
+                    });
+                }
+                continue;
             }
-            continue;
-        }
-        let host_path = session.target.host_path(&f.path);
+        };
         if f.is_dir {
             let created = f.before.is_none();
             if created {
@@ -94,7 +96,7 @@ pub fn rollback(
             }
             continue;
         }
-        let current = read_file_state(&host_path)?;
+        let current = read_document_state(&host_path, &access)?;
         let current_hash = current.as_ref().map(|c| sha256_hex(&c.content));
         if current_hash != f.after_sha256 {
             drift.push(f.path.clone());
@@ -109,6 +111,7 @@ pub fn rollback(
             plan.files.push(FileChange {
                 runtime_path: f.path.clone(),
                 host_path,
+                access,
                 before: current,
                 after: restored,
             });

@@ -11,6 +11,7 @@ mod rows;
 
 use crate::asterisk_config::{self, ConfigFile, Conflict};
 use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
+use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::row::{self, RowRef, RowState};
@@ -73,6 +74,8 @@ pub enum PlanError {
     Config { path: String, message: String },
     #[error(transparent)]
     Row(#[from] row::RowError),
+    #[error(transparent)]
+    Crontab(#[from] crate::file_access::CrontabError),
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -87,6 +90,8 @@ pub struct FileChange {
     pub runtime_path: String,
     /// Path on this machine (under `--root`).
     pub host_path: PathBuf,
+    /// How it is read and written (a user's crontab: through crontab(1)).
+    pub access: FileAccess,
     pub before: Option<FileState>,
     pub after: Option<FileState>,
 }
@@ -227,6 +232,24 @@ pub fn read_file_state(path: &Path) -> Result<Option<FileState>, PlanError> {
     }
 }
 
+/// A document's content and metadata the way `access` reaches it (a crontab
+/// read through crontab(1) is the caller's, 0600, as crontab(1) installs it).
+pub fn read_document_state(
+    path: &Path,
+    access: &FileAccess,
+) -> Result<Option<FileState>, PlanError> {
+    match access {
+        FileAccess::Direct => read_file_state(path),
+        FileAccess::Crontab { program } => Ok(crate::file_access::read_crontab(program, path)?
+            .map(|content| FileState {
+                content,
+                mode: 0o600,
+                uid: current_uid(),
+                gid: current_gid(),
+            })),
+    }
+}
+
 /// Computes the plan that takes `bundle` from `installed` (None = not installed)
 /// to having exactly `desired` edits. `force` lets hand edits inside our blocks be overwritten.
 pub fn plan(
@@ -262,8 +285,8 @@ pub fn plan(
             .filter(|e| &e.runtime_path == runtime_path)
             .map(|e| &e.edit)
             .collect();
-        let host_path = match target.document(runtime_path) {
-            Document::File(host_path) => host_path,
+        let (host_path, access) = match target.document(runtime_path) {
+            Document::File { path, access } => (path, access),
             Document::Row(row) => {
                 let baseline = installed.and_then(|b| b.row_baselines.get(runtime_path));
                 rows::plan_row(
@@ -280,7 +303,7 @@ pub fn plan(
                 continue;
             }
         };
-        let before = read_file_state(&host_path)?;
+        let before = read_document_state(&host_path, &access)?;
         let is_owned_file = olds.iter().any(|e| e.kind == EditKind::File)
             || news
                 .iter()
@@ -320,6 +343,7 @@ pub fn plan(
             out.files.push(FileChange {
                 runtime_path: runtime_path.clone(),
                 host_path,
+                access,
                 before,
                 after,
             });
@@ -778,7 +802,7 @@ fn plan_dirs(
     for f in out
         .files
         .iter()
-        .filter(|f| f.after.is_some() && f.before.is_none())
+        .filter(|f| f.after.is_some() && f.before.is_none() && f.access == FileAccess::Direct)
     {
         let mut p = f.runtime_path.as_str();
         while let Some((parent, _)) = p.rsplit_once('/') {

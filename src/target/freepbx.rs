@@ -12,6 +12,11 @@
 //! | `modules.conf` | itself: FreePBX edits it in place, it is not generated |
 //! | `/etc/crontab` | the asterisk user's crontab (`/var/spool/cron/crontabs/asterisk`), without the user column (§4.1) |
 //!
+//! FreePBX's web UI runs featpkg as asterisk, not root. The crontab spool is
+//! then out of reach (`root:crontab 1730`), so featpkg changes asterisk's
+//! crontab the way FreePBX's own `Cron` class does: through `crontab(1)`
+//! ([`FileAccess::Crontab`]), which only ever changes the caller's own.
+//!
 //! Files featpkg owns (AGI programs, watchers, AMI credentials) are the
 //! asterisk user's, like everything `fwconsole chown` manages (§4.3).
 //! Paths come from `asterisk.conf` and the Asterisk CLI checks the reload, as
@@ -25,11 +30,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
-    TargetOptions, without_cron_user_column,
+    AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
+    TargetError, TargetOptions, without_cron_user_column,
 };
 use crate::asterisk_config::{self, ConfigFile};
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
+use crate::file_access::FileAccess;
 
 /// The user FreePBX runs Asterisk as (AMPASTERISKUSER).
 pub const ASTERISK_USER: &str = "asterisk";
@@ -39,6 +45,8 @@ pub const DEBIAN_CRON_SPOOL: &str = "/var/spool/cron/crontabs";
 pub const CRONIE_CRON_SPOOL: &str = "/var/spool/cron";
 /// Where `fwconsole` lives on a FreePBX box (AMPSBIN); a web server's PATH may lack /usr/sbin.
 pub const FWCONSOLE: &str = "/usr/sbin/fwconsole";
+/// Where Debian's and cronie's `crontab(1)` live.
+pub const CRONTAB_CMD: &str = "/usr/bin/crontab";
 
 /// FreePBX's dialplan files that `include =>` contexts (never featpkg's to edit).
 const FREEPBX_DIALPLAN: [&str; 3] = [
@@ -56,6 +64,8 @@ pub struct FreepbxTarget {
     reload_cmd: Vec<String>,
     /// Runtime path of the asterisk user's crontab.
     crontab: String,
+    /// How featpkg reaches that crontab: directly as root, through crontab(1) as asterisk.
+    crontab_access: FileAccess,
     /// uid and gid of the asterisk user and group in the PBX's `/etc/passwd`
     /// and `/etc/group` (under `--root`); None when there is no such user.
     owner: Option<(u32, u32)>,
@@ -87,6 +97,7 @@ impl FreepbxTarget {
         };
         Ok(FreepbxTarget {
             crontab: format!("{spool}/{ASTERISK_USER}"),
+            crontab_access: crontab_access(options),
             owner: asterisk_ids(root),
             asterisk,
             reload_cmd,
@@ -114,6 +125,24 @@ impl FreepbxTarget {
             (PbxDir::SysEtc, "crontab") => self.crontab.clone(),
             _ => return None,
         })
+    }
+
+    /// crontab(1) changes the crontab of whoever runs it: through it, featpkg
+    /// must run as asterisk, or it would put the watcher in another user's crontab.
+    fn check_crontab_is_ours(&self) -> Result<(), String> {
+        let FileAccess::Crontab { program } = &self.crontab_access else {
+            return Ok(());
+        };
+        let uid = super::effective_uid();
+        match self.owner {
+            Some((asterisk, _)) if asterisk == uid => Ok(()),
+            Some((asterisk, _)) => Err(format!(
+                "featpkg runs as uid {uid}, not as {ASTERISK_USER} (uid {asterisk}): {} would change uid {uid}'s own crontab, not {}; run featpkg as root or as {ASTERISK_USER}",
+                program.display(),
+                self.crontab
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Refuses a `[x](+type=endpoint)` whose endpoint FreePBX does not define:
@@ -238,6 +267,29 @@ fn strip_comment(line: &str) -> &str {
 
 /// uid of the asterisk user and gid of the asterisk group (else that user's
 /// primary group) in `<root>/etc/passwd` and `<root>/etc/group`.
+/// Root writes the spool itself (and can give the file to asterisk). Anyone
+/// else goes through crontab(1): on a real box (`/`) the system's, under
+/// `--root` only one named with `--crontab-cmd` (a tree in a temp dir must
+/// not change the crontab of whoever runs the tests).
+fn crontab_access(options: &TargetOptions) -> FileAccess {
+    if super::effective_uid() == 0 {
+        return FileAccess::Direct;
+    }
+    match &options.crontab_cmd {
+        Some(program) => FileAccess::Crontab {
+            program: PathBuf::from(program),
+        },
+        None if options.root == Path::new("/") => FileAccess::Crontab {
+            program: PathBuf::from(if Path::new(CRONTAB_CMD).is_file() {
+                CRONTAB_CMD
+            } else {
+                "crontab"
+            }),
+        },
+        None => FileAccess::Direct,
+    }
+}
+
 fn asterisk_ids(root: &Path) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
     let (uid, primary_gid) = passwd.lines().find_map(|line| {
@@ -280,6 +332,21 @@ impl Target for FreepbxTarget {
 
     fn state_dir(&self) -> PathBuf {
         self.asterisk.state_dir()
+    }
+
+    fn state_owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
+    fn document(&self, runtime_path: &str) -> Document {
+        Document::File {
+            path: self.host_path(runtime_path),
+            access: if runtime_path == self.crontab {
+                self.crontab_access.clone()
+            } else {
+                FileAccess::Direct
+            },
+        }
     }
 
     fn root(&self) -> &Path {
@@ -351,12 +418,15 @@ impl Target for FreepbxTarget {
                         return Err(refuse("a crontab block needs '#' markers".into()));
                     }
                     *body = without_cron_user_column(body).map_err(&refuse)?;
-                    if as_root && self.owner.is_none() {
+                    if (as_root || self.crontab_access != FileAccess::Direct)
+                        && self.owner.is_none()
+                    {
                         return Err(refuse(format!(
                             "no user {ASTERISK_USER} in {}: the watcher runs from that user's crontab",
                             self.host_path("/etc/passwd").display()
                         )));
                     }
+                    self.check_crontab_is_ours().map_err(&refuse)?;
                 }
                 _ => {}
             }
@@ -389,7 +459,12 @@ impl Target for FreepbxTarget {
         record_load: super::RecordLoad,
     ) -> Result<Vec<String>, ReloadError> {
         let mut said = Vec::new();
-        if request.crontab {
+        if request.crontab && self.crontab_access != FileAccess::Direct {
+            said.push(format!(
+                "cron: crontab(1) installed {}, and told cron itself",
+                self.crontab
+            ));
+        } else if request.crontab {
             // What crontab(1) does after writing: cron rereads a spool whose mtime changed.
             let spool = self
                 .crontab

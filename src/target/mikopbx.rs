@@ -293,7 +293,10 @@ impl Target for MikopbxTarget {
                 db: self.host_path(&self.config_db),
                 key,
             }),
-            None => Document::File(self.host_path(runtime_path)),
+            None => Document::File {
+                path: self.host_path(runtime_path),
+                access: crate::file_access::FileAccess::Direct,
+            },
         }
     }
 

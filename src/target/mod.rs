@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::feature::{Location, PbxDir, RenderedEdit};
+use crate::file_access::FileAccess;
 use crate::row::RowRef;
 
 pub use asterisk::{AsteriskTarget, TargetError};
@@ -57,6 +58,9 @@ pub struct TargetOptions {
     pub module_dir: Option<String>,
     /// MikoPBX: the configuration database (runtime path, default /cf/conf/mikopbx.db).
     pub config_db: Option<String>,
+    /// FreePBX: the `crontab` program through which a non-root featpkg
+    /// changes its own user's crontab (default /usr/bin/crontab, on `/` only).
+    pub crontab_cmd: Option<String>,
 }
 
 /// Opens the target `kind` on the PBX `options` describe.
@@ -84,8 +88,8 @@ pub struct PlacedEdit {
 /// Where a document is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Document {
-    /// A file on this machine (under `--root`).
-    File(PathBuf),
+    /// A file on this machine (under `--root`), reached as `access` says.
+    File { path: PathBuf, access: FileAccess },
     /// A row of the PBX's configuration database.
     Row(RowRef),
 }
@@ -210,7 +214,10 @@ pub trait Target {
 
     /// Where the document at `runtime_path` is stored. Default: a file under the root.
     fn document(&self, runtime_path: &str) -> Document {
-        Document::File(self.host_path(runtime_path))
+        Document::File {
+            path: self.host_path(runtime_path),
+            access: FileAccess::Direct,
+        }
     }
 
     /// Owner (uid, gid) for a file or directory featpkg creates at `runtime_path`;
@@ -231,6 +238,13 @@ pub trait Target {
     /// Why an intact block at `runtime_path` (its body `body`) is not in use by
     /// the PBX, if it is not: what `verify` reports beyond the bytes on disk.
     fn not_applied(&self, _runtime_path: &str, _body: &[u8]) -> Option<String> {
+        None
+    }
+
+    /// Owner (uid, gid) featpkg's state directory is handed to after a run as
+    /// root, when the PBX also runs featpkg as another user (FreePBX's web UI
+    /// runs it as asterisk). `None` (the default): it stays whose it is.
+    fn state_owner(&self) -> Option<(u32, u32)> {
         None
     }
 
