@@ -7,6 +7,9 @@
 //! conference-guest filled, `number=12a` refused beside the field, two queue
 //! rules, preview diff, apply, remove, roll back. Screenshots go to
 //! target/browser-shots/<pbx>/ (README's copies are in docs/screenshots/).
+//! The FreePBX frame's server runs as `featpkg-web` (tests/common/web_user.rs),
+//! as FreePBX's web server runs as asterisk: conference-guest's cron line goes
+//! into that user's crontab through the real crontab(1).
 //!
 //! Needs `chromium` and `npm ci --prefix tests/browser` (`.ci/setup` and
 //! `.ci/run` do both).
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::web_user::{self, WebUser};
 use common::{bundle, copy_tree, repo, text};
 
 /// The php -S server, stopped when the test ends (even on a panic).
@@ -48,15 +52,19 @@ fn extract(zip: &Path, to: &Path) {
     }
 }
 
-/// Serves `env`'s PBX frame, runs the scenario against it, asserts it passed.
-fn run_scenario(pbx: &str, page: &str, env: &[(String, String)]) {
+/// Serves `env`'s PBX frame (as `web_user` when given, else as root), runs the
+/// scenario against it, asserts it passed.
+fn run_scenario(pbx: &str, page: &str, env: &[(String, String)], web_user: Option<&WebUser>) {
     let node_modules = repo().join("tests/browser/node_modules");
     assert!(
         node_modules.join("playwright-core").is_dir(),
         "run `npm ci --prefix tests/browser` first (.ci/run does)"
     );
     let port = free_port();
-    let mut server = Command::new("php");
+    let mut server = match web_user {
+        Some(user) => user.command(Path::new("/usr/bin/php")),
+        None => Command::new("php"),
+    };
     server
         .args(["-S", &format!("127.0.0.1:{port}"), "router.php"])
         .current_dir(repo().join("tests/browser"))
@@ -188,6 +196,7 @@ fn mikopbx_frame_edit_preview_apply_remove_roll_back() {
         "mikopbx",
         "/admin-cabinet/module-featpkg/module-featpkg/index",
         &env,
+        None,
     );
 }
 
@@ -226,9 +235,36 @@ fn freepbx_frame_edit_preview_apply_remove_roll_back() {
                 s(&module.join("bin/x86_64-linux/featpkg")),
             ),
             ("FEATPKG_E2E_TARGET_ARGS", "--target freepbx".into()),
+            // asterisk's crontab through the real crontab(1), as on a box.
+            ("FEATPKG_CRONTAB_CMD", "/usr/bin/crontab".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     );
-    run_scenario("freepbx", "/admin/config.php?display=featpkg", &env);
+    // FreePBX's web server runs as asterisk: so does the page here, and with
+    // it featpkg. The tree is asterisk's, as `fwconsole chown` leaves it; the
+    // crontab spool is root's, as on Debian.
+    let user = WebUser::take();
+    web_user::make_asterisk(&root, user.uid, user.gid);
+    web_user::chown_tree(w, user.uid, user.gid);
+    std::fs::set_permissions(w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spool = root.join("var/spool/cron/crontabs");
+    web_user::chown_tree(&spool, 0, 0);
+    std::fs::set_permissions(&spool, std::os::unix::fs::PermissionsExt::from_mode(0o1730)).unwrap();
+    let tree_crontab = std::fs::read(spool.join("asterisk")).unwrap();
+    run_scenario(
+        "freepbx",
+        "/admin/config.php?display=featpkg",
+        &env,
+        Some(&user),
+    );
+    // The scenario ends rolled back to conference-guest and queue-failover
+    // installed: conference-guest's watcher line is in asterisk's crontab (through
+    // crontab(1)); the spool file in the tree was never touched.
+    let crontab = user.crontab().unwrap_or_default();
+    assert!(
+        crontab.contains("# BEGIN featpkg:featpkg-recipes:conference-guest/cron\n* * * * * /var/lib/asterisk/featpkg-bin/featpkg-conference-guest-watch "),
+        "{crontab}"
+    );
+    assert_eq!(std::fs::read(spool.join("asterisk")).unwrap(), tree_crontab);
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
+use common::web_user::{self, ADMIN_CRONTAB, WEB_USER, WebUser};
 use common::*;
 
 /// uid/gid of `asterisk` in the fixture's etc/passwd and etc/group.
@@ -748,104 +749,6 @@ fn a_missing_asterisk_crontab_is_created_and_removed_again() {
 // tree is its (what `fwconsole chown` does), and its real crontab is the one
 // changed, then put back.
 
-/// The system user .ci/setup creates to stand in for FreePBX's web user.
-const WEB_USER: &str = "featpkg-web";
-/// What the admin already has in asterisk's crontab.
-const ADMIN_CRONTAB: &str = "MAILTO=\"\"\n0 3 * * * /usr/bin/true the admin's own job\n";
-
-/// The web user's real crontab is one per machine: one test at a time.
-static WEB_CRONTAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct WebUser {
-    uid: u32,
-    gid: u32,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl WebUser {
-    /// Waits for the web user's crontab to be free; needs root (to become
-    /// the user) and .ci/setup's `featpkg-web` and cron.
-    fn take() -> WebUser {
-        assert!(
-            is_root(),
-            "these tests become {WEB_USER} with setpriv: run them as root"
-        );
-        let turn = WEB_CRONTAB.lock().unwrap_or_else(|e| e.into_inner());
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, WEB_USER]).output().unwrap();
-            assert!(out.status.success(), "no user {WEB_USER}: run .ci/setup");
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        assert!(
-            Path::new("/usr/bin/crontab").is_file(),
-            "no crontab(1): run .ci/setup (it installs cron)"
-        );
-        let user = WebUser {
-            uid: id("-u"),
-            gid: id("-g"),
-            _turn: turn,
-        };
-        user.set_crontab(None);
-        user
-    }
-
-    /// `program` run as the web user, with none of root's groups.
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new("setpriv");
-        cmd.arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .args(["--clear-groups", "--"])
-            .arg(program);
-        cmd
-    }
-
-    /// The web user's crontab as `crontab -l` prints it; None when there is none.
-    fn crontab(&self) -> Option<String> {
-        let out = self
-            .command(Path::new("/usr/bin/crontab"))
-            .arg("-l")
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return Some(String::from_utf8(out.stdout).unwrap());
-        }
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            format!("no crontab for {WEB_USER}\n")
-        );
-        None
-    }
-
-    fn set_crontab(&self, wanted: Option<&str>) {
-        let mut cmd = self.command(Path::new("/usr/bin/crontab"));
-        let out = match wanted {
-            Some(wanted) => {
-                use std::io::Write;
-                let mut child = cmd
-                    .arg("-")
-                    .stdin(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(wanted.as_bytes())
-                    .unwrap();
-                child.wait_with_output().unwrap()
-            }
-            None => cmd.arg("-r").output().unwrap(),
-        };
-        assert!(out.status.success() || wanted.is_none(), "{}", text(&out));
-    }
-}
-
-impl Drop for WebUser {
-    fn drop(&mut self) {
-        self.set_crontab(None);
-    }
-}
-
 impl FreePbx {
     /// The tree as FreePBX leaves it for its web UI: `asterisk_uid` is
     /// asterisk's uid in its /etc/passwd, the tree is the web user's, and the
@@ -853,31 +756,11 @@ impl FreePbx {
     fn for_web_user(user: &WebUser, asterisk_uid: u32) -> FreePbx {
         let pbx = FreePbx::new();
         let root = pbx.root();
-        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
-        let passwd: String = passwd
-            .lines()
-            .map(|line| match line.strip_prefix("asterisk:x:") {
-                Some(_) => format!(
-                    "asterisk:x:{asterisk_uid}:{}::/home/asterisk:/bin/bash\n",
-                    user.gid
-                ),
-                None => format!("{line}\n"),
-            })
-            .collect();
-        std::fs::write(root.join("etc/passwd"), passwd).unwrap();
-        let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
-        let group: String = group
-            .lines()
-            .map(|line| match line.strip_prefix("asterisk:x:") {
-                Some(_) => format!("asterisk:x:{}:\n", user.gid),
-                None => format!("{line}\n"),
-            })
-            .collect();
-        std::fs::write(root.join("etc/group"), group).unwrap();
-        chown_tree(pbx.dir.path(), user.uid, user.gid);
+        web_user::make_asterisk(&root, asterisk_uid, user.gid);
+        web_user::chown_tree(pbx.dir.path(), user.uid, user.gid);
         std::fs::set_permissions(pbx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let spool = root.join("var/spool/cron/crontabs");
-        chown_tree(&spool, 0, 0);
+        web_user::chown_tree(&spool, 0, 0);
         std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o1730)).unwrap();
         // The bundle where the web user can read it.
         std::fs::copy(bundle(), pbx.web_bundle()).unwrap();
@@ -906,15 +789,6 @@ impl FreePbx {
             text(&out)
         );
         text(&out)
-    }
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
-    if std::fs::symlink_metadata(path).unwrap().is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid, gid);
-        }
     }
 }
 

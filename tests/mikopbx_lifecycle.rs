@@ -540,6 +540,9 @@ fn enable_with_parameters() {
 /// 3. Disable, then enable (what every upgrade does): after the disable
 ///    MikoPBX's regenerated modules.conf no longer has the module's block;
 ///    after the enable and another regeneration the load lines are back.
+///    With the selection the settings page records (db/featpkg-features.json)
+///    an enable installs just those features; with an empty one, nothing
+///    (the module is enabled all the same, and the PBX is as booted).
 #[test]
 fn disable_then_enable_keeps_the_load_lines() {
     let ast = asterisk::shared();
@@ -559,6 +562,34 @@ fn disable_then_enable_keeps_the_load_lines() {
     assert!(miko.installed().is_some());
     miko.verify_clean();
     assert_calls_work(&miko);
+
+    // The selection the settings page records (db/featpkg-features.json):
+    // the next enable installs exactly it, an empty one nothing at all.
+    let selection = miko.module_dir().join("db/featpkg-features.json");
+    miko.ok(&["disable"]);
+    std::fs::write(
+        &selection,
+        "{\n    \"features\": [\n        \"call-waiting\"\n    ]\n}\n",
+    )
+    .unwrap();
+    let on = miko.ok(&["enable"]);
+    assert_eq!(on["module"]["disabled"], "0", "{on}");
+    assert_eq!(
+        miko.installed(),
+        Some(("1.0.0".to_string(), vec!["call-waiting".to_string()]))
+    );
+    miko.verify_clean();
+    miko.ok(&["disable"]);
+    std::fs::write(&selection, "{\n    \"features\": []\n}\n").unwrap();
+    let on = miko.ok(&["enable"]);
+    assert_eq!(on["module"]["disabled"], "0", "{on}");
+    assert_eq!(on["module"]["disableReason"], "", "{on}");
+    assert!(miko.installed().is_none());
+    miko.ok(&["boot"]);
+    assert_no_load_lines(&miko);
+    assert_eq!(miko.snapshot(), booted, "enabled with nothing installed");
+    let off = miko.ok(&["disable"]);
+    assert_eq!(off["module"]["disabled"], "1", "{off}");
 }
 
 /// 4. Upgrade to a newer bundle through MikoPBX's own sequence (disable,

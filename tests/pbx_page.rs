@@ -56,6 +56,9 @@ fn fake_result() -> Value {
 
 const INSTALLED: &str = r#"[{"name":"featpkg-recipes","version":"1.0.0"}]"#;
 
+/// `featpkg status --json` with call-waiting installed (and another bundle's feature).
+const CALL_WAITING_INSTALLED: &str = r#"[{"name":"featpkg-recipes","version":"1.0.0","features":[{"id":"call-waiting","version":"1.0.0"}]}]"#;
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -279,6 +282,13 @@ impl Page {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn miko_job_state(&self, id: &str) -> String {
+        miko_ok(&self.miko("job", json!({"id": id}), &[]))["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn miko_wait(&self, id: &str) -> (Value, Vec<Value>) {
@@ -934,7 +944,14 @@ fn apply_saves_then_runs_featpkg_in_the_background_while_the_page_polls() {
     let fields =
         json!({"params": params.to_string(), "features": "call-waiting", "allow_restart": "1"});
     let started = Instant::now();
-    let data = miko_ok(&p.miko("apply", fields, &[("FAKE_FEATPKG_STEP_SLEEP", "1")]));
+    let data = miko_ok(&p.miko(
+        "apply",
+        fields,
+        &[
+            ("FAKE_FEATPKG_STEP_SLEEP", "1"),
+            ("FAKE_FEATPKG_STATUS", CALL_WAITING_INSTALLED),
+        ],
+    ));
     let answered = started.elapsed();
     let id = job_id(&data);
     // The request answers before featpkg is done (it takes 4 s here).
@@ -1017,7 +1034,12 @@ fn apply_saves_then_runs_featpkg_in_the_background_while_the_page_polls() {
     assert_eq!(data["job"], Value::Null);
     p.calls();
 
-    // The enable path (also on every upgrade) uses what the page saved.
+    // The enable path (also on every upgrade) uses what the page saved,
+    // and installs what was installed after the change.
+    assert_eq!(
+        std::fs::read_to_string(p.db().join("featpkg-features.json")).unwrap(),
+        "{\n    \"features\": [\n        \"call-waiting\"\n    ]\n}\n"
+    );
     let script = php_fixtures().join("run-mikopbx.php");
     let out = p.php(&[script.to_str().unwrap(), dir, "onAfterModuleEnable"], &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -1026,7 +1048,13 @@ fn apply_saves_then_runs_featpkg_in_the_background_while_the_page_polls() {
         [[
             args(&["install", dir]),
             miko_target(dir),
-            args(&["--params", saved_arg, "--allow-restart"]),
+            args(&[
+                "--params",
+                saved_arg,
+                "--features",
+                "call-waiting",
+                "--allow-restart",
+            ]),
         ]
         .concat()]
     );
@@ -1051,8 +1079,40 @@ fn one_change_at_a_time_others_are_409() {
             "another change is running: wait for it to finish"
         );
     }
-    // Reading goes on meanwhile.
-    miko_ok(&p.miko("status", json!({}), &[]));
+    // The bundle's schema is read meanwhile; preview and status would wait
+    // for featpkg's lock: they answer 409 at once, featpkg does not run.
+    p.calls();
+    assert_eq!(
+        miko_ok(&p.miko("schema", json!({}), &[]))["job"],
+        json!(id.as_str())
+    );
+    let started = Instant::now();
+    assert_eq!(
+        miko_err(&p.miko("preview", fields.clone(), &[]), 409),
+        format!("a change is running (job {id}): preview again when it has finished")
+    );
+    assert_eq!(
+        miko_err(&p.miko("status", json!({}), &[]), 409),
+        format!("a change is running (job {id}): status follows when it has finished")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        p.calls()
+            .into_iter()
+            .map(|c| c[0].clone())
+            .collect::<Vec<_>>(),
+        ["schema"],
+        "only the schema ran featpkg"
+    );
+    assert_eq!(
+        p.miko_job_state(&id),
+        "running",
+        "still running: the 409s were not late"
+    );
     let (job, _) = p.miko_wait(&id);
     assert_eq!(job["state"], "done");
     let next = job_id(&miko_ok(&p.miko("rollback", json!({}), &[])));
@@ -1070,7 +1130,18 @@ fn one_change_at_a_time_others_are_409() {
         fpbx_err(&got, 409),
         "another change is running: wait for it to finish"
     );
+    assert_eq!(
+        fpbx_err(&p.fpbx("preview", fields.clone(), &[]), 409),
+        format!("a change is running (job {id}): preview again when it has finished")
+    );
+    assert_eq!(
+        fpbx_err(&p.fpbx("status", json!({}), &[]), 409),
+        format!("a change is running (job {id}): status follows when it has finished")
+    );
     assert_eq!(p.fpbx_wait(&id).0["state"], "done");
+    // Once it is over, both answer again.
+    fpbx_ok(&p.fpbx("status", json!({}), &[]));
+    fpbx_ok(&p.fpbx("preview", fields, &[]));
 }
 
 #[test]
@@ -1095,6 +1166,8 @@ fn remove_and_rollback_run_featpkg_with_the_target_and_the_saved_restart_setting
     assert_eq!(job["result"], fake_result());
     let id = job_id(&miko_ok(&p.miko("rollback", json!({}), &[])));
     assert_eq!(p.miko_wait(&id).0["kind"], "rollback");
+    // After each change that succeeded: the status, to record the selection.
+    let miko_status = [args(&["status", "--json"]), miko_target(dir)].concat();
     assert_eq!(
         p.calls(),
         [
@@ -1104,12 +1177,14 @@ fn remove_and_rollback_run_featpkg_with_the_target_and_the_saved_restart_setting
                 args(&["--json", "--progress", "--allow-restart"]),
             ]
             .concat(),
+            miko_status.clone(),
             [
                 args(&["rollback"]),
                 miko_target(dir),
                 args(&["--json", "--progress", "--allow-restart"]),
             ]
             .concat(),
+            miko_status,
         ]
     );
 
@@ -1121,6 +1196,7 @@ fn remove_and_rollback_run_featpkg_with_the_target_and_the_saved_restart_setting
     assert_eq!(p.fpbx_wait(&id).0["state"], "done");
     let id = job_id(&fpbx_ok(&p.fpbx("rollback", json!({}), &[])));
     assert_eq!(p.fpbx_wait(&id).0["state"], "done");
+    let fpbx_status = [args(&["status", "--json"]), fpbx_target()].concat();
     assert_eq!(
         p.calls(),
         [
@@ -1130,12 +1206,14 @@ fn remove_and_rollback_run_featpkg_with_the_target_and_the_saved_restart_setting
                 args(&["--json", "--progress"]),
             ]
             .concat(),
+            fpbx_status.clone(),
             [
                 args(&["rollback"]),
                 fpbx_target(),
                 args(&["--json", "--progress"])
             ]
             .concat(),
+            fpbx_status,
         ]
     );
 }
@@ -1352,7 +1430,10 @@ fn freepbx_saved_params_outlive_the_module_directory_and_install_passes_them() {
     let id = job_id(&fpbx_ok(&p.fpbx(
         "apply",
         json!({"params": params.to_string(), "features": "operator-alert"}),
-        &[],
+        &[(
+            "FAKE_FEATPKG_STATUS",
+            r#"[{"name":"featpkg-recipes","version":"1.0.0","features":[{"id":"operator-alert"}]}]"#,
+        )],
     )));
     let (job, _) = p.fpbx_wait(&id);
     assert_eq!(job["state"], "done", "{job}");
@@ -1361,19 +1442,22 @@ fn freepbx_saved_params_outlive_the_module_directory_and_install_passes_them() {
     let saved_arg = saved.to_str().unwrap();
     assert_eq!(
         p.calls(),
-        [[
-            args(&["install", dir]),
-            fpbx_target(),
-            args(&[
-                "--params",
-                saved_arg,
-                "--features",
-                "operator-alert",
-                "--json",
-                "--progress",
-            ]),
+        [
+            [
+                args(&["install", dir]),
+                fpbx_target(),
+                args(&[
+                    "--params",
+                    saved_arg,
+                    "--features",
+                    "operator-alert",
+                    "--json",
+                    "--progress",
+                ]),
+            ]
+            .concat(),
+            [args(&["status", "--json"]), fpbx_target()].concat(),
         ]
-        .concat()]
     );
     assert_eq!(mode(&data_dir), 0o700);
     assert_eq!(mode(&saved), 0o600);
@@ -1385,15 +1469,464 @@ fn freepbx_saved_params_outlive_the_module_directory_and_install_passes_them() {
         !saved.starts_with(&p.path),
         "FreePBX replaces the module directory on upgrade"
     );
-    // install() (every upgrade and reinstall) hands featpkg the saved parameters.
+    // install() (every upgrade and reinstall) hands featpkg the saved
+    // parameters and the features installed after the page's change.
     assert_eq!(
         install(),
         [args(&[
-            "install", dir, "--target", "freepbx", "--params", saved_arg
+            "install",
+            dir,
+            "--target",
+            "freepbx",
+            "--params",
+            saved_arg,
+            "--features",
+            "operator-alert",
         ])]
     );
     assert_eq!(
         fpbx_ok(&p.fpbx("schema", json!({}), &[]))["saved_params"],
         params
+    );
+}
+
+// ---- the admin's selection (featpkg-features.json) ----------------------------------
+
+/// The file's bytes for `ids` (already sorted).
+fn features_file(ids: &[&str]) -> String {
+    if ids.is_empty() {
+        return "{\n    \"features\": []\n}\n".to_string();
+    }
+    let lines: Vec<String> = ids.iter().map(|id| format!("        \"{id}\"")).collect();
+    format!(
+        "{{\n    \"features\": [\n{}\n    ]\n}}\n",
+        lines.join(",\n")
+    )
+}
+
+#[test]
+fn a_change_that_succeeds_records_the_installed_features_and_a_failed_one_does_not() {
+    if !php_available() {
+        return;
+    }
+    let p = Page::new();
+    let dir = p.dir();
+    let file = p.db().join("featpkg-features.json");
+    // Another bundle's features are not ours; ours come out sorted.
+    let status = r#"[{"name":"other-bundle","version":"2.0.0","features":[{"id":"zzz"}]},{"name":"featpkg-recipes","version":"1.0.0","features":[{"id":"queue-failover","version":"1.0.0"},{"id":"call-waiting","version":"1.0.0"}]}]"#;
+    let fields = json!({"params": "{}", "features": "queue-failover"});
+    let id = job_id(&miko_ok(&p.miko(
+        "apply",
+        fields.clone(),
+        &[
+            ("FAKE_FEATPKG_STATUS", status),
+            ("FAKE_FEATPKG_STEPS", "plan"),
+            ("FAKE_FEATPKG_STEP_SLEEP", "1"),
+        ],
+    )));
+    assert!(!file.exists(), "nothing recorded before featpkg is done");
+    assert_eq!(p.miko_wait(&id).0["state"], "done");
+    let recorded = features_file(&["call-waiting", "queue-failover"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), recorded);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(Page::temp_files(&p.db()), Vec::<String>::new());
+    let calls = p.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0][0], "install");
+    assert_eq!(
+        calls[1],
+        [args(&["status", "--json"]), miko_target(dir)].concat(),
+        "the page's own status command"
+    );
+
+    // A change featpkg refuses or fails leaves the file as it was, and no status runs.
+    for env in [
+        vec![("FAKE_FEATPKG_EXIT", "2"), ("FAKE_FEATPKG_STATUS", "[]")],
+        vec![
+            ("FAKE_FEATPKG_FAIL", "uninstall"),
+            ("FAKE_FEATPKG_MESSAGE", "reload failed"),
+        ],
+    ] {
+        let id = job_id(&miko_ok(&p.miko(
+            "remove",
+            json!({"feature": "call-waiting"}),
+            &env,
+        )));
+        assert_eq!(p.miko_wait(&id).0["state"], "failed");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), recorded);
+        assert_eq!(
+            p.calls()
+                .into_iter()
+                .map(|c| c[0].clone())
+                .collect::<Vec<_>>(),
+            ["uninstall"]
+        );
+    }
+
+    // The last feature removed: the bundle is gone from the status, the list is empty.
+    let id = job_id(&miko_ok(&p.miko(
+        "rollback",
+        json!({}),
+        &[(
+            "FAKE_FEATPKG_STATUS",
+            r#"[{"name":"other-bundle","version":"2.0.0","features":[{"id":"zzz"}]}]"#,
+        )],
+    )));
+    assert_eq!(p.miko_wait(&id).0["state"], "done");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), features_file(&[]));
+
+    // The change succeeded but its status cannot be read: the job says so,
+    // and the file (no longer true) goes, so the hooks fall back to the default.
+    std::fs::write(&file, &recorded).unwrap();
+    let id = job_id(&miko_ok(&p.miko(
+        "apply",
+        fields.clone(),
+        &[
+            ("FAKE_FEATPKG_FAIL", "status"),
+            ("FAKE_FEATPKG_MESSAGE", "state.db: disk I/O error"),
+        ],
+    )));
+    let job = p.miko_wait(&id).0;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(
+        job["result"],
+        fake_result(),
+        "featpkg's own result is still shown"
+    );
+    assert_eq!(
+        job["message"],
+        format!(
+            "featpkg-job: the change was made, but which features are installed could not be recorded in {} \
+             (featpkg status failed (exit 1): featpkg: error: state.db: disk I/O error); the file was removed, \
+             so the next module enable or upgrade installs every feature: apply from this page again to record your selection",
+            file.display()
+        )
+    );
+    assert!(!file.exists());
+
+    // FreePBX: in its data directory, with its status command.
+    p.calls();
+    let id = job_id(&fpbx_ok(&p.fpbx(
+        "apply",
+        fields,
+        &[("FAKE_FEATPKG_STATUS", status)],
+    )));
+    assert_eq!(p.fpbx_wait(&id).0["state"], "done");
+    let fpbx_file = p.fpbx_data().join("featpkg-features.json");
+    assert_eq!(std::fs::read_to_string(&fpbx_file).unwrap(), recorded);
+    assert_eq!(mode(&fpbx_file), 0o600);
+    assert_eq!(
+        p.calls()[1],
+        [args(&["status", "--json"]), fpbx_target()].concat()
+    );
+    assert!(!file.exists(), "MikoPBX's file is not FreePBX's");
+}
+
+#[test]
+fn module_hooks_install_the_recorded_selection_and_nothing_when_it_is_empty() {
+    if !php_available() {
+        return;
+    }
+    let p = Page::new();
+    let dir = p.dir();
+    let script = php_fixtures().join("run-mikopbx.php");
+    let hook = |name: &str| -> Value {
+        let out = p.php(&[script.to_str().unwrap(), dir, name], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let fpbx_install = || -> Value {
+        let scenario =
+            json!({"call": "install", "settings": {"ASTVARLIBDIR": p.astvar.to_str().unwrap()}})
+                .to_string();
+        let out = p.php(
+            &[
+                php_fixtures().join("page-freepbx.php").to_str().unwrap(),
+                dir,
+                scenario.as_str(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let miko_file = p.db().join("featpkg-features.json");
+    let fpbx_file = p.fpbx_data().join("featpkg-features.json");
+    std::fs::create_dir_all(p.fpbx_data()).unwrap();
+    let miko_params = p.db().join("featpkg-params.json");
+    let fpbx_params = p.fpbx_data().join("featpkg-params.json");
+    let params = json!({"queue-failover": {"rules": "[]"}});
+    std::fs::write(&miko_params, params.to_string()).unwrap();
+    std::fs::write(&fpbx_params, params.to_string()).unwrap();
+    let miko_saved = miko_params.to_str().unwrap();
+    let fpbx_saved = fpbx_params.to_str().unwrap();
+
+    // The recorded features, in any order, one the bundle no longer ships
+    // left out (an upgrade dropped it).
+    let selection = r#"{"features": ["queue-failover", "dropped-by-upgrade", "call-waiting"]}"#;
+    std::fs::write(&miko_file, selection).unwrap();
+    std::fs::write(&fpbx_file, selection).unwrap();
+    let got = hook("onBeforeModuleEnable");
+    assert_eq!(got["result"], true, "{got}");
+    let got = hook("onAfterModuleEnable");
+    assert_eq!(got["exception"], Value::Null, "{got}");
+    assert_eq!(got["messages"], json!([]), "{got}");
+    let miko_install = [
+        args(&["install", dir]),
+        miko_target(dir),
+        args(&[
+            "--params",
+            miko_saved,
+            "--features",
+            "call-waiting,queue-failover",
+        ]),
+    ]
+    .concat();
+    assert_eq!(
+        p.calls(),
+        [
+            [miko_install.clone(), args(&["--dry-run"])].concat(),
+            miko_install
+        ]
+    );
+    assert_eq!(fpbx_install()["exception"], Value::Null);
+    assert_eq!(
+        p.calls(),
+        [args(&[
+            "install",
+            dir,
+            "--target",
+            "freepbx",
+            "--params",
+            fpbx_saved,
+            "--features",
+            "call-waiting,queue-failover",
+        ])]
+    );
+    p.params_files();
+
+    // Saved parameters of a feature the admin removed: featpkg refuses
+    // parameters for a feature it is not installing, so it gets a private
+    // copy with the selected ones only, deleted afterwards.
+    let params_text = r#"{"queue-failover": {"rules": "[]"}, "operator-alert": {"extension": "*600"}, "call-waiting": {"endpoints": "201"}}"#;
+    std::fs::write(&miko_params, params_text).unwrap();
+    std::fs::write(&fpbx_params, params_text).unwrap();
+    let want_copy = "{\n    \"queue-failover\": {\n        \"rules\": \"[]\"\n    },\n    \"call-waiting\": {\n        \"endpoints\": \"201\"\n    }\n}\n";
+    let mut copies = Vec::new();
+    assert_eq!(hook("onAfterModuleEnable")["exception"], Value::Null);
+    assert_eq!(fpbx_install()["exception"], Value::Null);
+    let calls = p.calls();
+    for (call, (data_dir, want)) in calls.iter().zip([
+        (p.db(), [args(&["install", dir]), miko_target(dir)].concat()),
+        (
+            p.fpbx_data(),
+            args(&["install", dir, "--target", "freepbx"]),
+        ),
+    ]) {
+        let copy = params_arg(call);
+        assert!(
+            copy.starts_with(&format!("{}/.featpkg-install-params-", data_dir.display()))
+                && copy.ends_with(".json"),
+            "{copy}"
+        );
+        assert_eq!(
+            *call,
+            [
+                want,
+                args(&[
+                    "--params",
+                    &copy,
+                    "--features",
+                    "call-waiting,queue-failover"
+                ])
+            ]
+            .concat()
+        );
+        assert!(!Path::new(&copy).exists(), "{copy} is left behind");
+        copies.push(copy);
+    }
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        p.params_files(),
+        [
+            ("600".to_string(), want_copy.to_string()),
+            ("600".to_string(), want_copy.to_string())
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&miko_params).unwrap(),
+        params_text,
+        "the saved file stays"
+    );
+    assert_eq!(Page::temp_files(&p.db()), Vec::<String>::new());
+    assert_eq!(Page::temp_files(&p.fpbx_data()), Vec::<String>::new());
+
+    // An empty list (the admin removed every feature from the page), or one
+    // of features the bundle no longer has: the hooks install nothing, the
+    // module enables and disables as usual.
+    for selection in [
+        r#"{"features": []}"#,
+        r#"{"features": ["dropped-by-upgrade"]}"#,
+    ] {
+        std::fs::write(&miko_file, selection).unwrap();
+        std::fs::write(&fpbx_file, selection).unwrap();
+        let got = hook("onBeforeModuleEnable");
+        assert_eq!(got["result"], true, "{got}");
+        assert_eq!(got["messages"], json!([]), "{got}");
+        let got = hook("onAfterModuleEnable");
+        assert_eq!(got["exception"], Value::Null, "{got}");
+        assert_eq!(got["messages"], json!([]), "{got}");
+        assert_eq!(fpbx_install()["exception"], Value::Null);
+        assert_eq!(p.calls(), Vec::<Vec<String>>::new(), "featpkg never ran");
+        // Disabling asks featpkg's state, which has nothing to take out.
+        let got = hook("onAfterModuleDisable");
+        assert_eq!(got["exception"], Value::Null, "{got}");
+        assert_eq!(got["messages"], json!([]), "{got}");
+        assert_eq!(
+            p.calls(),
+            [[args(&["status", "--json"]), miko_target(dir)].concat()]
+        );
+        assert_eq!(
+            p.stub_log(),
+            "",
+            "{selection}: no module row changed, nothing logged"
+        );
+    }
+
+    // A malformed file fails the hook loudly, naming the file: nothing installed.
+    let fix = "correct it, or delete it to let the module install every feature";
+    for (text, what) in [
+        ("call-waiting\n", "is not JSON (Syntax error)".to_string()),
+        ("", "is not JSON (Syntax error)".to_string()),
+        (
+            r#"["call-waiting"]"#,
+            "is not a JSON object {\"features\": [feature ids]}".to_string(),
+        ),
+        (
+            r#"{"features": "call-waiting"}"#,
+            "is not a JSON object {\"features\": [feature ids]}".to_string(),
+        ),
+        (
+            r#"{"features": {"0": "call-waiting"}}"#,
+            "is not a JSON object {\"features\": [feature ids]}".to_string(),
+        ),
+        (
+            r#"{"feature": ["call-waiting"]}"#,
+            "is not a JSON object {\"features\": [feature ids]}".to_string(),
+        ),
+        (
+            r#"{"features": ["Call-Waiting"]}"#,
+            "\"Call-Waiting\" is not a feature id (lower-case letters, digits and \"-\")"
+                .to_string(),
+        ),
+        (
+            r#"{"features": ["call-waiting", 1]}"#,
+            "1 is not a feature id (lower-case letters, digits and \"-\")".to_string(),
+        ),
+        (
+            r#"{"features": ["--force"]}"#,
+            "\"--force\" is not a feature id (lower-case letters, digits and \"-\")".to_string(),
+        ),
+    ] {
+        std::fs::write(&miko_file, text).unwrap();
+        std::fs::write(&fpbx_file, text).unwrap();
+        let sep = if what.starts_with("is ") { " " } else { ": " };
+        let miko_message = format!("{}{sep}{what}: {fix}", miko_file.display());
+        let got = hook("onBeforeModuleEnable");
+        assert_eq!(got["result"], false, "{text:?}: {got}");
+        assert_eq!(
+            got["messages"],
+            json!({"error": [miko_message]}),
+            "{text:?}"
+        );
+        let got = hook("onAfterModuleEnable");
+        assert_eq!(
+            got["messages"],
+            json!({"error": [miko_message]}),
+            "{text:?}"
+        );
+        let got = fpbx_install();
+        assert_eq!(
+            got["exception"],
+            format!(
+                "RuntimeException: {}{sep}{what}: {fix}",
+                fpbx_file.display()
+            ),
+            "{text:?}"
+        );
+        assert_eq!(
+            p.calls(),
+            Vec::<Vec<String>>::new(),
+            "{text:?}: featpkg never ran"
+        );
+        p.stub_log();
+    }
+
+    // No file (a fresh install, or the CLI only): as before, featpkg's default.
+    std::fs::remove_file(&miko_file).unwrap();
+    std::fs::remove_file(&fpbx_file).unwrap();
+    assert_eq!(hook("onAfterModuleEnable")["exception"], Value::Null);
+    assert_eq!(fpbx_install()["exception"], Value::Null);
+    assert_eq!(
+        p.calls(),
+        [
+            [
+                args(&["install", dir]),
+                miko_target(dir),
+                args(&["--params", miko_saved]),
+            ]
+            .concat(),
+            args(&[
+                "install", dir, "--target", "freepbx", "--params", fpbx_saved
+            ]),
+        ]
+    );
+}
+
+// ---- FreePBX: ownership -------------------------------------------------------------
+
+#[test]
+fn freepbx_chown_hook_gives_the_web_user_featpkgs_state_and_the_page_data() {
+    if !php_available() {
+        return;
+    }
+    let p = Page::new();
+    let stubs = php_fixtures().join("freepbx-stubs.php");
+    let class = p.path.join("Featpkg.class.php");
+    let chown = |settings: Value| -> Value {
+        let code = "require $argv[1]; require $argv[2]; \
+             $m = new FreePBX\\modules\\Featpkg(new FeatpkgStubFreePBX(json_decode($argv[3], true))); \
+             echo json_encode(['hook' => $m->chownFreepbx(), 'public' => (new ReflectionMethod($m, 'chownFreepbx'))->isPublic()], JSON_UNESCAPED_SLASHES);";
+        let settings = settings.to_string();
+        let out = p.php(
+            &[
+                "-r",
+                code,
+                stubs.to_str().unwrap(),
+                class.to_str().unwrap(),
+                settings.as_str(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got["public"], true);
+        got["hook"].clone()
+    };
+    let astvar = p.astvar.to_str().unwrap();
+    // FreePBX's Chown: rdir = the directory and those below it 0700, files 0600.
+    assert_eq!(
+        chown(json!({"ASTVARLIBDIR": format!("{astvar}/")})),
+        json!([
+            {"type": "rdir", "path": format!("{astvar}/featpkg"), "perms": 0o700},
+            {"type": "rdir", "path": format!("{astvar}/featpkg-page"), "perms": 0o700},
+        ])
+    );
+    assert_eq!(
+        chown(json!({})),
+        json!([
+            {"type": "rdir", "path": "/var/lib/asterisk/featpkg", "perms": 0o700},
+            {"type": "rdir", "path": "/var/lib/asterisk/featpkg-page", "perms": 0o700},
+        ])
     );
 }

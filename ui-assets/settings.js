@@ -30,6 +30,8 @@ var FeatpkgSettings = (function () {
       no_pbx: 'This page does not know which PBX it runs on (its data-pbx attribute is empty): the module is not installed correctly.',
       load_failed: 'Could not load the settings: {message}',
       status_failed: 'Could not read what is installed: {message}',
+      status_busy: 'A change is running on the PBX: what is installed is shown when it has finished.',
+      status_unknown: 'status unknown',
       retry: 'Try again',
       features_none: 'This bundle has no features.',
       installed: 'installed, version {version}',
@@ -155,6 +157,8 @@ var FeatpkgSettings = (function () {
       no_pbx: 'Страница не знает, на какой АТС она работает (атрибут data-pbx пуст): модуль установлен неправильно.',
       load_failed: 'Не удалось загрузить настройки: {message}',
       status_failed: 'Не удалось узнать, что установлено: {message}',
+      status_busy: 'На АТС выполняется изменение: что установлено, будет показано, когда оно завершится.',
+      status_unknown: 'состояние неизвестно',
       retry: 'Повторить',
       features_none: 'В этом пакете нет функций.',
       installed: 'установлена, версия {version}',
@@ -821,6 +825,24 @@ var FeatpkgSettings = (function () {
     return null;
   }
 
+  /**
+   * What the page shows as installed after asking for the status:
+   * {status, unknown, busy}. A status the PBX answered is shown. While a
+   * change runs the PBX answers 409 at once (featpkg holds its lock): the
+   * page keeps what it showed before, or, on a first load, says the state is
+   * unknown rather than "not installed"; the change's end reloads it.
+   */
+  function statusAfterLoad(previous, result) {
+    if (result && result.ok && isObject(result.value)) {
+      return { status: result.value, unknown: false, busy: false };
+    }
+    var busy = !!(result && result.error && result.error.status === 409);
+    if (busy && isObject(previous)) {
+      return { status: previous, unknown: false, busy: true };
+    }
+    return { status: { installed: [], drift: [] }, unknown: true, busy: busy };
+  }
+
   /** Installed features by id: {id: {bundle, version, params, user_params}} (first bundle wins; `prefer` first). */
   function installedFeatures(status, prefer) {
     var out = {};
@@ -1415,12 +1437,16 @@ var FeatpkgSettings = (function () {
     this.schema = schema;
     this.lang = pickLanguage(this.attrLang, schema.lang, this.win.globalWebAdminLanguage,
       this.doc.documentElement ? this.doc.documentElement.lang : '');
-    this.status = results[1].ok && isObject(results[1].value) ? results[1].value : { installed: [], drift: [] };
+    var shown = statusAfterLoad(this.status, results[1]);
+    this.status = shown.status;
+    this.statusUnknown = shown.unknown;
     this.render();
     if (opts.keep) {
       this.restoreEdits(opts.keep);
     }
-    if (!results[1].ok) {
+    if (shown.busy) {
+      this.showPageError(this.t('status_busy'));
+    } else if (!results[1].ok) {
       this.showPageError(this.t('status_failed', { message: this.errorText(results[1].error) }));
     }
     if (opts.initial && typeof schema.job === 'string' && schema.job !== '') {
@@ -1536,7 +1562,7 @@ var FeatpkgSettings = (function () {
         badges.appendChild(this.el('span', { class: 'fp-badge fp-badge-upgrade', text: this.t('upgrade', { from: inst.version, to: str(feature.version) }) }));
       }
     } else {
-      badges.appendChild(this.el('span', { class: 'fp-badge', text: this.t('not_installed') }));
+      badges.appendChild(this.el('span', { class: 'fp-badge', text: this.t(this.statusUnknown ? 'status_unknown' : 'not_installed') }));
     }
     if (drifts.length) {
       badges.appendChild(this.el('span', { class: 'fp-badge fp-badge-drift', text: this.t('drift_title') }));
@@ -2641,6 +2667,7 @@ var FeatpkgSettings = (function () {
     effectiveValue: effectiveValue,
     sameValue: sameValue,
     unsupportedReason: unsupportedReason,
+    statusAfterLoad: statusAfterLoad,
     installedFeatures: installedFeatures,
     parseDriftEdit: parseDriftEdit,
     driftByFeature: driftByFeature,
@@ -2692,6 +2719,7 @@ if (typeof module !== 'undefined' && module.exports) {
     effectiveValue: FeatpkgSettings.effectiveValue,
     sameValue: FeatpkgSettings.sameValue,
     unsupportedReason: FeatpkgSettings.unsupportedReason,
+    statusAfterLoad: FeatpkgSettings.statusAfterLoad,
     installedFeatures: FeatpkgSettings.installedFeatures,
     parseDriftEdit: FeatpkgSettings.parseDriftEdit,
     driftByFeature: FeatpkgSettings.driftByFeature,

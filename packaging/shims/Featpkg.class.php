@@ -9,9 +9,10 @@
  * The settings page (page.featpkg.php, menu item from module.xml) calls
  * ajax.php?module=featpkg&command=<action>: ajaxRequest() admits the
  * whitelisted actions only, ajaxHandler() hands them to Lib/FeatpkgPage.php,
- * which runs featpkg. Its data (the saved parameters, which install() passes
- * to featpkg, and the jobs) lives in <ASTVARLIBDIR>/featpkg-page, which
- * survives module upgrades (FreePBX replaces the module directory).
+ * which runs featpkg. Its data (the saved parameters and the features
+ * installed after the page's last change, which install() passes to featpkg,
+ * and the jobs) lives in <ASTVARLIBDIR>/featpkg-page, which survives module
+ * upgrades (FreePBX replaces the module directory).
  */
 
 namespace FreePBX\modules;
@@ -59,6 +60,28 @@ class Featpkg extends \FreePBX_Helpers implements \BMO
 
     public function restore($backup)
     {
+    }
+
+    /**
+     * FreePBX's chown hook (framework Console/Chown.class.php, for `fwconsole
+     * chown` and `fwconsole chown --module featpkg`, which `fwconsole ma
+     * install` runs as root after install()): the settings page runs featpkg
+     * as the web user (asterisk), while install() runs it as root, so
+     * featpkg's state directory (state.db, lock, machine.key, journal/) and
+     * the page's data directory must belong to the web user; FreePBX's own
+     * chown does not cover ASTVARLIBDIR as a whole. `rdir`: the directory and
+     * every directory below 0700, files 0600: only the
+     * web user reads them (machine.key is a secret, the params may hold some).
+     *
+     * @return array<int, array{type: string, path: string, perms: int}>
+     */
+    public function chownFreepbx()
+    {
+        $astVarLibDir = $this->config('ASTVARLIBDIR');
+        return [
+            ['type' => 'rdir', 'path' => FeatpkgRunner::freepbxStateDirFor($astVarLibDir), 'perms' => 0700],
+            ['type' => 'rdir', 'path' => FeatpkgRunner::freepbxDataDirFor($astVarLibDir), 'perms' => 0700],
+        ];
     }
 
     /** Nothing is posted to the page itself: it talks to ajaxHandler(). */

@@ -20,6 +20,16 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
 const errors = [];
 page.on('pageerror', (e) => errors.push(String(e)));
 let failed = false;
+// The whole page in one picture, as a screen that tall shows it: the sticky
+// action bar then sits at the bottom where it belongs (a fullPage capture
+// would paint it over the middle of the page, where the viewport ended).
+async function shot(path) {
+  const viewport = page.viewportSize();
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewportSize({ width: viewport.width, height: Math.max(height, viewport.height) });
+  await page.screenshot({ path });
+  await page.setViewportSize(viewport);
+}
 async function step(name, fn) {
   try {
     await fn();
@@ -27,7 +37,7 @@ async function step(name, fn) {
   } catch (e) {
     failed = true;
     console.error(`FAIL ${name}: ${e.message}`);
-    await page.screenshot({ path: `${shots}/failed-${name.replace(/\W+/g, '-')}.png`, fullPage: true });
+    await shot(`${shots}/failed-${name.replace(/\W+/g, '-')}.png`);
   }
 }
 const root = '#featpkg-settings';
@@ -38,7 +48,7 @@ await step('open the page and see the five features', async () => {
   for (const id of ['busy-callback', 'call-waiting', 'conference-guest', 'operator-alert', 'queue-failover']) {
     if (!ids.includes(id)) throw new Error(`no card for ${id}: ${ids}`);
   }
-  await page.screenshot({ path: `${shots}/1-features.png`, fullPage: true });
+  await shot(`${shots}/1-features.png`);
 });
 await step('fill conference-guest', async () => {
   const card = `${root} [data-feature="conference-guest"]`;
@@ -54,7 +64,7 @@ await step('preview shows featpkg\'s error beside the number', async () => {
   await page.waitForSelector(shown, { timeout: 15000 });
   const text = await page.textContent(shown);
   if (!/number/.test(text)) throw new Error(`error shown: ${text}`);
-  await page.screenshot({ path: `${shots}/2-error.png`, fullPage: true });
+  await shot(`${shots}/2-error.png`);
 });
 const status = () => JSON.parse(execFileSync(process.env.FEATPKG_E2E_FEATPKG,
   ['status', '--json', ...process.env.FEATPKG_E2E_TARGET_ARGS.split(' ')], { encoding: 'utf8' }));
@@ -82,12 +92,12 @@ await step('fix the number, add two queue-failover rules, preview the diff', asy
   const diff = await page.$$eval(`${root} .fp-diff`, (els) => els.map((e) => e.textContent).join('\n'));
   if (!diff.includes('notify-queue-failover') || !diff.includes('featpkg-conference-guest')) throw new Error(`diff: ${diff.slice(0, 400)}`);
   if (installed() !== '') throw new Error(`preview installed something: ${installed()}`);
-  await page.screenshot({ path: `${shots}/3-preview.png`, fullPage: true });
+  await shot(`${shots}/3-preview.png`);
 });
 await step('apply: steps shown, the tree holds the features', async () => {
   await page.click(`${root} .fp-btn-primary`);
   await page.waitForSelector(`${root} .fp-alert-success`, { timeout: 60000 });
-  await page.screenshot({ path: `${shots}/4-applied.png`, fullPage: true });
+  await shot(`${shots}/4-applied.png`);
   const ids = installed();
   if (ids !== 'conference-guest,queue-failover') throw new Error(`installed: ${ids}`);
 });
@@ -107,7 +117,7 @@ await step('roll back the removal', async () => {
   await page.waitForTimeout(4000);
   const ids = installed();
   if (ids !== 'conference-guest,queue-failover') throw new Error(`installed: ${ids}`);
-  await page.screenshot({ path: `${shots}/5-rolled-back.png`, fullPage: true });
+  await shot(`${shots}/5-rolled-back.png`);
 });
 if (errors.length) {
   failed = true;

@@ -6,6 +6,7 @@
 
 pub mod asterisk;
 pub mod events;
+pub mod web_user;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -648,6 +648,18 @@ test('resultError: featpkg refusals inside a preview or job result', () => {
 
 // ---- status: installed features and drift --------------------------------------------------------
 
+test('statusAfterLoad: a running change (409) keeps what was shown, or says unknown', () => {
+  const before = { installed: [{ bundle: 'featpkg-recipes', features: [{ id: 'busy-callback' }] }], drift: [] };
+  const fresh = { installed: [], drift: [] };
+  assert.deepEqual(S.statusAfterLoad(before, { ok: true, value: fresh }), { status: fresh, unknown: false, busy: false });
+  const busy = { ok: false, error: Object.assign(new Error('a change is running (job 1f): status follows when it has finished'), { status: 409 }) };
+  assert.deepEqual(S.statusAfterLoad(before, busy), { status: before, unknown: false, busy: true });
+  assert.deepEqual(S.statusAfterLoad(undefined, busy), { status: { installed: [], drift: [] }, unknown: true, busy: true });
+  const broken = { ok: false, error: Object.assign(new Error('featpkg failed'), { status: 500 }) };
+  assert.deepEqual(S.statusAfterLoad(before, broken), { status: { installed: [], drift: [] }, unknown: true, busy: false });
+  assert.deepEqual(S.statusAfterLoad(before, { ok: true, value: 'not an object' }).unknown, true);
+});
+
 test('installedFeatures and drift by feature', () => {
   const schema = schemaFor('mikopbx');
   const status = {

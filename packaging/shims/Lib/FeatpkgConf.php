@@ -37,7 +37,10 @@
  *   each whitelisted action to one featpkg command line. Its data lives in
  *   the module's db/, which MikoPBX keeps across upgrades: the parameters in
  *   db/featpkg-params.json (what the enable path passes with --params), the
- *   restart permission in db/featpkg-settings.json, the jobs in db/page-jobs/.
+ *   features installed after the page's last change in
+ *   db/featpkg-features.json (what it passes with --features; an empty list:
+ *   the enable installs nothing), the restart permission in
+ *   db/featpkg-settings.json, the jobs in db/page-jobs/.
  */
 
 namespace Modules\ModuleFeatpkg\Lib;

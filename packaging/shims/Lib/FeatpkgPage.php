@@ -16,7 +16,12 @@
  * - a change (apply, remove, rollback) runs as a background job, so the HTTP
  *   request answers at once (MikoPBX's REST call times out after 30 s; a
  *   MikoPBX restart can take a minute); the page polls `job`. One job at a
- *   time; featpkg's own lock protects the files anyway.
+ *   time; featpkg's own lock protects the files anyway. While a job runs,
+ *   preview and status answer 409 at once instead of waiting (up to
+ *   --lock-wait) for featpkg's lock;
+ * - after a job succeeded, its runner records which of the bundle's features
+ *   are installed in <data dir>/featpkg-features.json, which the module hooks
+ *   install on the next enable or upgrade (FeatpkgRunner::FEATURES_FILE).
  *
  * Loaded by MikoPBX's class loader as Modules\ModuleFeatpkg\Lib\FeatpkgPage,
  * and by FreePBX's Featpkg.class.php with require_once. Keep it PHP 7.4
@@ -109,6 +114,12 @@ class FeatpkgPage
         return $this->dataDir . '/' . FeatpkgRunner::PARAMS_FILE;
     }
 
+    /** The admin's selection, recorded after each change made here (FeatpkgRunner::FEATURES_FILE). */
+    public function featuresFile(): string
+    {
+        return $this->dataDir . '/' . FeatpkgRunner::FEATURES_FILE;
+    }
+
     public function jobsDir(): string
     {
         return $this->dataDir . '/' . self::JOBS_DIR;
@@ -177,6 +188,11 @@ class FeatpkgPage
     /** @return array<string, mixed> */
     private function status(): array
     {
+        // featpkg would wait for the running change's lock (up to --lock-wait).
+        $job = $this->runningJob();
+        if ($job !== null) {
+            throw new FeatpkgPageError(409, "a change is running (job $job): status follows when it has finished");
+        }
         return [
             'installed' => $this->featpkgJson(array_merge(['status', '--json'], $this->targetArgs), [0]),
             // verify exits 1 when it found drift, and still prints its JSON.
@@ -193,6 +209,11 @@ class FeatpkgPage
      */
     private function preview(array $fields): array
     {
+        // featpkg would wait for the running change's lock (up to --lock-wait).
+        $job = $this->runningJob();
+        if ($job !== null) {
+            throw new FeatpkgPageError(409, "a change is running (job $job): preview again when it has finished");
+        }
         $params = $this->paramsField($fields);
         $features = $this->featuresField($fields);
         $allowRestart = $this->allowRestartField($fields);
@@ -545,6 +566,12 @@ class FeatpkgPage
             }
             $this->writeAtomically($dir . '/meta.json', json_encode(['kind' => $kind, 'created' => microtime(true)]) . "\n");
             $this->writeAtomically($dir . '/argv.json', json_encode($argv, JSON_UNESCAPED_SLASHES) . "\n");
+            // What the runner records once featpkg succeeded (bin/featpkg-job.php).
+            $this->writeAtomically($dir . '/selection.json', json_encode([
+                'status' => array_merge([$argv[0], 'status', '--json'], $this->targetArgs),
+                'bundle' => $this->runner->bundleName(),
+                'file' => $this->featuresFile(),
+            ], JSON_UNESCAPED_SLASHES) . "\n");
             $this->prune($id);
         } finally {
             flock($lock, LOCK_UN);
@@ -805,39 +832,12 @@ class FeatpkgPage
      */
     private function writePrivateFile(string $dir, string $tag, string $content): string
     {
-        $old = umask(0077);
-        try {
-            $path = $dir . '/.featpkg-' . $tag . '-' . bin2hex(random_bytes(8)) . '.json';
-            $h = @fopen($path, 'x');
-        } finally {
-            umask($old);
-        }
-        if ($h === false) {
-            throw new RuntimeException("cannot create $path");
-        }
-        try {
-            if (!chmod($path, 0600)) {
-                throw new RuntimeException("cannot make $path private");
-            }
-            if (fwrite($h, $content) !== strlen($content) || !fflush($h)) {
-                throw new RuntimeException("cannot write $path");
-            }
-        } catch (Throwable $e) {
-            fclose($h);
-            @unlink($path);
-            throw $e;
-        }
-        fclose($h);
-        return $path;
+        return FeatpkgRunner::writePrivateFile($dir, $tag, $content);
     }
 
     /** Replaces `$path` with `$content` (0600) in one step: a private temp file renamed over it. */
     private function writeAtomically(string $path, string $content): void
     {
-        $tmp = $this->writePrivateFile(dirname($path), 'tmp', $content);
-        if (!@rename($tmp, $path)) {
-            @unlink($tmp);
-            throw new RuntimeException("cannot replace $path");
-        }
+        FeatpkgRunner::replaceFile($path, $content);
     }
 }

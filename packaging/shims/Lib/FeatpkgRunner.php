@@ -36,6 +36,21 @@ class FeatpkgRunner
     public const PARAMS_FILE = 'featpkg-params.json';
 
     /**
+     * The admin's selection, in the page's data directory next to PARAMS_FILE:
+     * `{"features": [ids]}`, this bundle's features installed after the last
+     * change made from the settings page (bin/featpkg-job.php writes it). The
+     * module hooks install exactly these (--features); without the file,
+     * featpkg's default (every feature it can).
+     */
+    public const FEATURES_FILE = 'featpkg-features.json';
+
+    /** MikoPBX: the selection the settings page recorded, kept in db/ across upgrades. */
+    public const MIKOPBX_FEATURES = 'db/' . self::FEATURES_FILE;
+
+    /** A feature id in FEATURES_FILE. */
+    private const FEATURE_ID = '/^[a-z0-9][a-z0-9-]*$/D';
+
+    /**
      * FreePBX: the settings page's data directory, under ASTVARLIBDIR: the
      * module directory is replaced on every upgrade, this one stays.
      */
@@ -116,6 +131,209 @@ class FeatpkgRunner
             throw new RuntimeException("$path has no bundle name");
         }
         return $manifest['name'];
+    }
+
+    /**
+     * The bundle's feature ids, from the extracted bundle.json.
+     *
+     * @return string[]
+     */
+    public function bundleFeatures(): array
+    {
+        $path = $this->moduleDir . '/bundle.json';
+        $manifest = json_decode((string) @file_get_contents($path), true);
+        $features = is_array($manifest) ? ($manifest['features'] ?? null) : null;
+        if (!is_array($features)) {
+            throw new RuntimeException("$path lists no features: upload the module archive again");
+        }
+        return array_values(array_filter($features, 'is_string'));
+    }
+
+    // ---- the admin's selection (FEATURES_FILE) ---------------------------------
+
+    /**
+     * The ids a features file lists (as saved), or null when there is no file.
+     *
+     * @return string[]|null
+     * @throws RuntimeException naming the file and what is wrong with it
+     */
+    public static function readFeaturesFile(string $path): ?array
+    {
+        clearstatcache(true, $path);
+        if (!file_exists($path)) {
+            return null;
+        }
+        $fix = 'correct it, or delete it to let the module install every feature';
+        $text = @file_get_contents($path);
+        if ($text === false) {
+            throw new RuntimeException("$path cannot be read");
+        }
+        $value = json_decode($text, false);
+        if (json_last_error() !== JSON_ERROR_NONE) {
+            throw new RuntimeException("$path is not JSON (" . json_last_error_msg() . "): $fix");
+        }
+        if (!($value instanceof \stdClass) || !property_exists($value, 'features') || !is_array($value->features)) {
+            throw new RuntimeException("$path is not a JSON object {\"features\": [feature ids]}: $fix");
+        }
+        $ids = [];
+        foreach ($value->features as $id) {
+            if (!is_string($id) || !preg_match(self::FEATURE_ID, $id)) {
+                throw new RuntimeException(sprintf(
+                    '%s: %s is not a feature id (lower-case letters, digits and "-"): %s',
+                    $path,
+                    json_encode($id, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE),
+                    $fix
+                ));
+            }
+            $ids[] = $id;
+        }
+        return $ids;
+    }
+
+    /** A features file's text: `$ids` sorted, each once. */
+    public static function featuresFileText(array $ids): string
+    {
+        $ids = array_values(array_unique(array_map('strval', $ids)));
+        sort($ids, SORT_STRING);
+        return json_encode(['features' => $ids], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES) . "\n";
+    }
+
+    /**
+     * The features of bundle `$bundle` that `featpkg status --json` printed as
+     * installed, sorted (none when the bundle is not installed).
+     *
+     * @return string[]
+     */
+    public static function installedFeatures(string $statusJson, string $bundle): array
+    {
+        $bundles = json_decode($statusJson, true);
+        if (!is_array($bundles)) {
+            throw new RuntimeException('featpkg status --json printed no JSON array: ' . trim($statusJson));
+        }
+        $ids = [];
+        foreach ($bundles as $entry) {
+            if (!is_array($entry) || ($entry['name'] ?? null) !== $bundle) {
+                continue;
+            }
+            foreach (is_array($entry['features'] ?? null) ? $entry['features'] : [] as $feature) {
+                $id = is_array($feature) ? ($feature['id'] ?? null) : null;
+                if (!is_string($id) || !preg_match(self::FEATURE_ID, $id)) {
+                    throw new RuntimeException('featpkg status --json printed a feature without an id: ' . json_encode($feature));
+                }
+                $ids[] = $id;
+            }
+        }
+        $ids = array_values(array_unique($ids));
+        sort($ids, SORT_STRING);
+        return $ids;
+    }
+
+    /**
+     * What the module hooks install: null when no selection was recorded
+     * (featpkg's default), else the recorded features this bundle still has
+     * ([]: the admin removed every feature from the page).
+     *
+     * @return string[]|null
+     */
+    private function selection(string $featuresFile): ?array
+    {
+        $saved = self::readFeaturesFile($featuresFile);
+        if ($saved === null) {
+            return null;
+        }
+        // A feature an upgrade dropped is simply not installed any more.
+        $ids = array_values(array_unique(array_intersect($saved, $this->bundleFeatures())));
+        sort($ids, SORT_STRING);
+        return $ids;
+    }
+
+    /**
+     * Calls `$install` with the parameters file for --params (null: none):
+     * the saved one, or, when it also holds features outside the selection
+     * (featpkg refuses parameters for a feature it is not installing, e.g.
+     * one the admin removed from the page), a private copy holding only the
+     * selected features' entries, deleted afterwards. A file that is not a
+     * JSON object goes to featpkg as it is, for featpkg to judge.
+     *
+     * @param string[]|null $selection
+     * @param callable(?string): void $install
+     */
+    private function withSelectedParams(string $saved, ?array $selection, callable $install): void
+    {
+        if (!is_file($saved)) {
+            $install(null);
+            return;
+        }
+        $params = $selection === null ? null : json_decode((string) @file_get_contents($saved), false);
+        if (!($params instanceof \stdClass)) {
+            $install($saved);
+            return;
+        }
+        $all = get_object_vars($params);
+        $kept = [];
+        foreach ($all as $feature => $values) {
+            if (in_array((string) $feature, $selection, true)) {
+                $kept[(string) $feature] = $values;
+            }
+        }
+        if (count($kept) === count($all)) {
+            $install($saved);
+            return;
+        }
+        $text = json_encode((object) $kept, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+        if ($text === false) {
+            throw new RuntimeException("$saved cannot be re-encoded: " . json_last_error_msg());
+        }
+        $copy = self::writePrivateFile(dirname($saved), 'install-params', $text . "\n");
+        try {
+            $install($copy);
+        } finally {
+            @unlink($copy);
+        }
+    }
+
+    // ---- private files -----------------------------------------------------------
+
+    /**
+     * A new file `.featpkg-<tag>-<random>.json` in `$dir`, readable by this
+     * user only (0600 before any byte is written), holding `$content`; returns its path.
+     */
+    public static function writePrivateFile(string $dir, string $tag, string $content): string
+    {
+        $old = umask(0077);
+        try {
+            $path = $dir . '/.featpkg-' . $tag . '-' . bin2hex(random_bytes(8)) . '.json';
+            $h = @fopen($path, 'x');
+        } finally {
+            umask($old);
+        }
+        if ($h === false) {
+            throw new RuntimeException("cannot create $path");
+        }
+        try {
+            if (!chmod($path, 0600)) {
+                throw new RuntimeException("cannot make $path private");
+            }
+            if (fwrite($h, $content) !== strlen($content) || !fflush($h)) {
+                throw new RuntimeException("cannot write $path");
+            }
+        } catch (\Throwable $e) {
+            fclose($h);
+            @unlink($path);
+            throw $e;
+        }
+        fclose($h);
+        return $path;
+    }
+
+    /** Replaces `$path` with `$content` (0600) in one step: a private temp file renamed over it. */
+    public static function replaceFile(string $path, string $content): void
+    {
+        $tmp = self::writePrivateFile(dirname($path), 'tmp', $content);
+        if (!@rename($tmp, $path)) {
+            @unlink($tmp);
+            throw new RuntimeException("cannot replace $path");
+        }
     }
 
     /**
@@ -217,14 +435,36 @@ class FeatpkgRunner
         return ($settings['allow_restart'] ?? false) === true;
     }
 
-    /** @return string[] */
-    public function mikopbxInstallArgs(): array
+    /** MikoPBX: the selection the settings page recorded (it may not exist). */
+    public function mikopbxFeaturesFile(): string
     {
+        return $this->moduleDir . '/' . self::MIKOPBX_FEATURES;
+    }
+
+    /**
+     * featpkg's arguments for the enable hooks' install: the recorded
+     * selection (db/featpkg-features.json) as --features when there is one;
+     * null when that selection is empty (nothing to install).
+     *
+     * @param string|null $params the file for --params (default: db/featpkg-params.json when it exists)
+     * @return string[]|null
+     */
+    public function mikopbxInstallArgs(?string $params = null): ?array
+    {
+        $features = $this->selection($this->mikopbxFeaturesFile());
+        if ($features === []) {
+            return null;
+        }
         $args = array_merge(['install', $this->moduleDir], $this->mikopbxTargetArgs());
-        $params = $this->moduleDir . '/' . self::MIKOPBX_PARAMS;
-        if (is_file($params)) {
+        $saved = $this->moduleDir . '/' . self::MIKOPBX_PARAMS;
+        $params = $params ?? (is_file($saved) ? $saved : null);
+        if ($params !== null) {
             $args[] = '--params';
             $args[] = $params;
+        }
+        if ($features !== null) {
+            $args[] = '--features';
+            $args[] = implode(',', $features);
         }
         if ($this->mikopbxAllowRestart()) {
             $args[] = '--allow-restart';
@@ -242,10 +482,25 @@ class FeatpkgRunner
         return $args;
     }
 
-    /** Installs (or, with $dryRun, only checks) the bundle's features on MikoPBX. */
+    /**
+     * Installs (or, with $dryRun, only checks) the bundle's features on
+     * MikoPBX: the ones the settings page recorded, else featpkg's default.
+     * When the admin removed every feature from the page, featpkg does not
+     * run at all: the module is enabled with nothing installed.
+     */
     public function mikopbxInstall(bool $dryRun = false): void
     {
-        $this->run(array_merge($this->mikopbxInstallArgs(), $dryRun ? ['--dry-run'] : []));
+        $selection = $this->selection($this->mikopbxFeaturesFile());
+        if ($selection === []) {
+            return;
+        }
+        $saved = $this->moduleDir . '/' . self::MIKOPBX_PARAMS;
+        $this->withSelectedParams($saved, $selection, function (?string $params) use ($dryRun): void {
+            $args = $this->mikopbxInstallArgs($params);
+            if ($args !== null) {
+                $this->run(array_merge($args, $dryRun ? ['--dry-run'] : []));
+            }
+        });
     }
 
     /**
@@ -272,8 +527,19 @@ class FeatpkgRunner
     /** FreePBX: the settings page's data directory for an ASTVARLIBDIR (null or '': the default). */
     public static function freepbxDataDirFor(?string $astVarLibDir): string
     {
+        return self::freepbxAstVarLibDir($astVarLibDir) . '/' . self::FREEPBX_DATA_DIR;
+    }
+
+    /** FreePBX: featpkg's own state directory (state.db, lock, machine.key, journal/) for an ASTVARLIBDIR. */
+    public static function freepbxStateDirFor(?string $astVarLibDir): string
+    {
+        return self::freepbxAstVarLibDir($astVarLibDir) . '/featpkg';
+    }
+
+    private static function freepbxAstVarLibDir(?string $astVarLibDir): string
+    {
         $base = ($astVarLibDir === null || trim($astVarLibDir) === '') ? self::FREEPBX_ASTVARLIBDIR : trim($astVarLibDir);
-        return rtrim($base, '/') . '/' . self::FREEPBX_DATA_DIR;
+        return rtrim($base, '/');
     }
 
     /** FreePBX: the settings page's data directory (parameters, jobs). */
@@ -288,14 +554,35 @@ class FeatpkgRunner
         return $this->freepbxDataDir . '/' . self::PARAMS_FILE;
     }
 
-    /** @return string[] */
-    public function freepbxInstallArgs(): array
+    /** FreePBX: the selection the settings page recorded (it may not exist). */
+    public function freepbxFeaturesFile(): string
     {
+        return $this->freepbxDataDir . '/' . self::FEATURES_FILE;
+    }
+
+    /**
+     * featpkg's arguments for install(): the recorded selection as
+     * --features when there is one; null when that selection is empty.
+     *
+     * @param string|null $params the file for --params (default: the saved parameters when they exist)
+     * @return string[]|null
+     */
+    public function freepbxInstallArgs(?string $params = null): ?array
+    {
+        $features = $this->selection($this->freepbxFeaturesFile());
+        if ($features === []) {
+            return null;
+        }
         $args = ['install', $this->moduleDir, '--target', 'freepbx'];
-        $params = $this->freepbxParamsFile();
-        if (is_file($params)) {
+        $saved = $this->freepbxParamsFile();
+        $params = $params ?? (is_file($saved) ? $saved : null);
+        if ($params !== null) {
             $args[] = '--params';
             $args[] = $params;
+        }
+        if ($features !== null) {
+            $args[] = '--features';
+            $args[] = implode(',', $features);
         }
         return $args;
     }
@@ -306,10 +593,23 @@ class FeatpkgRunner
         return ['uninstall', $this->bundleName(), '--target', 'freepbx'];
     }
 
-    /** Installs or upgrades the features; again with the same module: "up to date". */
+    /**
+     * Installs or upgrades the features (the ones the settings page recorded,
+     * else featpkg's default; none when the admin removed them all); again
+     * with the same module: "up to date".
+     */
     public function freepbxInstall(): void
     {
-        $this->run($this->freepbxInstallArgs());
+        $selection = $this->selection($this->freepbxFeaturesFile());
+        if ($selection === []) {
+            return;
+        }
+        $this->withSelectedParams($this->freepbxParamsFile(), $selection, function (?string $params): void {
+            $args = $this->freepbxInstallArgs($params);
+            if ($args !== null) {
+                $this->run($args);
+            }
+        });
     }
 
     /** Uninstalls the bundle; false when it is not installed. */

@@ -13,8 +13,24 @@
  *         no shell), featpkg's stdout into <jobdir>/stdout, its stderr into
  *         <jobdir>/stderr as it comes, each `featpkg: progress <step>` line's
  *         step into <jobdir>/steps, and last its exit code into <jobdir>/exit.
+ *         When featpkg exited 0, before that: the admin's selection (below).
  *
  * <jobdir> is created (0700) by the page; nothing here comes from a request.
+ *
+ * The admin's selection: after a change that succeeded, the runner runs
+ * `featpkg status --json` (the command in <jobdir>/selection.json: the page's
+ * own status command line) and writes this bundle's installed features to
+ * the page's data directory as featpkg-features.json (temp file + rename,
+ * 0600), which the module hooks install on the next enable or upgrade
+ * (FeatpkgRunner::FEATURES_FILE). Why here and not in the page: the runner
+ * runs exactly once per job and does this while it still holds <jobdir>/lock
+ * and before <jobdir>/exit exists, so the job still counts as running and
+ * the page starts no second change until the file is written (no race); it
+ * does not depend on the page being open when the job ends. A job whose
+ * featpkg failed leaves the file alone. If the change succeeded but the
+ * status cannot be read or the file not written, the old file (now wrong) is
+ * deleted, so the hooks fall back to featpkg's default, and the job fails
+ * with a message saying so.
  */
 
 declare(strict_types=1);
@@ -25,7 +41,10 @@ if (PHP_SAPI !== 'cli') {
     exit;
 }
 
+require_once dirname(__DIR__) . '/Lib/FeatpkgRunner.php';
 require_once dirname(__DIR__) . '/Lib/FeatpkgPage.php';
+
+use Modules\ModuleFeatpkg\Lib\FeatpkgRunner;
 
 /** Ends the job: its exit code in <jobdir>/exit (written whole: temp + rename). */
 function featpkg_job_finish(string $dir, int $code): void
@@ -36,6 +55,63 @@ function featpkg_job_finish(string $dir, int $code): void
         exit(1);
     }
     exit(0);
+}
+
+/**
+ * After a change that succeeded: records which of the bundle's features are
+ * installed (see the top of this file). Returns null, or why it could not.
+ */
+function featpkg_job_record_selection(string $dir): ?string
+{
+    if (!is_file($dir . '/selection.json')) {
+        // A job started by an older page: nothing to record.
+        return null;
+    }
+    $selection = json_decode((string) @file_get_contents($dir . '/selection.json'), true);
+    $command = is_array($selection) ? ($selection['status'] ?? null) : null;
+    $bundle = is_array($selection) ? ($selection['bundle'] ?? null) : null;
+    $file = is_array($selection) ? ($selection['file'] ?? null) : null;
+    $valid = is_array($command) && $command !== [] && array_keys($command) === range(0, count($command) - 1)
+        && is_string($bundle) && $bundle !== '' && is_string($file) && ($file[0] ?? '') === '/';
+    foreach ($valid ? $command : [] as $word) {
+        if (!is_string($word)) {
+            $valid = false;
+        }
+    }
+    if (!$valid) {
+        return "$dir/selection.json is not {\"status\": [command], \"bundle\": name, \"file\": path}";
+    }
+    try {
+        $stdout = tmpfile();
+        $stderr = tmpfile();
+        if ($stdout === false || $stderr === false) {
+            throw new RuntimeException("cannot create temporary files for featpkg's output");
+        }
+        $process = proc_open($command, [0 => ['file', '/dev/null', 'r'], 1 => $stdout, 2 => $stderr], $pipes, '/');
+        if (!is_resource($process)) {
+            throw new RuntimeException('cannot start ' . $command[0]);
+        }
+        $code = proc_close($process);
+        rewind($stdout);
+        rewind($stderr);
+        $out = (string) stream_get_contents($stdout);
+        $err = trim((string) stream_get_contents($stderr));
+        if ($code !== 0) {
+            throw new RuntimeException("featpkg status failed (exit $code)" . ($err !== '' ? ": $err" : ''));
+        }
+        FeatpkgRunner::replaceFile($file, FeatpkgRunner::featuresFileText(FeatpkgRunner::installedFeatures($out, $bundle)));
+        return null;
+    } catch (Throwable $e) {
+        $removed = !file_exists($file) || @unlink($file);
+        return sprintf(
+            'the change was made, but which features are installed could not be recorded in %s (%s); %s',
+            $file,
+            $e->getMessage(),
+            $removed
+                ? 'the file was removed, so the next module enable or upgrade installs every feature: apply from this page again to record your selection'
+                : 'nor could the old file be removed: delete it by hand, or the next module enable or upgrade installs what it lists'
+        );
+    }
 }
 
 /** Records a message of the runner itself as the job's error. */
@@ -135,4 +211,10 @@ fclose($pipes[2]);
 $code = proc_close($process);
 fclose($stderrLog);
 fclose($stepsLog);
+if ($code === 0) {
+    $problem = featpkg_job_record_selection($dir);
+    if ($problem !== null) {
+        featpkg_job_fail($dir, $problem, 1);
+    }
+}
 featpkg_job_finish($dir, $code);
