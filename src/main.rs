@@ -12,7 +12,7 @@ use featpkg::ops::{
     rollback::{RollbackOutcome, RollbackRequest},
     uninstall::{UninstallOutcome, UninstallRequest},
 };
-use featpkg::target::{TargetKind, TargetOptions};
+use featpkg::pbx::{TargetKind, TargetOptions};
 
 #[derive(Parser)]
 #[command(

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use super::Error;
 use crate::bundle;
 use crate::feature::{FeatureDef, RenderedDestination};
+use crate::pbx::{self, TargetKind, TargetOptions};
 use crate::state::State;
-use crate::target::{self, TargetKind, TargetOptions};
 
 /// The destinations of the installed features of the bundle at `bundle_path`
 /// (None: the bundle featpkg's own binary belongs to). Bundles installed from
@@ -25,7 +25,7 @@ pub fn destinations(
     options: &TargetOptions,
     bundle_path: Option<&Path>,
 ) -> Result<Vec<RenderedDestination>, Error> {
-    let target = target::open(kind, options)?;
+    let target = pbx::open(kind, options)?;
     let state_dir = target.state_dir();
     if !state_dir.join("state.db").is_file() {
         return Ok(Vec::new()); // featpkg never installed anything here

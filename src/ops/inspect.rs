@@ -6,9 +6,9 @@ use serde::Serialize;
 use super::{Error, Session};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
+use crate::pbx::Document;
 use crate::plan::{PlanError, read_document_state};
 use crate::state::{BundleSnapshot, EditKind};
-use crate::target::Document;
 
 /// Everything installed, from State.
 pub fn status(session: &Session) -> Result<Vec<BundleSnapshot>, Error> {

@@ -300,7 +300,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
 /// own file: on FreePBX and MikoPBX featpkg's AMI users go elsewhere, but the
 /// port and address are set here).
 fn read_ami_address(
-    target: &dyn crate::target::Target,
+    target: &dyn crate::pbx::Target,
     dirs: &BTreeMap<feature::PbxDir, String>,
 ) -> Result<crate::ami_address::AmiAddress, Error> {
     let Some(etc) = dirs.get(&feature::PbxDir::Etc) else {
@@ -308,6 +308,6 @@ fn read_ami_address(
     };
     let path = target.host_path(&format!("{etc}/manager.conf"));
     let text = crate::asterisk_config::read_if_exists(&path)
-        .map_err(|source| crate::target::asterisk::TargetError::Read { path, source })?;
+        .map_err(|source| crate::pbx::asterisk::TargetError::Read { path, source })?;
     Ok(crate::ami_address::read(text.as_deref()))
 }

@@ -14,16 +14,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::hash::sha256_hex;
+use crate::pbx::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::plan::Plan;
 use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
-use crate::target::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::txn::{self, PbxEvent, Step, Transaction};
 
 /// Every error a command can end with; each message is for the admin.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Target(#[from] crate::target::asterisk::TargetError),
+    Target(#[from] crate::pbx::asterisk::TargetError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
     #[error(transparent)]
@@ -35,11 +35,11 @@ pub enum Error {
     #[error(transparent)]
     Txn(#[from] crate::txn::TxnError),
     #[error("reload failed, every change was rolled back{1}: {0}")]
-    ReloadFailed(crate::target::ReloadError, UnloadNote),
+    ReloadFailed(crate::pbx::ReloadError, UnloadNote),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
-    Place(#[from] crate::target::PlaceError),
+    Place(#[from] crate::pbx::PlaceError),
     #[error(transparent)]
     Row(#[from] crate::row::RowError),
 }
@@ -163,7 +163,7 @@ pub struct Session {
 impl Session {
     /// Opens the PBX, takes the lock and finishes any interrupted transaction first.
     pub fn open(options: &PbxOptions) -> Result<Session, Error> {
-        let target = crate::target::open(options.target, &options.pbx)?;
+        let target = crate::pbx::open(options.target, &options.pbx)?;
         let state_dir = target.state_dir();
         if options.read_only && !state_dir.exists() {
             return Ok(Session {
@@ -200,7 +200,7 @@ impl Session {
                 let request = reload_for_changed(&changed);
                 // An empty request runs no command.
                 let mut said = Vec::new();
-                match target.reload(&request, &mut crate::target::loads_nothing) {
+                match target.reload(&request, &mut crate::pbx::loads_nothing) {
                     Ok(lines) => said.extend(lines),
                     Err(e) => tracing::warn!(
                         "after recovery, reloading Asterisk failed: {e}; reload it by hand"
@@ -232,7 +232,7 @@ impl Drop for Session {
         let Some((uid, gid)) = self.target.state_owner() else {
             return;
         };
-        if crate::target::effective_uid() != 0 {
+        if crate::pbx::effective_uid() != 0 {
             return;
         }
         let dir = self.target.state_dir();
@@ -639,7 +639,7 @@ fn reload_restored(session: &Session, forward: &ReloadRequest) {
     };
     if let Err(e) = session
         .target
-        .reload(&again, &mut crate::target::loads_nothing)
+        .reload(&again, &mut crate::pbx::loads_nothing)
     {
         tracing::warn!("reload after rollback failed as well: {e}; reload the PBX by hand");
     }

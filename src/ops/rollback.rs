@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::hash::sha256_hex;
+use crate::pbx::Document;
 use crate::plan::{DirChange, FileChange, Plan, RowChange, empty_after_plan, read_document_state};
 use crate::row::RowState;
-use crate::target::Document;
 use crate::txn::FileState;
 
 /// Options for rollback.

@@ -11,7 +11,7 @@ use super::Error;
 use crate::bundle;
 use crate::feature::FeatureDef;
 use crate::feature::param::{ParamSpec, ParamType, QUEUE_STATUSES};
-use crate::target::TargetKind;
+use crate::pbx::TargetKind;
 
 /// The whole answer of `featpkg schema --json`.
 #[derive(Debug, Clone, Serialize)]

@@ -14,9 +14,9 @@ use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
 use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
+use crate::pbx::{ConfigDir, Document, PlacedEdit, Target};
 use crate::row::{self, RowRef, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
-use crate::target::{ConfigDir, Document, PlacedEdit, Target};
 use crate::txn::FileState;
 
 /// Why a plan could not be made; nothing was written.

@@ -403,11 +403,11 @@ mod tests {
         }
     }
 
-    /// A target whose CLI is [`crate::target::fake_cli`] in `dir`, with `loaded` running.
+    /// A target whose CLI is [`crate::pbx::fake_cli`] in `dir`, with `loaded` running.
     fn with_fake_cli(dir: &Path, loaded: &[&str]) -> AsteriskTarget {
         std::fs::create_dir_all(dir.join("etc/asterisk")).unwrap();
         std::fs::write(dir.join("etc/asterisk/asterisk.conf"), "").unwrap();
-        let cli = crate::target::fake_cli::write(dir);
+        let cli = crate::pbx::fake_cli::write(dir);
         let mut modules = loaded.join("\n");
         modules.push('\n');
         std::fs::write(dir.join("modules"), modules.trim_start()).unwrap();
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn reload_records_each_module_it_loads_before_loading_it() {
-        use crate::target::fake_cli;
+        use crate::pbx::fake_cli;
         let dir = tempfile::tempdir().unwrap();
         let t = with_fake_cli(dir.path(), &["a.so"]);
         let mut recorded = Vec::new();
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_load_that_fails_was_recorded_and_one_that_cannot_be_recorded_is_not_tried() {
-        use crate::target::fake_cli;
+        use crate::pbx::fake_cli;
         let dir = tempfile::tempdir().unwrap();
         let t = with_fake_cli(dir.path(), &[]);
         std::fs::write(dir.path().join("fail-c.so"), "").unwrap();
@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn unload_module_unloads_only_a_loaded_module() {
-        use crate::target::fake_cli;
+        use crate::pbx::fake_cli;
         let dir = tempfile::tempdir().unwrap();
         let t = with_fake_cli(dir.path(), &["a.so", "b.so"]);
         assert_eq!(

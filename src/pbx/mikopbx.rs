@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn modules_a_pjsip_restart_loads_are_recorded_before_it_and_unloaded_live() {
-        use crate::target::fake_cli;
+        use crate::pbx::fake_cli;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
