@@ -2,7 +2,9 @@
 
 use similar::TextDiff;
 
-use crate::plan::{FileChange, Plan};
+use crate::change::{Doc, DocState};
+use crate::plan::Plan;
+use crate::txn::FileState;
 
 /// The diff of one changed path (file, row or directory).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -23,34 +25,21 @@ pub fn render_parts(plan: &Plan) -> Vec<DiffPart> {
             diff,
         })
     };
-    for d in &plan.create_dirs {
-        push(
-            &d.runtime_path,
-            format!("mkdir {} (mode {:04o})\n", d.runtime_path, d.mode),
-        );
-    }
-    for f in &plan.files {
-        push(&f.runtime_path, file_diff(f));
-    }
-    for r in &plan.rows {
-        let mut diff = text_diff(
-            &r.runtime_path,
-            r.before.as_ref().map(|_| r.before_text.as_slice()),
-            r.after.as_ref().map(|_| r.after_text.as_slice()),
-        );
-        let mode = |s: &Option<crate::row::RowState>| s.as_ref().and_then(|s| s.mode.clone());
-        if mode(&r.before) != mode(&r.after) {
-            diff.push_str(&format!(
-                "mode of {}: {} -> {}\n",
-                r.runtime_path,
-                mode(&r.before).unwrap_or_else(|| "(none)".into()),
-                mode(&r.after).unwrap_or_else(|| "(none)".into())
-            ));
-        }
-        push(&r.runtime_path, diff);
-    }
-    for d in &plan.remove_dirs {
-        push(&d.runtime_path, format!("rmdir {}\n", d.runtime_path));
+    for change in &plan.changes {
+        let path = change.runtime_path.as_str();
+        let diff = match (&change.doc, &change.before, &change.after) {
+            (Doc::Dir { .. }, _, Some(DocState::Dir { mode })) => {
+                format!("mkdir {path} (mode {mode:04o})\n")
+            }
+            (Doc::Dir { .. }, _, _) => format!("rmdir {path}\n"),
+            (Doc::File { .. }, before, after) => file_diff(
+                path,
+                before.as_ref().and_then(DocState::as_file),
+                after.as_ref().and_then(DocState::as_file),
+            ),
+            (Doc::Row(_), before, after) => row_diff(path, before.as_ref(), after.as_ref()),
+        };
+        push(path, diff);
     }
     out
 }
@@ -59,25 +48,38 @@ fn is_text(bytes: &[u8]) -> bool {
     std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)
 }
 
-fn file_diff(f: &FileChange) -> String {
-    let old = f.before.as_ref().map(|s| s.content.as_slice());
-    let new = f.after.as_ref().map(|s| s.content.as_slice());
+/// A row's text diff, plus its mode when that changes (MikoPBX custom files).
+fn row_diff(path: &str, before: Option<&DocState>, after: Option<&DocState>) -> String {
+    let (before_text, after_text) = (before.map(DocState::text), after.map(DocState::text));
+    let mut diff = text_diff(path, before_text.as_deref(), after_text.as_deref());
+    let mode = |s: Option<&DocState>| s.and_then(DocState::as_row).and_then(|r| r.mode.clone());
+    if mode(before) != mode(after) {
+        diff.push_str(&format!(
+            "mode of {path}: {} -> {}\n",
+            mode(before).unwrap_or_else(|| "(none)".into()),
+            mode(after).unwrap_or_else(|| "(none)".into())
+        ));
+    }
+    diff
+}
+
+fn file_diff(path: &str, before: Option<&FileState>, after: Option<&FileState>) -> String {
+    let old = before.map(|s| s.content.as_slice());
+    let new = after.map(|s| s.content.as_slice());
     let both_text = old.is_none_or(is_text) && new.is_none_or(is_text);
     if !both_text {
         let size =
             |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
         return format!(
-            "binary file {}: {} -> {}{}\n",
-            f.runtime_path,
+            "binary file {path}: {} -> {}{}\n",
             size(old),
             size(new),
-            f.after
-                .as_ref()
+            after
                 .map(|s| format!(" (mode {:04o})", s.mode))
                 .unwrap_or_default()
         );
     }
-    text_diff(&f.runtime_path, old, new)
+    text_diff(path, old, new)
 }
 
 /// Unified diff of two texts (`None` = absent).

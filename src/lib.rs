@@ -6,6 +6,7 @@
 pub mod ami_address;
 pub mod asterisk_config;
 pub mod bundle;
+pub mod change;
 pub mod diff;
 pub mod feature;
 pub mod file_access;

@@ -161,6 +161,40 @@ pub struct TxnFile {
     pub after_mode: u32,
 }
 
+impl From<&crate::change::DocChange> for TxnFile {
+    /// How history keeps a change: the state before in full (a row as JSON,
+    /// a directory as an empty content), the state after as its fingerprint.
+    fn from(change: &crate::change::DocChange) -> TxnFile {
+        use crate::change::DocState;
+        let (before, before_mode, before_uid, before_gid) = match &change.before {
+            None => (None, 0, 0, 0),
+            Some(DocState::Dir { mode }) => (Some(Vec::new()), *mode, 0, 0),
+            Some(DocState::File(f)) => (Some(f.content.clone()), f.mode, f.uid, f.gid),
+            Some(DocState::Row(r)) => (
+                Some(serde_json::to_vec(r).expect("row serialises")),
+                0,
+                0,
+                0,
+            ),
+        };
+        let after_mode = match &change.after {
+            Some(DocState::Dir { mode }) => *mode,
+            Some(DocState::File(f)) => f.mode,
+            _ => 0,
+        };
+        TxnFile {
+            is_dir: change.is_dir(),
+            path: change.runtime_path.clone(),
+            before,
+            before_mode,
+            before_uid,
+            before_gid,
+            after_sha256: change.after.as_ref().map(DocState::fingerprint),
+            after_mode,
+        }
+    }
+}
+
 /// A committed transaction as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {

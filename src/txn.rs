@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::change::{Doc, DocChange, DocState};
 use crate::file_access::{self, CrontabError, FileAccess};
 use crate::hash::sha256_hex;
 use crate::row::{self, RowRef, RowState};
@@ -44,30 +45,6 @@ pub struct FileState {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-}
-
-/// One change of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Create a directory that does not exist (undo: remove it; it must be empty then).
-    CreateDir { path: PathBuf, mode: u32 },
-    /// Create (`before` None), replace, or delete (`after` None) one file.
-    File {
-        path: PathBuf,
-        before: Option<FileState>,
-        after: Option<FileState>,
-        /// How the file is reached (a user's crontab: through crontab(1)).
-        access: FileAccess,
-    },
-    /// Remove a directory the preceding steps left empty (undo: recreate it).
-    RemoveDir { path: PathBuf, mode: u32 },
-    /// Create, change or delete one row of the PBX's configuration database
-    /// (one SQLite transaction; undo: write `before` back).
-    Row {
-        row: RowRef,
-        before: Option<RowState>,
-        after: Option<RowState>,
-    },
 }
 
 /// Transaction failures; each names the path.
@@ -275,7 +252,7 @@ struct Journal {
 pub struct Transaction {
     dir: PathBuf,
     journal_dir: PathBuf,
-    steps: Vec<Step>,
+    changes: Vec<DocChange>,
     journal: Journal,
 }
 
@@ -402,13 +379,88 @@ fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
     parent(path).join(format!(".{name}.featpkg-{txn_id}"))
 }
 
+/// The journal's record of `change` (the `index`th), checked against the
+/// disk first: a document that no longer holds its `before` is refused.
+/// A file's old bytes go into a backup file in `staging`.
+fn journal_step(
+    change: &DocChange,
+    index: usize,
+    txn_id: &str,
+    staging: &Path,
+) -> Result<JournalStep, TxnError> {
+    let file_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_file).cloned();
+    let row_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_row).cloned();
+    Ok(match &change.doc {
+        Doc::Dir { path } => match (&change.before, &change.after) {
+            (_, Some(DocState::Dir { mode })) => {
+                if path.exists() {
+                    return Err(TxnError::Changed(path.clone()));
+                }
+                JournalStep::CreateDir {
+                    path: path.clone(),
+                    mode: *mode,
+                }
+            }
+            (before, _) => JournalStep::RemoveDir {
+                path: path.clone(),
+                mode: match before {
+                    Some(DocState::Dir { mode }) => *mode,
+                    _ => 0o755,
+                },
+            },
+        },
+        Doc::Row(row) => {
+            let before = row_state(&change.before);
+            if row::read(row)? != before {
+                return Err(row::RowError::Changed(row.key.runtime_path()).into());
+            }
+            JournalStep::Row {
+                row: row.clone(),
+                before,
+                after: row_state(&change.after),
+            }
+        }
+        Doc::File { path, access } => {
+            if *access == FileAccess::Direct
+                && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+            {
+                return Err(TxnError::Symlink(path.clone()));
+            }
+            let before = file_state(&change.before);
+            let expected = before.as_ref().map(|b| sha256_hex(&b.content));
+            if current_hash(path, access)? != expected {
+                return Err(TxnError::Changed(path.clone()));
+            }
+            let backup = match &before {
+                Some(b) => {
+                    let name = format!("backup-{:03}", index + 1);
+                    let bpath = staging.join(&name);
+                    let mut f = File::create(&bpath).map_err(io(&bpath))?;
+                    f.write_all(&b.content).map_err(io(&bpath))?;
+                    f.sync_all().map_err(io(&bpath))?;
+                    Some(name)
+                }
+                None => None,
+            };
+            JournalStep::File {
+                path: path.clone(),
+                before: before.as_ref().map(journal_state),
+                backup,
+                after: file_state(&change.after).as_ref().map(journal_state),
+                temp: temp_name(path, txn_id),
+                access: access.clone(),
+            }
+        }
+    })
+}
+
 impl Transaction {
     /// Writes the journal (and backups) before any change. Refuses, with nothing
     /// changed, when another journal is unfinished or a file no longer matches its `before`.
     pub fn begin(
         journal_dir: &Path,
         txn_id: &str,
-        steps: Vec<Step>,
+        changes: Vec<DocChange>,
     ) -> Result<Transaction, TxnError> {
         fs::create_dir_all(journal_dir).map_err(io(journal_dir))?;
         for entry in fs::read_dir(journal_dir).map_err(io(journal_dir))? {
@@ -427,74 +479,14 @@ impl Transaction {
         };
         let staging = journal_dir.join(format!(".{txn_id}.tmp"));
         fs::create_dir_all(&staging).map_err(io(&staging))?;
-        for (index, step) in steps.iter().enumerate() {
-            journal.steps.push(match step {
-                Step::CreateDir { path, mode } => {
-                    if path.exists() {
-                        let _ = fs::remove_dir_all(&staging);
-                        return Err(TxnError::Changed(path.clone()));
-                    }
-                    JournalStep::CreateDir {
-                        path: path.clone(),
-                        mode: *mode,
-                    }
+        for (index, change) in changes.iter().enumerate() {
+            match journal_step(change, index, txn_id, &staging) {
+                Ok(step) => journal.steps.push(step),
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&staging);
+                    return Err(e);
                 }
-                Step::RemoveDir { path, mode } => JournalStep::RemoveDir {
-                    path: path.clone(),
-                    mode: *mode,
-                },
-                Step::Row { row, before, after } => {
-                    if row::read(row)? != *before {
-                        let _ = fs::remove_dir_all(&staging);
-                        return Err(row::RowError::Changed(row.key.runtime_path()).into());
-                    }
-                    JournalStep::Row {
-                        row: row.clone(),
-                        before: before.clone(),
-                        after: after.clone(),
-                    }
-                }
-                Step::File {
-                    path,
-                    before,
-                    after,
-                    access,
-                } => {
-                    if *access == FileAccess::Direct
-                        && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-                    {
-                        let _ = fs::remove_dir_all(&staging);
-                        return Err(TxnError::Symlink(path.clone()));
-                    }
-                    let expected = before.as_ref().map(|b| sha256_hex(&b.content));
-                    let current = current_hash(path, access).inspect_err(|_| {
-                        let _ = fs::remove_dir_all(&staging);
-                    })?;
-                    if current != expected {
-                        let _ = fs::remove_dir_all(&staging);
-                        return Err(TxnError::Changed(path.clone()));
-                    }
-                    let backup = match before {
-                        Some(b) => {
-                            let name = format!("backup-{:03}", index + 1);
-                            let bpath = staging.join(&name);
-                            let mut f = File::create(&bpath).map_err(io(&bpath))?;
-                            f.write_all(&b.content).map_err(io(&bpath))?;
-                            f.sync_all().map_err(io(&bpath))?;
-                            Some(name)
-                        }
-                        None => None,
-                    };
-                    JournalStep::File {
-                        path: path.clone(),
-                        before: before.as_ref().map(journal_state),
-                        backup,
-                        after: after.as_ref().map(journal_state),
-                        temp: temp_name(path, txn_id),
-                        access: access.clone(),
-                    }
-                }
-            });
+            }
         }
         let jpath = staging.join("journal.json");
         let mut f = File::create(&jpath).map_err(io(&jpath))?;
@@ -508,7 +500,7 @@ impl Transaction {
         let transaction = Transaction {
             dir,
             journal_dir: journal_dir.to_path_buf(),
-            steps,
+            changes,
             journal,
         };
         if let Err(e) = test_point("journal-written") {
@@ -533,30 +525,25 @@ impl Transaction {
     }
 
     fn apply_steps(&self) -> Result<(), TxnError> {
-        for (index, (step, jstep)) in self.steps.iter().zip(&self.journal.steps).enumerate() {
+        for (index, (change, jstep)) in self.changes.iter().zip(&self.journal.steps).enumerate() {
             let n = index + 1;
-            match step {
-                Step::CreateDir { path, mode } => make_dir(path, *mode)?,
-                Step::RemoveDir { path, .. } => remove_empty_dir(path)?,
-                Step::Row { row, before, after } => {
-                    row::compare_and_write(row, before.as_ref(), after.as_ref())?
-                }
-                Step::File {
-                    path,
-                    after,
-                    access,
-                    ..
-                } => {
-                    let JournalStep::File { temp, .. } = jstep else {
-                        unreachable!("journal steps mirror the steps")
-                    };
-                    match after {
+            match (&change.doc, jstep) {
+                (Doc::Dir { path }, JournalStep::CreateDir { mode, .. }) => make_dir(path, *mode)?,
+                (Doc::Dir { path }, _) => remove_empty_dir(path)?,
+                (Doc::Row(row), _) => row::compare_and_write(
+                    row,
+                    change.before.as_ref().and_then(DocState::as_row),
+                    change.after.as_ref().and_then(DocState::as_row),
+                )?,
+                (Doc::File { path, access }, JournalStep::File { temp, .. }) => {
+                    match change.after.as_ref().and_then(DocState::as_file) {
                         Some(state) => {
                             write_file(path, temp, access, state, Some(&format!("step-{n}-temp")))?
                         }
                         None => remove_file(path, access)?,
                     }
                 }
+                (Doc::File { .. }, _) => unreachable!("journal steps mirror the changes"),
             }
             test_point(&format!("step-{n}-done"))?;
         }
@@ -960,30 +947,19 @@ mod tests {
             out.sort();
             out
         }
-        fn steps(&self) -> Vec<Step> {
+        fn steps(&self) -> Vec<DocChange> {
+            let file = |rel: &str, before, after| {
+                DocChange::file(rel.into(), self.p(rel), FileAccess::Direct, before, after)
+            };
             vec![
-                Step::CreateDir {
-                    path: self.p("etc/featpkg"),
-                    mode: 0o755,
-                },
-                Step::File {
-                    path: self.p("etc/featpkg/new.conf"),
-                    before: None,
-                    after: Some(state(b"new\n", 0o644)),
-                    access: FileAccess::Direct,
-                },
-                Step::File {
-                    path: self.p("etc/a.conf"),
-                    before: Some(state(b"[a]\nx=1\n", 0o640)),
-                    after: Some(state(b"[a]\nx=1\n; ours\n", 0o640)),
-                    access: FileAccess::Direct,
-                },
-                Step::File {
-                    path: self.p("etc/gone.conf"),
-                    before: Some(state(b"bye\n", 0o644)),
-                    after: None,
-                    access: FileAccess::Direct,
-                },
+                DocChange::make_dir("etc/featpkg".into(), self.p("etc/featpkg"), 0o755),
+                file("etc/featpkg/new.conf", None, Some(state(b"new\n", 0o644))),
+                file(
+                    "etc/a.conf",
+                    Some(state(b"[a]\nx=1\n", 0o640)),
+                    Some(state(b"[a]\nx=1\n; ours\n", 0o640)),
+                ),
+                file("etc/gone.conf", Some(state(b"bye\n", 0o644)), None),
             ]
         }
     }

@@ -17,7 +17,7 @@ use crate::hash::sha256_hex;
 use crate::pbx::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::plan::Plan;
 use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
-use crate::txn::{self, PbxEvent, Step, Transaction};
+use crate::txn::{self, PbxEvent, Transaction};
 
 /// Every error a command can end with; each message is for the admin.
 #[derive(Debug, thiserror::Error)]
@@ -412,36 +412,14 @@ pub fn describe(plan: &Plan) -> Vec<ChangedPath> {
         (true, false) => "removed",
         _ => "modified",
     };
-    let mut out = Vec::new();
-    for d in &plan.create_dirs {
-        out.push(ChangedPath {
-            verb: "created",
-            path: d.runtime_path.clone(),
-            is_dir: true,
-        });
-    }
-    for f in &plan.files {
-        out.push(ChangedPath {
-            verb: verb(f.before.is_some(), f.after.is_some()),
-            path: f.runtime_path.clone(),
-            is_dir: false,
-        });
-    }
-    for r in &plan.rows {
-        out.push(ChangedPath {
-            verb: verb(r.before.is_some(), r.after.is_some()),
-            path: r.runtime_path.clone(),
-            is_dir: false,
-        });
-    }
-    for d in &plan.remove_dirs {
-        out.push(ChangedPath {
-            verb: "removed",
-            path: d.runtime_path.clone(),
-            is_dir: true,
-        });
-    }
-    out
+    plan.changes
+        .iter()
+        .map(|c| ChangedPath {
+            verb: verb(c.before.is_some(), c.after.is_some()),
+            path: c.runtime_path.clone(),
+            is_dir: c.is_dir(),
+        })
+        .collect()
 }
 
 /// Applies a change: journal, atomic edits, reload + verify, state commit.
@@ -457,86 +435,11 @@ pub(crate) fn execute(
     {
         return Err(restart_refusal(&reason));
     }
-    let mut steps = Vec::new();
-    let mut files = Vec::new();
-    for d in &change.plan.create_dirs {
-        steps.push(Step::CreateDir {
-            path: d.host_path.clone(),
-            mode: d.mode,
-        });
-        files.push(TxnFile {
-            is_dir: true,
-            path: d.runtime_path.clone(),
-            before: None,
-            before_mode: 0,
-            before_uid: 0,
-            before_gid: 0,
-            after_sha256: Some(String::new()),
-            after_mode: d.mode,
-        });
-    }
-    for f in &change.plan.files {
-        steps.push(Step::File {
-            path: f.host_path.clone(),
-            before: f.before.clone(),
-            after: f.after.clone(),
-            access: f.access.clone(),
-        });
-        files.push(TxnFile {
-            is_dir: false,
-            path: f.runtime_path.clone(),
-            before: f.before.as_ref().map(|b| b.content.clone()),
-            before_mode: f.before.as_ref().map_or(0, |b| b.mode),
-            before_uid: f.before.as_ref().map_or(0, |b| b.uid),
-            before_gid: f.before.as_ref().map_or(0, |b| b.gid),
-            after_sha256: f.after.as_ref().map(|a| sha256_hex(&a.content)),
-            after_mode: f.after.as_ref().map_or(0, |a| a.mode),
-        });
-    }
-    for r in &change.plan.rows {
-        steps.push(Step::Row {
-            row: r.row.clone(),
-            before: r.before.clone(),
-            after: r.after.clone(),
-        });
-        // History keeps the row as JSON; `featpkg rollback` reads it back.
-        files.push(TxnFile {
-            is_dir: false,
-            path: r.runtime_path.clone(),
-            before: r
-                .before
-                .as_ref()
-                .map(|b| serde_json::to_vec(b).expect("row serialises")),
-            before_mode: 0,
-            before_uid: 0,
-            before_gid: 0,
-            after_sha256: r
-                .after
-                .as_ref()
-                .map(|a| sha256_hex(&serde_json::to_vec(a).expect("row serialises"))),
-            after_mode: 0,
-        });
-    }
-    for d in &change.plan.remove_dirs {
-        steps.push(Step::RemoveDir {
-            path: d.host_path.clone(),
-            mode: d.mode,
-        });
-        files.push(TxnFile {
-            is_dir: true,
-            path: d.runtime_path.clone(),
-            before: Some(Vec::new()),
-            before_mode: d.mode,
-            before_uid: 0,
-            before_gid: 0,
-            after_sha256: None,
-            after_mode: 0,
-        });
-    }
+    let files: Vec<TxnFile> = change.plan.changes.iter().map(TxnFile::from).collect();
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
     progress(ProgressStep::Write);
-    let mut transaction = Transaction::begin(&journal, &key, steps)?;
+    let mut transaction = Transaction::begin(&journal, &key, change.plan.changes.clone())?;
     transaction.apply()?;
 
     let mut reload_said = Vec::new();
@@ -692,30 +595,12 @@ fn modules_conf_loads_more(plan: &Plan) -> bool {
             .collect()
     };
     let is_modules_conf = |path: &str| path.rsplit('/').next() == Some("modules.conf");
-    let files = plan
-        .files
+    let text =
+        |s: &Option<crate::change::DocState>| s.as_ref().map(|s| s.text()).unwrap_or_default();
+    plan.changes
         .iter()
-        .filter(|f| is_modules_conf(&f.runtime_path))
-        .map(|f| {
-            (
-                f.before
-                    .as_ref()
-                    .map(|b| b.content.clone())
-                    .unwrap_or_default(),
-                f.after
-                    .as_ref()
-                    .map(|a| a.content.clone())
-                    .unwrap_or_default(),
-            )
-        });
-    let rows = plan
-        .rows
-        .iter()
-        .filter(|r| is_modules_conf(&r.runtime_path))
-        .map(|r| (r.before_text.clone(), r.after_text.clone()));
-    files
-        .chain(rows)
-        .any(|(before, after)| !loads(&after).is_subset(&loads(&before)))
+        .filter(|c| !c.is_dir() && is_modules_conf(&c.runtime_path))
+        .any(|c| !loads(&text(&c.after)).is_subset(&loads(&text(&c.before))))
 }
 
 /// A dry run's summary, with a warning when applying it would restart Asterisk.
@@ -768,10 +653,10 @@ pub(crate) fn reload_for(
     expect_contexts: Vec<String>,
 ) -> ReloadRequest {
     let changed: Vec<&str> = plan
-        .files
+        .changes
         .iter()
-        .map(|f| f.runtime_path.as_str())
-        .chain(plan.rows.iter().map(|r| r.runtime_path.as_str()))
+        .filter(|c| !c.is_dir())
+        .map(|c| c.runtime_path.as_str())
         .collect();
     ReloadRequest {
         load_modules,

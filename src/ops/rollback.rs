@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
-use crate::hash::sha256_hex;
+use crate::change::{Doc, DocChange, DocState, Phase};
 use crate::pbx::Document;
-use crate::plan::{DirChange, FileChange, Plan, RowChange, empty_after_plan, read_document_state};
-use crate::row::RowState;
+use crate::plan::{Plan, empty_after_plan};
+use crate::state::TxnFile;
 use crate::txn::FileState;
 
 /// Options for rollback.
@@ -36,82 +36,31 @@ pub fn rollback(
     let Some(txn) = session.state.last_undoable()? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
+    // The recorded changes, inverted against what is there now.
     let mut plan = Plan::default();
     let mut drift = Vec::new();
     for f in txn.files.iter().rev() {
-        let (host_path, access) = match session.target.document(&f.path) {
-            Document::File { path, access } => (path, access),
-            Document::Row(row) => {
-                // Rows are kept in the history as JSON (see ops::execute).
-                let current = crate::row::read(&row)?;
-                let current_hash = current
-                    .as_ref()
-                    .map(|c| sha256_hex(&serde_json::to_vec(c).expect("row serialises")));
-                if current_hash != f.after_sha256 {
-                    drift.push(f.path.clone());
-                }
-                let restored: Option<RowState> = match &f.before {
-                    Some(json) => Some(serde_json::from_slice(json).map_err(|e| {
-                        Error::Refused(format!(
-                            "transaction {} keeps {} in a form this featpkg cannot read: {e}",
-                            txn.id, f.path
-                        ))
-                    })?),
-                    None => None,
-                };
-                if restored != current {
-                    let text = |r: &Option<RowState>| {
-                        crate::row::decode_content(r.as_ref().and_then(|r| r.content.as_deref()))
-                    };
-                    plan.rows.push(RowChange {
-                        runtime_path: f.path.clone(),
-                        before_text: text(&current),
-                        after_text: text(&restored),
-                        row,
-                        before: current,
-                        after: restored,
-                    });
-                }
-                continue;
-            }
-        };
+        let (doc, restored) = recorded(session.target.as_ref(), &txn.id, f)?;
+        let current = doc.read()?;
         if f.is_dir {
-            let created = f.before.is_none();
-            if created {
-                if host_path.is_dir() {
-                    plan.remove_dirs.push(DirChange {
-                        runtime_path: f.path.clone(),
-                        host_path,
-                        create: false,
-                        mode: f.after_mode,
-                    });
-                }
-            } else if !host_path.exists() {
-                plan.create_dirs.push(DirChange {
+            // A directory is only made or removed again, never "drifted".
+            if current.is_some() != restored.is_some() {
+                plan.changes.push(DocChange {
                     runtime_path: f.path.clone(),
-                    host_path,
-                    create: true,
-                    mode: f.before_mode,
+                    doc,
+                    before: current,
+                    after: restored,
                 });
             }
             continue;
         }
-        let current = read_document_state(&host_path, &access)?;
-        let current_hash = current.as_ref().map(|c| sha256_hex(&c.content));
-        if current_hash != f.after_sha256 {
+        if current.as_ref().map(DocState::fingerprint) != f.after_sha256 {
             drift.push(f.path.clone());
         }
-        let restored = f.before.as_ref().map(|content| FileState {
-            content: content.clone(),
-            mode: f.before_mode,
-            uid: f.before_uid,
-            gid: f.before_gid,
-        });
         if restored != current {
-            plan.files.push(FileChange {
+            plan.changes.push(DocChange {
                 runtime_path: f.path.clone(),
-                host_path,
-                access,
+                doc,
                 before: current,
                 after: restored,
             });
@@ -137,12 +86,14 @@ pub fn rollback(
             .collect();
     }
     // Directories: created ones go after the files that were in them, parents last,
-    // and only when nothing else is left in them (as uninstall does).
-    plan.remove_dirs
-        .sort_by(|a, b| b.runtime_path.cmp(&a.runtime_path));
+    // and only when nothing else is left in them (as uninstall does); removed
+    // ones come back before them, parents first.
+    plan.changes.sort_by(|a, b| match (a.phase(), b.phase()) {
+        (Phase::RemoveDir, Phase::RemoveDir) => b.runtime_path.cmp(&a.runtime_path),
+        (Phase::MakeDir, Phase::MakeDir) => a.runtime_path.cmp(&b.runtime_path),
+        (x, y) => x.cmp(&y),
+    });
     keep_dirs_still_in_use(&mut plan);
-    plan.create_dirs
-        .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
     let summary = format!("rollback of transaction {} ({})", txn.id, txn.summary);
     if request.dry_run {
         return Ok(RollbackOutcome::DryRun(super::preview(
@@ -169,22 +120,71 @@ pub fn rollback(
     Ok(RollbackOutcome::Applied(applied))
 }
 
-/// Drops from `plan.remove_dirs` (deepest first) every directory that would still
+/// The document a history record names and its state before that transaction.
+/// Rows are kept in the history as JSON, files as their bytes and metadata.
+fn recorded(
+    target: &dyn crate::pbx::Target,
+    txn_id: &i64,
+    f: &TxnFile,
+) -> Result<(Doc, Option<DocState>), Error> {
+    if f.is_dir {
+        let doc = Doc::Dir {
+            path: target.host_path(&f.path),
+        };
+        let restored = f.before.as_ref().map(|_| DocState::Dir {
+            mode: f.before_mode,
+        });
+        // A directory the transaction made is removed with the mode it was made with.
+        return Ok((doc, restored));
+    }
+    Ok(match target.document(&f.path) {
+        Document::File { path, access } => (
+            Doc::File { path, access },
+            f.before.as_ref().map(|content| {
+                DocState::File(FileState {
+                    content: content.clone(),
+                    mode: f.before_mode,
+                    uid: f.before_uid,
+                    gid: f.before_gid,
+                })
+            }),
+        ),
+        Document::Row(row) => {
+            let restored = match &f.before {
+                Some(json) => Some(DocState::Row(serde_json::from_slice(json).map_err(
+                    |e| {
+                        Error::Refused(format!(
+                            "transaction {txn_id} keeps {} in a form this featpkg cannot read: {e}",
+                            f.path
+                        ))
+                    },
+                )?)),
+                None => None,
+            };
+            (Doc::Row(row), restored)
+        }
+    })
+}
+
+/// Drops from the plan's directory removals (deepest first) every directory that would still
 /// hold something once the plan's files and deeper directories are gone: a file
 /// the admin put there since is not featpkg's to remove.
 fn keep_dirs_still_in_use(plan: &mut Plan) {
     let removed_files = plan.removed_files();
     let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut kept = Vec::new();
-    plan.remove_dirs.retain(|d| {
-        let empty = std::fs::read_dir(&d.host_path)
+    plan.changes.retain(|c| {
+        let (Phase::RemoveDir, Some(path)) = (c.phase(), c.host_path()) else {
+            return true;
+        };
+        let empty = std::fs::read_dir(path)
             .is_ok_and(|entries| empty_after_plan(entries, &removed_files, &removed_dirs));
         if empty {
-            removed_dirs.insert(d.host_path.clone());
+            removed_dirs.insert(path.clone());
         } else {
             kept.push(format!(
                 "kept {}/: it holds files featpkg did not create",
-                d.runtime_path
+                c.runtime_path
             ));
         }
         empty

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 mod rows;
 
 use crate::asterisk_config::{self, ConfigFile, Conflict};
+pub use crate::change::{Doc, DocChange, DocState};
 use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
 use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::pbx::{ConfigDir, Document, PlacedEdit, Target};
-use crate::row::{self, RowRef, RowState};
+use crate::row::{self, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
 
@@ -83,54 +84,16 @@ pub enum PlanError {
     },
 }
 
-/// One file (or directory) the plan changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileChange {
-    /// Path as the PBX sees it (what the user reads in messages and diffs).
-    pub runtime_path: String,
-    /// Path on this machine (under `--root`).
-    pub host_path: PathBuf,
-    /// How it is read and written (a user's crontab: through crontab(1)).
-    pub access: FileAccess,
-    pub before: Option<FileState>,
-    pub after: Option<FileState>,
-}
-
-/// A directory the plan creates or removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirChange {
-    pub runtime_path: String,
-    pub host_path: PathBuf,
-    pub create: bool,
-    pub mode: u32,
-}
-
-/// One database row the plan changes (MikoPBX custom files, endpoint options).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowChange {
-    /// The row's runtime name (`m_CustomFiles:/etc/asterisk/extensions.conf`).
-    pub runtime_path: String,
-    pub row: RowRef,
-    pub before: Option<RowState>,
-    pub after: Option<RowState>,
-    /// The decoded text before and after, for diffs.
-    pub before_text: Vec<u8>,
-    pub after_text: Vec<u8>,
-}
-
 /// The computed plan.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// Directories to create, parents first (applied before the files).
-    pub create_dirs: Vec<DirChange>,
-    pub files: Vec<FileChange>,
-    /// Rows to change, each in its own SQLite transaction (after the files).
-    pub rows: Vec<RowChange>,
+    /// Every document the plan changes, in the order they are applied
+    /// ([`Plan::into_phases`]): directories to create (parents first), files,
+    /// rows (each its own SQLite transaction), directories to remove (deepest first).
+    pub changes: Vec<DocChange>,
     /// For every row this bundle has blocks in afterwards: the row as it was
     /// before featpkg first touched it, so uninstall can put it back exactly.
     pub row_baselines: BTreeMap<String, Option<RowState>>,
-    /// Directories that end up empty and were created by featpkg, deepest first.
-    pub remove_dirs: Vec<DirChange>,
     /// The bundle's edits after the plan is applied (hashes of what we wrote).
     pub edits: Vec<InstalledEdit>,
     /// Directories featpkg owns for this bundle afterwards.
@@ -147,19 +110,22 @@ pub struct Plan {
 impl Plan {
     /// True when applying it would change nothing on disk.
     pub fn is_noop(&self) -> bool {
-        self.create_dirs.is_empty()
-            && self.files.is_empty()
-            && self.rows.is_empty()
-            && self.remove_dirs.is_empty()
+        self.changes.is_empty()
     }
 
     /// Host paths of the files this plan deletes.
     pub fn removed_files(&self) -> BTreeSet<PathBuf> {
-        self.files
+        self.changes
             .iter()
-            .filter(|f| f.after.is_none())
-            .map(|f| f.host_path.clone())
+            .filter(|c| matches!(c.doc, Doc::File { .. }) && c.after.is_none())
+            .filter_map(|c| c.host_path().cloned())
             .collect()
+    }
+
+    /// Puts the changes in the order they are applied (stable: within a
+    /// phase, the order they were planned in).
+    pub fn into_phases(&mut self) {
+        self.changes.sort_by_key(DocChange::phase);
     }
 }
 
@@ -340,16 +306,17 @@ pub fn plan(
         };
         out.edits.extend(edits);
         if after != before {
-            out.files.push(FileChange {
-                runtime_path: runtime_path.clone(),
+            out.changes.push(DocChange::file(
+                runtime_path.clone(),
                 host_path,
                 access,
                 before,
                 after,
-            });
+            ));
         }
     }
     plan_dirs(target, installed, &mut out)?;
+    out.into_phases();
     Ok(out)
 }
 
@@ -799,11 +766,16 @@ fn plan_dirs(
         .unwrap_or_default();
     // Parents of files that exist afterwards.
     let mut needed: BTreeSet<String> = BTreeSet::new();
-    for f in out
-        .files
-        .iter()
-        .filter(|f| f.after.is_some() && f.before.is_none() && f.access == FileAccess::Direct)
-    {
+    for f in out.changes.iter().filter(|c| {
+        matches!(
+            &c.doc,
+            Doc::File {
+                access: FileAccess::Direct,
+                ..
+            }
+        ) && c.after.is_some()
+            && c.before.is_none()
+    }) {
         let mut p = f.runtime_path.as_str();
         while let Some((parent, _)) = p.rsplit_once('/') {
             if parent.is_empty() {
@@ -816,18 +788,12 @@ fn plan_dirs(
     for dir in &needed {
         let host = target.host_path(dir);
         if !host.exists() {
-            out.create_dirs.push(DirChange {
-                runtime_path: dir.clone(),
-                host_path: host,
-                create: true,
-                mode: 0o755,
-            });
+            // BTreeSet order puts parents first.
+            out.changes
+                .push(DocChange::make_dir(dir.clone(), host, 0o755));
             owned.insert(dir.clone());
         }
     }
-    // BTreeSet order puts parents first.
-    out.create_dirs
-        .sort_by(|a, b| a.runtime_path.cmp(&b.runtime_path));
 
     // Owned dirs that will be empty: deepest first.
     let removed_files = out.removed_files();
@@ -849,12 +815,8 @@ fn plan_dirs(
             let mode = std::fs::metadata(&host)
                 .map(|m| m.mode() & 0o7777)
                 .unwrap_or(0o755);
-            out.remove_dirs.push(DirChange {
-                runtime_path: dir.clone(),
-                host_path: host.clone(),
-                create: false,
-                mode,
-            });
+            out.changes
+                .push(DocChange::remove_dir(dir.clone(), host.clone(), mode));
             removed_dirs.insert(host);
             owned.remove(&dir);
         }

@@ -3,8 +3,8 @@
 //! the text a row holds, plus the row's own columns and its exact restore.
 
 use super::{
-    BlockId, EditKind, FileState, InstalledEdit, Plan, PlanError, RenderedContent, RenderedEdit,
-    RowChange, Target, comment_of, marker, plan_blocks, style,
+    BlockId, DocChange, EditKind, FileState, InstalledEdit, Plan, PlanError, RenderedContent,
+    RenderedEdit, Target, comment_of, marker, plan_blocks, style,
 };
 use crate::row::{self, RowKey, RowRef, RowState};
 
@@ -250,14 +250,12 @@ pub(super) fn plan_row(
     }
     out.edits.extend(edits);
     if after_row != current {
-        out.rows.push(RowChange {
-            runtime_path: runtime_path.to_string(),
+        out.changes.push(DocChange::row(
+            runtime_path.to_string(),
             row,
-            before: current,
-            after: after_row,
-            before_text: text,
-            after_text,
-        });
+            current,
+            after_row,
+        ));
     }
     Ok(())
 }

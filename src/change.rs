@@ -1,0 +1,193 @@
+//! Change: one record `{document, before, after}` — what the plan computes and
+//! what a transaction applies (its journal is this record on disk, with the
+//! old bytes in backup files beside it).
+//!
+//! A document is something featpkg changes as a whole: a directory, a file
+//! (reached directly or through crontab(1), see [`FileAccess`]), or a row of
+//! the PBX's configuration database (see [`crate::row`]). Its state before and
+//! after is `None` when it does not exist.
+
+use std::path::PathBuf;
+
+use crate::file_access::FileAccess;
+use crate::hash::sha256_hex;
+use crate::row::{RowRef, RowState};
+use crate::txn::FileState;
+
+/// What a change is made to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Doc {
+    /// A directory on this machine (under `--root`).
+    Dir { path: PathBuf },
+    /// A file on this machine (under `--root`), reached as `access` says.
+    File { path: PathBuf, access: FileAccess },
+    /// A row of the PBX's configuration database.
+    Row(RowRef),
+}
+
+/// A document's content and metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocState {
+    /// A directory and its permission bits.
+    Dir { mode: u32 },
+    /// A file's bytes, mode and owner.
+    File(FileState),
+    /// The columns featpkg changes in a row.
+    Row(RowState),
+}
+
+/// One document's change: created (`before` None), changed, or deleted (`after` None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocChange {
+    /// The document as the PBX names it (what messages and diffs show):
+    /// `/etc/asterisk/extensions.conf`, `m_CustomFiles:/etc/asterisk/extensions.conf`.
+    pub runtime_path: String,
+    pub doc: Doc,
+    pub before: Option<DocState>,
+    pub after: Option<DocState>,
+}
+
+/// When a change is applied relative to the others of its plan: directories
+/// are made before the files in them, rows (each its own SQLite transaction)
+/// after the files, emptied directories removed last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    MakeDir,
+    File,
+    Row,
+    RemoveDir,
+}
+
+impl DocChange {
+    /// A directory featpkg creates with `mode`.
+    pub fn make_dir(runtime_path: String, path: PathBuf, mode: u32) -> DocChange {
+        DocChange {
+            runtime_path,
+            doc: Doc::Dir { path },
+            before: None,
+            after: Some(DocState::Dir { mode }),
+        }
+    }
+
+    /// A directory featpkg removes (it is empty by then), recreated with `mode` on undo.
+    pub fn remove_dir(runtime_path: String, path: PathBuf, mode: u32) -> DocChange {
+        DocChange {
+            runtime_path,
+            doc: Doc::Dir { path },
+            before: Some(DocState::Dir { mode }),
+            after: None,
+        }
+    }
+
+    /// A file's change.
+    pub fn file(
+        runtime_path: String,
+        path: PathBuf,
+        access: FileAccess,
+        before: Option<FileState>,
+        after: Option<FileState>,
+    ) -> DocChange {
+        DocChange {
+            runtime_path,
+            doc: Doc::File { path, access },
+            before: before.map(DocState::File),
+            after: after.map(DocState::File),
+        }
+    }
+
+    /// A database row's change.
+    pub fn row(
+        runtime_path: String,
+        row: RowRef,
+        before: Option<RowState>,
+        after: Option<RowState>,
+    ) -> DocChange {
+        DocChange {
+            runtime_path,
+            doc: Doc::Row(row),
+            before: before.map(DocState::Row),
+            after: after.map(DocState::Row),
+        }
+    }
+
+    /// Where it goes in its plan's order.
+    pub fn phase(&self) -> Phase {
+        match (&self.doc, &self.after) {
+            (Doc::Dir { .. }, Some(_)) => Phase::MakeDir,
+            (Doc::Dir { .. }, None) => Phase::RemoveDir,
+            (Doc::File { .. }, _) => Phase::File,
+            (Doc::Row(_), _) => Phase::Row,
+        }
+    }
+
+    /// True for a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.doc, Doc::Dir { .. })
+    }
+
+    /// The path on this machine of a file or directory (None for a row).
+    pub fn host_path(&self) -> Option<&PathBuf> {
+        match &self.doc {
+            Doc::Dir { path } | Doc::File { path, .. } => Some(path),
+            Doc::Row(_) => None,
+        }
+    }
+}
+
+impl Doc {
+    /// The document's present state, None when it does not exist.
+    pub fn read(&self) -> Result<Option<DocState>, crate::plan::PlanError> {
+        Ok(match self {
+            Doc::Dir { path } => std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    DocState::Dir {
+                        mode: m.mode() & 0o7777,
+                    }
+                }),
+            Doc::File { path, access } => {
+                crate::plan::read_document_state(path, access)?.map(DocState::File)
+            }
+            Doc::Row(row) => crate::row::read(row)?.map(DocState::Row),
+        })
+    }
+}
+
+impl DocState {
+    /// The file state, when this is a file's.
+    pub fn as_file(&self) -> Option<&FileState> {
+        match self {
+            DocState::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The row state, when this is a row's.
+    pub fn as_row(&self) -> Option<&RowState> {
+        match self {
+            DocState::Row(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The text a diff shows: a file's bytes, a row's decoded content.
+    pub fn text(&self) -> Vec<u8> {
+        match self {
+            DocState::Dir { .. } => Vec::new(),
+            DocState::File(f) => f.content.clone(),
+            DocState::Row(r) => crate::row::decode_content(r.content.as_deref()),
+        }
+    }
+
+    /// What history keeps to tell whether the document is still as featpkg
+    /// left it: a file's content hash, a row's JSON hash, `""` for a directory.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            DocState::Dir { .. } => String::new(),
+            DocState::File(f) => sha256_hex(&f.content),
+            DocState::Row(r) => sha256_hex(&serde_json::to_vec(r).expect("row serialises")),
+        }
+    }
+}
