@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use super::{Error, Session};
+use crate::change::Doc;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
-use crate::pbx::Document;
 use crate::plan::{PlanError, read_document_state};
 use crate::state::{BundleSnapshot, EditKind};
 
@@ -41,8 +41,9 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
                 detail,
             };
             let (host, access) = match session.target.document(&edit.path) {
-                Document::File { path, access } => (path, access),
-                Document::Row(row) => {
+                Doc::File { path, access } => (path, access),
+                Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
+                Doc::Row(row) => {
                     // A row's text, decoded, is checked like a file's.
                     match crate::row::read(&row)? {
                         None => out.push(drift_of("missing", "row does not exist".into())),

@@ -441,6 +441,8 @@ pub(crate) fn execute(
     progress(ProgressStep::Write);
     let mut transaction = Transaction::begin(&journal, &key, change.plan.changes.clone())?;
     transaction.apply()?;
+    let target = session.target.as_ref();
+    let transaction = Uncommitted::new(transaction, target, &change.reload);
 
     let mut reload_said = Vec::new();
     if no_reload {
@@ -451,26 +453,27 @@ pub(crate) fn execute(
         // Journalled first: from here on, a rollback reloads the restored files
         // and unloads each module recorded before it was loaded.
         progress(ProgressStep::Reload);
-        if let Err(e) = transaction.record(&PbxEvent::Reload) {
-            roll_back(session, transaction, &change.reload)?;
+        if let Err(e) = transaction.transaction().record(&PbxEvent::Reload) {
+            transaction.roll_back()?;
             return Err(e.into());
         }
-        let reloaded = session.target.reload(&change.reload, &mut |module| {
+        let reloaded = target.reload(&change.reload, &mut |module| {
             transaction
+                .transaction()
                 .record(&PbxEvent::LoadModule(module.to_string()))
                 .map_err(|e| e.to_string())
         });
         match reloaded {
             Ok(said) => reload_said = said,
             Err(e) => {
-                let unloaded = roll_back(session, transaction, &change.reload)?;
+                let unloaded = transaction.roll_back()?;
                 return Err(Error::ReloadFailed(e, UnloadNote(unloaded)));
             }
         }
     }
     progress(ProgressStep::Verify);
     if let Err(e) = txn::test_point("before-state-commit") {
-        roll_back(session, transaction, &change.reload)?;
+        transaction.roll_back()?;
         return Err(e.into());
     }
     let committed = session.state.commit(&NewTxn {
@@ -486,11 +489,12 @@ pub(crate) fn execute(
     let txn_id = match committed {
         Ok(id) => id,
         Err(e) => {
-            roll_back(session, transaction, &change.reload)?;
+            transaction.roll_back()?;
             return Err(e.into());
         }
     };
     // A crash from here on is rolled forward by recovery: the state says committed.
+    let transaction = transaction.committed();
     txn::test_point("state-committed")?;
     transaction.finish()?;
     Ok(Applied {
@@ -507,17 +511,70 @@ pub(crate) fn execute(
 /// files ([`reload_restored`]) and every module the change loaded is unloaded
 /// again, last loaded first ([`unload_modules`]); then the journal goes.
 /// Returns the modules unloaded.
+/// A transaction whose files are written but not yet committed to State: it
+/// rolls back (files, then the running PBX) unless [`Uncommitted::committed`]
+/// is called, on an error path and on an early return or panic alike.
+struct Uncommitted<'a> {
+    transaction: Option<Transaction>,
+    target: &'a dyn Target,
+    forward: &'a ReloadRequest,
+}
+
+impl<'a> Uncommitted<'a> {
+    fn new(transaction: Transaction, target: &'a dyn Target, forward: &'a ReloadRequest) -> Self {
+        Uncommitted {
+            transaction: Some(transaction),
+            target,
+            forward,
+        }
+    }
+
+    fn transaction(&self) -> &Transaction {
+        self.transaction
+            .as_ref()
+            .expect("taken only by consuming self")
+    }
+
+    /// Rolls back now; returns the modules it unloaded.
+    fn roll_back(mut self) -> Result<Vec<String>, Error> {
+        let transaction = self
+            .transaction
+            .take()
+            .expect("taken only by consuming self");
+        roll_back(self.target, transaction, self.forward)
+    }
+
+    /// State says committed: from here on recovery rolls forward, never back.
+    fn committed(mut self) -> Transaction {
+        self.transaction
+            .take()
+            .expect("taken only by consuming self")
+    }
+}
+
+impl Drop for Uncommitted<'_> {
+    fn drop(&mut self) {
+        if let Some(transaction) = self.transaction.take()
+            && let Err(e) = roll_back(self.target, transaction, self.forward)
+        {
+            tracing::error!(
+                "rolling back the interrupted change failed: {e}; run `featpkg recover`"
+            );
+        }
+    }
+}
+
 fn roll_back(
-    session: &Session,
+    target: &dyn Target,
     transaction: Transaction,
     forward: &ReloadRequest,
 ) -> Result<Vec<String>, Error> {
     let mut unloaded = Vec::new();
     transaction.rollback(&mut |undone| {
         if undone.reloaded {
-            reload_restored(session, forward);
+            reload_restored(target, forward);
         }
-        unloaded = unload_modules(session.target.as_ref(), &undone.loaded_modules)
+        unloaded = unload_modules(target, &undone.loaded_modules)
             .into_iter()
             .map(|(module, _)| module)
             .collect();
@@ -531,7 +588,7 @@ fn roll_back(
 /// modules, checking contexts or restarting (the modules the change loaded are
 /// unloaded live afterwards). A failure here is only logged: the files are
 /// already right, and the error the admin sees is the one that caused the rollback.
-fn reload_restored(session: &Session, forward: &ReloadRequest) {
+fn reload_restored(target: &dyn Target, forward: &ReloadRequest) {
     let again = ReloadRequest {
         dialplan: forward.dialplan,
         pjsip: forward.pjsip,
@@ -540,10 +597,7 @@ fn reload_restored(session: &Session, forward: &ReloadRequest) {
         changed: forward.changed.clone(),
         ..ReloadRequest::default()
     };
-    if let Err(e) = session
-        .target
-        .reload(&again, &mut crate::pbx::loads_nothing)
-    {
+    if let Err(e) = target.reload(&again, &mut crate::pbx::loads_nothing) {
         tracing::warn!("reload after rollback failed as well: {e}; reload the PBX by hand");
     }
 }

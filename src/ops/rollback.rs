@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::change::{Doc, DocChange, DocState, Phase};
-use crate::pbx::Document;
 use crate::plan::{Plan, empty_after_plan};
 use crate::state::TxnFile;
 use crate::txn::FileState;
@@ -138,7 +137,7 @@ fn recorded(
         return Ok((doc, restored));
     }
     Ok(match target.document(&f.path) {
-        Document::File { path, access } => (
+        Doc::File { path, access } => (
             Doc::File { path, access },
             f.before.as_ref().map(|content| {
                 DocState::File(FileState {
@@ -149,7 +148,8 @@ fn recorded(
                 })
             }),
         ),
-        Document::Row(row) => {
+        Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
+        Doc::Row(row) => {
             let restored = match &f.before {
                 Some(json) => Some(DocState::Row(serde_json::from_slice(json).map_err(
                     |e| {

@@ -9,9 +9,9 @@ pub mod mikopbx;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::change::Doc;
 use crate::feature::{Location, PbxDir, RenderedEdit};
 use crate::file_access::FileAccess;
-use crate::row::RowRef;
 
 pub use asterisk::{AsteriskTarget, TargetError};
 pub use freepbx::FreepbxTarget;
@@ -83,15 +83,6 @@ pub struct PlacedEdit {
     /// or a database row (`m_CustomFiles:/etc/asterisk/extensions.conf`, see [`crate::row`]).
     pub runtime_path: String,
     pub edit: RenderedEdit,
-}
-
-/// Where a document is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Document {
-    /// A file on this machine (under `--root`), reached as `access` says.
-    File { path: PathBuf, access: FileAccess },
-    /// A row of the PBX's configuration database.
-    Row(RowRef),
 }
 
 /// A feature's edit that this PBX cannot take, named with the reason.
@@ -212,9 +203,10 @@ pub trait Target {
             .collect())
     }
 
-    /// Where the document at `runtime_path` is stored. Default: a file under the root.
-    fn document(&self, runtime_path: &str) -> Document {
-        Document::File {
+    /// Where the document at `runtime_path` is stored (a file or a row, never
+    /// a directory). Default: a file under the root.
+    fn document(&self, runtime_path: &str) -> Doc {
+        Doc::File {
             path: self.host_path(runtime_path),
             access: FileAccess::Direct,
         }

@@ -15,7 +15,7 @@ use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
 use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
-use crate::pbx::{ConfigDir, Document, PlacedEdit, Target};
+use crate::pbx::{ConfigDir, PlacedEdit, Target};
 use crate::row::{self, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
@@ -252,8 +252,9 @@ pub fn plan(
             .map(|e| &e.edit)
             .collect();
         let (host_path, access) = match target.document(runtime_path) {
-            Document::File { path, access } => (path, access),
-            Document::Row(row) => {
+            Doc::File { path, access } => (path, access),
+            Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
+            Doc::Row(row) => {
                 let baseline = installed.and_then(|b| b.row_baselines.get(runtime_path));
                 rows::plan_row(
                     target,

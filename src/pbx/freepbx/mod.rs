@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
-    TargetError, TargetOptions, without_cron_user_column,
+    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
+    TargetOptions, without_cron_user_column,
 };
 use crate::asterisk_config::{self, ConfigFile};
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
@@ -338,8 +338,8 @@ impl Target for FreepbxTarget {
         self.owner
     }
 
-    fn document(&self, runtime_path: &str) -> Document {
-        Document::File {
+    fn document(&self, runtime_path: &str) -> crate::change::Doc {
+        crate::change::Doc::File {
             path: self.host_path(runtime_path),
             access: if runtime_path == self.crontab {
                 self.crontab_access.clone()

@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    AsteriskTarget, Document, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target,
-    TargetError, TargetOptions, without_cron_user_column,
+    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
+    TargetOptions, without_cron_user_column,
 };
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
 use crate::row::{RowKey, RowRef};
@@ -287,13 +287,13 @@ impl Target for MikopbxTarget {
         self.asterisk.root()
     }
 
-    fn document(&self, runtime_path: &str) -> Document {
+    fn document(&self, runtime_path: &str) -> crate::change::Doc {
         match RowKey::parse(runtime_path) {
-            Some(key) => Document::Row(RowRef {
+            Some(key) => crate::change::Doc::Row(RowRef {
                 db: self.host_path(&self.config_db),
                 key,
             }),
-            None => Document::File {
+            None => crate::change::Doc::File {
                 path: self.host_path(runtime_path),
                 access: crate::file_access::FileAccess::Direct,
             },
