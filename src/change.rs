@@ -1,6 +1,7 @@
-//! Change: one record `{document, before, after}` — what the plan computes and
+//! Change: one record `{document, before, after}` — what the plan computes,
 //! what a transaction applies (its journal is this record on disk, with the
-//! old bytes in backup files beside it).
+//! old bytes in backup files beside it) and what history keeps (see
+//! [`crate::state`]).
 //!
 //! A document is something featpkg changes as a whole: a directory, a file
 //! (reached directly or through crontab(1), see [`FileAccess`]), or a row of
@@ -34,6 +35,9 @@ pub enum DocState {
     File(FileState),
     /// The columns featpkg changes in a row.
     Row(RowState),
+    /// A state known only by its [`DocState::fingerprint`]: what history keeps
+    /// of the state a transaction left, compared against, never restored.
+    Fingerprint(String),
 }
 
 /// One document's change: created (`before` None), changed, or deleted (`after` None).
@@ -175,7 +179,7 @@ impl DocState {
     /// The text a diff shows: a file's bytes, a row's decoded content.
     pub fn text(&self) -> Vec<u8> {
         match self {
-            DocState::Dir { .. } => Vec::new(),
+            DocState::Dir { .. } | DocState::Fingerprint(_) => Vec::new(),
             DocState::File(f) => f.content.clone(),
             DocState::Row(r) => crate::row::decode_content(r.content.as_deref()),
         }
@@ -188,6 +192,7 @@ impl DocState {
             DocState::Dir { .. } => String::new(),
             DocState::File(f) => sha256_hex(&f.content),
             DocState::Row(r) => sha256_hex(&serde_json::to_vec(r).expect("row serialises")),
+            DocState::Fingerprint(fingerprint) => fingerprint.clone(),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::hash::sha256_hex;
 use crate::pbx::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::plan::Plan;
-use crate::state::{BundleSnapshot, NewTxn, State, TxnFile};
+use crate::state::{BundleSnapshot, NewTxn, State};
 use crate::txn::{self, PbxEvent, Transaction};
 
 /// Every error a command can end with; each message is for the admin.
@@ -435,7 +435,6 @@ pub(crate) fn execute(
     {
         return Err(restart_refusal(&reason));
     }
-    let files: Vec<TxnFile> = change.plan.changes.iter().map(TxnFile::from).collect();
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
     progress(ProgressStep::Write);
@@ -483,7 +482,7 @@ pub(crate) fn execute(
         summary: &change.summary,
         bundle_before: change.before.as_ref(),
         bundle_after: change.after.as_ref(),
-        files: &files,
+        changes: &change.plan.changes,
         undoes: change.undoes,
     });
     let txn_id = match committed {

@@ -5,10 +5,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
-use crate::change::{Doc, DocChange, DocState, Phase};
+use crate::change::{DocChange, DocState, Phase};
 use crate::plan::{Plan, empty_after_plan};
-use crate::state::TxnFile;
-use crate::txn::FileState;
 
 /// Options for rollback.
 #[derive(Debug, Clone, Default)]
@@ -32,36 +30,32 @@ pub fn rollback(
     session: &mut Session,
     request: &RollbackRequest,
 ) -> Result<RollbackOutcome, Error> {
-    let Some(txn) = session.state.last_undoable()? else {
+    let target = session.target.as_ref();
+    let docs = |runtime_path: &str, is_dir: bool| target.recorded_doc(runtime_path, is_dir);
+    let Some(txn) = session.state.last_undoable(&docs)? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
     // The recorded changes, inverted against what is there now.
     let mut plan = Plan::default();
     let mut drift = Vec::new();
-    for f in txn.files.iter().rev() {
-        let (doc, restored) = recorded(session.target.as_ref(), &txn.id, f)?;
-        let current = doc.read()?;
-        if f.is_dir {
-            // A directory is only made or removed again, never "drifted".
-            if current.is_some() != restored.is_some() {
-                plan.changes.push(DocChange {
-                    runtime_path: f.path.clone(),
-                    doc,
-                    before: current,
-                    after: restored,
-                });
-            }
-            continue;
+    for recorded in txn.changes.iter().rev() {
+        let current = recorded.doc.read()?;
+        // A directory is only made or removed again, never "drifted".
+        let now = current.as_ref().map(DocState::fingerprint);
+        if !recorded.is_dir() && now != recorded.after.as_ref().map(DocState::fingerprint) {
+            drift.push(recorded.runtime_path.clone());
         }
-        if current.as_ref().map(DocState::fingerprint) != f.after_sha256 {
-            drift.push(f.path.clone());
-        }
-        if restored != current {
+        let unchanged = if recorded.is_dir() {
+            current.is_some() == recorded.before.is_some()
+        } else {
+            current == recorded.before
+        };
+        if !unchanged {
             plan.changes.push(DocChange {
-                runtime_path: f.path.clone(),
-                doc,
+                runtime_path: recorded.runtime_path.clone(),
+                doc: recorded.doc.clone(),
                 before: current,
-                after: restored,
+                after: recorded.before.clone(),
             });
         }
     }
@@ -117,53 +111,6 @@ pub fn rollback(
         request.no_reload,
     )?;
     Ok(RollbackOutcome::Applied(applied))
-}
-
-/// The document a history record names and its state before that transaction.
-/// Rows are kept in the history as JSON, files as their bytes and metadata.
-fn recorded(
-    target: &dyn crate::pbx::Target,
-    txn_id: &i64,
-    f: &TxnFile,
-) -> Result<(Doc, Option<DocState>), Error> {
-    if f.is_dir {
-        let doc = Doc::Dir {
-            path: target.host_path(&f.path),
-        };
-        let restored = f.before.as_ref().map(|_| DocState::Dir {
-            mode: f.before_mode,
-        });
-        // A directory the transaction made is removed with the mode it was made with.
-        return Ok((doc, restored));
-    }
-    Ok(match target.document(&f.path) {
-        Doc::File { path, access } => (
-            Doc::File { path, access },
-            f.before.as_ref().map(|content| {
-                DocState::File(FileState {
-                    content: content.clone(),
-                    mode: f.before_mode,
-                    uid: f.before_uid,
-                    gid: f.before_gid,
-                })
-            }),
-        ),
-        Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
-        Doc::Row(row) => {
-            let restored = match &f.before {
-                Some(json) => Some(DocState::Row(serde_json::from_slice(json).map_err(
-                    |e| {
-                        Error::Refused(format!(
-                            "transaction {txn_id} keeps {} in a form this featpkg cannot read: {e}",
-                            f.path
-                        ))
-                    },
-                )?)),
-                None => None,
-            };
-            (Doc::Row(row), restored)
-        }
-    })
 }
 
 /// Drops from the plan's directory removals (deepest first) every directory that would still

@@ -212,6 +212,18 @@ pub trait Target {
         }
     }
 
+    /// The document history names by `runtime_path`: a directory under the
+    /// root, or [`Target::document`].
+    fn recorded_doc(&self, runtime_path: &str, is_dir: bool) -> Doc {
+        if is_dir {
+            Doc::Dir {
+                path: self.host_path(runtime_path),
+            }
+        } else {
+            self.document(runtime_path)
+        }
+    }
+
     /// Owner (uid, gid) for a file or directory featpkg creates at `runtime_path`;
     /// `None` = the user featpkg runs as. Existing files keep their owner.
     fn owner_for_new(&self, _runtime_path: &str) -> Option<(u32, u32)> {

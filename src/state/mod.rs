@@ -8,8 +8,11 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+mod history;
+pub use history::{DocResolver, NewTxn, TxnRecord};
+
 /// Version of the schema below; bumped with a migration step when it changes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bundles (
@@ -147,83 +150,6 @@ pub struct BundleSnapshot {
     pub row_baselines: BTreeMap<String, Option<crate::row::RowState>>,
 }
 
-/// One file or directory change of a committed transaction, enough to undo it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnFile {
-    pub is_dir: bool,
-    pub path: String,
-    pub before: Option<Vec<u8>>,
-    pub before_mode: u32,
-    pub before_uid: u32,
-    pub before_gid: u32,
-    /// For a dir: Some("") when it exists afterwards.
-    pub after_sha256: Option<String>,
-    pub after_mode: u32,
-}
-
-impl From<&crate::change::DocChange> for TxnFile {
-    /// How history keeps a change: the state before in full (a row as JSON,
-    /// a directory as an empty content), the state after as its fingerprint.
-    fn from(change: &crate::change::DocChange) -> TxnFile {
-        use crate::change::DocState;
-        let (before, before_mode, before_uid, before_gid) = match &change.before {
-            None => (None, 0, 0, 0),
-            Some(DocState::Dir { mode }) => (Some(Vec::new()), *mode, 0, 0),
-            Some(DocState::File(f)) => (Some(f.content.clone()), f.mode, f.uid, f.gid),
-            Some(DocState::Row(r)) => (
-                Some(serde_json::to_vec(r).expect("row serialises")),
-                0,
-                0,
-                0,
-            ),
-        };
-        let after_mode = match &change.after {
-            Some(DocState::Dir { mode }) => *mode,
-            Some(DocState::File(f)) => f.mode,
-            _ => 0,
-        };
-        TxnFile {
-            is_dir: change.is_dir(),
-            path: change.runtime_path.clone(),
-            before,
-            before_mode,
-            before_uid,
-            before_gid,
-            after_sha256: change.after.as_ref().map(DocState::fingerprint),
-            after_mode,
-        }
-    }
-}
-
-/// A committed transaction as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnRecord {
-    pub id: i64,
-    pub txn_key: String,
-    pub kind: String,
-    pub bundle: String,
-    pub summary: String,
-    pub committed_at: i64,
-    pub status: String,
-    pub bundle_before: Option<BundleSnapshot>,
-    pub bundle_after: Option<BundleSnapshot>,
-    pub files: Vec<TxnFile>,
-}
-
-/// What to record when a transaction commits.
-#[derive(Debug, Clone)]
-pub struct NewTxn<'a> {
-    pub txn_key: &'a str,
-    pub kind: &'a str,
-    pub bundle: &'a str,
-    pub summary: &'a str,
-    pub bundle_before: Option<&'a BundleSnapshot>,
-    pub bundle_after: Option<&'a BundleSnapshot>,
-    pub files: &'a [TxnFile],
-    /// For a rollback: the transaction it undoes (marked rolled-back).
-    pub undoes: Option<i64>,
-}
-
 /// The open state database.
 pub struct State {
     conn: Connection,
@@ -286,17 +212,14 @@ impl State {
                 found: version,
             });
         }
-        if version < 1 {
-            let tx = self.conn.transaction().map_err(e)?;
-            tx.execute_batch(SCHEMA_V1).map_err(e)?;
-            tx.execute_batch("PRAGMA user_version = 1").map_err(e)?;
-            tx.commit().map_err(e)?;
-        }
-        if version < 2 {
-            let tx = self.conn.transaction().map_err(e)?;
-            tx.execute_batch(SCHEMA_V2).map_err(e)?;
-            tx.execute_batch("PRAGMA user_version = 2").map_err(e)?;
-            tx.commit().map_err(e)?;
+        for (to, step) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, history::SCHEMA_V3)] {
+            if version < to {
+                let tx = self.conn.transaction().map_err(e)?;
+                tx.execute_batch(step).map_err(e)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {to}"))
+                    .map_err(e)?;
+                tx.commit().map_err(e)?;
+            }
         }
         Ok(())
     }
@@ -318,7 +241,7 @@ impl State {
         let row = self
             .conn
             .query_row(
-                "SELECT version, archive_sha256, dirs, row_baselines FROM bundles WHERE name = ?1",
+                "SELECT version, archive_sha256, dirs, baselines FROM bundles WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
@@ -419,183 +342,11 @@ impl State {
             .map_err(self.err())?;
         Ok(n > 0)
     }
-
-    /// Records a committed transaction and the bundle's new state, in one SQLite transaction.
-    pub fn commit(&mut self, txn: &NewTxn) -> Result<i64, StateError> {
-        let path = self.path.clone();
-        let e = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let to_json = |s: Option<&BundleSnapshot>| {
-            s.map(|s| serde_json::to_string(s).expect("snapshot serialises"))
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let tx = self.conn.transaction().map_err(e)?;
-        tx.execute("DELETE FROM bundles WHERE name = ?1", [txn.bundle])
-            .map_err(e)?;
-        if let Some(after) = txn.bundle_after {
-            write_bundle(&tx, after).map_err(e)?;
-        }
-        tx.execute(
-            "INSERT INTO transactions (txn_key, kind, bundle, summary, committed_at, status, undoes, bundle_before, bundle_after)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'committed', ?6, ?7, ?8)",
-            params![
-                txn.txn_key,
-                txn.kind,
-                txn.bundle,
-                txn.summary,
-                now,
-                txn.undoes,
-                to_json(txn.bundle_before),
-                to_json(txn.bundle_after)
-            ],
-        )
-        .map_err(e)?;
-        let id = tx.last_insert_rowid();
-        for (seq, f) in txn.files.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO txn_files (txn_id, seq, kind, path, before, before_mode, before_uid, before_gid, after_sha256, after_mode)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    id,
-                    seq as i64,
-                    if f.is_dir { "dir" } else { "file" },
-                    f.path,
-                    f.before,
-                    f.before_mode,
-                    f.before_uid,
-                    f.before_gid,
-                    f.after_sha256,
-                    f.after_mode
-                ],
-            )
-            .map_err(e)?;
-        }
-        if let Some(undone) = txn.undoes {
-            tx.execute(
-                "UPDATE transactions SET status = 'rolled-back' WHERE id = ?1",
-                [undone],
-            )
-            .map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
-        Ok(id)
-    }
-
-    /// The newest committed transaction that `rollback` may undo: not a rollback itself,
-    /// not already rolled back.
-    pub fn last_undoable(&self) -> Result<Option<TxnRecord>, StateError> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT id FROM transactions WHERE status = 'committed' AND kind != 'rollback'
-                 ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err())?;
-        match id {
-            Some(id) => self.transaction(id).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Later committed transactions touching the same bundle (a rollback must undo the newest first).
-    pub fn newer_transactions(&self, id: i64, bundle: &str) -> Result<Vec<i64>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id FROM transactions WHERE id > ?1 AND bundle = ?2 AND status = 'committed' AND kind != 'rollback'",
-            )
-            .map_err(self.err())?;
-        stmt.query_map(params![id, bundle], |r| r.get(0))
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())
-    }
-
-    /// One stored transaction with its files.
-    pub fn transaction(&self, id: i64) -> Result<TxnRecord, StateError> {
-        let (txn_key, kind, bundle, summary, committed_at, status, before, after): (
-            String,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-        ) = self
-            .conn
-            .query_row(
-                "SELECT txn_key, kind, bundle, summary, committed_at, status, bundle_before, bundle_after
-                 FROM transactions WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))
-                },
-            )
-            .map_err(self.err())?;
-        let snap = |s: Option<String>| -> Result<Option<BundleSnapshot>, StateError> {
-            s.map(|s| serde_json::from_str(&s).map_err(|e| StateError::Corrupt(e.to_string())))
-                .transpose()
-        };
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT kind, path, before, before_mode, before_uid, before_gid, after_sha256, after_mode
-                 FROM txn_files WHERE txn_id = ?1 ORDER BY seq",
-            )
-            .map_err(self.err())?;
-        let files = stmt
-            .query_map([id], |r| {
-                let kind: String = r.get(0)?;
-                Ok(TxnFile {
-                    is_dir: kind == "dir",
-                    path: r.get(1)?,
-                    before: r.get(2)?,
-                    before_mode: r.get::<_, Option<u32>>(3)?.unwrap_or(0),
-                    before_uid: r.get::<_, Option<u32>>(4)?.unwrap_or(0),
-                    before_gid: r.get::<_, Option<u32>>(5)?.unwrap_or(0),
-                    after_sha256: r.get(6)?,
-                    after_mode: r.get::<_, Option<u32>>(7)?.unwrap_or(0),
-                })
-            })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
-        Ok(TxnRecord {
-            id,
-            txn_key,
-            kind,
-            bundle,
-            summary,
-            committed_at,
-            status,
-            bundle_before: snap(before)?,
-            bundle_after: snap(after)?,
-            files,
-        })
-    }
 }
 
 fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO bundles (name, version, archive_sha256, dirs, row_baselines) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO bundles (name, version, archive_sha256, dirs, baselines) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             b.name,
             b.version,
@@ -634,88 +385,4 @@ fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Res
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn snapshot(version: &str) -> BundleSnapshot {
-        BundleSnapshot {
-            name: "demo".into(),
-            version: version.into(),
-            archive_sha256: "ab".into(),
-            features: vec![InstalledFeature {
-                id: "call-waiting".into(),
-                version: version.into(),
-                user_params: BTreeMap::from([("busy_at".into(), "4".into())]),
-                params: BTreeMap::from([("busy_at".into(), "4".into())]),
-            }],
-            edits: vec![InstalledEdit {
-                feature: "call-waiting".into(),
-                edit_id: "call-waiting/modules".into(),
-                kind: EditKind::Block,
-                path: "/etc/asterisk/modules.conf".into(),
-                sha256: "cd".into(),
-                added_newline: true,
-                comment: ';',
-                mode: 0o644,
-            }],
-            dirs: vec![],
-            row_baselines: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn commit_then_read_back_and_roll_back_bookkeeping() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = State::open(dir.path()).unwrap();
-        assert!(state.bundle("demo").unwrap().is_none());
-        let after = snapshot("1.0.0");
-        let files = vec![TxnFile {
-            is_dir: false,
-            path: "/etc/asterisk/modules.conf".into(),
-            before: Some(b"[modules]\n".to_vec()),
-            before_mode: 0o644,
-            before_uid: 0,
-            before_gid: 0,
-            after_sha256: Some("ef".into()),
-            after_mode: 0o644,
-        }];
-        let id = state
-            .commit(&NewTxn {
-                txn_key: "k1",
-                kind: "install",
-                bundle: "demo",
-                summary: "install demo 1.0.0",
-                bundle_before: None,
-                bundle_after: Some(&after),
-                files: &files,
-                undoes: None,
-            })
-            .unwrap();
-        assert_eq!(state.bundle("demo").unwrap().unwrap(), after);
-        assert!(state.is_committed("k1").unwrap());
-        assert!(!state.is_committed("k2").unwrap());
-        let last = state.last_undoable().unwrap().unwrap();
-        assert_eq!((last.id, last.files.clone()), (id, files));
-        state
-            .commit(&NewTxn {
-                txn_key: "k2",
-                kind: "rollback",
-                bundle: "demo",
-                summary: "rollback",
-                bundle_before: Some(&after),
-                bundle_after: None,
-                files: &[],
-                undoes: Some(id),
-            })
-            .unwrap();
-        assert!(state.bundle("demo").unwrap().is_none());
-        assert!(state.last_undoable().unwrap().is_none());
-        // Reopening keeps everything (schema version recorded).
-        drop(state);
-        let state = State::open(dir.path()).unwrap();
-        assert_eq!(state.transaction(id).unwrap().status, "rolled-back");
-    }
 }
