@@ -30,12 +30,17 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::change::{Doc, DocChange, DocState};
-use crate::file_access::{self, CrontabError, FileAccess};
-use crate::hash::sha256_hex;
-use crate::row::{self, RowRef, RowState};
+use crate::file_access::{CrontabError, FileAccess};
+use crate::row;
+
+mod files;
+mod journal;
+
+use files::{
+    current_hash, fsync_dir, make_dir, remove_empty_dir, remove_file, temp_name, write_file,
+};
+use journal::{Journal, discard_journal, pbx_log_line, read_pbx_log};
 
 /// Content and metadata of a file, before or after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +100,7 @@ pub enum TxnError {
     RowDrift(String, PathBuf),
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
+pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
     move |source| TxnError::Io {
         path: path.to_path_buf(),
         source,
@@ -146,278 +151,26 @@ pub struct Undone {
     pub loaded_modules: Vec<String>,
 }
 
-fn pbx_log_line(event: &PbxEvent) -> String {
-    match event {
-        PbxEvent::Reload => "reload\n".to_string(),
-        PbxEvent::LoadModule(module) => format!("load {module}\n"),
-    }
-}
-
-/// Reads a journal's PBX log. A last line without its newline is a write the
-/// crash interrupted: its action had not started, so it is ignored.
-fn read_pbx_log(dir: &Path) -> Result<(bool, Vec<String>), TxnError> {
-    let path = dir.join(PBX_LOG);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, Vec::new())),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..end + 1],
-        None => "",
-    };
-    let mut reloaded = false;
-    let mut modules: Vec<String> = Vec::new();
-    for (n, line) in complete.lines().enumerate() {
-        let bad = |message: String| TxnError::BadJournal {
-            path: path.clone(),
-            message: format!("line {}: {message}", n + 1),
-        };
-        if line == "reload" {
-            reloaded = true;
-        } else if let Some(module) = line.strip_prefix("load ") {
-            if !valid_module_name(module) {
-                return Err(bad(format!("{module:?} is not a module name")));
-            }
-            if !modules.iter().any(|m| m == module) {
-                modules.push(module.to_string());
-            }
-        } else {
-            return Err(bad(format!("unknown entry {line:?}")));
-        }
-    }
-    Ok((reloaded, modules))
-}
-
-/// The documents a journal's steps change (files by path, rows by runtime name).
-fn journal_documents(journal: &Journal) -> Vec<PathBuf> {
-    journal
-        .steps
-        .iter()
-        .filter_map(|step| match step {
-            JournalStep::File { path, .. } => Some(path.clone()),
-            JournalStep::Row { row, .. } => Some(PathBuf::from(row.key.runtime_path())),
-            JournalStep::CreateDir { .. } | JournalStep::RemoveDir { .. } => None,
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct JournalState {
-    sha256: String,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum JournalStep {
-    CreateDir {
-        path: PathBuf,
-        mode: u32,
-    },
-    File {
-        path: PathBuf,
-        before: Option<JournalState>,
-        /// Backup file name inside the journal directory, when `before` exists.
-        backup: Option<String>,
-        after: Option<JournalState>,
-        /// Temp file written beside `path` before the rename.
-        temp: PathBuf,
-        /// Absent in journals of featpkg 1.0 (all direct).
-        #[serde(default, skip_serializing_if = "is_direct")]
-        access: FileAccess,
-    },
-    RemoveDir {
-        path: PathBuf,
-        mode: u32,
-    },
-    /// Rows are small: both states sit in the journal itself.
-    Row {
-        row: RowRef,
-        before: Option<RowState>,
-        after: Option<RowState>,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Journal {
-    txn_id: String,
-    steps: Vec<JournalStep>,
-}
-
 /// A transaction whose journal is on disk.
 pub struct Transaction {
     dir: PathBuf,
     journal_dir: PathBuf,
+    txn_id: String,
     changes: Vec<DocChange>,
-    journal: Journal,
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), TxnError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-/// Writes `bytes` to `path` durably: temp file `temp` in the same directory, fsync,
-/// mode and owner, rename, directory fsync. `point` is the test hook run between
-/// the temp write and the rename.
-fn atomic_write(
-    path: &Path,
-    temp: &Path,
-    state: &FileState,
-    point: Option<&str>,
-) -> Result<(), TxnError> {
-    let _ = fs::remove_file(temp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .map_err(io(temp))?;
-    f.write_all(&state.content).map_err(io(temp))?;
-    f.sync_all().map_err(io(temp))?;
-    let meta = f.metadata().map_err(io(temp))?;
-    if meta.uid() != state.uid || meta.gid() != state.gid {
-        std::os::unix::fs::chown(temp, Some(state.uid), Some(state.gid)).map_err(io(temp))?;
-    }
-    // After the chown, which clears set-uid/set-gid bits.
-    fs::set_permissions(temp, fs::Permissions::from_mode(state.mode)).map_err(io(temp))?;
-    drop(f);
-    if let Some(point) = point {
-        test_point(point)?;
-    }
-    fs::rename(temp, path).map_err(io(path))?;
-    fsync_dir(parent(path))
-}
-
-/// Creates one directory with exactly `mode` (not masked by the umask), durably.
-fn make_dir(path: &Path, mode: u32) -> Result<(), TxnError> {
-    fs::create_dir(path).map_err(io(path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))?;
-    fsync_dir(parent(path))
-}
-
-/// Removes a directory that must be empty, durably.
-fn remove_empty_dir(path: &Path) -> Result<(), TxnError> {
-    fs::remove_dir(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::DirectoryNotEmpty => TxnError::DirNotEmpty(path.to_path_buf()),
-        _ => io(path)(e),
-    })?;
-    fsync_dir(parent(path))
-}
-
-fn is_direct(access: &FileAccess) -> bool {
-    *access == FileAccess::Direct
-}
-
-/// Hash of the file at `path`, or None when it does not exist.
-fn current_hash(path: &Path, access: &FileAccess) -> Result<Option<String>, TxnError> {
-    if let FileAccess::Crontab { program } = access {
-        return Ok(file_access::read_crontab(program, path)?.map(|bytes| sha256_hex(&bytes)));
-    }
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(sha256_hex(&bytes))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(path)(e)),
-    }
-}
-
-/// Writes `state` to the file at `path` the way `access` reaches it.
-fn write_file(
-    path: &Path,
-    temp: &Path,
-    access: &FileAccess,
-    state: &FileState,
-    point: Option<&str>,
-) -> Result<(), TxnError> {
-    match access {
-        FileAccess::Direct => atomic_write(path, temp, state, point),
-        FileAccess::Crontab { program } => {
-            // crontab(1) writes its own temp file and renames it; the hook
-            // still runs before anything is installed.
-            if let Some(point) = point {
-                test_point(point)?;
+/// Refuses `change` when its document no longer holds the state the plan
+/// started from (someone edited it since), or is a symbolic link.
+fn check_unchanged(change: &DocChange) -> Result<(), TxnError> {
+    match &change.doc {
+        Doc::Dir { path } => {
+            if change.after.is_some() && path.exists() {
+                return Err(TxnError::Changed(path.clone()));
             }
-            Ok(file_access::write_crontab(program, path, &state.content)?)
         }
-    }
-}
-
-/// Deletes the file at `path` the way `access` reaches it.
-fn remove_file(path: &Path, access: &FileAccess) -> Result<(), TxnError> {
-    match access {
-        FileAccess::Direct => {
-            fs::remove_file(path).map_err(io(path))?;
-            fsync_dir(parent(path))
-        }
-        FileAccess::Crontab { program } => Ok(file_access::remove_crontab(program, path)?),
-    }
-}
-
-fn journal_state(s: &FileState) -> JournalState {
-    JournalState {
-        sha256: sha256_hex(&s.content),
-        mode: s.mode,
-        uid: s.uid,
-        gid: s.gid,
-    }
-}
-
-fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    parent(path).join(format!(".{name}.featpkg-{txn_id}"))
-}
-
-/// The journal's record of `change` (the `index`th), checked against the
-/// disk first: a document that no longer holds its `before` is refused.
-/// A file's old bytes go into a backup file in `staging`.
-fn journal_step(
-    change: &DocChange,
-    index: usize,
-    txn_id: &str,
-    staging: &Path,
-) -> Result<JournalStep, TxnError> {
-    let file_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_file).cloned();
-    let row_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_row).cloned();
-    Ok(match &change.doc {
-        Doc::Dir { path } => match (&change.before, &change.after) {
-            (_, Some(DocState::Dir { mode })) => {
-                if path.exists() {
-                    return Err(TxnError::Changed(path.clone()));
-                }
-                JournalStep::CreateDir {
-                    path: path.clone(),
-                    mode: *mode,
-                }
-            }
-            (before, _) => JournalStep::RemoveDir {
-                path: path.clone(),
-                mode: match before {
-                    Some(DocState::Dir { mode }) => *mode,
-                    _ => 0o755,
-                },
-            },
-        },
         Doc::Row(row) => {
-            let before = row_state(&change.before);
-            if row::read(row)? != before {
+            if row::read(row)?.as_ref() != change.before.as_ref().and_then(DocState::as_row) {
                 return Err(row::RowError::Changed(row.key.runtime_path()).into());
-            }
-            JournalStep::Row {
-                row: row.clone(),
-                before,
-                after: row_state(&change.after),
             }
         }
         Doc::File { path, access } => {
@@ -426,32 +179,45 @@ fn journal_step(
             {
                 return Err(TxnError::Symlink(path.clone()));
             }
-            let before = file_state(&change.before);
-            let expected = before.as_ref().map(|b| sha256_hex(&b.content));
+            let expected = change.before.as_ref().map(DocState::fingerprint);
             if current_hash(path, access)? != expected {
                 return Err(TxnError::Changed(path.clone()));
             }
-            let backup = match &before {
-                Some(b) => {
-                    let name = format!("backup-{:03}", index + 1);
-                    let bpath = staging.join(&name);
-                    let mut f = File::create(&bpath).map_err(io(&bpath))?;
-                    f.write_all(&b.content).map_err(io(&bpath))?;
-                    f.sync_all().map_err(io(&bpath))?;
-                    Some(name)
-                }
-                None => None,
-            };
-            JournalStep::File {
-                path: path.clone(),
-                before: before.as_ref().map(journal_state),
-                backup,
-                after: file_state(&change.after).as_ref().map(journal_state),
-                temp: temp_name(path, txn_id),
-                access: access.clone(),
-            }
         }
-    })
+    }
+    Ok(())
+}
+
+/// Removes what an interrupted journal write left (nothing was changed
+/// under it); refuses when a finished journal is there.
+fn clear_journal_dir(journal_dir: &Path) -> Result<(), TxnError> {
+    fs::create_dir_all(journal_dir).map_err(io(journal_dir))?;
+    for entry in fs::read_dir(journal_dir).map_err(io(journal_dir))? {
+        let entry = entry.map_err(io(journal_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+            continue;
+        }
+        return Err(TxnError::Unfinished(entry.path()));
+    }
+    Ok(())
+}
+
+/// Writes the journal of `changes` with its backups in `staging`.
+fn stage_journal(staging: &Path, txn_id: &str, changes: &[DocChange]) -> Result<(), TxnError> {
+    fs::create_dir_all(staging).map_err(io(staging))?;
+    let mut journal = Journal {
+        txn_id: txn_id.to_string(),
+        steps: Vec::new(),
+    };
+    for (index, change) in changes.iter().enumerate() {
+        check_unchanged(change)?;
+        journal
+            .steps
+            .push(journal::step(change, index, txn_id, staging)?);
+    }
+    journal::write_json(staging, &journal)
 }
 
 impl Transaction {
@@ -462,53 +228,23 @@ impl Transaction {
         txn_id: &str,
         changes: Vec<DocChange>,
     ) -> Result<Transaction, TxnError> {
-        fs::create_dir_all(journal_dir).map_err(io(journal_dir))?;
-        for entry in fs::read_dir(journal_dir).map_err(io(journal_dir))? {
-            let entry = entry.map_err(io(journal_dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                // An incomplete journal write: nothing was changed under it.
-                fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
-                continue;
-            }
-            return Err(TxnError::Unfinished(entry.path()));
-        }
-        let mut journal = Journal {
-            txn_id: txn_id.to_string(),
-            steps: Vec::new(),
-        };
+        clear_journal_dir(journal_dir)?;
         let staging = journal_dir.join(format!(".{txn_id}.tmp"));
-        fs::create_dir_all(&staging).map_err(io(&staging))?;
-        for (index, change) in changes.iter().enumerate() {
-            match journal_step(change, index, txn_id, &staging) {
-                Ok(step) => journal.steps.push(step),
-                Err(e) => {
-                    let _ = fs::remove_dir_all(&staging);
-                    return Err(e);
-                }
-            }
+        if let Err(e) = stage_journal(&staging, txn_id, &changes) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
         }
-        let jpath = staging.join("journal.json");
-        let mut f = File::create(&jpath).map_err(io(&jpath))?;
-        f.write_all(&serde_json::to_vec_pretty(&journal).expect("journal serialises"))
-            .map_err(io(&jpath))?;
-        f.sync_all().map_err(io(&jpath))?;
-        fsync_dir(&staging)?;
         let dir = journal_dir.join(txn_id);
         fs::rename(&staging, &dir).map_err(io(&dir))?;
         fsync_dir(journal_dir)?;
         let transaction = Transaction {
             dir,
             journal_dir: journal_dir.to_path_buf(),
+            txn_id: txn_id.to_string(),
             changes,
-            journal,
         };
         if let Err(e) = test_point("journal-written") {
-            undo(
-                &transaction.dir,
-                &transaction.journal_dir,
-                &transaction.journal,
-            )?;
+            transaction.undo()?;
             return Err(e);
         }
         Ok(transaction)
@@ -518,32 +254,37 @@ impl Transaction {
     pub fn apply(&mut self) -> Result<(), TxnError> {
         let result = self.apply_steps();
         if let Err(e) = result {
-            undo(&self.dir, &self.journal_dir, &self.journal)?;
+            self.undo()?;
             return Err(e);
         }
         Ok(())
     }
 
     fn apply_steps(&self) -> Result<(), TxnError> {
-        for (index, (change, jstep)) in self.changes.iter().zip(&self.journal.steps).enumerate() {
+        for (index, change) in self.changes.iter().enumerate() {
             let n = index + 1;
-            match (&change.doc, jstep) {
-                (Doc::Dir { path }, JournalStep::CreateDir { mode, .. }) => make_dir(path, *mode)?,
-                (Doc::Dir { path }, _) => remove_empty_dir(path)?,
-                (Doc::Row(row), _) => row::compare_and_write(
+            match &change.doc {
+                Doc::Dir { path } => match &change.after {
+                    Some(DocState::Dir { mode }) => make_dir(path, *mode)?,
+                    _ => remove_empty_dir(path)?,
+                },
+                Doc::Row(row) => row::compare_and_write(
                     row,
                     change.before.as_ref().and_then(DocState::as_row),
                     change.after.as_ref().and_then(DocState::as_row),
                 )?,
-                (Doc::File { path, access }, JournalStep::File { temp, .. }) => {
+                Doc::File { path, access } => {
                     match change.after.as_ref().and_then(DocState::as_file) {
-                        Some(state) => {
-                            write_file(path, temp, access, state, Some(&format!("step-{n}-temp")))?
-                        }
+                        Some(state) => write_file(
+                            path,
+                            &temp_name(path, &self.txn_id),
+                            access,
+                            state,
+                            Some(&format!("step-{n}-temp")),
+                        )?,
                         None => remove_file(path, access)?,
                     }
                 }
-                (Doc::File { .. }, _) => unreachable!("journal steps mirror the changes"),
             }
             test_point(&format!("step-{n}-done"))?;
         }
@@ -582,7 +323,7 @@ impl Transaction {
     /// unloads the modules the transaction loaded), then removes the journal.
     /// A crash before the journal is gone makes [`recover`] do it all again.
     pub fn rollback(self, pbx: &mut dyn FnMut(&Undone)) -> Result<(), TxnError> {
-        let undone = undo_journal(&self.dir, &self.journal)?;
+        let undone = undo_journal(&self.dir, &self.txn_id, &self.changes)?;
         pbx(&undone);
         discard_journal(&self.dir, &self.journal_dir)
     }
@@ -591,131 +332,122 @@ impl Transaction {
     pub fn finish(self) -> Result<(), TxnError> {
         discard_journal(&self.dir, &self.journal_dir)
     }
+
+    /// Undo before the PBX was touched (a failed step, an injected failure):
+    /// the documents go back and the journal goes.
+    fn undo(&self) -> Result<(), TxnError> {
+        undo_changes(&self.dir, &self.txn_id, &self.changes)?;
+        discard_journal(&self.dir, &self.journal_dir)
+    }
 }
 
-/// Removes a journal directory that is no longer needed. It is first renamed to a
-/// dot name in one atomic step, so a crash in the middle of deleting its files
-/// leaves a directory every later run deletes, never a journal without its
-/// `journal.json` that no run could read.
-fn discard_journal(dir: &Path, journal_dir: &Path) -> Result<(), TxnError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let doomed = journal_dir.join(format!(".{name}.done"));
-    let _ = fs::remove_dir_all(&doomed);
-    fs::rename(dir, &doomed).map_err(io(dir))?;
-    fsync_dir(journal_dir)?;
-    fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
-    fsync_dir(journal_dir)
+/// How undo and reports name a document: files and directories by their
+/// path on this machine, rows by their name.
+fn shown_name(change: &DocChange) -> PathBuf {
+    match change.host_path() {
+        Some(path) => path.clone(),
+        None => PathBuf::from(&change.runtime_path),
+    }
 }
 
-/// Undoes a journal's steps in reverse by hashes, then deletes the journal.
-/// Returns the paths it restored. Idempotent.
-fn undo_steps(dir: &Path, journal: &Journal) -> Result<Vec<PathBuf>, TxnError> {
+/// Undoes `changes` (transaction `txn_id`, journal in `dir`) in reverse,
+/// each decided by its document's present state: still as it was before →
+/// nothing to do; as the change left it → put back; anything else → drift,
+/// stop. So it is idempotent and safe to repeat after a crash in the middle
+/// of an undo. Returns the documents it put back.
+fn undo_changes(dir: &Path, txn_id: &str, changes: &[DocChange]) -> Result<Vec<PathBuf>, TxnError> {
     let mut restored = Vec::new();
-    for step in journal.steps.iter().rev() {
-        match step {
-            JournalStep::CreateDir { path, .. } => {
-                if path.is_dir() {
-                    remove_empty_dir(path)?;
-                    restored.push(path.clone());
-                }
-            }
-            JournalStep::RemoveDir { path, mode } => {
-                if !path.exists() {
-                    make_dir(path, *mode)?;
-                    restored.push(path.clone());
-                }
-            }
-            JournalStep::Row { row, before, after } => {
-                let now = row::read(row)?;
-                if now == *before {
-                    continue;
-                }
-                if now != *after {
-                    return Err(TxnError::RowDrift(
-                        row.key.runtime_path(),
-                        dir.to_path_buf(),
-                    ));
-                }
-                row::compare_and_write(row, after.as_ref(), before.as_ref())?;
-                restored.push(PathBuf::from(row.key.runtime_path()));
-            }
-            JournalStep::File {
-                path,
-                before,
-                backup,
-                after,
-                temp,
-                access,
-            } => {
-                if *access == FileAccess::Direct {
-                    let _ = fs::remove_file(temp);
-                }
-                let now = current_hash(path, access)?;
-                let before_hash = before.as_ref().map(|b| b.sha256.clone());
-                let after_hash = after.as_ref().map(|a| a.sha256.clone());
-                if now == before_hash {
-                    // Not applied yet (or already undone). Mode may still differ if only it changed
-                    // (crontab(1) sets its own).
-                    if let Some(b) = before.as_ref().filter(|_| *access == FileAccess::Direct) {
-                        let meta = fs::metadata(path).map_err(io(path))?;
-                        if meta.mode() & 0o7777 != b.mode {
-                            fs::set_permissions(path, fs::Permissions::from_mode(b.mode))
-                                .map_err(io(path))?;
-                        }
-                    }
-                    continue;
-                }
-                if now != after_hash {
-                    return Err(TxnError::Drift(path.clone(), dir.to_path_buf()));
-                }
-                match (before, backup) {
-                    (Some(b), Some(name)) => {
-                        let bpath = dir.join(name);
-                        let content = fs::read(&bpath).map_err(io(&bpath))?;
-                        if sha256_hex(&content) != b.sha256 {
-                            return Err(TxnError::BadJournal {
-                                path: bpath,
-                                message: "backup does not match its recorded hash".into(),
-                            });
-                        }
-                        let state = FileState {
-                            content,
-                            mode: b.mode,
-                            uid: b.uid,
-                            gid: b.gid,
-                        };
-                        write_file(path, temp, access, &state, None)?;
-                    }
-                    _ => remove_file(path, access)?,
-                }
-                restored.push(path.clone());
-            }
+    for change in changes.iter().rev() {
+        let put_back = match &change.doc {
+            Doc::Dir { path } => undo_dir(path, change)?,
+            Doc::Row(row) => undo_row(dir, row, change)?,
+            Doc::File { path, access } => undo_file(dir, txn_id, path, access, change)?,
+        };
+        if put_back {
+            restored.push(shown_name(change));
         }
     }
     Ok(restored)
 }
 
-/// Undoes a journal's steps (not yet deleting it) and reads what it recorded of the PBX.
-fn undo_journal(dir: &Path, journal: &Journal) -> Result<Undone, TxnError> {
+/// A directory made is removed again, one removed is made again.
+fn undo_dir(path: &Path, change: &DocChange) -> Result<bool, TxnError> {
+    match (&change.before, &change.after) {
+        (None, Some(_)) if path.is_dir() => remove_empty_dir(path).map(|()| true),
+        (Some(DocState::Dir { mode }), None) if !path.exists() => {
+            make_dir(path, *mode).map(|()| true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn undo_row(dir: &Path, row: &row::RowRef, change: &DocChange) -> Result<bool, TxnError> {
+    let before = change.before.as_ref().and_then(DocState::as_row);
+    let after = change.after.as_ref().and_then(DocState::as_row);
+    let now = row::read(row)?;
+    if now.as_ref() == before {
+        return Ok(false);
+    }
+    if now.as_ref() != after {
+        return Err(TxnError::RowDrift(
+            row.key.runtime_path(),
+            dir.to_path_buf(),
+        ));
+    }
+    row::compare_and_write(row, after, before)?;
+    Ok(true)
+}
+
+fn undo_file(
+    dir: &Path,
+    txn_id: &str,
+    path: &Path,
+    access: &FileAccess,
+    change: &DocChange,
+) -> Result<bool, TxnError> {
+    let temp = temp_name(path, txn_id);
+    if *access == FileAccess::Direct {
+        let _ = fs::remove_file(&temp);
+    }
+    let before = change.before.as_ref().and_then(DocState::as_file);
+    let now = current_hash(path, access)?;
+    if now == change.before.as_ref().map(DocState::fingerprint) {
+        // Not applied yet (or already undone). Mode may still differ if only it changed
+        // (crontab(1) sets its own).
+        if let Some(b) = before.filter(|_| *access == FileAccess::Direct) {
+            let meta = fs::metadata(path).map_err(io(path))?;
+            if meta.mode() & 0o7777 != b.mode {
+                fs::set_permissions(path, fs::Permissions::from_mode(b.mode))
+                    .map_err(io(path))?;
+            }
+        }
+        return Ok(false);
+    }
+    if now != change.after.as_ref().map(DocState::fingerprint) {
+        return Err(TxnError::Drift(path.to_path_buf(), dir.to_path_buf()));
+    }
+    match before {
+        Some(state) => write_file(path, &temp, access, state, None)?,
+        None => remove_file(path, access)?,
+    }
+    Ok(true)
+}
+
+/// Undoes a journal's changes (not yet deleting it) and reads what it recorded of the PBX.
+fn undo_journal(dir: &Path, txn_id: &str, changes: &[DocChange]) -> Result<Undone, TxnError> {
     // Read first: an unreadable PBX log stops the undo before anything moves.
     let (reloaded, loaded_modules) = read_pbx_log(dir)?;
-    let restored = undo_steps(dir, journal)?;
+    let restored = undo_changes(dir, txn_id, changes)?;
     Ok(Undone {
         restored,
-        documents: journal_documents(journal),
+        documents: changes
+            .iter()
+            .filter(|c| !c.is_dir())
+            .map(shown_name)
+            .collect(),
         reloaded,
         loaded_modules,
     })
-}
-
-/// Undo before the PBX was touched (a failed step, an injected failure): the
-/// files go back and the journal goes.
-fn undo(dir: &Path, journal_dir: &Path, journal: &Journal) -> Result<(), TxnError> {
-    undo_steps(dir, journal)?;
-    discard_journal(dir, journal_dir)
 }
 
 /// What [`recover`] did.
@@ -780,49 +512,52 @@ pub fn recover(
             fsync_dir(journal_dir)?;
             continue;
         }
-        let jpath = dir.join("journal.json");
-        let bytes = match fs::read(&jpath) {
-            Ok(bytes) => bytes,
+        let Some(journal) = journal::read_json(&dir)? else {
             // A journal directory is renamed into place only once journal.json is
             // in it, so without one it is the rest of an interrupted removal
             // (by an older featpkg): its transaction was already finished or undone.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                discard_journal(&dir, journal_dir)?;
-                continue;
-            }
-            Err(e) => return Err(io(&jpath)(e)),
+            discard_journal(&dir, journal_dir)?;
+            continue;
         };
-        let journal: Journal =
-            serde_json::from_slice(&bytes).map_err(|e| TxnError::BadJournal {
-                path: jpath.clone(),
-                message: e.to_string(),
-            })?;
-        if is_committed(&journal.txn_id) {
-            for step in &journal.steps {
-                if let JournalStep::File { temp, .. } = step {
-                    let _ = fs::remove_file(temp);
-                }
-            }
-            discard_journal(&dir, journal_dir)?;
-            report = Some(RecoveryReport {
-                txn_id: journal.txn_id,
-                rolled_forward: true,
-                restored: Vec::new(),
-                pbx: Vec::new(),
-            });
-        } else {
-            let undone = undo_journal(&dir, &journal)?;
-            let said = pbx(&undone);
-            discard_journal(&dir, journal_dir)?;
-            report = Some(RecoveryReport {
-                txn_id: journal.txn_id,
-                rolled_forward: false,
-                restored: undone.restored,
-                pbx: said,
-            });
-        }
+        report = Some(finish_interrupted(&dir, journal_dir, journal, is_committed, pbx)?);
     }
     Ok(report)
+}
+
+/// Rolls one interrupted journal forward (committed) or back.
+fn finish_interrupted(
+    dir: &Path,
+    journal_dir: &Path,
+    journal: Journal,
+    is_committed: &dyn Fn(&str) -> bool,
+    pbx: &mut dyn FnMut(&Undone) -> Vec<String>,
+) -> Result<RecoveryReport, TxnError> {
+    if is_committed(&journal.txn_id) {
+        for temp in journal::temps(&journal) {
+            let _ = fs::remove_file(temp);
+        }
+        discard_journal(dir, journal_dir)?;
+        return Ok(RecoveryReport {
+            txn_id: journal.txn_id,
+            rolled_forward: true,
+            restored: Vec::new(),
+            pbx: Vec::new(),
+        });
+    }
+    let changes = journal
+        .steps
+        .into_iter()
+        .map(|step| step.into_change(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let undone = undo_journal(dir, &journal.txn_id, &changes)?;
+    let said = pbx(&undone);
+    discard_journal(dir, journal_dir)?;
+    Ok(RecoveryReport {
+        txn_id: journal.txn_id,
+        rolled_forward: false,
+        restored: undone.restored,
+        pbx: said,
+    })
 }
 
 /// Exclusive lock serialising featpkg runs on one PBX; released on drop.
@@ -879,6 +614,7 @@ pub fn test_point(name: &str) -> Result<(), TxnError> {
 
 #[cfg(test)]
 mod tests {
+    use super::files::atomic_write;
     use super::*;
 
     fn no_pbx(_: &Undone) -> Vec<String> {
@@ -962,46 +698,6 @@ mod tests {
                 file("etc/gone.conf", Some(state(b"bye\n", 0o644)), None),
             ]
         }
-    }
-
-    #[test]
-    fn journals_without_an_access_are_direct_and_crontab_steps_say_so() {
-        // A journal featpkg 1.0 left behind (no `access`) reads as direct files.
-        let old = r#"{"kind":"file","path":"/etc/a.conf","before":null,"backup":null,"after":null,"temp":"/etc/.a.conf.featpkg-1"}"#;
-        let step: JournalStep = serde_json::from_str(old).unwrap();
-        let JournalStep::File { access, .. } = &step else {
-            panic!("{step:?}")
-        };
-        assert_eq!(*access, FileAccess::Direct);
-        // Direct steps are written as before; crontab(1) steps name their program.
-        assert_eq!(serde_json::to_string(&step).unwrap(), old);
-        let JournalStep::File {
-            path,
-            before,
-            backup,
-            after,
-            temp,
-            ..
-        } = step
-        else {
-            unreachable!()
-        };
-        let through = JournalStep::File {
-            path,
-            before,
-            backup,
-            after,
-            temp,
-            access: FileAccess::Crontab {
-                program: PathBuf::from("/usr/bin/crontab"),
-            },
-        };
-        let json = serde_json::to_string(&through).unwrap();
-        assert!(
-            json.ends_with(r#","access":{"via":"crontab","program":"/usr/bin/crontab"}}"#),
-            "{json}"
-        );
-        assert_eq!(serde_json::from_str::<JournalStep>(&json).unwrap(), through);
     }
 
     #[test]
@@ -1295,7 +991,7 @@ mod tests {
         let txn = Transaction::begin(&t.journal(), "t1", t.steps()).unwrap();
         txn.apply_steps().unwrap();
         record_loads(&txn, &["func_extstate.so"]);
-        undo_steps(&txn.dir, &txn.journal).unwrap();
+        undo_changes(&txn.dir, &txn.txn_id, &txn.changes).unwrap();
         std::mem::forget(txn);
         assert_eq!(t.snapshot(), before);
         let mut seen = None;
