@@ -35,30 +35,7 @@ pub fn rollback(
     let Some(txn) = session.state.last_undoable(&docs)? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
-    // The recorded changes, inverted against what is there now.
-    let mut plan = Plan::default();
-    let mut drift = Vec::new();
-    for recorded in txn.changes.iter().rev() {
-        let current = recorded.doc.read()?;
-        // A directory is only made or removed again, never "drifted".
-        let now = current.as_ref().map(DocState::fingerprint);
-        if !recorded.is_dir() && now != recorded.after.as_ref().map(DocState::fingerprint) {
-            drift.push(recorded.runtime_path.clone());
-        }
-        let unchanged = if recorded.is_dir() {
-            current.is_some() == recorded.before.is_some()
-        } else {
-            current == recorded.before
-        };
-        if !unchanged {
-            plan.changes.push(DocChange {
-                runtime_path: recorded.runtime_path.clone(),
-                doc: recorded.doc.clone(),
-                before: current,
-                after: recorded.before.clone(),
-            });
-        }
-    }
+    let (mut plan, drift) = inverted(&txn.changes)?;
     if !drift.is_empty() {
         if !request.force {
             return Err(Error::Refused(format!(
@@ -111,6 +88,37 @@ pub fn rollback(
         request.no_reload,
     )?;
     Ok(RollbackOutcome::Applied(applied))
+}
+
+/// The recorded changes, newest first, inverted against what is there now:
+/// each document goes back to its state before the transaction. Returns the
+/// plan and the documents changed since (drift): their present state is not
+/// the one the transaction left. A directory is only made or removed again,
+/// never "drifted".
+fn inverted(recorded: &[DocChange]) -> Result<(Plan, Vec<String>), Error> {
+    let mut plan = Plan::default();
+    let mut drift = Vec::new();
+    for change in recorded.iter().rev() {
+        let current = change.doc.read()?;
+        let now = current.as_ref().map(DocState::fingerprint);
+        if !change.is_dir() && now != change.after.as_ref().map(DocState::fingerprint) {
+            drift.push(change.runtime_path.clone());
+        }
+        let unchanged = if change.is_dir() {
+            current.is_some() == change.before.is_some()
+        } else {
+            current == change.before
+        };
+        if !unchanged {
+            plan.changes.push(DocChange {
+                runtime_path: change.runtime_path.clone(),
+                doc: change.doc.clone(),
+                before: current,
+                after: change.before.clone(),
+            });
+        }
+    }
+    Ok((plan, drift))
 }
 
 /// Drops from the plan's directory removals (deepest first) every directory that would still

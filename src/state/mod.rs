@@ -257,6 +257,21 @@ impl State {
         let Some((version, archive_sha256, dirs, row_baselines)) = row else {
             return Ok(None);
         };
+        let features = self.features(name)?;
+        let edits = self.edits(name)?;
+        Ok(Some(BundleSnapshot {
+            name: name.to_string(),
+            version,
+            archive_sha256,
+            features,
+            edits,
+            dirs: serde_json::from_str(&dirs).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            row_baselines: serde_json::from_str(&row_baselines)
+                .map_err(|e| StateError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    fn features(&self, bundle: &str) -> Result<Vec<InstalledFeature>, StateError> {
         let json = |text: &str| -> Result<BTreeMap<String, String>, StateError> {
             serde_json::from_str(text).map_err(|e| StateError::Corrupt(e.to_string()))
         };
@@ -265,7 +280,9 @@ impl State {
             .prepare("SELECT id, version, user_params, params FROM features WHERE bundle = ?1 ORDER BY id")
             .map_err(self.err())?;
         let raw: Vec<(String, String, String, String)> = stmt
-            .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([bundle], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(self.err())?
             .collect::<Result<_, _>>()
             .map_err(self.err())?;
@@ -278,6 +295,10 @@ impl State {
                 params: json(&params)?,
             });
         }
+        Ok(features)
+    }
+
+    fn edits(&self, bundle: &str) -> Result<Vec<InstalledEdit>, StateError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -285,38 +306,27 @@ impl State {
                  FROM edits WHERE bundle = ?1 ORDER BY rowid",
             )
             .map_err(self.err())?;
-        let edits = stmt
-            .query_map([name], |r| {
-                let kind: String = r.get(2)?;
-                let comment: String = r.get(6)?;
-                Ok(InstalledEdit {
-                    feature: r.get(0)?,
-                    edit_id: r.get(1)?,
-                    kind: if kind == "file" {
-                        EditKind::File
-                    } else {
-                        EditKind::Block
-                    },
-                    path: r.get(3)?,
-                    sha256: r.get(4)?,
-                    added_newline: r.get(5)?,
-                    comment: comment.chars().next().unwrap_or(';'),
-                    mode: r.get(7)?,
-                })
+        stmt.query_map([bundle], |r| {
+            let kind: String = r.get(2)?;
+            let comment: String = r.get(6)?;
+            Ok(InstalledEdit {
+                feature: r.get(0)?,
+                edit_id: r.get(1)?,
+                kind: if kind == "file" {
+                    EditKind::File
+                } else {
+                    EditKind::Block
+                },
+                path: r.get(3)?,
+                sha256: r.get(4)?,
+                added_newline: r.get(5)?,
+                comment: comment.chars().next().unwrap_or(';'),
+                mode: r.get(7)?,
             })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
-        Ok(Some(BundleSnapshot {
-            name: name.to_string(),
-            version,
-            archive_sha256,
-            features,
-            edits,
-            dirs: serde_json::from_str(&dirs).map_err(|e| StateError::Corrupt(e.to_string()))?,
-            row_baselines: serde_json::from_str(&row_baselines)
-                .map_err(|e| StateError::Corrupt(e.to_string()))?,
-        }))
+        })
+        .map_err(self.err())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(self.err())
     }
 
     /// All installed bundles.

@@ -124,4 +124,3 @@ pub(super) fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
         .unwrap_or_default();
     parent(path).join(format!(".{name}.featpkg-{txn_id}"))
 }
-

@@ -63,7 +63,6 @@ pub(super) struct Journal {
     pub(super) steps: Vec<JournalStep>,
 }
 
-
 impl JournalState {
     fn of(s: &FileState) -> JournalState {
         JournalState {
@@ -274,7 +273,6 @@ pub(super) fn read_pbx_log(dir: &Path) -> Result<(bool, Vec<String>), TxnError> 
     Ok((reloaded, modules))
 }
 
-
 /// Removes a journal directory that is no longer needed. It is first renamed to a
 /// dot name in one atomic step, so a crash in the middle of deleting its files
 /// leaves a directory every later run deletes, never a journal without its
@@ -291,7 +289,6 @@ pub(super) fn discard_journal(dir: &Path, journal_dir: &Path) -> Result<(), TxnE
     fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
     fsync_dir(journal_dir)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -417,8 +417,7 @@ fn undo_file(
         if let Some(b) = before.filter(|_| *access == FileAccess::Direct) {
             let meta = fs::metadata(path).map_err(io(path))?;
             if meta.mode() & 0o7777 != b.mode {
-                fs::set_permissions(path, fs::Permissions::from_mode(b.mode))
-                    .map_err(io(path))?;
+                fs::set_permissions(path, fs::Permissions::from_mode(b.mode)).map_err(io(path))?;
             }
         }
         return Ok(false);
@@ -519,7 +518,13 @@ pub fn recover(
             discard_journal(&dir, journal_dir)?;
             continue;
         };
-        report = Some(finish_interrupted(&dir, journal_dir, journal, is_committed, pbx)?);
+        report = Some(finish_interrupted(
+            &dir,
+            journal_dir,
+            journal,
+            is_committed,
+            pbx,
+        )?);
     }
     Ok(report)
 }
