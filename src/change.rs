@@ -5,14 +5,14 @@
 //!
 //! A document is something featpkg changes as a whole: a directory, a file
 //! (reached directly or through crontab(1), see [`FileAccess`]), or a row of
-//! the PBX's configuration database (see [`crate::row`]). Its state before and
+//! the PBX's configuration database (see [`RowRef`]). Its state before and
 //! after is `None` when it does not exist.
 
 use std::path::PathBuf;
 
 use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
-use crate::row::{RowRef, RowState};
+use crate::pbx::{RowRef, RowState};
 use crate::txn::FileState;
 
 /// What a change is made to.
@@ -154,7 +154,7 @@ impl Doc {
             Doc::File { path, access } => {
                 crate::plan::read_document_state(path, access)?.map(DocState::File)
             }
-            Doc::Row(row) => crate::row::read(row)?.map(DocState::Row),
+            Doc::Row(row) => row.read()?.map(DocState::Row),
         })
     }
 }
@@ -181,7 +181,7 @@ impl DocState {
         match self {
             DocState::Dir { .. } | DocState::Fingerprint(_) => Vec::new(),
             DocState::File(f) => f.content.clone(),
-            DocState::Row(r) => crate::row::decode_content(r.content.as_deref()),
+            DocState::Row(r) => r.text(),
         }
     }
 

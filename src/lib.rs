@@ -15,6 +15,5 @@ pub mod marker;
 pub mod ops;
 pub mod pbx;
 pub mod plan;
-pub mod row;
 pub mod state;
 pub mod txn;

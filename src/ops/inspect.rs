@@ -7,8 +7,9 @@ use super::{Error, Session};
 use crate::change::Doc;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
-use crate::plan::{PlanError, read_document_state};
-use crate::state::{BundleSnapshot, EditKind};
+use crate::plan::PlanError;
+use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
+use crate::txn::FileState;
 
 /// Everything installed, from State.
 pub fn status(session: &Session) -> Result<Vec<BundleSnapshot>, Error> {
@@ -33,81 +34,83 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     let mut out = Vec::new();
     for bundle in session.state.bundles()? {
         for edit in &bundle.edits {
-            let drift_of = |kind: &str, detail: String| Drift {
-                bundle: bundle.name.clone(),
-                edit: edit.edit_id.clone(),
-                path: edit.path.clone(),
-                kind: kind.into(),
-                detail,
-            };
-            let (host, access) = match session.target.document(&edit.path) {
-                Doc::File { path, access } => (path, access),
-                Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
-                Doc::Row(row) => {
-                    // A row's text, decoded, is checked like a file's.
-                    match crate::row::read(&row)? {
-                        None => out.push(drift_of("missing", "row does not exist".into())),
-                        Some(row_state) => {
-                            let text = crate::row::decode_content(row_state.content.as_deref());
-                            if let Some((kind, detail)) = block_drift(&bundle.name, edit, &text) {
-                                out.push(drift_of(kind, detail));
-                            }
-                        }
-                    }
-                    continue;
-                }
-            };
-            let current = match read_document_state(&host, &access) {
-                Err(PlanError::Symlink { target, .. }) => {
-                    out.push(drift_of(
-                        "modified",
-                        format!("replaced by a symbolic link to {target}"),
-                    ));
-                    continue;
-                }
-                other => other?,
-            };
-            let mut drift = |kind: &str, detail: String| out.push(drift_of(kind, detail));
-            let Some(current) = current else {
-                drift("missing", "file does not exist".into());
-                continue;
-            };
-            match edit.kind {
-                EditKind::File => {
-                    if sha256_hex(&current.content) != edit.sha256 {
-                        drift(
-                            "modified",
-                            "file content differs from what featpkg installed".into(),
-                        );
-                    } else if current.mode != edit.mode {
-                        drift(
-                            "modified",
-                            format!(
-                                "mode is {:04o}, featpkg installed {:04o}",
-                                current.mode, edit.mode
-                            ),
-                        );
-                    }
-                }
-                EditKind::Block => {
-                    if let Some((kind, detail)) = block_drift(&bundle.name, edit, &current.content)
-                    {
-                        drift(kind, detail);
-                    } else if let Some(detail) = session.target.not_applied(
-                        &edit.path,
-                        &block_text(&bundle.name, edit, &current.content),
-                    ) {
-                        drift("not-applied", detail);
-                    }
-                }
+            if let Some((kind, detail)) = edit_drift(session, &bundle.name, edit)? {
+                out.push(Drift {
+                    bundle: bundle.name.clone(),
+                    edit: edit.edit_id.clone(),
+                    path: edit.path.clone(),
+                    kind: kind.into(),
+                    detail,
+                });
             }
         }
     }
     Ok(out)
 }
 
+/// How one installed edit differs from its document now (kind, detail), if it does.
+/// A document's text is checked whatever holds it (a file, a database row).
+fn edit_drift(
+    session: &Session,
+    bundle: &str,
+    edit: &InstalledEdit,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let doc = session.target.document(&edit.path);
+    let current = match doc.read() {
+        Err(PlanError::Symlink { target, .. }) => {
+            return Ok(Some((
+                "modified",
+                format!("replaced by a symbolic link to {target}"),
+            )));
+        }
+        other => other?,
+    };
+    let Some(current) = current else {
+        let what = if matches!(doc, Doc::Row(_)) { "row" } else { "file" };
+        return Ok(Some(("missing", format!("{what} does not exist"))));
+    };
+    Ok(match edit.kind {
+        EditKind::File => owned_file_drift(edit, current.as_file()),
+        EditKind::Block => {
+            let text = current.text();
+            block_drift(bundle, edit, &text).or_else(|| {
+                session
+                    .target
+                    .not_applied(&edit.path, &block_text(bundle, edit, &text))
+                    .map(|detail| ("not-applied", detail))
+            })
+        }
+    })
+}
+
+/// How a whole file featpkg owns differs from what it installed, if it does.
+fn owned_file_drift(
+    edit: &InstalledEdit,
+    current: Option<&FileState>,
+) -> Option<(&'static str, String)> {
+    let Some(current) = current else {
+        return Some(("modified", "not a file any more".into()));
+    };
+    if sha256_hex(&current.content) != edit.sha256 {
+        Some((
+            "modified",
+            "file content differs from what featpkg installed".into(),
+        ))
+    } else if current.mode != edit.mode {
+        Some((
+            "modified",
+            format!(
+                "mode is {:04o}, featpkg installed {:04o}",
+                current.mode, edit.mode
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
 /// The body of an intact block in `text` (empty if it cannot be read).
-fn block_text(bundle: &str, edit: &crate::state::InstalledEdit, text: &[u8]) -> Vec<u8> {
+fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
     let style = if edit.comment == '#' {
         CommentStyle::Hash
     } else {
@@ -127,7 +130,7 @@ fn block_text(bundle: &str, edit: &crate::state::InstalledEdit, text: &[u8]) -> 
 /// How a block in `text` differs from what featpkg wrote, if it does.
 fn block_drift(
     bundle: &str,
-    edit: &crate::state::InstalledEdit,
+    edit: &InstalledEdit,
     text: &[u8],
 ) -> Option<(&'static str, String)> {
     let style = if edit.comment == '#' {

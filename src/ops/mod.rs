@@ -10,9 +10,10 @@ pub mod schema;
 pub mod uninstall;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::change::{Doc, DocChange};
 use crate::hash::sha256_hex;
 use crate::pbx::{ReloadRequest, Target, TargetKind, TargetOptions};
 use crate::plan::Plan;
@@ -41,7 +42,7 @@ pub enum Error {
     #[error(transparent)]
     Place(#[from] crate::pbx::PlaceError),
     #[error(transparent)]
-    Row(#[from] crate::row::RowError),
+    Row(#[from] crate::pbx::RowError),
 }
 
 /// An error as a page shows it: the message as is, and where it belongs
@@ -194,7 +195,7 @@ impl Session {
                     &undone.restored
                 }
                 .iter()
-                .map(|p| p.display().to_string())
+                .map(|p| config_file(&target.document(&p.display().to_string()), p))
                 .collect();
                 let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
                 let request = reload_for_changed(&changed);
@@ -698,29 +699,39 @@ fn restart_refusal(reason: &str) -> Error {
     ))
 }
 
-/// The reload a set of changed paths needs: files by their Asterisk names
-/// (FreePBX's `extensions_custom.conf` is dialplan too), rows by what they customise.
+/// The reload a set of changed documents needs: files by their Asterisk names
+/// (a PBX's `extensions_custom.conf` is dialplan too), rows by the file they end up in.
 pub(crate) fn reload_for(
     plan: &Plan,
     load_modules: Vec<String>,
     expect_contexts: Vec<String>,
 ) -> ReloadRequest {
-    let changed: Vec<&str> = plan
-        .changes
+    let documents: Vec<&DocChange> = plan.changes.iter().filter(|c| !c.is_dir()).collect();
+    // What each document ends up as in Asterisk's configuration.
+    let files: Vec<String> = documents
         .iter()
-        .filter(|c| !c.is_dir())
-        .map(|c| c.runtime_path.as_str())
+        .map(|c| config_file(&c.doc, Path::new(&c.runtime_path)))
         .collect();
     ReloadRequest {
         load_modules,
         modules_conf: modules_conf_loads_more(plan),
         expect_contexts,
-        ..reload_for_changed(&changed)
+        changed: documents.iter().map(|c| c.runtime_path.clone()).collect(),
+        ..reload_for_changed(&files.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }
 
-/// The reloads that changed files or rows need, by what they are (paths or row
-/// names; only the file name and the row kind matter).
+/// The configuration file a document ends up as (`named` as a path): itself,
+/// or for a database row the file the PBX writes from it.
+fn config_file(doc: &Doc, named: &Path) -> String {
+    match doc {
+        Doc::Row(row) => row.config_file(),
+        _ => named.display().to_string(),
+    }
+}
+
+/// The reloads that changed configuration files need (only their names and
+/// directories matter).
 fn reload_for_changed(changed: &[&str]) -> ReloadRequest {
     let name_changed = |pred: &dyn Fn(&str) -> bool| {
         changed
@@ -731,14 +742,11 @@ fn reload_for_changed(changed: &[&str]) -> ReloadRequest {
         dialplan: name_changed(&|n| n == "extensions.conf" || n == "extensions_custom.conf"),
         pjsip: name_changed(&|n| {
             n == "pjsip.conf" || n == "pjsip_custom.conf" || n == "pjsip.endpoint_custom_post.conf"
-        }) || changed
-            .iter()
-            .any(|p| p.starts_with(crate::row::SIP_PREFIX)),
+        }),
         manager: name_changed(&|n| n == "manager.conf" || n == "manager_custom.conf"),
         crontab: changed
             .iter()
             .any(|p| p.ends_with("/crontab") || p.contains("/crontabs/") || p.contains("/cron.d/")),
-        changed: changed.iter().map(|p| p.to_string()).collect(),
         ..ReloadRequest::default()
     }
 }

@@ -2,6 +2,10 @@
 //! how to reload the PBX and how to check the reload worked. Everything
 //! PBX-specific lives behind this seam.
 
+/// A row of a PBX's configuration database that featpkg edits as a document
+/// (MikoPBX's custom files and endpoint options; see its `row` module).
+pub use mikopbx::row::{RowError, RowRef, RowState};
+
 pub mod asterisk;
 pub mod freepbx;
 pub mod mikopbx;
@@ -80,7 +84,7 @@ pub fn open(kind: TargetKind, options: &TargetOptions) -> Result<Box<dyn Target>
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacedEdit {
     /// The document as the PBX names it: a file path (`/etc/asterisk/extensions.conf`)
-    /// or a database row (`m_CustomFiles:/etc/asterisk/extensions.conf`, see [`crate::row`]).
+    /// or a database row (`m_CustomFiles:/etc/asterisk/extensions.conf`, see [`RowRef`]).
     pub runtime_path: String,
     pub edit: RenderedEdit,
 }

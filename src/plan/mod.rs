@@ -16,7 +16,7 @@ use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::pbx::{ConfigDir, PlacedEdit, Target};
-use crate::row::{self, RowState};
+use crate::pbx::{RowError, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
 
@@ -74,7 +74,7 @@ pub enum PlanError {
     #[error("{path}: {message}")]
     Config { path: String, message: String },
     #[error(transparent)]
-    Row(#[from] row::RowError),
+    Row(#[from] RowError),
     #[error(transparent)]
     Crontab(#[from] crate::file_access::CrontabError),
     #[error("cannot read {path}: {source}")]

@@ -6,7 +6,7 @@ use super::{
     BlockId, DocChange, EditKind, FileState, InstalledEdit, Plan, PlanError, RenderedContent,
     RenderedEdit, Target, comment_of, marker, plan_blocks, style,
 };
-use crate::row::{self, RowKey, RowRef, RowState};
+use crate::pbx::mikopbx::row::{self, RowKey, RowRef, RowState};
 
 /// Blocks in the text a database row holds. The row is put back exactly as it
 /// was before featpkg first touched it (`baseline`: content, mode and the other

@@ -486,9 +486,9 @@ mod tests {
             bundle.row_baselines,
             BTreeMap::from([("m:1".to_string(), None)])
         );
-        let row = crate::row::RowRef {
+        let row = crate::pbx::RowRef {
             db: "/root-of-test/cf/conf/mikopbx.db".into(),
-            key: crate::row::RowKey::CustomFile {
+            key: crate::pbx::mikopbx::row::RowKey::CustomFile {
                 filepath: "/etc/asterisk/a.conf".into(),
             },
         };
@@ -518,7 +518,7 @@ mod tests {
                 DocChange {
                     runtime_path: "m:1".into(),
                     doc: Doc::Row(row.clone()),
-                    before: Some(DocState::Row(crate::row::RowState {
+                    before: Some(DocState::Row(crate::pbx::RowState {
                         content: Some("W2FdCg==".into()),
                         mode: Some("append".into()),
                         changed: Some("1".into()),

@@ -145,9 +145,9 @@ pub struct BundleSnapshot {
     /// Directories featpkg created (runtime paths), removed again once empty.
     pub dirs: Vec<String>,
     /// Database rows this bundle has blocks in, as they were before featpkg first
-    /// changed them (`None`: the row did not exist). See [`crate::row`].
+    /// changed them (`None`: the row did not exist). See [`crate::pbx::RowRef`].
     #[serde(default)]
-    pub row_baselines: BTreeMap<String, Option<crate::row::RowState>>,
+    pub row_baselines: BTreeMap<String, Option<crate::pbx::RowState>>,
 }
 
 /// The open state database.

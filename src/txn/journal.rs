@@ -16,7 +16,7 @@ use super::{FileState, PBX_LOG, PbxEvent, TxnError, io, valid_module_name};
 use crate::change::{Doc, DocChange, DocState};
 use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
-use crate::row::{RowRef, RowState};
+use crate::pbx::{RowRef, RowState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct JournalState {
@@ -142,7 +142,7 @@ impl JournalStep {
                 DocChange::remove_dir(path.display().to_string(), path, mode)
             }
             JournalStep::Row { row, before, after } => {
-                DocChange::row(row.key.runtime_path(), row, before, after)
+                DocChange::row(row.name(), row, before, after)
             }
             JournalStep::File {
                 path,

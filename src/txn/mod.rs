@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::change::{Doc, DocChange, DocState};
 use crate::file_access::{CrontabError, FileAccess};
-use crate::row;
+use crate::pbx::{RowError, RowRef};
 
 mod files;
 mod journal;
@@ -91,7 +91,7 @@ pub enum TxnError {
     #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
     Injected(String),
     #[error(transparent)]
-    Row(#[from] row::RowError),
+    Row(#[from] RowError),
     #[error(transparent)]
     Crontab(#[from] CrontabError),
     #[error(
@@ -169,8 +169,8 @@ fn check_unchanged(change: &DocChange) -> Result<(), TxnError> {
             }
         }
         Doc::Row(row) => {
-            if row::read(row)?.as_ref() != change.before.as_ref().and_then(DocState::as_row) {
-                return Err(row::RowError::Changed(row.key.runtime_path()).into());
+            if row.read()?.as_ref() != change.before.as_ref().and_then(DocState::as_row) {
+                return Err(RowError::Changed(row.name()).into());
             }
         }
         Doc::File { path, access } => {
@@ -268,8 +268,7 @@ impl Transaction {
                     Some(DocState::Dir { mode }) => make_dir(path, *mode)?,
                     _ => remove_empty_dir(path)?,
                 },
-                Doc::Row(row) => row::compare_and_write(
-                    row,
+                Doc::Row(row) => row.compare_and_write(
                     change.before.as_ref().and_then(DocState::as_row),
                     change.after.as_ref().and_then(DocState::as_row),
                 )?,
@@ -381,20 +380,20 @@ fn undo_dir(path: &Path, change: &DocChange) -> Result<bool, TxnError> {
     }
 }
 
-fn undo_row(dir: &Path, row: &row::RowRef, change: &DocChange) -> Result<bool, TxnError> {
+fn undo_row(dir: &Path, row: &RowRef, change: &DocChange) -> Result<bool, TxnError> {
     let before = change.before.as_ref().and_then(DocState::as_row);
     let after = change.after.as_ref().and_then(DocState::as_row);
-    let now = row::read(row)?;
+    let now = row.read()?;
     if now.as_ref() == before {
         return Ok(false);
     }
     if now.as_ref() != after {
         return Err(TxnError::RowDrift(
-            row.key.runtime_path(),
+            row.name(),
             dir.to_path_buf(),
         ));
     }
-    row::compare_and_write(row, after, before)?;
+    row.compare_and_write(after, before)?;
     Ok(true)
 }
 

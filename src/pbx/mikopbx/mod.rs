@@ -42,7 +42,9 @@ use super::{
     TargetOptions, without_cron_user_column,
 };
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
-use crate::row::{RowKey, RowRef};
+pub mod row;
+
+use row::{RowKey, RowRef};
 
 /// Where MikoPBX extracts this module (reference/mikopbx.md §1.4).
 pub const DEFAULT_MODULE_DIR: &str = "/storage/usbdisk1/mikopbx/custom_modules/ModuleFeatpkg";

@@ -209,6 +209,44 @@ pub fn read(row: &RowRef) -> Result<Option<RowState>, RowError> {
     read_in(&conn, row)
 }
 
+impl RowRef {
+    /// The row's state (`None`: it does not exist).
+    pub fn read(&self) -> Result<Option<RowState>, RowError> {
+        read(self)
+    }
+
+    /// See [`compare_and_write`].
+    pub fn compare_and_write(
+        &self,
+        expected: Option<&RowState>,
+        after: Option<&RowState>,
+    ) -> Result<(), RowError> {
+        compare_and_write(self, expected, after)
+    }
+
+    /// The row's name in messages, state and diffs (`m_Sip:201`).
+    pub fn name(&self) -> String {
+        self.key.runtime_path()
+    }
+
+    /// The file on the PBX the row ends up in (MikoPBX writes it from the
+    /// row): what a change to the row must reload.
+    pub fn config_file(&self) -> String {
+        match &self.key {
+            RowKey::CustomFile { filepath } => filepath.clone(),
+            // An employee's options go into the endpoints MikoPBX generates.
+            RowKey::SipAttributes { .. } => "/etc/asterisk/pjsip.conf".into(),
+        }
+    }
+}
+
+impl RowState {
+    /// The text the row holds, decoded (what diffs show and blocks go in).
+    pub fn text(&self) -> Vec<u8> {
+        decode_content(self.content.as_deref())
+    }
+}
+
 fn write_in(conn: &Connection, row: &RowRef, after: Option<&RowState>) -> Result<(), RowError> {
     let e = sql(&row.db);
     match (&row.key, after) {
