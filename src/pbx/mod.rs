@@ -5,6 +5,7 @@
 pub mod asterisk;
 pub mod freepbx;
 pub mod mikopbx;
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
