@@ -146,17 +146,6 @@ impl Bundle {
         self.files.get(path)
     }
 
-    /// Entries whose path starts with `prefix`.
-    pub fn files_under<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a BundleFile)> + 'a {
-        self.files
-            .iter()
-            .filter(move |(p, _)| p.starts_with(prefix))
-            .map(|(p, f)| (p.as_str(), f))
-    }
-
     /// sha256 of the archive file itself (of `bundle.json` for an extracted
     /// bundle: it pins every entry).
     pub fn archive_sha256(&self) -> &str {
