@@ -9,6 +9,7 @@ pub use mikopbx::row::{RowError, RowRef, RowState};
 pub mod asterisk;
 pub mod freepbx;
 pub mod mikopbx;
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,7 @@
 //!
 //! FreePBX 17 runs on Asterisk 21+, which has no `Macro()`: a block using it
 //! (or `MacroExit`, `${MACRO_…}`) is refused (§2.1).
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -32,6 +32,7 @@
 //! `SIPConf::reload()` restarts Asterisk, ending every call, when the network
 //! settings changed since Asterisk started; featpkg asks the script first
 //! (`--would-restart pjsip`) and needs `--allow-restart` then.
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
