@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::bundle;
-use crate::feature::{self, BundleReader, FeatureDef, FeatureError, PbxVars, RenderedFeature};
+use crate::feature::{
+    self, BundleReader, FeatureDef, FeatureError, PbxVars, RenderedEdit, RenderedFeature,
+};
 use crate::pbx::Target;
 use crate::state::{BundleSnapshot, InstalledFeature};
 
@@ -54,13 +56,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
     let selection =
         Selection::resolve(request, &manifest, installed.as_ref(), target.name(), read)?;
     let rendered = render(target, &manifest.name, &selection.wanted, read)?;
-    let desired = target.place(
-        rendered
-            .features
-            .iter()
-            .flat_map(|r| r.edits.iter().cloned())
-            .collect(),
-    )?;
+    let desired = target.place(rendered.edits())?;
     let plan = crate::plan::plan(
         target,
         &manifest.name,
@@ -72,7 +68,7 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
         name: manifest.name.clone(),
         version: manifest.version.clone(),
         archive_sha256: bundle.archive_sha256().to_string(),
-        features: rendered.records,
+        features: rendered.records.clone(),
         edits: plan.edits.clone(),
         dirs: plan.dirs.clone(),
         row_baselines: plan.row_baselines.clone(),
@@ -90,12 +86,8 @@ pub fn install(session: &mut Session, request: &InstallRequest) -> Result<Instal
     }
     let reload = reload_for(
         &plan,
-        new_modules(&rendered.features, installed.as_ref()),
-        rendered
-            .features
-            .iter()
-            .flat_map(|r| r.contexts.iter().cloned())
-            .collect(),
+        rendered.new_modules(installed.as_ref()),
+        rendered.contexts(),
     );
     let applied = execute(
         session,
@@ -310,6 +302,35 @@ struct Rendered {
     secrets: Vec<String>,
 }
 
+impl Rendered {
+    /// Every edit of every feature, for the target to place.
+    fn edits(&self) -> Vec<RenderedEdit> {
+        self.features
+            .iter()
+            .flat_map(|r| r.edits.iter().cloned())
+            .collect()
+    }
+
+    /// The contexts that must exist once the change is applied.
+    fn contexts(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .flat_map(|r| r.contexts.iter().cloned())
+            .collect()
+    }
+
+    /// The modules of the features that were not installed before (`module
+    /// load` after the change).
+    fn new_modules(&self, installed: Option<&BundleSnapshot>) -> Vec<String> {
+        let before: Vec<&str> = installed_ids(installed).collect();
+        self.features
+            .iter()
+            .filter(|r| !before.contains(&r.id.as_str()))
+            .flat_map(|r| r.modules.iter().cloned())
+            .collect()
+    }
+}
+
 /// Renders each wanted feature with its effective parameters, what the PBX
 /// contributes (directories, AMI address) and its secret.
 fn render(
@@ -404,17 +425,6 @@ fn masked_preview(
         }
     }
     Ok(preview)
-}
-
-/// The modules of features that were not installed before (`module load`
-/// after the change).
-fn new_modules(features: &[RenderedFeature], installed: Option<&BundleSnapshot>) -> Vec<String> {
-    let before: Vec<&str> = installed_ids(installed).collect();
-    features
-        .iter()
-        .filter(|r| !before.contains(&r.id.as_str()))
-        .flat_map(|r| r.modules.iter().cloned())
-        .collect()
 }
 
 /// Where the PBX's AMI listens, from `<astetcdir>/manager.conf` (the PBX's
