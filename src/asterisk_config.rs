@@ -146,148 +146,194 @@ pub fn parse_in_section(
     path: &str,
     section: Option<&str>,
 ) -> Result<ConfigFile, ConfigError> {
-    // Offsets (section spans, where blocks are inserted) count the file's own
-    // bytes: each line is decoded on its own, so a Latin-1 or cp1251 comment
-    // (not UTF-8) cannot shift the positions of the lines after it.
+    let (lines, unclosed_comment) = code_lines(text);
+    let mut file = ConfigFile {
+        path: path.to_string(),
+        sections: Vec::new(),
+        includes: Vec::new(),
+        unclosed_comment,
+    };
+    if let Some(name) = section {
+        file.sections.push(Section::new(name.to_string(), 0, 0..0));
+    }
+    for line in lines {
+        if let Some(directive) = line.code.strip_prefix('#') {
+            let current = file.sections.last().map(|s| s.name.clone());
+            file.includes
+                .extend(include(directive, line.number, current));
+            continue;
+        }
+        if let Some(rest) = line.code.strip_prefix('[') {
+            let header = parse_header(rest, line.number, line.start..line.end)
+                .map_err(|message| syntax(path, line.number, message))?;
+            file.sections.push(header);
+            continue;
+        }
+        let Some(section) = file.sections.last_mut() else {
+            return Err(syntax(
+                path,
+                line.number,
+                "text before any [section] (Asterisk: \"No category context\", the whole file is rejected)".into(),
+            ));
+        };
+        let Some(entry) = parse_entry(&line.code, line.number) else {
+            continue; // Asterisk warns and ignores a line without '='
+        };
+        section.entries.push(entry);
+        section.span.end = line.end_of_entry.max(section.span.start);
+    }
+    Ok(file)
+}
+
+fn syntax(path: &str, line: usize, message: String) -> ConfigError {
+    ConfigError::Syntax {
+        file: path.to_string(),
+        line,
+        message,
+    }
+}
+
+/// One line of a config file that holds more than comments and blanks.
+struct CodeLine {
+    /// 1-based line number.
+    number: usize,
+    /// Byte offsets of the line in the file (`end` after its line ending).
+    start: usize,
+    end: usize,
+    /// Where a section holding an entry on this line ends: after the line, or
+    /// at its start when a block comment is left open on it (a block may go
+    /// after a line only if no comment is left open on it).
+    end_of_entry: usize,
+    /// The line without comments, trimmed.
+    code: String,
+}
+
+/// The lines of `text` that hold code, and the line of a `;--` block comment
+/// that is never closed (Asterisk ignores everything after it).
+///
+/// Offsets count the file's own bytes: each line is decoded on its own, so a
+/// Latin-1 or cp1251 comment (not UTF-8) cannot shift the positions of the
+/// lines after it.
+fn code_lines(text: &[u8]) -> (Vec<CodeLine>, Option<usize>) {
     let bom = if text.starts_with(b"\xef\xbb\xbf") {
         3
     } else {
         0
     };
-    let syntax = |line: usize, message: String| ConfigError::Syntax {
-        file: path.to_string(),
-        line,
-        message,
-    };
-    let mut file = ConfigFile {
-        path: path.to_string(),
-        sections: Vec::new(),
-        includes: Vec::new(),
-        unclosed_comment: None,
-    };
-    if let Some(name) = section {
-        file.sections.push(Section {
-            name: name.to_string(),
-            line: 0,
-            append: false,
-            append_filter: None,
-            template: false,
-            inherits: Vec::new(),
-            entries: Vec::new(),
-            span: 0..0,
-        });
-    }
+    let mut lines = Vec::new();
     let mut depth = 0usize;
     let mut comment_opened = 0usize;
     let mut offset = bom;
     for (index, raw) in text[bom..].split_inclusive(|&b| b == b'\n').enumerate() {
         let number = index + 1;
-        let line_start = offset;
+        let start = offset;
         offset += raw.len();
         let content = String::from_utf8_lossy(raw);
         let content = content.trim_end_matches(['\n', '\r']);
         let depth_before = depth;
-        let line = strip_comments(content, &mut depth);
+        let code = strip_comments(content, &mut depth);
         if depth_before == 0 && depth > 0 {
             comment_opened = number;
         }
-        // A block may go after this line only if no comment is left open on it.
-        let end_of_entry = if depth == 0 { offset } else { line_start };
-        let line = line.trim();
-        if line.is_empty() {
+        let code = code.trim();
+        if code.is_empty() {
             continue;
         }
-        if let Some(directive) = line.strip_prefix('#') {
-            let (word, arg) = directive.split_once([' ', '\t']).unwrap_or((directive, ""));
-            let arg = arg.trim().trim_matches(['"', '<', '>']).to_string();
-            // Asterisk compares directive names without regard to case.
-            let word = word.to_ascii_lowercase();
-            match word.as_str() {
-                "include" | "tryinclude" => file.includes.push(Include {
-                    target: arg,
-                    optional: word == "tryinclude",
-                    line: number,
-                    section: file.sections.last().map(|s| s.name.clone()),
-                }),
-                _ => {} // #exec and unknown directives: Asterisk warns or runs them; nothing to check
-            }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let close = rest
-                .find(']')
-                .ok_or_else(|| syntax(number, "section header has no closing ']'".into()))?;
-            let name = rest[..close].trim().to_string();
-            let mut section = Section {
-                name,
-                line: number,
-                append: false,
-                append_filter: None,
-                template: false,
-                inherits: Vec::new(),
-                entries: Vec::new(),
-                span: line_start..offset,
-            };
-            let after = rest[close + 1..].trim();
-            if let Some(opts) = after.strip_prefix('(') {
-                let opts = opts
-                    .strip_suffix(')')
-                    .ok_or_else(|| syntax(number, "section options have no closing ')'".into()))?;
-                for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-                    if opt == "!" {
-                        section.template = true;
-                    } else if opt == "+" {
-                        section.append = true;
-                    } else if let Some(filter) = opt.strip_prefix('+') {
-                        section.append = true;
-                        let (k, v) = filter.split_once('=').ok_or_else(|| {
-                            syntax(
-                                number,
-                                format!("append filter {opt:?} must look like +key=value"),
-                            )
-                        })?;
-                        section.append_filter = Some((k.trim().to_string(), v.trim().to_string()));
-                    } else {
-                        section.inherits.push(opt.to_string());
-                    }
-                }
-            } else if !after.is_empty() {
-                return Err(syntax(
-                    number,
-                    format!("unexpected text {after:?} after section header"),
-                ));
-            }
-            file.sections.push(section);
-            continue;
-        }
-        let Some(section) = file.sections.last_mut() else {
-            return Err(syntax(
-                number,
-                "text before any [section] (Asterisk: \"No category context\", the whole file is rejected)".into(),
-            ));
-        };
-        let Some(eq) = line.find('=') else {
-            continue; // Asterisk warns and ignores a line without '='
-        };
-        let (key, mut value) = (line[..eq].trim(), &line[eq + 1..]);
-        let mut object = false;
-        if let Some(v) = value.strip_prefix('>') {
-            object = true;
-            value = v;
-        }
-        let key = key.strip_suffix('+').map(str::trim).unwrap_or(key);
-        section.entries.push(Entry {
-            key: key.to_string(),
-            value: value.trim().to_string(),
-            object,
-            line: number,
+        lines.push(CodeLine {
+            number,
+            start,
+            end: offset,
+            end_of_entry: if depth == 0 { offset } else { start },
+            code: code.to_string(),
         });
-        section.span.end = end_of_entry.max(section.span.start);
     }
-    if depth > 0 {
-        file.unclosed_comment = Some(comment_opened);
+    (lines, (depth > 0).then_some(comment_opened))
+}
+
+/// The include a `#` directive line makes (its text after the `#`), if it is
+/// one. `section` is the section the line is in.
+fn include(directive: &str, line: usize, section: Option<String>) -> Option<Include> {
+    let (word, arg) = directive.split_once([' ', '\t']).unwrap_or((directive, ""));
+    let arg = arg.trim().trim_matches(['"', '<', '>']).to_string();
+    // Asterisk compares directive names without regard to case.
+    let word = word.to_ascii_lowercase();
+    match word.as_str() {
+        "include" | "tryinclude" => Some(Include {
+            target: arg,
+            optional: word == "tryinclude",
+            line,
+            section,
+        }),
+        _ => None, // #exec and unknown directives: Asterisk warns or runs them; nothing to check
     }
-    Ok(file)
+}
+
+impl Section {
+    fn new(name: String, line: usize, span: Range<usize>) -> Section {
+        Section {
+            name,
+            line,
+            append: false,
+            append_filter: None,
+            template: false,
+            inherits: Vec::new(),
+            entries: Vec::new(),
+            span,
+        }
+    }
+}
+
+/// The section a header line opens: `rest` is the line after its `[`, `line`
+/// its number, `span` its bytes. The error is the message for a syntax error
+/// on the line.
+fn parse_header(rest: &str, line: usize, span: Range<usize>) -> Result<Section, String> {
+    let close = rest.find(']').ok_or("section header has no closing ']'")?;
+    let mut section = Section::new(rest[..close].trim().to_string(), line, span);
+    let after = rest[close + 1..].trim();
+    let Some(opts) = after.strip_prefix('(') else {
+        if !after.is_empty() {
+            return Err(format!("unexpected text {after:?} after section header"));
+        }
+        return Ok(section);
+    };
+    let opts = opts
+        .strip_suffix(')')
+        .ok_or("section options have no closing ')'")?;
+    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if opt == "!" {
+            section.template = true;
+        } else if opt == "+" {
+            section.append = true;
+        } else if let Some(filter) = opt.strip_prefix('+') {
+            section.append = true;
+            let (k, v) = filter
+                .split_once('=')
+                .ok_or_else(|| format!("append filter {opt:?} must look like +key=value"))?;
+            section.append_filter = Some((k.trim().to_string(), v.trim().to_string()));
+        } else {
+            section.inherits.push(opt.to_string());
+        }
+    }
+    Ok(section)
+}
+
+/// A `key = value` or `key => value` line (`key +=` appends like `key =`);
+/// `None` for a line without `=`.
+fn parse_entry(code: &str, line: usize) -> Option<Entry> {
+    let eq = code.find('=')?;
+    let (key, mut value) = (code[..eq].trim(), &code[eq + 1..]);
+    let mut object = false;
+    if let Some(v) = value.strip_prefix('>') {
+        object = true;
+        value = v;
+    }
+    let key = key.strip_suffix('+').map(str::trim).unwrap_or(key);
+    Some(Entry {
+        key: key.to_string(),
+        value: value.trim().to_string(),
+        object,
+        line,
+    })
 }
 
 /// Reads config files for [`load_with_includes`]. Paths are as written in an
@@ -546,72 +592,16 @@ pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
             if is_reserved_dialplan_section(&section.name) || section.template {
                 continue;
             }
-            // `same =>` state resets at each section start.
-            let mut current: Option<String> = None;
-            let mut last: i64 = 0;
-            let mut labels: BTreeMap<String, i64> = BTreeMap::new();
+            // `same =>`, `n` and labels refer back within the section only.
+            let mut priorities = Priorities::default();
             for entry in &section.entries {
-                let (exten, prio_text) = match entry.key.as_str() {
-                    "exten" => {
-                        let mut parts = entry.value.splitn(3, ',');
-                        let exten = parts.next().unwrap_or("").to_string();
-                        let prio = parts.next().unwrap_or("").trim().to_string();
-                        if current.as_deref() != Some(normalize_exten(&exten).as_str()) {
-                            labels.clear();
-                        }
-                        (normalize_exten(&exten), prio)
-                    }
-                    "same" => {
-                        let Some(exten) = current.clone() else {
-                            continue;
-                        };
-                        let prio = entry
-                            .value
-                            .split(',')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .to_string();
-                        (exten, prio)
-                    }
-                    _ => continue,
+                let Some((exten, priority)) = priorities.next(entry) else {
+                    continue;
                 };
-                let (base, label) = match prio_text.split_once('(') {
-                    Some((b, l)) => (b.trim(), Some(l.trim_end_matches(')').to_string())),
-                    None => (prio_text.as_str(), None),
-                };
-                // `n`/`s` need an earlier line in this section; Asterisk skips the line otherwise.
-                let first_in_section = last == 0;
-                let number = if base == "hint" {
-                    Some(0)
-                } else if base == "n" || base == "next" {
-                    (!first_in_section).then_some(last + 1)
-                } else if base == "s" || base == "same" {
-                    (!first_in_section).then_some(last)
-                } else if let Ok(n) = base.parse::<i64>() {
-                    Some(n)
-                } else if let Some((l, k)) = base.split_once('+') {
-                    let start = if l.trim() == "n" {
-                        (!first_in_section).then_some(last)
-                    } else {
-                        labels.get(l.trim()).copied()
-                    };
-                    start.zip(k.trim().parse::<i64>().ok()).map(|(s, k)| s + k)
-                } else {
-                    None // a label reference we cannot resolve: not checked
-                };
-                current = Some(exten.clone());
-                let Some(number) = number else { continue };
-                if number > 0 {
-                    last = number;
-                }
-                if let Some(label) = label {
-                    labels.insert(label, number);
-                }
                 out.push(DialplanEntry {
                     context: section.name.clone(),
                     exten,
-                    priority: number,
+                    priority,
                     file: file.path.clone(),
                     line: entry.line,
                 });
@@ -619,6 +609,78 @@ pub fn dialplan_entries(files: &[ConfigFile]) -> Vec<DialplanEntry> {
         }
     }
     out
+}
+
+/// What the lines of one context read so far say about the next: the
+/// extension `same =>` continues, the last priority (`n`, `s`) and the labels
+/// of the current extension (`label+1`).
+#[derive(Default)]
+struct Priorities {
+    current: Option<String>,
+    last: i64,
+    labels: BTreeMap<String, i64>,
+}
+
+impl Priorities {
+    /// The (extension, priority) an `exten =>` or `same =>` entry adds; `None`
+    /// for other entries and for a priority that cannot be resolved (not checked).
+    fn next(&mut self, entry: &Entry) -> Option<(String, i64)> {
+        let (exten, prio_text) = match entry.key.as_str() {
+            "exten" => {
+                let mut parts = entry.value.splitn(3, ',');
+                let exten = normalize_exten(parts.next().unwrap_or(""));
+                let prio = parts.next().unwrap_or("").trim().to_string();
+                if self.current.as_deref() != Some(exten.as_str()) {
+                    self.labels.clear();
+                }
+                (exten, prio)
+            }
+            "same" => {
+                let exten = self.current.clone()?;
+                let prio = entry.value.split(',').next().unwrap_or("").trim();
+                (exten, prio.to_string())
+            }
+            _ => return None,
+        };
+        let (base, label) = match prio_text.split_once('(') {
+            Some((b, l)) => (b.trim(), Some(l.trim_end_matches(')').to_string())),
+            None => (prio_text.as_str(), None),
+        };
+        let number = self.number(base);
+        self.current = Some(exten.clone());
+        let number = number?;
+        if number > 0 {
+            self.last = number;
+        }
+        if let Some(label) = label {
+            self.labels.insert(label, number);
+        }
+        Some((exten, number))
+    }
+
+    /// The number of priority `base` (without its label): `hint` is 0.
+    fn number(&self, base: &str) -> Option<i64> {
+        // `n`/`s` need an earlier line in this section; Asterisk skips the line otherwise.
+        let first_in_section = self.last == 0;
+        if base == "hint" {
+            Some(0)
+        } else if base == "n" || base == "next" {
+            (!first_in_section).then_some(self.last + 1)
+        } else if base == "s" || base == "same" {
+            (!first_in_section).then_some(self.last)
+        } else if let Ok(n) = base.parse::<i64>() {
+            Some(n)
+        } else if let Some((l, k)) = base.split_once('+') {
+            let start = if l.trim() == "n" {
+                (!first_in_section).then_some(self.last)
+            } else {
+                self.labels.get(l.trim()).copied()
+            };
+            start.zip(k.trim().parse::<i64>().ok()).map(|(s, k)| s + k)
+        } else {
+            None // a label reference we cannot resolve: not checked
+        }
+    }
 }
 
 /// Each (context, extension, priority) in `added` that `existing` already has.

@@ -3,6 +3,7 @@
 //! into concrete edits for one set of parameter values.
 
 pub mod param;
+pub mod render;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use param::{ParamSpec, ParamType};
+pub use render::{PbxVars, RenderedContent, RenderedDestination, RenderedEdit, RenderedFeature};
 
 /// A directory of the PBX, as named in `asterisk.conf` `[directories]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -169,11 +171,13 @@ pub struct FeatureDef {
     /// Contexts that must exist once installed (checked with `dialplan show`); templates allowed.
     #[serde(default)]
     pub contexts: Vec<String>,
-    /// Entry points a PBX may offer in its destination pickers (FreePBX's drop-downs).
+    /// Entry points a PBX may offer in its destination pickers (the drop-downs
+    /// where an admin chooses where a call goes next).
     #[serde(default)]
     pub destinations: Vec<DestinationDef>,
-    /// Targets the feature cannot work on (`freepbx`), each with the reason shown
-    /// to the admin: a default install skips it there, asking for it is refused.
+    /// Targets the feature cannot work on, by name ([`crate::pbx::TargetKind::name`]),
+    /// each with the reason shown to the admin: a default install skips it
+    /// there, asking for it is refused. See [`FeatureDef::unsupported_on`].
     #[serde(default)]
     pub unsupported: BTreeMap<String, String>,
     pub edits: Vec<EditDef>,
@@ -188,16 +192,6 @@ pub struct FeatureDef {
 pub struct DestinationDef {
     pub description: String,
     pub target: String,
-}
-
-/// A destination rendered with a feature's parameters, as `featpkg destinations` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RenderedDestination {
-    /// `context,exten,priority`.
-    pub destination: String,
-    pub description: String,
-    /// The feature's id.
-    pub feature: String,
 }
 
 /// Errors in feature definitions or parameter values; each names the feature and the thing.
@@ -300,51 +294,6 @@ pub fn parse_params_file(file: &str, bytes: &[u8]) -> Result<UserParams, Feature
     Ok(out)
 }
 
-/// What one edit will put on the PBX once rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RenderedContent {
-    Block {
-        body: String,
-        section: Option<String>,
-        check: Option<ConfigCheck>,
-        comment: char,
-    },
-    File {
-        bytes: Vec<u8>,
-        mode: u32,
-    },
-}
-
-/// One rendered edit: `edit_id` is `<feature>/<edit>`, unique within a bundle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedEdit {
-    pub feature: String,
-    pub edit_id: String,
-    pub location: Location,
-    pub content: RenderedContent,
-}
-
-/// What a PBX contributes to every template of a feature.
-pub struct PbxVars<'a> {
-    /// Runtime directories (`%{dirs.etc}`, `%{dirs.agi}`…).
-    pub dirs: &'a BTreeMap<PbxDir, String>,
-    /// Where its AMI listens (`%{ami.host}`, `%{ami.port}`): the watchers connect there.
-    pub ami: &'a crate::ami_address::AmiAddress,
-}
-
-/// A feature rendered for one set of parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedFeature {
-    pub id: String,
-    pub version: String,
-    /// Every parameter's effective value (defaults filled in).
-    pub params: BTreeMap<String, String>,
-    pub modules: Vec<String>,
-    pub contexts: Vec<String>,
-    pub destinations: Vec<RenderedDestination>,
-    pub edits: Vec<RenderedEdit>,
-}
-
 /// Reads a file of the bundle by its archive path (`features/<id>/feature.json`).
 pub type BundleReader<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
 
@@ -397,6 +346,12 @@ impl FeatureDef {
             }
         }
         Ok(def)
+    }
+
+    /// Why the feature cannot work on the target named `target`
+    /// ([`crate::pbx::TargetKind::name`], [`crate::pbx::Target::name`]), if it cannot.
+    pub fn unsupported_on(&self, target: &str) -> Option<&str> {
+        self.unsupported.get(target).map(String::as_str)
     }
 
     /// Required parameters `user` does not give.
@@ -463,186 +418,6 @@ impl FeatureDef {
                 let value = out[from].clone();
                 out.insert(spec.name.clone(), value);
             }
-        }
-        Ok(out)
-    }
-
-    /// Renders every edit with `params` (from `resolve_params`) and what the PBX
-    /// contributes (`%{dirs.*}`, `%{ami.host}`, `%{ami.port}`).
-    /// `secret` is this feature's generated secret on this PBX (e.g. its AMI user's
-    /// password), available to fragments as `%{secret}`.
-    pub fn render(
-        &self,
-        params: &BTreeMap<String, String>,
-        pbx: &PbxVars,
-        bundle_name: &str,
-        secret: &str,
-        read: BundleReader,
-    ) -> Result<RenderedFeature, FeatureError> {
-        let bad = |message: String| FeatureError::Definition {
-            feature: self.id.clone(),
-            message,
-        };
-        let mut vars = self.template_vars(params, bundle_name);
-        for (dir, name) in PbxDir::ALL {
-            if let Some(path) = pbx.dirs.get(&dir) {
-                vars.insert(format!("dirs.{name}"), path.clone());
-            }
-        }
-        vars.insert("ami.host".into(), pbx.ami.host.clone());
-        vars.insert("ami.port".into(), pbx.ami.port.to_string());
-        vars.insert("secret".into(), secret.into());
-        for spec in &self.params {
-            if spec.ty == ParamType::Destination {
-                let value = &params[&spec.name];
-                let app = if value.is_empty() {
-                    "Hangup()".to_string()
-                } else {
-                    format!("Goto({value})")
-                };
-                vars.insert(format!("{}.goto", spec.name), app);
-            }
-        }
-        let read_template = |name: &str| -> Result<String, FeatureError> {
-            let path = format!("features/{}/{name}", self.id);
-            let bytes = read(&path).ok_or_else(|| bad(format!("{path} is missing")))?;
-            let text = String::from_utf8(bytes).map_err(|_| bad(format!("{path} is not UTF-8")))?;
-            template::render(&text, &vars).map_err(|e| bad(format!("{path}: {e}")))
-        };
-        let mut edits = Vec::new();
-        for edit in &self.edits {
-            let (id, file, content) = match edit {
-                EditDef::Block {
-                    id,
-                    file,
-                    template,
-                    section,
-                    check,
-                    comment,
-                } => {
-                    let body = read_template(template)?;
-                    if body.trim().is_empty() {
-                        continue; // e.g. no endpoints listed: nothing to add
-                    }
-                    let comment = match comment.as_str() {
-                        ";" => ';',
-                        "#" => '#',
-                        other => return Err(bad(format!("edit {id}: comment {other:?}"))),
-                    };
-                    let body = if body.ends_with('\n') {
-                        body
-                    } else {
-                        body + "\n"
-                    };
-                    (
-                        id,
-                        file,
-                        RenderedContent::Block {
-                            body,
-                            section: section.clone(),
-                            check: *check,
-                            comment,
-                        },
-                    )
-                }
-                EditDef::File {
-                    id,
-                    file,
-                    binary,
-                    template,
-                    mode,
-                } => {
-                    let mode = u32::from_str_radix(mode, 8)
-                        .ok()
-                        .filter(|m| *m <= 0o777 && m & 0o022 == 0)
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "edit {id}: mode {mode:?} must be octal without group/other write"
-                            ))
-                        })?;
-                    let bytes = match (binary, template) {
-                        (Some(name), None) => {
-                            let path = binary_path(name);
-                            read(&path).ok_or_else(|| bad(format!("{path} is missing")))?
-                        }
-                        (None, Some(t)) => read_template(t)?.into_bytes(),
-                        _ => return Err(bad(format!("edit {id}: give one of binary or template"))),
-                    };
-                    (id, file, RenderedContent::File { bytes, mode })
-                }
-            };
-            let location = Location::parse(file).map_err(|e| bad(format!("edit {id}: {e}")))?;
-            edits.push(RenderedEdit {
-                feature: self.id.clone(),
-                edit_id: format!("{}/{id}", self.id),
-                location,
-                content,
-            });
-        }
-        let contexts = self
-            .contexts
-            .iter()
-            .map(|c| template::render(c, &vars).map_err(|e| bad(format!("contexts: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RenderedFeature {
-            id: self.id.clone(),
-            version: self.version.clone(),
-            params: params.clone(),
-            modules: self.modules.clone(),
-            contexts,
-            destinations: self.render_destinations(params, bundle_name)?,
-            edits,
-        })
-    }
-
-    /// Variables every template of the feature sees: its parameters, `bundle`,
-    /// `feature` and `version`.
-    fn template_vars(
-        &self,
-        params: &BTreeMap<String, String>,
-        bundle_name: &str,
-    ) -> BTreeMap<String, String> {
-        let mut vars = params.clone();
-        vars.insert("bundle".into(), bundle_name.into());
-        vars.insert("feature".into(), self.id.clone());
-        vars.insert("version".into(), self.version.clone());
-        vars
-    }
-
-    /// The feature's destinations for `params` (from `resolve_params`, or the
-    /// effective values State keeps). Each must render to three non-empty
-    /// comma-separated parts without blanks or `;`.
-    pub fn render_destinations(
-        &self,
-        params: &BTreeMap<String, String>,
-        bundle_name: &str,
-    ) -> Result<Vec<RenderedDestination>, FeatureError> {
-        let bad = |message: String| FeatureError::Definition {
-            feature: self.id.clone(),
-            message,
-        };
-        let vars = self.template_vars(params, bundle_name);
-        let mut out = Vec::new();
-        for (i, def) in self.destinations.iter().enumerate() {
-            let render = |text: &str| {
-                template::render(text, &vars).map_err(|e| bad(format!("destinations[{i}]: {e}")))
-            };
-            let destination = render(&def.target)?;
-            let parts: Vec<&str> = destination.split(',').collect();
-            if parts.len() != 3
-                || parts
-                    .iter()
-                    .any(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || c == ';'))
-            {
-                return Err(bad(format!(
-                    "destinations[{i}]: {destination:?} is not context,exten,priority"
-                )));
-            }
-            out.push(RenderedDestination {
-                destination,
-                description: render(&def.description)?,
-                feature: self.id.clone(),
-            });
         }
         Ok(out)
     }
@@ -715,31 +490,6 @@ mod tests {
         assert!(
             e.to_string()
                 .contains(r#"default_from of dtmf names "nope""#),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn destinations_render_with_params() {
-        let json = r#"{"id": "f", "version": "1.0.0", "summary": "",
-            "params": [{"name": "ctx", "type": "context", "default": "my-ctx", "help": ""}],
-            "destinations": [{"description": "F (%{ctx})", "target": "%{ctx},${EXTEN},1"}],
-            "edits": []}"#;
-        let def = FeatureDef::load("f", &|_| Some(json.as_bytes().to_vec())).unwrap();
-        let params = def.resolve_params(&BTreeMap::new()).unwrap();
-        assert_eq!(
-            def.render_destinations(&params, "b").unwrap(),
-            vec![RenderedDestination {
-                destination: "my-ctx,${EXTEN},1".into(),
-                description: "F (my-ctx)".into(),
-                feature: "f".into(),
-            }]
-        );
-        let broken = json.replace("%{ctx},${EXTEN},1", "%{ctx},1");
-        let def = FeatureDef::load("f", &|_| Some(broken.as_bytes().to_vec())).unwrap();
-        let e = def.render_destinations(&params, "b").unwrap_err();
-        assert!(
-            e.to_string().contains("is not context,exten,priority"),
             "{e}"
         );
     }

@@ -231,57 +231,13 @@ impl ParamType {
     /// Checks `value` against this type. The message says what the rule is.
     pub fn check(&self, value: &str) -> Result<(), ParamRuleError> {
         match self {
-            ParamType::Extension => {
-                if value.is_empty()
-                    || value.len() > 20
-                    || !value.bytes().all(|b| b.is_ascii_digit())
-                {
-                    return Err(ParamRuleError("an extension must be 1 to 20 digits".into()));
-                }
-                Ok(())
-            }
-            ParamType::ServiceCode => {
-                if value.is_empty()
-                    || value.len() > 10
-                    || !value
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
-                {
-                    return Err(ParamRuleError(
-                        "a service code must be 1 to 10 of the characters 0-9 * #".into(),
-                    ));
-                }
-                Ok(())
-            }
+            ParamType::Extension => check_extension(value),
+            ParamType::ServiceCode => check_service_code(value),
             ParamType::DigitPattern => check_digit_pattern(value),
-            ParamType::Context => {
-                check_word(value, "a context name", "-_.", 79)?;
-                if crate::asterisk_config::is_reserved_dialplan_section(value) {
-                    return Err(ParamRuleError(format!(
-                        "{value:?} is not a context name: extensions.conf's [general] and [globals] sections (any case; Asterisk compares them with strcasecmp) hold settings and global variables, so the dialplan lines would become global variables"
-                    )));
-                }
-                Ok(())
-            }
-            ParamType::Sound => {
-                if value.contains('/') || value.contains("..") {
-                    return Err(ParamRuleError(
-                        "a sound name must not contain '/' or '..' (name a sound, not a path)"
-                            .into(),
-                    ));
-                }
-                check_word(value, "a sound name", "-_", 64)
-            }
+            ParamType::Context => check_context(value),
+            ParamType::Sound => check_sound(value),
             ParamType::Word => check_word(value, "this value", "-_", 64),
-            ParamType::VarName => {
-                check_word(value, "a variable name", "_", 64)?;
-                if value.starts_with(|c: char| c.is_ascii_digit()) {
-                    return Err(ParamRuleError(
-                        "a variable name must start with a letter or '_'".into(),
-                    ));
-                }
-                Ok(())
-            }
+            ParamType::VarName => check_var_name(value),
             ParamType::Integer { min, max } => match value.parse::<i64>() {
                 Ok(n) if (*min..=*max).contains(&n) => Ok(()),
                 _ => Err(ParamRuleError(format!(
@@ -305,38 +261,93 @@ impl ParamType {
                 Ok(())
             }
             ParamType::QueueRules => check_queue_rules(value).map(|_| ()),
-            ParamType::Destination => {
-                if value.is_empty() {
-                    return Ok(());
-                }
-                let parts: Vec<&str> = value.split(',').collect();
-                let rule = "a destination must be context,exten,priority";
-                let [context, exten, priority] = parts.as_slice() else {
-                    return Err(ParamRuleError(rule.into()));
-                };
-                ParamType::Context
-                    .check(context)
-                    .map_err(|e| ParamRuleError(format!("{rule}: context: {}", e.0)))?;
-                let exten_ok = ParamType::ServiceCode.check(exten).is_ok()
-                    || *exten == "s"
-                    || check_digit_pattern(exten).is_ok();
-                if !exten_ok {
-                    return Err(ParamRuleError(format!(
-                        "{rule}: exten must be digits, * #, 's' or a digit pattern"
-                    )));
-                }
-                let prio_ok = priority.parse::<u32>().is_ok_and(|p| p >= 1)
-                    || check_word(priority, "", "_", 32).is_ok()
-                        && priority.starts_with(|c: char| c.is_ascii_alphabetic());
-                if !prio_ok {
-                    return Err(ParamRuleError(format!(
-                        "{rule}: priority must be a number from 1 or a label"
-                    )));
-                }
-                Ok(())
-            }
+            ParamType::Destination => check_destination(value),
         }
     }
+}
+
+/// A dialable extension: 1 to 20 digits.
+fn check_extension(value: &str) -> Result<(), ParamRuleError> {
+    if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParamRuleError("an extension must be 1 to 20 digits".into()));
+    }
+    Ok(())
+}
+
+/// A service code: 1 to 10 of `0-9 * #`.
+fn check_service_code(value: &str) -> Result<(), ParamRuleError> {
+    if value.is_empty()
+        || value.len() > 10
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
+        return Err(ParamRuleError(
+            "a service code must be 1 to 10 of the characters 0-9 * #".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A context name, never one of extensions.conf's reserved sections.
+fn check_context(value: &str) -> Result<(), ParamRuleError> {
+    check_word(value, "a context name", "-_.", 79)?;
+    if crate::asterisk_config::is_reserved_dialplan_section(value) {
+        return Err(ParamRuleError(format!(
+            "{value:?} is not a context name: extensions.conf's [general] and [globals] sections (any case; Asterisk compares them with strcasecmp) hold settings and global variables, so the dialplan lines would become global variables"
+        )));
+    }
+    Ok(())
+}
+
+/// A sound name: a name, not a path.
+fn check_sound(value: &str) -> Result<(), ParamRuleError> {
+    if value.contains('/') || value.contains("..") {
+        return Err(ParamRuleError(
+            "a sound name must not contain '/' or '..' (name a sound, not a path)".into(),
+        ));
+    }
+    check_word(value, "a sound name", "-_", 64)
+}
+
+/// A channel variable name: a word of letters, digits and `_`, not starting with a digit.
+fn check_var_name(value: &str) -> Result<(), ParamRuleError> {
+    check_word(value, "a variable name", "_", 64)?;
+    if value.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(ParamRuleError(
+            "a variable name must start with a letter or '_'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A dialplan destination `context,exten,priority`, or empty for "none".
+fn check_destination(value: &str) -> Result<(), ParamRuleError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<&str> = value.split(',').collect();
+    let rule = "a destination must be context,exten,priority";
+    let [context, exten, priority] = parts.as_slice() else {
+        return Err(ParamRuleError(rule.into()));
+    };
+    check_context(context).map_err(|e| ParamRuleError(format!("{rule}: context: {}", e.0)))?;
+    let exten_ok =
+        check_service_code(exten).is_ok() || *exten == "s" || check_digit_pattern(exten).is_ok();
+    if !exten_ok {
+        return Err(ParamRuleError(format!(
+            "{rule}: exten must be digits, * #, 's' or a digit pattern"
+        )));
+    }
+    let prio_ok = priority.parse::<u32>().is_ok_and(|p| p >= 1)
+        || check_word(priority, "", "_", 32).is_ok()
+            && priority.starts_with(|c: char| c.is_ascii_alphabetic());
+    if !prio_ok {
+        return Err(ParamRuleError(format!(
+            "{rule}: priority must be a number from 1 or a label"
+        )));
+    }
+    Ok(())
 }
 
 /// Items of a comma-separated list value, trimmed, empty items skipped.

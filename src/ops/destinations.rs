@@ -1,11 +1,11 @@
-//! `featpkg destinations`: the entry points the installed features offer to the
-//! PBX's destination pickers (FreePBX's drop-downs, through the module's
+//! `featpkg destinations`: the entry points the installed features offer to a
+//! PBX's destination pickers (its drop-downs, through the module's
 //! `<rawname>_destinations()` shim), as JSON.
 //!
 //! State keeps each installed feature's effective parameters; the destination
 //! templates are in the feature definitions, read from the bundle (by default
 //! the module directory this featpkg binary sits in: `<module>/bin/<arch>-linux/featpkg`).
-//! It takes no lock and recovers nothing: FreePBX asks for destinations while
+//! It takes no lock and recovers nothing: a PBX may ask for destinations while
 //! it reloads, which `featpkg install` itself runs while holding the lock.
 
 use std::path::{Path, PathBuf};

@@ -97,27 +97,18 @@ fn param_schema(spec: &ParamSpec) -> ParamSchema {
     }
 }
 
-/// The target's name as feature definitions use it in `unsupported`.
-pub fn target_name(kind: TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Asterisk => "asterisk",
-        TargetKind::Freepbx => "freepbx",
-        TargetKind::Mikopbx => "mikopbx",
-    }
-}
-
 /// The schema of the bundle at `bundle_path` (archive or extracted module
 /// directory), for `target`. The bundle is opened and checked as any input.
 pub fn schema(kind: TargetKind, bundle_path: &Path) -> Result<Schema, Error> {
     let opened = bundle::open(bundle_path)?;
     let manifest = opened.manifest();
     let read = |p: &str| opened.file(p).map(|f| f.bytes.clone());
-    let target = target_name(kind);
+    let target = kind.name();
     let mut features = Vec::new();
     for id in &manifest.features {
         let def = FeatureDef::load(id, &read)?;
         features.push(FeatureSchema {
-            unsupported: def.unsupported.get(target).cloned(),
+            unsupported: def.unsupported_on(target).map(str::to_string),
             params: def.params.iter().map(param_schema).collect(),
             id: def.id,
             version: def.version,

@@ -1,7 +1,8 @@
 //! `featpkg uninstall <bundle | feature | bundle:feature>`: take exactly our edits back out.
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
-use crate::state::BundleSnapshot;
+use crate::plan::Plan;
+use crate::state::{BundleSnapshot, InstalledEdit};
 
 /// What the admin asked to remove.
 #[derive(Debug, Clone, Default)]
@@ -69,72 +70,19 @@ pub fn uninstall(
     request: &UninstallRequest,
 ) -> Result<UninstallOutcome, Error> {
     let (installed, feature) = resolve(session, &request.name)?;
-    let removing = |f: &str| feature.as_deref().is_none_or(|x| x == f);
-    // Plan only over the edits that go: the others are not touched at all.
-    let going = BundleSnapshot {
-        edits: installed
-            .edits
-            .iter()
-            .filter(|e| removing(&e.feature))
-            .cloned()
-            .collect(),
-        ..installed.clone()
+    let removal = Removal {
+        installed: &installed,
+        feature: feature.as_deref(),
     };
+    // Plan only over the edits that go: the others are not touched at all.
     let plan = crate::plan::plan(
         session.target.as_ref(),
         &installed.name,
-        Some(&going),
+        Some(&removal.going()),
         &[],
         request.force,
     )?;
-    let remaining_features: Vec<_> = installed
-        .features
-        .iter()
-        .filter(|f| !removing(&f.id))
-        .cloned()
-        .collect();
-    let after = if remaining_features.is_empty() {
-        None
-    } else {
-        Some(BundleSnapshot {
-            features: remaining_features,
-            edits: installed
-                .edits
-                .iter()
-                .filter(|e| !removing(&e.feature))
-                .cloned()
-                .map(|mut e| {
-                    // A removed block's "line ending added before me" fact
-                    // passed to this one (the file lacked a final newline).
-                    if plan
-                        .added_newline_moved
-                        .iter()
-                        .any(|(path, edit)| *path == e.path && *edit == e.edit_id)
-                    {
-                        e.added_newline = true;
-                    }
-                    e
-                })
-                .collect(),
-            dirs: plan.dirs.clone(),
-            // Rows the removed features did not touch keep their baselines.
-            row_baselines: installed
-                .row_baselines
-                .iter()
-                .filter(|(path, _)| {
-                    installed
-                        .edits
-                        .iter()
-                        .any(|e| !removing(&e.feature) && &e.path == *path)
-                })
-                .map(|(path, row)| {
-                    let row = plan.row_baselines.get(path).unwrap_or(row);
-                    (path.clone(), row.clone())
-                })
-                .collect(),
-            ..installed.clone()
-        })
-    };
+    let after = removal.remaining(&plan);
     let what = match &feature {
         Some(f) => format!("feature {f} of {} {}", installed.name, installed.version),
         None => format!("{} {}", installed.name, installed.version),
@@ -162,4 +110,93 @@ pub fn uninstall(
         request.no_reload,
     )?;
     Ok(UninstallOutcome::Applied(applied))
+}
+
+/// What an uninstall takes out of an installed bundle: one feature, or all.
+struct Removal<'a> {
+    installed: &'a BundleSnapshot,
+    /// `None`: the whole bundle.
+    feature: Option<&'a str>,
+}
+
+impl Removal<'_> {
+    /// True when the feature `id` goes.
+    fn removes(&self, id: &str) -> bool {
+        self.feature.is_none_or(|f| f == id)
+    }
+
+    /// The bundle as far as it goes: only the edits of the features removed.
+    fn going(&self) -> BundleSnapshot {
+        BundleSnapshot {
+            edits: self
+                .installed
+                .edits
+                .iter()
+                .filter(|e| self.removes(&e.feature))
+                .cloned()
+                .collect(),
+            ..self.installed.clone()
+        }
+    }
+
+    /// What State records of the bundle once `plan` has removed the features:
+    /// `None` when no feature is left.
+    fn remaining(&self, plan: &Plan) -> Option<BundleSnapshot> {
+        let features: Vec<_> = self
+            .installed
+            .features
+            .iter()
+            .filter(|f| !self.removes(&f.id))
+            .cloned()
+            .collect();
+        if features.is_empty() {
+            return None;
+        }
+        let mut after = BundleSnapshot {
+            features,
+            edits: self.remaining_edits(plan),
+            dirs: plan.dirs.clone(),
+            ..self.installed.clone()
+        };
+        self.keep_row_baselines(plan, &mut after);
+        Some(after)
+    }
+
+    /// The edits of the features that stay.
+    fn remaining_edits(&self, plan: &Plan) -> Vec<InstalledEdit> {
+        self.installed
+            .edits
+            .iter()
+            .filter(|e| !self.removes(&e.feature))
+            .cloned()
+            .map(|mut e| {
+                // A removed block's "line ending added before me" fact
+                // passed to this one (the file lacked a final newline).
+                if plan
+                    .added_newline_moved
+                    .iter()
+                    .any(|(path, edit)| *path == e.path && *edit == e.edit_id)
+                {
+                    e.added_newline = true;
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// Rows the removed features did not touch keep their baselines (as the
+    /// plan has them, when it has them): `after` starts from the installed ones.
+    fn keep_row_baselines(&self, plan: &Plan, after: &mut BundleSnapshot) {
+        let edits = &self.installed.edits;
+        after.row_baselines.retain(|path, _| {
+            edits
+                .iter()
+                .any(|e| !self.removes(&e.feature) && e.path == *path)
+        });
+        for (path, row) in &mut after.row_baselines {
+            if let Some(planned) = plan.row_baselines.get(path) {
+                *row = planned.clone();
+            }
+        }
+    }
 }

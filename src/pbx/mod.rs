@@ -34,6 +34,17 @@ pub enum TargetKind {
     Mikopbx,
 }
 
+impl TargetKind {
+    /// The name `--target` takes and feature definitions use (`unsupported`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Asterisk => "asterisk",
+            TargetKind::Freepbx => "freepbx",
+            TargetKind::Mikopbx => "mikopbx",
+        }
+    }
+}
+
 impl std::str::FromStr for TargetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<TargetKind, String> {
