@@ -44,7 +44,7 @@ pub enum DocState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocChange {
     /// The document as the PBX names it (what messages and diffs show):
-    /// `/etc/asterisk/extensions.conf`, `m_CustomFiles:/etc/asterisk/extensions.conf`.
+    /// `/etc/asterisk/extensions.conf`, or a row's name such as `<table>:<key>`.
     pub runtime_path: String,
     pub doc: Doc,
     pub before: Option<DocState>,

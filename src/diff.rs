@@ -48,7 +48,7 @@ fn is_text(bytes: &[u8]) -> bool {
     std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)
 }
 
-/// A row's text diff, plus its mode when that changes (MikoPBX custom files).
+/// A row's text diff, plus its mode column when that changes.
 fn row_diff(path: &str, before: Option<&DocState>, after: Option<&DocState>) -> String {
     let (before_text, after_text) = (before.map(DocState::text), after.map(DocState::text));
     let mut diff = text_diff(path, before_text.as_deref(), after_text.as_deref());

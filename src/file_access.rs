@@ -5,8 +5,8 @@
 //! runs as that user rather than root. Debian's spool
 //! `/var/spool/cron/crontabs` is `root:crontab 1730`, so the user can neither
 //! read nor rename files in it; `crontab(1)` (set-gid `crontab`) is the only
-//! way in, and it is what FreePBX itself uses from its web UI (BMO `Cron`,
-//! reference/freepbx.md §4.1). [`FileAccess::Crontab`] reads with `crontab -l`,
+//! way in, and it is what a PBX's own web UI uses for the same job.
+//! [`FileAccess::Crontab`] reads with `crontab -l`,
 //! writes with `crontab -` (which installs the whole text at once: it writes
 //! a temp file in the spool, renames it over and tells cron) and deletes with
 //! `crontab -r`. The text `crontab -l` prints is exactly the text installed

@@ -23,8 +23,8 @@ pub struct Drift {
     pub edit: String,
     pub path: String,
     /// `modified`, `missing`, `markers` (broken/duplicated markers) or
-    /// `not-applied` (intact, but the PBX does not use it: MikoPBX's
-    /// modules.conf lacks the module hook's lines).
+    /// `not-applied` (intact, but the PBX does not use it: a PBX that
+    /// generates modules.conf left the module hook's lines out).
     pub kind: String,
     pub detail: String,
 }
@@ -66,7 +66,11 @@ fn edit_drift(
         other => other?,
     };
     let Some(current) = current else {
-        let what = if matches!(doc, Doc::Row(_)) { "row" } else { "file" };
+        let what = if matches!(doc, Doc::Row(_)) {
+            "row"
+        } else {
+            "file"
+        };
         return Ok(Some(("missing", format!("{what} does not exist"))));
     };
     Ok(match edit.kind {
@@ -128,11 +132,7 @@ fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
 }
 
 /// How a block in `text` differs from what featpkg wrote, if it does.
-fn block_drift(
-    bundle: &str,
-    edit: &InstalledEdit,
-    text: &[u8],
-) -> Option<(&'static str, String)> {
+fn block_drift(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Option<(&'static str, String)> {
     let style = if edit.comment == '#' {
         CommentStyle::Hash
     } else {

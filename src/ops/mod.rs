@@ -228,7 +228,7 @@ impl Session {
 impl Drop for Session {
     /// After a run as root, the state directory (database, lock, key, journal)
     /// goes to the user the PBX also runs featpkg as, so that user's next run
-    /// can open it: on FreePBX, the web UI's asterisk.
+    /// can open it (a PBX whose web UI runs featpkg as its own user).
     fn drop(&mut self) {
         let Some((uid, gid)) = self.target.state_owner() else {
             return;
@@ -316,7 +316,7 @@ pub fn report_progress(on: bool) {
     PROGRESS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The steps of a change a page shows while it waits (a MikoPBX restart can
+/// The steps of a change a page shows while it waits (a PBX restart can
 /// take a minute): `featpkg: progress <step>` on stderr as each one starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressStep {
@@ -434,7 +434,7 @@ pub(crate) fn execute(
         && !session.allow_restart
         && let Some(reason) = session.target.restart_reason(&change.reload)
     {
-        return Err(restart_refusal(&reason));
+        return Err(restart_refusal(session.target.as_ref(), &reason));
     }
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
@@ -584,7 +584,7 @@ fn roll_back(
 
 /// After a rollback that followed a reload, puts the PBX back on the restored
 /// files: the same reloads as forward (a PBX that regenerates files from its
-/// database, MikoPBX, rewrites them from the restored rows), without loading
+/// database rewrites them from the restored rows), without loading
 /// modules, checking contexts or restarting (the modules the change loaded are
 /// unloaded live afterwards). A failure here is only logged: the files are
 /// already right, and the error the admin sees is the one that caused the rollback.
@@ -682,7 +682,9 @@ impl Preview {
 pub(crate) fn preview(session: &Session, plan: &Plan, summary: String) -> Result<Preview, Error> {
     let request = reload_for(plan, Vec::new(), Vec::new());
     let warnings = match session.target.restart_reason(&request) {
-        Some(reason) if !session.allow_restart => return Err(restart_refusal(&reason)),
+        Some(reason) if !session.allow_restart => {
+            return Err(restart_refusal(session.target.as_ref(), &reason));
+        }
         Some(reason) => vec![format!("{reason}, which ends every live call")],
         None => Vec::new(),
     };
@@ -693,9 +695,10 @@ pub(crate) fn preview(session: &Session, plan: &Plan, summary: String) -> Result
     })
 }
 
-fn restart_refusal(reason: &str) -> Error {
+fn restart_refusal(target: &dyn Target, reason: &str) -> Error {
     Error::Refused(format!(
-        "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time (from the MikoPBX module page: put {{\"allow_restart\": true}} in db/featpkg-settings.json in the module's directory, then enable it again)"
+        "{reason}. Restarting Asterisk ends every call in progress, so featpkg changed nothing: run it again with --allow-restart at a quiet time{}",
+        target.restart_consent_hint()
     ))
 }
 

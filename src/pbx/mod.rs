@@ -4,7 +4,7 @@
 
 /// A row of a PBX's configuration database that featpkg edits as a document
 /// (MikoPBX's custom files and endpoint options; see its `row` module).
-pub use mikopbx::row::{RowError, RowRef, RowState};
+pub use mikopbx::row::{RowError, RowKey, RowRef, RowState};
 
 pub mod asterisk;
 pub mod freepbx;
@@ -272,6 +272,12 @@ pub trait Target {
     /// call, if it would. Such a change needs the admin's explicit consent.
     fn restart_reason(&self, _request: &ReloadRequest) -> Option<String> {
         None
+    }
+
+    /// Where else than with `--allow-restart` the admin gives that consent on
+    /// this PBX (its module page), as a parenthesised hint; empty when nowhere.
+    fn restart_consent_hint(&self) -> &'static str {
+        ""
     }
 }
 

@@ -487,8 +487,8 @@ mod tests {
             BTreeMap::from([("m:1".to_string(), None)])
         );
         let row = crate::pbx::RowRef {
-            db: "/root-of-test/cf/conf/mikopbx.db".into(),
-            key: crate::pbx::mikopbx::row::RowKey::CustomFile {
+            db: "/root-of-test/cf/conf/config.db".into(),
+            key: crate::pbx::RowKey::CustomFile {
                 filepath: "/etc/asterisk/a.conf".into(),
             },
         };

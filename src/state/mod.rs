@@ -69,7 +69,7 @@ CREATE TABLE txn_files (
 ";
 
 /// v2: rows of the PBX's configuration database as they were before featpkg
-/// first changed them (MikoPBX), per bundle: JSON object runtime name -> row or null.
+/// first changed them, per bundle: JSON object runtime name -> row or null.
 const SCHEMA_V2: &str = "
 ALTER TABLE bundles ADD COLUMN row_baselines TEXT NOT NULL DEFAULT '{}';
 ";

@@ -388,10 +388,7 @@ fn undo_row(dir: &Path, row: &RowRef, change: &DocChange) -> Result<bool, TxnErr
         return Ok(false);
     }
     if now.as_ref() != after {
-        return Err(TxnError::RowDrift(
-            row.name(),
-            dir.to_path_buf(),
-        ));
+        return Err(TxnError::RowDrift(row.name(), dir.to_path_buf()));
     }
     row.compare_and_write(after, before)?;
     Ok(true)

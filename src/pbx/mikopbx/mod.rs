@@ -459,6 +459,10 @@ impl Target for MikopbxTarget {
         (runtime_path == self.modules_hook()).then_some(0o644)
     }
 
+    fn restart_consent_hint(&self) -> &'static str {
+        " (from the MikoPBX module page: put {\"allow_restart\": true} in db/featpkg-settings.json in the module's directory, then enable it again)"
+    }
+
     fn restart_reason(&self, request: &ReloadRequest) -> Option<String> {
         if !request.pjsip {
             return None;
