@@ -11,6 +11,7 @@ pub mod diff;
 pub mod feature;
 pub mod file_access;
 pub mod hash;
+pub mod identity;
 pub mod marker;
 pub mod ops;
 pub mod pbx;

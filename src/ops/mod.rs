@@ -233,7 +233,7 @@ impl Drop for Session {
         let Some((uid, gid)) = self.target.state_owner() else {
             return;
         };
-        if crate::pbx::effective_uid() != 0 {
+        if !crate::identity::is_root() {
             return;
         }
         let dir = self.target.state_dir();

@@ -91,15 +91,15 @@ impl AsteriskTarget {
                 .map(|e| e.value.trim().to_string())
                 .next_back()
                 .unwrap_or_else(|| default.to_string());
-            if !value.starts_with('/') || value.split('/').any(|p| p == "..") {
+            let Some(value) = super::absolute_dir(&value) else {
                 return Err(TargetError::Invalid {
                     path: conf_host.clone(),
                     message: format!(
                         "[directories] {key} = {value:?} must be an absolute path without '..'"
                     ),
                 });
-            }
-            dirs.insert(dir, value.trim_end_matches('/').to_string());
+            };
+            dirs.insert(dir, value);
         }
         dirs.insert(PbxDir::SysEtc, "/etc".to_string());
         let cli = match cli
@@ -218,10 +218,6 @@ impl Target for AsteriskTarget {
         self.host_path(&format!("{}/featpkg", self.dirs[&PbxDir::VarLib]))
     }
 
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
         let mut placed = Vec::with_capacity(edits.len());
         for edit in edits {
@@ -248,7 +244,7 @@ impl Target for AsteriskTarget {
 
     fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {
         // cron reads a cron.d file only when root owns it; only root can chown.
-        (self.is_our_cron_d_file(runtime_path) && super::effective_uid() == 0).then_some((0, 0))
+        (self.is_our_cron_d_file(runtime_path) && crate::identity::is_root()).then_some((0, 0))
     }
 
     fn create_missing(&self, runtime_path: &str) -> Option<u32> {

@@ -12,7 +12,7 @@ pub mod mikopbx;
 pub mod package;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::change::Doc;
 use crate::feature::{Location, PbxDir, RenderedEdit};
@@ -192,8 +192,6 @@ pub trait Target {
     fn host_path(&self, runtime_path: &str) -> PathBuf;
     /// featpkg's own state directory (SQLite state, journal, lock) on this machine.
     fn state_dir(&self) -> PathBuf;
-    /// The PBX root (`/` or `--root`).
-    fn root(&self) -> &Path;
     /// Reloads the PBX for `request` and checks the result. Before any module
     /// the PBX loads for it (live, or by a restart) that was not running,
     /// `record_load` is called with its name; a module already running is not.
@@ -391,12 +389,12 @@ pub(crate) fn run_command(
     Ok(text)
 }
 
-/// featpkg's effective uid (std has no geteuid(); /proc/self belongs to it).
-pub(crate) fn effective_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+/// A directory path a PBX setting gives, checked: absolute and without `..`
+/// (featpkg joins it under `--root`, so `..` could leave the root), with any
+/// trailing `/` removed. `None` when it is not such a path.
+pub(crate) fn absolute_dir(value: &str) -> Option<String> {
+    (value.starts_with('/') && !value.split('/').any(|p| p == ".."))
+        .then(|| value.trim_end_matches('/').to_string())
 }
 
 /// Lines of a system crontab (`/etc/crontab`: five time fields, a user, the

@@ -109,11 +109,6 @@ impl FreepbxTarget {
         self.asterisk.runtime_dirs()[&PbxDir::Etc].clone()
     }
 
-    /// The runtime path of the asterisk user's crontab.
-    pub fn crontab_path(&self) -> &str {
-        &self.crontab
-    }
-
     /// Where a block for `location` goes on FreePBX, or None when FreePBX has no
     /// place for additions to that file.
     fn block_path(&self, location: &Location) -> Option<String> {
@@ -134,7 +129,8 @@ impl FreepbxTarget {
         let FileAccess::Crontab { program } = &self.crontab_access else {
             return Ok(());
         };
-        let uid = super::effective_uid();
+        // Unknown (no /proc): not asterisk, so refused.
+        let uid = crate::identity::effective_ids().map_or(u32::MAX, |(uid, _)| uid);
         match self.owner {
             Some((asterisk, _)) if asterisk == uid => Ok(()),
             Some((asterisk, _)) => Err(format!(
@@ -273,7 +269,7 @@ fn strip_comment(line: &str) -> &str {
 /// `--root` only one named with `--crontab-cmd` (a tree in a temp dir must
 /// not change the crontab of whoever runs the tests).
 fn crontab_access(options: &TargetOptions) -> FileAccess {
-    if super::effective_uid() == 0 {
+    if crate::identity::is_root() {
         return FileAccess::Direct;
     }
     match &options.crontab_cmd {
@@ -350,12 +346,8 @@ impl Target for FreepbxTarget {
         }
     }
 
-    fn root(&self) -> &Path {
-        self.asterisk.root()
-    }
-
     fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
-        let as_root = super::effective_uid() == 0;
+        let as_root = crate::identity::is_root();
         let mut placed = Vec::new();
         for mut edit in edits {
             let refuse = |message: String| PlaceError {
@@ -439,7 +431,7 @@ impl Target for FreepbxTarget {
     fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {
         // Only root can give a file away; anyone else creates their own files
         // (the FreePBX web UI runs featpkg as asterisk already).
-        if super::effective_uid() != 0 {
+        if !crate::identity::is_root() {
             return None;
         }
         let ours = runtime_path == self.crontab

@@ -86,12 +86,11 @@ impl MikopbxTarget {
             message,
         };
         let absolute = |name: &str, value: &str| -> Result<String, TargetError> {
-            if !value.starts_with('/') || value.split('/').any(|p| p == "..") {
-                return Err(invalid(format!(
+            super::absolute_dir(value).ok_or_else(|| {
+                invalid(format!(
                     "{name} {value:?} must be an absolute path without '..'"
-                )));
-            }
-            Ok(value.trim_end_matches('/').to_string())
+                ))
+            })
         };
         let module_dir = absolute(
             "--module-dir",
@@ -284,10 +283,6 @@ impl Target for MikopbxTarget {
 
     fn state_dir(&self) -> PathBuf {
         self.host_path(&format!("{}/db/featpkg", self.module_dir))
-    }
-
-    fn root(&self) -> &Path {
-        self.asterisk.root()
     }
 
     fn document(&self, runtime_path: &str) -> crate::change::Doc {
