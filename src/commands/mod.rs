@@ -58,10 +58,10 @@ impl Command {
             Command::Uninstall(args) => args.report.format(),
             Command::Rollback(args) => args.report.format(),
             Command::Schema(args) => Format::json_if(args.json),
-            // A listing's `--json` is for its result only: errors stay text.
-            Command::Status(args) => Format::json_result_if(args.json),
-            Command::Verify(args) => Format::json_result_if(args.json),
-            Command::Destinations(_) => Format::json_result_if(true),
+            Command::Status(args) => Format::listing(args.json),
+            Command::Verify(args) => Format::listing(args.json),
+            // A destination picker reads JSON only.
+            Command::Destinations(_) => Format::listing(true),
             Command::Build(_) | Command::Recover(_) => Format::default(),
         }
     }

@@ -27,8 +27,9 @@ impl Format {
         }
     }
 
-    /// JSON for the outcome when `json`; an error as text only.
-    pub fn json_result_if(json: bool) -> Format {
+    /// A listing's format: JSON for the outcome when `json`, an error as text
+    /// only (a listing's `--json` is for its result).
+    pub fn listing(json: bool) -> Format {
         Format {
             json,
             json_error: false,
@@ -56,7 +57,7 @@ pub enum Outcome {
     Destinations(Vec<RenderedDestination>),
     /// `recover`: whether an interrupted transaction was found (what was done
     /// about it was said when the PBX was opened).
-    Recovered(bool),
+    Recovered { found: bool },
 }
 
 impl Outcome {
@@ -86,7 +87,7 @@ impl Outcome {
             Outcome::Schema(schema) => print_json(schema),
             Outcome::Destinations(list) => print_json(list),
             // No JSON form: their commands take no --json.
-            Outcome::Built(_) | Outcome::Recovered(_) => self.print_text(),
+            Outcome::Built(_) | Outcome::Recovered { .. } => self.print_text(),
         }
     }
 
@@ -101,8 +102,8 @@ impl Outcome {
             Outcome::Schema(schema) => print_schema(schema),
             // A picker's list has only the one form.
             Outcome::Destinations(list) => print_json(list),
-            Outcome::Recovered(true) => {}
-            Outcome::Recovered(false) => println!("nothing to recover"),
+            Outcome::Recovered { found: true } => {}
+            Outcome::Recovered { found: false } => println!("nothing to recover"),
         }
     }
 }

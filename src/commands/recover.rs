@@ -16,5 +16,7 @@ pub struct RecoverArgs {
 /// Opens the PBX, which is what recovers it.
 pub fn run(args: RecoverArgs) -> Result<Outcome, ops::Error> {
     let session = args.pbx.open(false)?;
-    Ok(Outcome::Recovered(session.recovered.is_some()))
+    Ok(Outcome::Recovered {
+        found: session.recovered.is_some(),
+    })
 }
