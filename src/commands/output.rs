@@ -42,7 +42,12 @@ pub enum Outcome {
     /// `build`: the archive written.
     Built(PathBuf),
     /// A change with nothing to do (up to date, nothing to roll back), in a sentence.
-    Unchanged { dry_run: bool, summary: String },
+    Unchanged {
+        /// The change was asked as a dry run (its JSON says so).
+        dry_run: bool,
+        /// What the admin reads, e.g. "nothing to roll back".
+        summary: String,
+    },
     /// A change's `--dry-run`: what it would change.
     Preview(Preview),
     /// A change made and committed.
