@@ -3,8 +3,8 @@
 //! the text a row holds, plus the row's own columns and its exact restore.
 
 use super::{
-    BlockId, DocChange, EditKind, FileState, InstalledEdit, Plan, PlanError, RenderedContent,
-    RenderedEdit, Target, comment_of, marker, plan_blocks, style,
+    BlockId, DocChange, DocEdits, EditKind, FileState, InstalledEdit, Plan, PlanError,
+    RenderedContent, RenderedEdit, Target, comment_of, marker, plan_blocks, style,
 };
 use crate::pbx::mikopbx::row::{self, RowKey, RowRef, RowState};
 
@@ -162,37 +162,43 @@ pub(super) fn plan_row(
     let mut newline_moved = Vec::new();
     let (after, mut edits) = if moves {
         let (removed, _) = plan_blocks(
-            target,
-            bundle,
-            &check_path,
+            DocEdits {
+                target,
+                bundle,
+                path: &check_path,
+                olds,
+                news: &[],
+                force,
+            },
             Some(&as_file),
-            olds,
-            &[],
-            force,
             &mut forced,
             &mut newline_moved,
         )
         .map_err(&named)?;
         plan_blocks(
-            target,
-            bundle,
-            &check_path,
+            DocEdits {
+                target,
+                bundle,
+                path: &check_path,
+                olds: &[],
+                news: &news,
+                force,
+            },
             removed.as_ref(),
-            &[],
-            &news,
-            force,
             &mut forced,
             &mut newline_moved,
         )
     } else {
         plan_blocks(
-            target,
-            bundle,
-            &check_path,
+            DocEdits {
+                target,
+                bundle,
+                path: &check_path,
+                olds,
+                news: &news,
+                force,
+            },
             Some(&as_file),
-            olds,
-            &news,
-            force,
             &mut forced,
             &mut newline_moved,
         )
