@@ -277,6 +277,24 @@ pub trait Target {
     fn restart_consent_hint(&self) -> &'static str {
         ""
     }
+
+    /// Plans `edits` in a document this PBX keeps as a row of its
+    /// configuration database (see [`Target::document`]): the planner's block
+    /// rules applied to the row's text. `baseline`: the row as it was before
+    /// featpkg first changed it, when featpkg has blocks in it. Only a PBX
+    /// whose documents include rows has to answer.
+    fn plan_row(
+        &self,
+        edits: crate::plan::DocEdits,
+        _row: RowRef,
+        _baseline: Option<&Option<RowState>>,
+        _out: &mut crate::plan::Plan,
+    ) -> Result<(), crate::plan::PlanError> {
+        Err(crate::plan::PlanError::Config {
+            path: edits.path.into(),
+            message: "this PBX keeps no configuration in database rows".into(),
+        })
+    }
 }
 
 /// The PBX's config directory as the planner's checks read it: includes are

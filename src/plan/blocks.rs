@@ -16,7 +16,7 @@ use crate::state::{EditKind, InstalledEdit};
 use crate::txn::FileState;
 
 /// The comment style of markers written with `comment`.
-pub(super) fn style(comment: char) -> CommentStyle {
+pub(crate) fn style(comment: char) -> CommentStyle {
     if comment == '#' {
         CommentStyle::Hash
     } else {
@@ -26,7 +26,7 @@ pub(super) fn style(comment: char) -> CommentStyle {
 
 /// The comment character of a document's markers: what the new blocks use, else
 /// what the installed ones used, else `;`.
-pub(super) fn comment_of(olds: &[&InstalledEdit], news: &[&RenderedEdit]) -> char {
+pub(crate) fn comment_of(olds: &[&InstalledEdit], news: &[&RenderedEdit]) -> char {
     news.iter()
         .find_map(|n| match n.content {
             RenderedContent::Block { comment, .. } => Some(comment),
@@ -41,7 +41,7 @@ pub(super) fn comment_of(olds: &[&InstalledEdit], news: &[&RenderedEdit]) -> cha
 /// the bundle's blocks in it. Hand changes overridden by `--force` are noted in
 /// `forced`; this bundle's blocks that stay unplanned but inherit the "a line
 /// ending was added before me" fact of a removed block, in `newline_moved`.
-pub(super) fn plan_blocks(
+pub(crate) fn plan_blocks(
     edits: DocEdits,
     before: Option<&FileState>,
     forced: &mut Vec<String>,

@@ -9,18 +9,15 @@ use std::path::{Path, PathBuf};
 
 mod blocks;
 mod owned_file;
-mod rows;
 
 pub use crate::change::{Doc, DocChange, DocState};
 use crate::feature::{RenderedContent, RenderedEdit};
 use crate::file_access::FileAccess;
-// BlockId: for rows.rs, which plans a row's text with the same block rules.
-use crate::marker::{self, BlockId};
 use crate::pbx::{PlacedEdit, Target};
 use crate::pbx::{RowError, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
-use blocks::{comment_of, plan_blocks, style};
+pub(crate) use blocks::{comment_of, plan_blocks, style};
 use owned_file::plan_owned_file;
 
 /// Why a plan could not be made; nothing was written.
@@ -85,6 +82,25 @@ pub enum PlanError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl PlanError {
+    /// The same error naming `to` where it named the document `from`: a
+    /// document planned through a stand-in (a database row's text checked as
+    /// the file it ends up in) is named as the admin knows it.
+    pub(crate) fn renamed(mut self, from: &str, to: &str) -> PlanError {
+        if let PlanError::Markers { path, .. }
+        | PlanError::ModifiedBlock { path, .. }
+        | PlanError::MissingBlock { path, .. }
+        | PlanError::MissingSection { path, .. }
+        | PlanError::UnknownBlock { path, .. }
+        | PlanError::Config { path, .. } = &mut self
+            && path == from
+        {
+            *path = to.to_string();
+        }
+        self
+    }
 }
 
 /// The computed plan.
@@ -287,17 +303,15 @@ impl Request<'_> {
                 let baseline = self
                     .installed
                     .and_then(|b| b.row_baselines.get(runtime_path));
-                return rows::plan_row(
-                    self.target,
-                    self.bundle,
-                    runtime_path,
-                    row,
-                    baseline,
-                    &olds,
-                    &news,
-                    self.force,
-                    out,
-                );
+                let edits = DocEdits {
+                    target: self.target,
+                    bundle: self.bundle,
+                    path: runtime_path,
+                    olds: &olds,
+                    news: &news,
+                    force: self.force,
+                };
+                return self.target.plan_row(edits, row, baseline, out);
             }
         };
         let edits = DocEdits {
@@ -315,21 +329,25 @@ impl Request<'_> {
 /// One bundle's edits on one document: those it has there now and those it
 /// should have afterwards.
 #[derive(Clone, Copy)]
-struct DocEdits<'a> {
-    target: &'a dyn Target,
-    bundle: &'a str,
+pub struct DocEdits<'a> {
+    /// The PBX the document is on.
+    pub target: &'a dyn Target,
+    /// The bundle whose edits these are.
+    pub bundle: &'a str,
     /// The document's runtime path: what messages and State name.
-    path: &'a str,
-    olds: &'a [&'a InstalledEdit],
-    news: &'a [&'a RenderedEdit],
+    pub path: &'a str,
+    /// The bundle's edits in the document now (from State).
+    pub olds: &'a [&'a InstalledEdit],
+    /// The bundle's edits it should have afterwards.
+    pub news: &'a [&'a RenderedEdit],
     /// Hand changes are overridden (and noted) instead of refused.
-    force: bool,
+    pub force: bool,
 }
 
 impl DocEdits<'_> {
     /// True when the document is a whole file featpkg owns, not a shared one
     /// it puts blocks in.
-    fn is_owned_file(&self) -> bool {
+    pub fn is_owned_file(&self) -> bool {
         self.olds.iter().any(|e| e.kind == EditKind::File)
             || self
                 .news

@@ -44,6 +44,7 @@ use super::{
 };
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
 pub mod row;
+mod row_plan;
 
 use row::{RowKey, RowRef};
 
@@ -452,6 +453,16 @@ impl Target for MikopbxTarget {
     fn create_missing(&self, runtime_path: &str) -> Option<u32> {
         // The hook text is read by MikoPBX's PHP workers (user www) as well.
         (runtime_path == self.modules_hook()).then_some(0o644)
+    }
+
+    fn plan_row(
+        &self,
+        edits: crate::plan::DocEdits,
+        row: RowRef,
+        baseline: Option<&Option<row::RowState>>,
+        out: &mut crate::plan::Plan,
+    ) -> Result<(), crate::plan::PlanError> {
+        row_plan::plan_row(edits, row, baseline, out)
     }
 
     fn restart_consent_hint(&self) -> &'static str {
