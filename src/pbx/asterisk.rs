@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{PlaceError, PlacedEdit, RecordLoad, ReloadError, ReloadRequest, Target};
+use super::{PlaceError, RecordLoad, ReloadError, ReloadRequest, Target};
 use crate::feature::{Location, PbxDir, RenderedContent, RenderedEdit};
 
 /// Environment variable naming the Asterisk CLI command (e.g. `asterisk -C /etc/asterisk/asterisk.conf`).
@@ -218,7 +218,7 @@ impl Target for AsteriskTarget {
         self.host_path(&format!("{}/featpkg", self.dirs[&PbxDir::VarLib]))
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         let mut placed = Vec::with_capacity(edits.len());
         for edit in edits {
             let system_crontab =
@@ -237,7 +237,7 @@ impl Target for AsteriskTarget {
                 }
                 _ => self.runtime_path(&edit.location),
             };
-            placed.push(PlacedEdit { runtime_path, edit });
+            placed.push((runtime_path, edit));
         }
         Ok(placed)
     }
@@ -533,9 +533,9 @@ mod tests {
     fn cron_blocks_go_to_a_cron_d_file_per_feature() {
         let (_d, t) = target();
         let placed = t.place(vec![cron_block("busy-callback", '#')]).unwrap();
-        assert_eq!(placed[0].runtime_path, "/etc/cron.d/featpkg-busy-callback");
+        assert_eq!(placed[0].0, "/etc/cron.d/featpkg-busy-callback");
         // Same format as /etc/crontab: the user column stays.
-        assert_eq!(placed[0].edit, cron_block("busy-callback", '#'));
+        assert_eq!(placed[0].1, cron_block("busy-callback", '#'));
         assert_eq!(
             t.create_missing("/etc/cron.d/featpkg-busy-callback"),
             Some(0o644)

@@ -92,15 +92,6 @@ pub fn open(kind: TargetKind, options: &TargetOptions) -> Result<Box<dyn Target>
     })
 }
 
-/// A rendered edit and the document it lands in on this PBX.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlacedEdit {
-    /// The document as the PBX names it: a file path (`/etc/asterisk/extensions.conf`)
-    /// or a database row (`m_CustomFiles:/etc/asterisk/extensions.conf`, see [`RowRef`]).
-    pub runtime_path: String,
-    pub edit: RenderedEdit,
-}
-
 /// A feature's edit that this PBX cannot take, named with the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{edit}: {message}")]
@@ -205,15 +196,15 @@ pub trait Target {
     /// does for each module its change loaded. `Ok(None)`: it was not loaded.
     fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError>;
 
-    /// Places rendered edits on this PBX: which document each lands in, rewritten
-    /// the way the PBX wants it. The default puts each at its location's path unchanged.
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
+    /// Places rendered edits on this PBX: each as `(document, edit)`, the
+    /// document named as the PBX names it (a file path such as
+    /// `/etc/asterisk/extensions.conf`, or a database row, see [`RowRef`]) and
+    /// the edit rewritten the way the PBX wants it. The default puts each at its
+    /// location's path unchanged.
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         Ok(edits
             .into_iter()
-            .map(|edit| PlacedEdit {
-                runtime_path: self.runtime_path(&edit.location),
-                edit,
-            })
+            .map(|edit| (self.runtime_path(&edit.location), edit))
             .collect())
     }
 

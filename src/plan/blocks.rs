@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::{DocEdits, PlanError, current_gid, current_uid, override_with_force};
+use super::{DocEdits, PlanError, override_with_force, own_ids};
 use crate::asterisk_config::{self, ConfigFile, Conflict};
 use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
 use crate::hash::sha256_hex;
@@ -102,7 +102,7 @@ fn state_before<'s>(edits: DocEdits, before: Option<&'s FileState>) -> Option<Co
             let (uid, gid) = edits
                 .target
                 .owner_for_new(edits.path)
-                .unwrap_or_else(|| (current_uid(), current_gid()));
+                .unwrap_or_else(own_ids);
             Some(Cow::Owned(FileState {
                 content: Vec::new(),
                 mode,

@@ -13,7 +13,7 @@ mod owned_file;
 pub use crate::change::{Doc, DocChange, DocState};
 use crate::feature::{RenderedContent, RenderedEdit};
 use crate::file_access::FileAccess;
-use crate::pbx::{PlacedEdit, Target};
+use crate::pbx::Target;
 use crate::pbx::{RowError, RowState};
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
@@ -221,19 +221,20 @@ pub fn read_document_state(
             .map(|content| FileState {
                 content,
                 mode: 0o600,
-                uid: current_uid(),
-                gid: current_gid(),
+                uid: own_ids().0,
+                gid: own_ids().1,
             })),
     }
 }
 
 /// Computes the plan that takes `bundle` from `installed` (None = not installed)
-/// to having exactly `desired` edits. `force` lets hand edits inside our blocks be overwritten.
+/// to having exactly `desired` edits, each with the document it goes in (see
+/// [`Target::place`]). `force` lets hand edits inside our blocks be overwritten.
 pub fn plan(
     target: &dyn Target,
     bundle: &str,
     installed: Option<&BundleSnapshot>,
-    desired: &[PlacedEdit],
+    desired: &[(String, RenderedEdit)],
     force: bool,
 ) -> Result<Plan, PlanError> {
     let request = Request {
@@ -258,7 +259,7 @@ struct Request<'a> {
     target: &'a dyn Target,
     bundle: &'a str,
     installed: Option<&'a BundleSnapshot>,
-    desired: &'a [PlacedEdit],
+    desired: &'a [(String, RenderedEdit)],
     force: bool,
 }
 
@@ -274,7 +275,7 @@ impl Request<'_> {
             .old_edits()
             .iter()
             .map(|e| e.path.clone())
-            .chain(self.desired.iter().map(|e| e.runtime_path.clone()))
+            .chain(self.desired.iter().map(|(path, _)| path.clone()))
         {
             if !paths.contains(&p) {
                 paths.push(p);
@@ -293,8 +294,8 @@ impl Request<'_> {
         let news: Vec<&RenderedEdit> = self
             .desired
             .iter()
-            .filter(|e| e.runtime_path == runtime_path)
-            .map(|e| &e.edit)
+            .filter(|(path, _)| path == runtime_path)
+            .map(|(_, edit)| edit)
             .collect();
         let (host_path, access) = match self.target.document(runtime_path) {
             Doc::File { path, access } => (path, access),
@@ -389,17 +390,10 @@ fn plan_file(
     Ok(())
 }
 
-// std has no getuid(); /proc/self belongs to the process's effective uid and gid.
-fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
-}
-
-fn current_gid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.gid())
-        .unwrap_or(0)
+/// Who owns a file featpkg creates when nothing says otherwise: the user it
+/// runs as (root when that cannot be told, as files made by root are).
+fn own_ids() -> (u32, u32) {
+    crate::identity::effective_ids().unwrap_or((0, 0))
 }
 
 /// Directories: create missing parents of new files; remove owned ones left empty.

@@ -1,7 +1,7 @@
 //! Planning a whole file featpkg owns (a binary, its own conf file): written as
 //! rendered, replaced or removed only while it is still what featpkg wrote.
 
-use super::{DocEdits, PlanError, current_gid, current_uid, override_with_force};
+use super::{DocEdits, PlanError, override_with_force, own_ids};
 use crate::feature::RenderedContent;
 use crate::hash::sha256_hex;
 use crate::state::{EditKind, InstalledEdit};
@@ -37,11 +37,11 @@ pub(super) fn plan_owned_file(
         uid: before
             .map(|b| b.uid)
             .or(owner_for_new.map(|o| o.0))
-            .unwrap_or_else(current_uid),
+            .unwrap_or_else(|| own_ids().0),
         gid: before
             .map(|b| b.gid)
             .or(owner_for_new.map(|o| o.1))
-            .unwrap_or_else(current_gid),
+            .unwrap_or_else(|| own_ids().1),
     };
     let edit = InstalledEdit {
         feature: new.feature.clone(),

@@ -31,8 +31,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
-    TargetOptions, without_cron_user_column,
+    AsteriskTarget, PlaceError, ReloadError, ReloadRequest, Target, TargetError, TargetOptions,
+    without_cron_user_column,
 };
 use crate::asterisk_config::{self, ConfigFile};
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
@@ -309,6 +309,89 @@ fn asterisk_ids(root: &Path) -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
+impl FreepbxTarget {
+    /// Where a whole file featpkg owns goes: its own path, never a file
+    /// FreePBX shares or generates.
+    fn place_file(&self, edit: RenderedEdit) -> Result<(String, RenderedEdit), String> {
+        if self.block_path(&edit.location).is_some() {
+            return Err(format!(
+                "{}: on FreePBX this file is shared (or generated); featpkg only adds blocks to it",
+                edit.location
+            ));
+        }
+        if crate::identity::is_root() && self.owner.is_none() {
+            return Err(format!(
+                "no user {ASTERISK_USER} in {}: FreePBX runs Asterisk as {ASTERISK_USER}, and the files featpkg installs must be theirs",
+                self.host_path("/etc/passwd").display()
+            ));
+        }
+        Ok((self.asterisk.runtime_path(&edit.location), edit))
+    }
+
+    /// Where a block goes: the file FreePBX takes additions to in place of the
+    /// one the feature names, with the checks FreePBX's own files need.
+    fn place_block(&self, mut edit: RenderedEdit) -> Result<(String, RenderedEdit), String> {
+        let Some(runtime_path) = self.block_path(&edit.location) else {
+            return Err(format!(
+                "{}: featpkg has no rule for where FreePBX takes additions to this file",
+                edit.location
+            ));
+        };
+        let RenderedContent::Block {
+            body,
+            section,
+            check,
+            comment,
+        } = &mut edit.content
+        else {
+            unreachable!("place_block is given blocks")
+        };
+        if *comment == ';'
+            && let Some((line, text)) = macro_use(body)
+        {
+            return Err(format!(
+                "line {line} of the block uses Macro ({text:?}): FreePBX 17 runs on Asterisk 21+, which has no app_macro; write it with Gosub/Return"
+            ));
+        }
+        match (edit.location.dir, edit.location.rel.as_str()) {
+            (PbxDir::Etc, "extensions.conf") => {
+                self.check_included_returns(&edit.edit_id, body)?;
+            }
+            (PbxDir::Etc, "pjsip.conf") => {
+                if *check == Some(ConfigCheck::PjsipAppend) {
+                    self.check_endpoints(&edit.edit_id, body)?;
+                }
+                // Checked above against what pjsip.conf includes; the planner
+                // would only see pjsip.endpoint_custom_post.conf.
+                *check = None;
+                *section = None;
+            }
+            (PbxDir::SysEtc, "crontab") => {
+                if *comment != '#' {
+                    return Err("a crontab block needs '#' markers".into());
+                }
+                *body = without_cron_user_column(body)?;
+                self.check_crontab_owner()?;
+            }
+            _ => {}
+        }
+        Ok((runtime_path, edit))
+    }
+
+    /// The asterisk user's crontab can take featpkg's lines from this run.
+    fn check_crontab_owner(&self) -> Result<(), String> {
+        if (crate::identity::is_root() || self.crontab_access != FileAccess::Direct)
+            && self.owner.is_none()
+        {
+            return Err(format!(
+                "no user {ASTERISK_USER} in {}: the watcher runs from that user's crontab",
+                self.host_path("/etc/passwd").display()
+            ));
+        }
+        self.check_crontab_is_ours()
+    }
+}
+
 impl Target for FreepbxTarget {
     fn name(&self) -> &'static str {
         "freepbx"
@@ -346,86 +429,18 @@ impl Target for FreepbxTarget {
         }
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
-        let as_root = crate::identity::is_root();
-        let mut placed = Vec::new();
-        for mut edit in edits {
-            let refuse = |message: String| PlaceError {
-                edit: edit.edit_id.clone(),
-                message,
-            };
-            let RenderedContent::Block {
-                body,
-                section,
-                check,
-                comment,
-            } = &mut edit.content
-            else {
-                if self.block_path(&edit.location).is_some() {
-                    return Err(refuse(format!(
-                        "{}: on FreePBX this file is shared (or generated); featpkg only adds blocks to it",
-                        edit.location
-                    )));
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+        edits
+            .into_iter()
+            .map(|edit| {
+                let id = edit.edit_id.clone();
+                let refuse = move |message: String| PlaceError { edit: id, message };
+                match edit.content {
+                    RenderedContent::File { .. } => self.place_file(edit).map_err(refuse),
+                    RenderedContent::Block { .. } => self.place_block(edit).map_err(refuse),
                 }
-                if as_root && self.owner.is_none() {
-                    return Err(refuse(format!(
-                        "no user {ASTERISK_USER} in {}: FreePBX runs Asterisk as {ASTERISK_USER}, and the files featpkg installs must be theirs",
-                        self.host_path("/etc/passwd").display()
-                    )));
-                }
-                placed.push(PlacedEdit {
-                    runtime_path: self.asterisk.runtime_path(&edit.location),
-                    edit,
-                });
-                continue;
-            };
-            let Some(runtime_path) = self.block_path(&edit.location) else {
-                return Err(refuse(format!(
-                    "{}: featpkg has no rule for where FreePBX takes additions to this file",
-                    edit.location
-                )));
-            };
-            if *comment == ';'
-                && let Some((line, text)) = macro_use(body)
-            {
-                return Err(refuse(format!(
-                    "line {line} of the block uses Macro ({text:?}): FreePBX 17 runs on Asterisk 21+, which has no app_macro; write it with Gosub/Return"
-                )));
-            }
-            match (edit.location.dir, edit.location.rel.as_str()) {
-                (PbxDir::Etc, "extensions.conf") => {
-                    self.check_included_returns(&edit.edit_id, body)
-                        .map_err(&refuse)?;
-                }
-                (PbxDir::Etc, "pjsip.conf") => {
-                    if *check == Some(ConfigCheck::PjsipAppend) {
-                        self.check_endpoints(&edit.edit_id, body).map_err(&refuse)?;
-                    }
-                    // Checked above against what pjsip.conf includes; the planner
-                    // would only see pjsip.endpoint_custom_post.conf.
-                    *check = None;
-                    *section = None;
-                }
-                (PbxDir::SysEtc, "crontab") => {
-                    if *comment != '#' {
-                        return Err(refuse("a crontab block needs '#' markers".into()));
-                    }
-                    *body = without_cron_user_column(body).map_err(&refuse)?;
-                    if (as_root || self.crontab_access != FileAccess::Direct)
-                        && self.owner.is_none()
-                    {
-                        return Err(refuse(format!(
-                            "no user {ASTERISK_USER} in {}: the watcher runs from that user's crontab",
-                            self.host_path("/etc/passwd").display()
-                        )));
-                    }
-                    self.check_crontab_is_ours().map_err(&refuse)?;
-                }
-                _ => {}
-            }
-            placed.push(PlacedEdit { runtime_path, edit });
-        }
-        Ok(placed)
+            })
+            .collect()
     }
 
     fn owner_for_new(&self, runtime_path: &str) -> Option<(u32, u32)> {

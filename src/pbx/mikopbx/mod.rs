@@ -39,8 +39,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    AsteriskTarget, PlaceError, PlacedEdit, ReloadError, ReloadRequest, Target, TargetError,
-    TargetOptions, without_cron_user_column,
+    AsteriskTarget, PlaceError, ReloadError, ReloadRequest, Target, TargetError, TargetOptions,
+    without_cron_user_column,
 };
 use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
 pub mod row;
@@ -257,6 +257,117 @@ fn endpoint_sections(edit_id: &str, body: &str) -> Result<Vec<(String, String)>,
     Ok(out)
 }
 
+impl MikopbxTarget {
+    /// Paths that move on MikoPBX, as `(from, to)`: files featpkg owns in
+    /// /etc/asterisk (AMI credentials) would not survive MikoPBX rewriting that
+    /// directory, so they go to the module's etc/, and every block that names
+    /// them follows; watchers likewise move from `bin/featpkg-bin/` to the top
+    /// of `bin/`.
+    fn moved_paths(&self, edits: &[RenderedEdit]) -> Vec<(String, String)> {
+        let etc = self.etc();
+        let mut moved = Vec::new();
+        for edit in edits {
+            match (edit.location.dir, &edit.content) {
+                (PbxDir::Etc, RenderedContent::File { .. }) => moved.push((
+                    format!("{etc}/{}", edit.location.rel),
+                    format!("{}/etc/{}", self.module_dir, edit.location.rel),
+                )),
+                (PbxDir::Data, RenderedContent::File { .. })
+                    if edit.location.rel.starts_with(DATA_BIN) =>
+                {
+                    moved.push((
+                        format!("{}/bin/{}", self.module_dir, edit.location.rel),
+                        self.runtime_path(&edit.location),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        moved
+    }
+
+    /// Where a block goes on MikoPBX, which regenerates /etc/asterisk: the
+    /// module's modules.conf hook, employees' endpoint options, or the custom
+    /// file row of the file it names.
+    fn place_block(
+        &self,
+        mut edit: RenderedEdit,
+        moved: &[(String, String)],
+    ) -> Result<Vec<(String, RenderedEdit)>, String> {
+        let RenderedContent::Block {
+            body,
+            section,
+            check,
+            comment,
+        } = &mut edit.content
+        else {
+            unreachable!("place_block is given blocks")
+        };
+        for (from, to) in moved {
+            *body = body.replace(from.as_str(), to);
+        }
+        let runtime_path = match (edit.location.dir, edit.location.rel.as_str()) {
+            (PbxDir::Etc, "modules.conf") => {
+                // The hook's text is appended to MikoPBX's `[modules]`
+                // section (autoload=no, no noload lines), so it needs no
+                // section of its own and has nothing to collide with; a
+                // module MikoPBX loads anyway is listed twice, which
+                // Asterisk's loader merges (main/loader.c add_to_load_order).
+                *section = None;
+                *check = None;
+                self.modules_hook()
+            }
+            (PbxDir::Etc, "pjsip.conf") if *check == Some(ConfigCheck::PjsipAppend) => {
+                let body = body.clone();
+                return endpoint_blocks(&edit, &body);
+            }
+            // In `append` mode MikoPBX adds the row's text after the file it
+            // generates, i.e. inside its last section: a block for the end
+            // of [modules] keeps its section, and the plan checks that
+            // modules.conf's last section is that one (row_plan).
+            (PbxDir::Etc, rel) => Self::custom_file(&format!("{}/{rel}", self.etc())),
+            (PbxDir::SysEtc, "crontab") if *comment == '#' => {
+                *body = without_cron_user_column(body)?;
+                Self::custom_file(ROOT_CRONTAB)
+            }
+            _ => {
+                return Err(format!(
+                    "{}: MikoPBX regenerates this file and featpkg has no custom-file rule for it",
+                    edit.location
+                ));
+            }
+        };
+        Ok(vec![(runtime_path, edit)])
+    }
+}
+
+/// A block of endpoint options, split per employee: each goes into that
+/// employee's advanced options (`m_Sip.manualattributes`).
+fn endpoint_blocks(edit: &RenderedEdit, body: &str) -> Result<Vec<(String, RenderedEdit)>, String> {
+    let sections = endpoint_sections(&edit.edit_id, body).map_err(|e| e.message)?;
+    Ok(sections
+        .into_iter()
+        .map(|(extension, text)| {
+            let runtime_path = RowKey::SipAttributes {
+                extension: extension.clone(),
+            }
+            .runtime_path();
+            let block = RenderedEdit {
+                feature: edit.feature.clone(),
+                edit_id: format!("{}/{extension}", edit.edit_id),
+                location: edit.location.clone(),
+                content: RenderedContent::Block {
+                    body: text,
+                    section: None,
+                    check: None,
+                    comment: ';',
+                },
+            };
+            (runtime_path, block)
+        })
+        .collect())
+}
+
 impl Target for MikopbxTarget {
     fn name(&self) -> &'static str {
         "mikopbx"
@@ -299,117 +410,23 @@ impl Target for MikopbxTarget {
         }
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<PlacedEdit>, PlaceError> {
-        let etc = self.etc();
-        // Files featpkg owns in /etc/asterisk (AMI credentials) would not survive
-        // MikoPBX rewriting that directory: they move to the module's etc/, and
-        // every block that names them follows.
-        // Watchers likewise move from `bin/featpkg-bin/` to the top of `bin/`.
-        let mut moved: Vec<(String, String)> = Vec::new();
-        for edit in &edits {
-            match (edit.location.dir, &edit.content) {
-                (PbxDir::Etc, RenderedContent::File { .. }) => moved.push((
-                    format!("{etc}/{}", edit.location.rel),
-                    format!("{}/etc/{}", self.module_dir, edit.location.rel),
-                )),
-                (PbxDir::Data, RenderedContent::File { .. })
-                    if edit.location.rel.starts_with(DATA_BIN) =>
-                {
-                    moved.push((
-                        format!("{}/bin/{}", self.module_dir, edit.location.rel),
-                        self.runtime_path(&edit.location),
-                    ))
-                }
-                _ => {}
-            }
-        }
+    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+        let moved = self.moved_paths(&edits);
         let mut placed = Vec::new();
-        for mut edit in edits {
-            let refuse = |message: String| PlaceError {
-                edit: edit.edit_id.clone(),
-                message,
-            };
+        for edit in edits {
             if let RenderedContent::File { .. } = edit.content {
                 let runtime_path = match edit.location.dir {
                     PbxDir::Etc => format!("{}/etc/{}", self.module_dir, edit.location.rel),
                     _ => self.runtime_path(&edit.location),
                 };
-                placed.push(PlacedEdit { runtime_path, edit });
+                placed.push((runtime_path, edit));
                 continue;
             }
-            let RenderedContent::Block {
-                body,
-                check,
-                comment,
-                ..
-            } = &mut edit.content
-            else {
-                unreachable!("files were placed above")
-            };
-            for (from, to) in &moved {
-                *body = body.replace(from.as_str(), to);
-            }
-            match (edit.location.dir, edit.location.rel.as_str()) {
-                (PbxDir::Etc, "modules.conf") => {
-                    // The hook's text is appended to MikoPBX's `[modules]`
-                    // section (autoload=no, no noload lines), so it needs no
-                    // section of its own and has nothing to collide with; a
-                    // module MikoPBX loads anyway is listed twice, which
-                    // Asterisk's loader merges (main/loader.c add_to_load_order).
-                    let RenderedContent::Block { section, check, .. } = &mut edit.content else {
-                        unreachable!("files were placed above")
-                    };
-                    *section = None;
-                    *check = None;
-                    placed.push(PlacedEdit {
-                        runtime_path: self.modules_hook(),
-                        edit,
-                    });
-                }
-                (PbxDir::Etc, "pjsip.conf") if *check == Some(ConfigCheck::PjsipAppend) => {
-                    for (extension, text) in endpoint_sections(&edit.edit_id, body)? {
-                        placed.push(PlacedEdit {
-                            runtime_path: RowKey::SipAttributes {
-                                extension: extension.clone(),
-                            }
-                            .runtime_path(),
-                            edit: RenderedEdit {
-                                feature: edit.feature.clone(),
-                                edit_id: format!("{}/{extension}", edit.edit_id),
-                                location: edit.location.clone(),
-                                content: RenderedContent::Block {
-                                    body: text,
-                                    section: None,
-                                    check: None,
-                                    comment: ';',
-                                },
-                            },
-                        });
-                    }
-                    continue;
-                }
-                (PbxDir::Etc, rel) => {
-                    // In `append` mode MikoPBX adds the row's text after the file it
-                    // generates, i.e. inside its last section: a block for the end
-                    // of [modules] keeps its section, and the plan checks that
-                    // modules.conf's last section is that one (plan::plan_row).
-                    let runtime_path = Self::custom_file(&format!("{etc}/{rel}"));
-                    placed.push(PlacedEdit { runtime_path, edit });
-                }
-                (PbxDir::SysEtc, "crontab") if *comment == '#' => {
-                    *body = without_cron_user_column(body).map_err(&refuse)?;
-                    placed.push(PlacedEdit {
-                        runtime_path: Self::custom_file(ROOT_CRONTAB),
-                        edit,
-                    });
-                }
-                _ => {
-                    return Err(refuse(format!(
-                        "{}: MikoPBX regenerates this file and featpkg has no custom-file rule for it",
-                        edit.location
-                    )));
-                }
-            }
+            let id = edit.edit_id.clone();
+            let blocks = self
+                .place_block(edit, &moved)
+                .map_err(|message| PlaceError { edit: id, message })?;
+            placed.extend(blocks);
         }
         Ok(placed)
     }
