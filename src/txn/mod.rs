@@ -134,6 +134,7 @@ pub enum TxnError {
     RowDrift(String, PathBuf),
 }
 
+/// For `map_err`: an I/O error on `path` as [`TxnError::Io`].
 pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
     move |source| TxnError::Io {
         path: path.to_path_buf(),
