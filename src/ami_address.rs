@@ -13,6 +13,7 @@ pub const DEFAULT_AMI_PORT: u16 = 5038;
 pub struct AmiAddress {
     /// An IPv4 address: `bindaddr`, or 127.0.0.1 when AMI binds to every address.
     pub host: String,
+    /// TCP port: `port` of `[general]`, or 5038 ([`DEFAULT_AMI_PORT`]).
     pub port: u16,
 }
 

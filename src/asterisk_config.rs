@@ -15,7 +15,10 @@ use std::ops::Range;
 pub struct ConfigFile {
     /// Name used in messages (`extensions.conf`).
     pub path: String,
+    /// Every section in file order; a name may appear more than once (Asterisk
+    /// then has two sections of that name, or `(+)` appends to the first).
     pub sections: Vec<Section>,
+    /// The `#include`/`#tryinclude` lines, in file order (not yet read).
     pub includes: Vec<Include>,
     /// Line of a `;--` block comment never closed: Asterisk ignores everything
     /// after it (with a warning), so a block appended there would be dead text.
@@ -25,6 +28,7 @@ pub struct ConfigFile {
 /// One `[name](options)` section and its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// The name between the brackets, trimmed: `from-internal`, `modules`.
     pub name: String,
     /// 1-based line of the header.
     pub line: usize,
@@ -36,6 +40,8 @@ pub struct Section {
     pub template: bool,
     /// Templates/sections it inherits from.
     pub inherits: Vec<String>,
+    /// The `key = value` lines in file order (lines without `=` are left out,
+    /// as Asterisk ignores them).
     pub entries: Vec<Entry>,
     /// From the header line's start to the end of the section's last entry line.
     pub span: Range<usize>,
@@ -44,19 +50,26 @@ pub struct Section {
 /// `key = value` or `key => value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The text before `=`, trimmed, without the `+` of `+=`: `exten`, `load`.
     pub key: String,
+    /// The text after `=` or `=>`, comments stripped and trimmed:
+    /// `_X.,1,NoOp()` for `exten => _X.,1,NoOp()`.
     pub value: String,
     /// Written with `=>`.
     pub object: bool,
+    /// 1-based line number in the file.
     pub line: usize,
 }
 
 /// `#include` / `#tryinclude`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Include {
+    /// The file named, without quotes or `<>`: relative to the config
+    /// directory (`pjsip.d/*.conf`, wildcards allowed) or absolute.
     pub target: String,
     /// `#tryinclude`: a missing file is skipped.
     pub optional: bool,
+    /// 1-based line of the `#include` in the including file.
     pub line: usize,
     /// The section the `#include` line is in: Asterisk splices the included text
     /// in place, so its lines before a header of its own belong to this section.
@@ -66,29 +79,49 @@ pub struct Include {
 /// A config the checks cannot read; names the file and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A line Asterisk would reject (or that would make it reject the file).
     #[error("{file}:{line}: {message}")]
     Syntax {
+        /// The file's name in messages (`extensions.conf`).
         file: String,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         message: String,
     },
     #[error(
         "{file}:{line}: #include {target:?} does not exist (Asterisk would refuse the whole file)"
     )]
+    /// An `#include` (not `#tryinclude`) of a file that does not exist.
     MissingInclude {
+        /// The including file.
         file: String,
+        /// 1-based line of the `#include`.
         line: usize,
+        /// The file it names, as written.
         target: String,
     },
     #[error("{file}:{line}: #include {target:?}: {message}")]
+    /// An `#include` featpkg cannot follow: an include loop, a path with `..`,
+    /// a wildcard whose directory cannot be listed, or a file that cannot be read.
     BadInclude {
+        /// The including file.
         file: String,
+        /// 1-based line of the `#include`.
         line: usize,
+        /// The file it names, as written.
         target: String,
+        /// Why it cannot be followed.
         message: String,
     },
+    /// The top-level file (not an include) does not exist or cannot be read.
     #[error("cannot read {file}: {message}")]
-    Read { file: String, message: String },
+    Read {
+        /// The file, relative to the config directory.
+        file: String,
+        /// The I/O error, or "file does not exist".
+        message: String,
+    },
 }
 
 /// Strips comments from one line, tracking `;-- --;` block comments across lines.
@@ -527,8 +560,12 @@ fn load_into(
 /// A change featpkg would make that clashes with what is there, at `file:line`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
+    /// The file that holds the clashing line, as named in messages
+    /// (`extensions.conf`, or an included file such as `extensions_custom.conf`).
     pub file: String,
+    /// 1-based line number in that file.
     pub line: usize,
+    /// What clashes, for a person: e.g. which context and priority already exist.
     pub message: String,
 }
 
@@ -541,11 +578,16 @@ impl std::fmt::Display for Conflict {
 /// One dialplan priority: (context, extension, priority) and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialplanEntry {
+    /// The section it is in: `from-internal`.
     pub context: String,
+    /// The extension as written (`100`, `s`); a pattern (`_X.`) in upper case,
+    /// as Asterisk compares patterns without regard to case.
     pub exten: String,
     /// Priority number; `hint` is 0.
     pub priority: i64,
+    /// The file it is in, as named in messages.
     pub file: String,
+    /// 1-based line number in that file.
     pub line: usize,
 }
 
@@ -872,7 +914,7 @@ pub fn module_conflicts(existing_modules_conf: &[ConfigFile], added: &ConfigFile
 }
 
 /// Byte offset just after the last entry line of the LAST section called `name`:
-/// where a block "at the end of [modules]" goes.
+/// where a block "at the end of `[modules]`" goes.
 pub fn section_end(file: &ConfigFile, name: &str) -> Option<usize> {
     file.sections
         .iter()

@@ -19,9 +19,19 @@ use crate::txn::FileState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Doc {
     /// A directory on this machine (under `--root`).
-    Dir { path: PathBuf },
+    Dir {
+        /// Where it is on this machine: `--root` joined with the PBX's path,
+        /// e.g. `<root>/etc/asterisk/featpkg.d`.
+        path: PathBuf,
+    },
     /// A file on this machine (under `--root`), reached as `access` says.
-    File { path: PathBuf, access: FileAccess },
+    File {
+        /// Where it is on this machine: `--root` joined with the PBX's path,
+        /// e.g. `<root>/etc/asterisk/extensions.conf`.
+        path: PathBuf,
+        /// How its bytes are read and written (directly, or through crontab(1)).
+        access: FileAccess,
+    },
     /// A row of the PBX's configuration database.
     Row(RowRef),
 }
@@ -30,7 +40,10 @@ pub enum Doc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocState {
     /// A directory and its permission bits.
-    Dir { mode: u32 },
+    Dir {
+        /// Permission bits, e.g. `0o755`.
+        mode: u32,
+    },
     /// A file's bytes, mode and owner.
     File(FileState),
     /// The columns featpkg changes in a row.
@@ -46,8 +59,11 @@ pub struct DocChange {
     /// The document as the PBX names it (what messages and diffs show):
     /// `/etc/asterisk/extensions.conf`, or a row's name such as `<table>:<key>`.
     pub runtime_path: String,
+    /// The document changed, and where featpkg reaches it.
     pub doc: Doc,
+    /// Its state before the change; `None`: it did not exist (the change creates it).
     pub before: Option<DocState>,
+    /// Its state after the change; `None`: the change deletes it.
     pub after: Option<DocState>,
 }
 
@@ -56,9 +72,13 @@ pub struct DocChange {
 /// after the files, emptied directories removed last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
+    /// Creating a directory (parents before children).
     MakeDir,
+    /// Creating, changing or deleting a file.
     File,
+    /// Changing a row of the PBX's configuration database.
     Row,
+    /// Removing a directory featpkg made, now empty (deepest first).
     RemoveDir,
 }
 

@@ -27,7 +27,11 @@ pub enum FileAccess {
     #[default]
     Direct,
     /// The invoking user's own crontab, through `program` (`crontab`).
-    Crontab { program: PathBuf },
+    Crontab {
+        /// The crontab(1) to run: `/usr/bin/crontab`, a bare `crontab` found
+        /// on `PATH`, or the stand-in a test names with `--crontab-cmd`.
+        program: PathBuf,
+    },
 }
 
 /// A `crontab(1)` run that failed; the message quotes what crontab said.
@@ -36,7 +40,10 @@ pub enum FileAccess {
 pub struct CrontabError {
     /// The crontab as the PBX names it (`/var/spool/cron/crontabs/asterisk`).
     pub path: PathBuf,
+    /// The crontab(1) that was run.
     pub program: PathBuf,
+    /// Which command failed and how (exit status, what crontab printed), or
+    /// why it could not be run at all.
     pub message: String,
 }
 

@@ -37,7 +37,9 @@ impl CommentStyle {
 /// Identifies a block: which bundle wrote it, and which of its edits it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockId {
+    /// The bundle's name: `migration-demo` in `featpkg:migration-demo:greeting/dialplan`.
     pub bundle: String,
+    /// The edit id, `<feature>/<edit>`: `greeting/dialplan`.
     pub edit: String,
 }
 
@@ -50,7 +52,9 @@ impl std::fmt::Display for BlockId {
 /// Line ending of a file, detected from its first line terminator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineEnding {
+    /// `\n` (Unix).
     Lf,
+    /// `\r\n` (a file edited on Windows).
     CrLf,
 }
 
@@ -74,6 +78,7 @@ impl LineEnding {
 /// One block found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
+    /// The bundle and edit named by its markers.
     pub id: BlockId,
     /// 1-based line of the BEGIN marker.
     pub begin_line: usize,
@@ -86,48 +91,90 @@ pub struct Block {
 /// A marker problem; always names the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarkerError {
+    /// A line that mentions a featpkg marker but is not exactly one (edited
+    /// by hand, wrong case, extra text).
     #[error(
         "line {line}: malformed featpkg marker {text:?} (expected exactly \"{prefix} BEGIN featpkg:<bundle>:<edit>\" or END)"
     )]
     Malformed {
+        /// 1-based line number in the file.
         line: usize,
+        /// The line as it is.
         text: String,
+        /// The file's comment character (`;` or `#`), to show the expected form.
         prefix: &'static str,
     },
+    /// A BEGIN whose END never comes.
     #[error("line {line}: BEGIN marker for {id} has no END marker")]
-    UnclosedBegin { line: usize, id: String },
+    UnclosedBegin {
+        /// 1-based line of the BEGIN marker.
+        line: usize,
+        /// The block's id, `featpkg:<bundle>:<edit>`.
+        id: String,
+    },
+    /// An END with no BEGIN before it.
     #[error("line {line}: END marker for {id} without a BEGIN")]
-    OrphanEnd { line: usize, id: String },
+    OrphanEnd {
+        /// 1-based line of the END marker.
+        line: usize,
+        /// The id it names, `featpkg:<bundle>:<edit>`.
+        id: String,
+    },
+    /// A BEGIN inside another block.
     #[error(
         "line {line}: BEGIN marker for {id} inside block {outer} (opened at line {outer_line})"
     )]
     Nested {
+        /// 1-based line of the inner BEGIN.
         line: usize,
+        /// The inner block's id.
         id: String,
+        /// The id of the block still open.
         outer: String,
+        /// 1-based line of the open block's BEGIN.
         outer_line: usize,
     },
+    /// An END that names another block than the one open.
     #[error("line {line}: END marker for {id} closes block {open} (opened at line {open_line})")]
     Mismatched {
+        /// 1-based line of the END marker.
         line: usize,
+        /// The id the END names.
         id: String,
+        /// The id of the block open.
         open: String,
+        /// 1-based line of the open block's BEGIN.
         open_line: usize,
     },
+    /// Two blocks with the same id in one file.
     #[error("line {line}: second block {id} (the first starts at line {first_line})")]
     Duplicate {
+        /// 1-based line of the second block's BEGIN.
         line: usize,
+        /// The id both blocks have.
         id: String,
+        /// 1-based line of the first block's BEGIN.
         first_line: usize,
     },
+    /// Inserting a block (id given) the file already has.
     #[error("block {0} already exists")]
     AlreadyPresent(String),
+    /// Replacing or removing a block (id given) the file does not have.
     #[error("block {0} not found")]
     NotFound(String),
+    /// A rendered body with a line that would read as a marker, which would
+    /// break the file's blocks apart.
     #[error("block {id}: body line {line} looks like a featpkg marker")]
-    MarkerInBody { id: String, line: usize },
+    MarkerInBody {
+        /// The block's id, `featpkg:<bundle>:<edit>`.
+        id: String,
+        /// 1-based line number within the body.
+        line: usize,
+    },
+    /// A non-empty body whose last line has no line ending.
     #[error("block body must end with a newline")]
     BodyWithoutNewline,
+    /// An insert position (byte offset) in the middle of a line.
     #[error("insert position {0} is not at the start of a line")]
     NotLineStart(usize),
 }
@@ -328,6 +375,7 @@ impl PartialEq for MarkerKind {
 /// Result of [`insert_block`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
+    /// The whole file with the block in it.
     pub text: Vec<u8>,
     /// A line ending was added before the block because the file lacked a final
     /// newline; [`remove_block`] takes it back when told so.
@@ -453,6 +501,7 @@ fn added_eol_len(before: &[u8]) -> usize {
 /// Result of [`remove_blocks`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
+    /// The whole file without the blocks.
     pub text: Vec<u8>,
     /// Blocks that now carry the "a line ending was added before me" fact of a
     /// removed block (see [`remove_blocks`]); the caller records it for them.

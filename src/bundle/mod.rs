@@ -11,7 +11,7 @@
 //! definitions and fragments (0644); `ui-assets/…`, and the copies of the
 //! settings page's files where each PBX looks for them.
 //!
-//! The parts: [`build`] (the archive from the sources), [`open`] (the archive,
+//! The parts: [`build()`] (the archive from the sources), [`open()`] (the archive,
 //! or the directory a PBX extracted it into), the manifest both agree on, and
 //! the architectures and ELF checks of the binaries.
 

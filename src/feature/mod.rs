@@ -58,7 +58,10 @@ impl PbxDir {
 /// Where an edit lands: a PBX directory and a relative path inside it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Location {
+    /// The PBX directory it is under (`etc` in `etc:modules.conf`).
     pub dir: PbxDir,
+    /// The path inside that directory, plain names separated by `/`:
+    /// `modules.conf`, `featpkg-ami/busy-callback.conf`.
     pub rel: String,
 }
 
@@ -120,12 +123,17 @@ pub enum ConfigCheck {
 pub enum EditDef {
     /// A marked block in a shared text file.
     Block {
+        /// The edit's name within the feature (`dialplan`, `cron`); with the
+        /// feature's id it makes the edit id `<feature>/<edit>`.
         id: String,
+        /// The shared file, as a [`Location`]: `etc:extensions.conf`, `sysetc:crontab`.
         file: String,
+        /// The fragment template's file name in `features/<id>/` (`extensions.conf`).
         template: String,
         /// Put the block at the end of this section (e.g. `modules`), else at the end of the file.
         #[serde(default)]
         section: Option<String>,
+        /// How to check the block against the file's present config; `None`: not checked.
         #[serde(default)]
         check: Option<ConfigCheck>,
         /// `;` (Asterisk) or `#` (crontab) comment syntax for the markers.
@@ -134,12 +142,19 @@ pub enum EditDef {
     },
     /// A whole file we own: one of the bundle's binaries, or a rendered template.
     File {
+        /// The edit's name within the feature (`agi`, `watcher`); with the
+        /// feature's id it makes the edit id `<feature>/<edit>`.
         id: String,
+        /// Where the file goes, as a [`Location`]: `agi:featpkg-busy-callback`.
         file: String,
+        /// The bundle's binary to install, by name (taken from `bin/<arch>-linux/<name>`,
+        /// see [`binary_path`]); exactly one of `binary` and `template` is given.
         #[serde(default)]
         binary: Option<String>,
+        /// The template in `features/<id>/` rendered into the file's content.
         #[serde(default)]
         template: Option<String>,
+        /// Permission bits as octal text (`"0755"`); group and others may not write.
         mode: String,
     },
 }
@@ -160,9 +175,14 @@ impl EditDef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureDef {
+    /// The feature's id, the same as its directory name: `busy-callback`.
     pub id: String,
+    /// The feature's own version (`1.0.0`): kept in state with what is installed,
+    /// and `%{version}` in its templates.
     pub version: String,
+    /// One sentence for the admin on what the feature does.
     pub summary: String,
+    /// The settings an admin can give (`--set <feature>.<param>=VALUE`).
     #[serde(default)]
     pub params: Vec<ParamSpec>,
     /// Asterisk modules the feature needs loaded (`module load` after install).
@@ -180,6 +200,7 @@ pub struct FeatureDef {
     /// there, asking for it is refused. See [`FeatureDef::unsupported_on`].
     #[serde(default)]
     pub unsupported: BTreeMap<String, String>,
+    /// What the feature adds to the PBX: marked blocks and whole files; ids unique.
     pub edits: Vec<EditDef>,
 }
 
@@ -190,48 +211,84 @@ pub struct FeatureDef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationDef {
+    /// The label a destination picker shows; templates allowed.
     pub description: String,
+    /// `context,exten,priority`, templates allowed.
     pub target: String,
 }
 
 /// Errors in feature definitions or parameter values; each names the feature and the thing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FeatureError {
+    /// A feature id the bundle does not have: the id asked for, and the
+    /// bundle's feature ids joined with `, `.
     #[error("unknown feature {0:?} (this bundle has: {1})")]
     UnknownFeature(String, String),
+    /// A parameter the feature does not declare.
     #[error("feature {feature}: unknown parameter {param:?} (known: {known})")]
     UnknownParam {
+        /// The feature's id.
         feature: String,
+        /// The parameter name given.
         param: String,
+        /// The feature's parameter names, joined with `, `.
         known: String,
     },
+    /// A value its parameter's type refuses.
     #[error("feature {feature}: parameter {param} = {value:?} refused: {rule}")]
     BadValue {
+        /// The feature's id.
         feature: String,
+        /// The parameter's name.
         param: String,
+        /// The value given.
         value: String,
+        /// The rule it breaks, for a person.
         rule: String,
     },
+    /// A structured value (queue-failover's `rules`) refused; the message
+    /// points into it with a JSON path instead of repeating the whole value.
     #[error("feature {feature}: parameter {param} refused: $.{feature}.{param}{rule}")]
     BadStructured {
+        /// The feature's id.
         feature: String,
+        /// The parameter's name.
         param: String,
+        /// The rest of the JSON path and the rule: `[2].status: "BUSY" is not a QUEUESTATUS …`.
         rule: String,
     },
+    /// A required parameter (no usable default) with no value given.
     #[error(
         "feature {feature}: parameter {param} is required (--set {feature}.{param}=VALUE or --params FILE.json)"
     )]
-    Required { feature: String, param: String },
+    Required {
+        /// The feature's id.
+        feature: String,
+        /// The parameter's name.
+        param: String,
+    },
+    /// A `--set` argument (quoted) not of the form `feature.param=value`.
     #[error("--set {0:?}: expected feature.param=value")]
     BadSetSyntax(String),
+    /// A `--params` file that is not an object of features of parameters.
     #[error("parameters file {file}: {path}: {rule}")]
     ParamsFile {
+        /// The file as given on the command line.
         file: String,
+        /// The JSON path of the bad value: `$`, `$.queue-failover.rules`.
         path: String,
+        /// What is wrong there.
         rule: String,
     },
+    /// A feature definition (or one of its templates) that is broken: the
+    /// bundle's fault, not the admin's.
     #[error("feature {feature}: definition invalid: {message}")]
-    Definition { feature: String, message: String },
+    Definition {
+        /// The feature's id.
+        feature: String,
+        /// What is wrong, naming the file or edit.
+        message: String,
+    },
 }
 
 /// Parameter values a user set explicitly, per feature (what State keeps across upgrades).

@@ -22,9 +22,17 @@ pub enum ParamType {
     /// Channel variable name: a letter or `_`, then letters, digits, `_`.
     VarName,
     /// Integer within `min..=max`.
-    Integer { min: i64, max: i64 },
+    Integer {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
     /// One of the listed values.
-    Enum { values: Vec<String> },
+    Enum {
+        /// The values allowed, as written (`["PJSIP", "IAX2"]`).
+        values: Vec<String>,
+    },
     /// Comma-separated list of PJSIP endpoint names (letters, digits, `-`, `_`, `.`); may be empty.
     EndpointList,
     /// `context,exten,priority` dialplan destination, or empty for "none".
@@ -55,8 +63,11 @@ const EMPTY_STATUSES: [&str; 4] = ["JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LE
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueRule {
+    /// The queue's extension, digits only (`600`).
     pub queue: String,
+    /// The QUEUESTATUS the rule is for: one of [`QUEUE_STATUSES`] (`TIMEOUT`).
     pub status: String,
+    /// Where the call goes on that exit: `context,exten,priority`.
     pub destination: String,
 }
 
@@ -143,10 +154,15 @@ pub fn check_queue_rules(value: &str) -> Result<Vec<QueueRule>, ParamRuleError> 
 /// One parameter of a feature definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamSpec {
+    /// The name used in `--set <feature>.<name>=…` and as `%{<name>}` in templates.
     pub name: String,
+    /// What values it takes, checked before anything is planned.
     #[serde(flatten)]
     pub ty: ParamType,
+    /// The value when the admin gives none (`*601`); empty means not set
+    /// (an optional list, destination or code, or a required value).
     pub default: String,
+    /// One sentence for the admin, shown by `featpkg schema` and the settings page.
     pub help: String,
     /// No usable default: the admin must give a value (`--set`/`--params`).
     #[serde(default)]

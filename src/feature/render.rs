@@ -14,14 +14,22 @@ use super::{
 /// What one edit will put on the PBX once rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderedContent {
+    /// A marked block in a shared text file.
     Block {
+        /// The text between the markers, ending in a newline.
         body: String,
+        /// The section whose end the block goes at (`modules`); `None`: the end of the file.
         section: Option<String>,
+        /// How to check the block against the file's present config; `None`: not checked.
         check: Option<ConfigCheck>,
+        /// The comment character the markers start with: `;` (Asterisk) or `#` (crontab).
         comment: char,
     },
+    /// A whole file featpkg owns.
     File {
+        /// Its full content: a bundled binary or a rendered template.
         bytes: Vec<u8>,
+        /// Permission bits, e.g. `0o755`.
         mode: u32,
     },
 }
@@ -29,9 +37,13 @@ pub enum RenderedContent {
 /// One rendered edit: `edit_id` is `<feature>/<edit>`, unique within a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEdit {
+    /// The feature's id: `busy-callback`.
     pub feature: String,
+    /// `<feature>/<edit>`: `busy-callback/dialplan`.
     pub edit_id: String,
+    /// The file it lands in: `etc:extensions.conf`.
     pub location: Location,
+    /// What it puts there.
     pub content: RenderedContent,
 }
 
@@ -46,13 +58,19 @@ pub struct PbxVars<'a> {
 /// A feature rendered for one set of parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFeature {
+    /// The feature's id: `busy-callback`.
     pub id: String,
+    /// The feature's own version (`1.0.0`).
     pub version: String,
     /// Every parameter's effective value (defaults filled in).
     pub params: BTreeMap<String, String>,
+    /// Asterisk modules it needs loaded: `res_manager_devicestate.so`.
     pub modules: Vec<String>,
+    /// Contexts that must exist once installed, with parameters filled in.
     pub contexts: Vec<String>,
+    /// Entry points a PBX may offer in its destination pickers.
     pub destinations: Vec<RenderedDestination>,
+    /// Its edits; a block that renders to blank text is left out.
     pub edits: Vec<RenderedEdit>,
 }
 
@@ -61,6 +79,7 @@ pub struct RenderedFeature {
 pub struct RenderedDestination {
     /// `context,exten,priority`.
     pub destination: String,
+    /// The label a destination picker shows.
     pub description: String,
     /// The feature's id.
     pub feature: String,

@@ -19,13 +19,17 @@ pub fn status(session: &Session) -> Result<Vec<BundleSnapshot>, Error> {
 /// One difference between what featpkg wrote and what is on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
+    /// The bundle that installed the edit.
     pub bundle: String,
+    /// The edit id, `<feature>/<edit>`: `busy-callback/dialplan`.
     pub edit: String,
+    /// The document as the PBX names it: `/etc/asterisk/extensions.conf`.
     pub path: String,
     /// `modified`, `missing`, `markers` (broken/duplicated markers) or
     /// `not-applied` (intact, but the PBX does not use it: a PBX that
     /// generates modules.conf left the module hook's lines out).
     pub kind: String,
+    /// What differs, for a person: `mode is 0644, featpkg installed 0755`.
     pub detail: String,
 }
 

@@ -18,6 +18,8 @@ use crate::state::{BundleSnapshot, InstalledFeature};
 /// What the admin asked for.
 #[derive(Debug, Clone, Default)]
 pub struct InstallRequest {
+    /// The bundle: its zip archive (`dist/featpkg-recipes-1.0.0.zip`) or the
+    /// directory a PBX extracted it into.
     pub archive: PathBuf,
     /// Features to install (None = all the bundle has). Already installed ones stay.
     pub features: Option<Vec<String>>,
@@ -25,8 +27,12 @@ pub struct InstallRequest {
     pub sets: Vec<String>,
     /// `--params FILE.json` (structured parameters such as queue-failover's rules).
     pub params_file: Option<PathBuf>,
+    /// `--dry-run`: show the diff of every change, change (and create) nothing.
     pub dry_run: bool,
+    /// `--no-reload`: write the files but do not reload Asterisk (the admin will).
     pub no_reload: bool,
+    /// `--force`: overwrite hand edits to featpkg's own blocks and files
+    /// (each one is listed in [`Applied::forced`]).
     pub force: bool,
 }
 
@@ -35,11 +41,14 @@ pub struct InstallRequest {
 pub enum InstallOutcome {
     /// Nothing to change: the bundle is installed exactly like this already.
     UpToDate {
+        /// The bundle's name: `featpkg-recipes`.
         bundle: String,
+        /// Its version, installed and in the archive alike: `1.0.0`.
         version: String,
     },
     /// `--dry-run`: the unified diff of what would change.
     DryRun(super::Preview),
+    /// The install, upgrade or reconfiguration ran as one transaction.
     Applied(Applied),
 }
 

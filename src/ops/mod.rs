@@ -23,24 +23,38 @@ use crate::txn::{self, PbxEvent, Transaction};
 /// Every error a command can end with; each message is for the admin.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The PBX could not be opened: its `asterisk.conf`, directories or options.
     #[error(transparent)]
     Target(#[from] crate::pbx::asterisk::TargetError),
+    /// A bundle could not be built, or opened as a valid bundle.
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
+    /// A feature definition, a feature name or a parameter value was refused.
     #[error(transparent)]
     Feature(#[from] crate::feature::FeatureError),
+    /// The edits could not be planned against the PBX's present files; nothing was written.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    /// featpkg's state database could not be opened, read or written.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The transaction failed: its journal, the lock, a document changed
+    /// meanwhile, a write or an undo.
     #[error(transparent)]
     Txn(#[from] crate::txn::TxnError),
+    /// The PBX refused the reload (or a check after it); every change was
+    /// rolled back, and the note lists the modules unloaded again.
     #[error("reload failed, every change was rolled back{1}: {0}")]
     ReloadFailed(crate::pbx::ReloadError, UnloadNote),
+    /// featpkg declines the request itself (a restart without
+    /// `--allow-restart`, an ambiguous name, nothing to roll back…); the
+    /// message says why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// A feature's edit this PBX cannot take.
     #[error(transparent)]
     Place(#[from] crate::pbx::PlaceError),
+    /// A row of the PBX's configuration database could not be read or written.
     #[error(transparent)]
     Row(#[from] crate::pbx::RowError),
 }
@@ -55,6 +69,7 @@ pub struct ErrorReport {
     pub param: Option<String>,
     /// JSON path of the value in the parameters (`$.queue-failover.rules[1].status`).
     pub path: Option<String>,
+    /// The whole message, as the CLI prints it.
     pub message: String,
 }
 
@@ -152,7 +167,10 @@ pub struct PbxOptions {
 
 /// An open PBX: target, state, the lock, and what crash recovery did on opening.
 pub struct Session {
+    /// The PBX: where its files are, how to reload it.
     pub target: Box<dyn Target>,
+    /// featpkg's record of what is installed there and its transaction history
+    /// (in memory and empty for a read-only command on a PBX featpkg never touched).
     pub state: State,
     /// Set when an unfinished transaction was found and rolled back (or forward).
     pub recovered: Option<txn::RecoveryReport>,
@@ -331,6 +349,7 @@ pub enum ProgressStep {
 }
 
 impl ProgressStep {
+    /// The word printed after `featpkg: progress`: `plan`, `write`, `reload` or `verify`.
     pub fn name(self) -> &'static str {
         match self {
             ProgressStep::Plan => "plan",
@@ -351,7 +370,10 @@ pub fn progress(step: ProgressStep) {
 /// What an applied change did, for the user.
 #[derive(Debug, Clone)]
 pub struct Applied {
+    /// The transaction's number in the state's history: what the CLI prints
+    /// (`done: transaction 7`) and a later rollback names.
     pub txn_id: i64,
+    /// One line on what was done: `upgrade demo 1.0.0 -> 1.1.0 (greeting)`.
     pub summary: String,
     /// Each file, directory or row changed.
     pub changes: Vec<ChangedPath>,
@@ -363,13 +385,21 @@ pub struct Applied {
 
 /// One change to apply as a transaction.
 pub(crate) struct Change<'a> {
+    /// What history calls it: `install`, `upgrade`, `uninstall` or `rollback`.
     pub kind: &'a str,
+    /// The bundle's name.
     pub bundle: &'a str,
+    /// One line for the admin: `install demo 1.0.0 (greeting)`.
     pub summary: String,
+    /// The document changes to apply.
     pub plan: Plan,
+    /// The bundle as State records it now; `None`: not installed.
     pub before: Option<BundleSnapshot>,
+    /// The bundle as State will record it; `None`: removed.
     pub after: Option<BundleSnapshot>,
+    /// What the PBX must reload (and load, and check) once the files are written.
     pub reload: ReloadRequest,
+    /// For a rollback: the history number of the transaction it undoes.
     pub undoes: Option<i64>,
 }
 
@@ -390,8 +420,9 @@ fn new_txn_key() -> String {
 pub struct ChangedPath {
     /// "created", "modified" or "removed".
     pub verb: &'static str,
-    /// The path as the PBX sees it (a row: `<database>#<table>/<key>`).
+    /// The path as the PBX sees it (a row: `<table>:<key>`).
     pub path: String,
+    /// True for a directory (shown with a trailing `/`).
     pub is_dir: bool,
 }
 
@@ -506,11 +537,6 @@ pub(crate) fn execute(
     })
 }
 
-/// Rolls an applied change back: the files (and rows) first; then, if the
-/// journal says the PBX was reloaded, the PBX is put back on the restored
-/// files ([`reload_restored`]) and every module the change loaded is unloaded
-/// again, last loaded first ([`unload_modules`]); then the journal goes.
-/// Returns the modules unloaded.
 /// A transaction whose files are written but not yet committed to State: it
 /// rolls back (files, then the running PBX) unless [`Uncommitted::committed`]
 /// is called, on an error path and on an early return or panic alike.
@@ -564,6 +590,11 @@ impl Drop for Uncommitted<'_> {
     }
 }
 
+/// Rolls an applied change back: the files (and rows) first; then, if the
+/// journal says the PBX was reloaded, the PBX is put back on the restored
+/// files ([`reload_restored`]) and every module the change loaded is unloaded
+/// again, last loaded first ([`unload_modules`]); then the journal goes.
+/// Returns the modules unloaded.
 fn roll_back(
     target: &dyn Target,
     transaction: Transaction,
@@ -657,14 +688,13 @@ fn modules_conf_loads_more(plan: &Plan) -> bool {
         .any(|c| !loads(&text(&c.after)).is_subset(&loads(&text(&c.before))))
 }
 
-/// A dry run's summary, with a warning when applying it would restart Asterisk.
-/// Without `--allow-restart` the dry run is refused as the real run would be, so
-/// a PBX's "before enable" check can stop the admin before anything happens.
 /// What a dry run shows: the change, the diff of every path it would touch,
 /// and what the admin must know before applying it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Preview {
+    /// One line on what the change would do: `install demo 1.0.0 (greeting)`.
     pub summary: String,
+    /// The diff of each document the change would touch, in plan order.
     pub changes: Vec<crate::diff::DiffPart>,
     /// "applying … restarts Asterisk, which ends every live call".
     pub warnings: Vec<String>,
@@ -679,6 +709,7 @@ impl Preview {
 
 /// The preview of `plan`: refused when the change would restart Asterisk and
 /// the admin did not allow it (as applying it would be), else warned.
+/// So a PBX's "before enable" check can stop the admin before anything happens.
 pub(crate) fn preview(session: &Session, plan: &Plan, summary: String) -> Result<Preview, Error> {
     let request = reload_for(plan, Vec::new(), Vec::new());
     let warnings = match session.target.restart_reason(&request) {

@@ -11,7 +11,9 @@ use crate::plan::{Plan, empty_after_plan};
 /// Options for rollback.
 #[derive(Debug, Clone, Default)]
 pub struct RollbackRequest {
+    /// `--dry-run`: show the diff of what would be undone, change nothing.
     pub dry_run: bool,
+    /// `--no-reload`: write the files back but do not reload Asterisk (the admin will).
     pub no_reload: bool,
     /// Undo even over files changed since that transaction.
     pub force: bool,
@@ -20,8 +22,11 @@ pub struct RollbackRequest {
 /// How a rollback ended.
 #[derive(Debug, Clone)]
 pub enum RollbackOutcome {
+    /// History holds no committed transaction left to undo.
     NothingToUndo,
+    /// `--dry-run`: what the rollback would do; nothing was changed.
     DryRun(super::Preview),
+    /// The rollback ran as a transaction of its own (kind `rollback`).
     Applied(Applied),
 }
 

@@ -16,28 +16,39 @@ use crate::pbx::TargetKind;
 /// The whole answer of `featpkg schema --json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Schema {
+    /// The bundle the features come from.
     pub bundle: BundleInfo,
     /// The target the `unsupported` reasons are for.
     pub target: &'static str,
+    /// Every feature of the bundle, in the manifest's order.
     pub features: Vec<FeatureSchema>,
     /// The values a queue rule's `status` may take (app_queue's QUEUESTATUS).
     pub queue_statuses: Vec<&'static str>,
 }
 
+/// The bundle, from its manifest (`bundle.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct BundleInfo {
+    /// The bundle's name: `featpkg-recipes`.
     pub name: String,
+    /// The bundle's version: `1.0.0`.
     pub version: String,
+    /// A sentence or two on the bundle, for the page's heading.
     pub description: String,
 }
 
+/// One feature: what it is, whether this PBX can run it, and its form fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureSchema {
+    /// The feature's id: `busy-callback`.
     pub id: String,
+    /// The feature's own version: `1.0.0`.
     pub version: String,
+    /// One sentence on what the feature does.
     pub summary: String,
     /// Why this PBX cannot run the feature (`None`: it can).
     pub unsupported: Option<String>,
+    /// Its parameters, in `feature.json`'s order.
     pub params: Vec<ParamSchema>,
 }
 
@@ -45,15 +56,24 @@ pub struct FeatureSchema {
 /// page needs no knowledge of which types carry which fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParamSchema {
+    /// The parameter's name: `cancel_code`.
     pub name: String,
+    /// The type's name as `feature.json` writes it: `service_code`, `integer`, `enum`.
     #[serde(rename = "type")]
     pub ty: &'static str,
+    /// The default value (`*601`); empty: none.
     pub default: String,
+    /// One sentence for the admin.
     pub help: String,
+    /// The admin must give a value: there is no usable default.
     pub required: bool,
+    /// The parameter whose value this one takes when left empty; `None`: no such fallback.
     pub default_from: Option<String>,
+    /// The smallest value, for an `integer`; `None` for other types.
     pub min: Option<i64>,
+    /// The largest value, for an `integer`; `None` for other types.
     pub max: Option<i64>,
+    /// The values allowed, for an `enum`; `None` for other types.
     pub values: Option<Vec<String>>,
 }
 

@@ -7,16 +7,24 @@ use crate::state::{BundleSnapshot, InstalledEdit};
 /// What the admin asked to remove.
 #[derive(Debug, Clone, Default)]
 pub struct UninstallRequest {
+    /// What to remove: a bundle (`featpkg-recipes`), one of its features
+    /// (`busy-callback`, when only one bundle has it) or `bundle:feature`.
     pub name: String,
+    /// `--dry-run`: show the diff of what would be removed, change nothing.
     pub dry_run: bool,
+    /// `--no-reload`: change the files but do not reload Asterisk (the admin will).
     pub no_reload: bool,
+    /// `--force`: remove featpkg's blocks and files even when edited by hand
+    /// since, losing those edits.
     pub force: bool,
 }
 
 /// How an uninstall ended.
 #[derive(Debug, Clone)]
 pub enum UninstallOutcome {
+    /// `--dry-run`: what the uninstall would do; nothing was changed.
     DryRun(super::Preview),
+    /// The uninstall ran as one transaction.
     Applied(Applied),
 }
 

@@ -11,10 +11,12 @@ use super::{FileState, TxnError, io, test_point};
 use crate::file_access::{self, FileAccess};
 use crate::hash::sha256_hex;
 
+/// Makes the entries of `dir` durable (a rename or create in it survives a power cut).
 pub(super) fn fsync_dir(dir: &Path) -> Result<(), TxnError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
+/// The directory `path` is in; `.` for a bare file name.
 pub(super) fn parent(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -69,6 +71,7 @@ pub(super) fn remove_empty_dir(path: &Path) -> Result<(), TxnError> {
     fsync_dir(parent(path))
 }
 
+/// True for a file featpkg writes itself (serde leaves the default out of journals).
 pub(super) fn is_direct(access: &FileAccess) -> bool {
     *access == FileAccess::Direct
 }
@@ -117,6 +120,8 @@ pub(super) fn remove_file(path: &Path, access: &FileAccess) -> Result<(), TxnErr
     }
 }
 
+/// The temp file written beside `path` before the rename: `.<name>.featpkg-<txn_id>`
+/// (hidden, unique to the transaction; the journal records it so recovery can remove it).
 pub(super) fn temp_name(path: &Path, txn_id: &str) -> PathBuf {
     let name = path
         .file_name()

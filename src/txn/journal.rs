@@ -18,26 +18,40 @@ use crate::file_access::FileAccess;
 use crate::hash::sha256_hex;
 use crate::pbx::{RowRef, RowState};
 
+/// A file's state as the journal keeps it: the content only as its hash
+/// (the bytes themselves are in the backup file, or in the file once written).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct JournalState {
+    /// Lowercase hex SHA-256 of the content.
     sha256: String,
+    /// Permission bits (`0o644`).
     mode: u32,
+    /// Numeric owner.
     uid: u32,
+    /// Numeric group.
     gid: u32,
 }
 
+/// One change as `journal.json` records it (`"kind": "file"`, `"create_dir"`, …).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum JournalStep {
+    /// A directory the transaction creates.
     CreateDir {
+        /// Where it is on this machine (under `--root`).
         path: PathBuf,
+        /// Its permission bits (`0o755`).
         mode: u32,
     },
+    /// A file the transaction creates, changes or deletes.
     File {
+        /// Where it is on this machine (under `--root`).
         path: PathBuf,
+        /// Its state before; `None`: it did not exist.
         before: Option<JournalState>,
         /// Backup file name inside the journal directory, when `before` exists.
         backup: Option<String>,
+        /// Its state after; `None`: the transaction deletes it.
         after: Option<JournalState>,
         /// Temp file written beside `path` before the rename.
         temp: PathBuf,
@@ -45,21 +59,30 @@ pub(super) enum JournalStep {
         #[serde(default, skip_serializing_if = "is_direct")]
         access: FileAccess,
     },
+    /// An empty directory the transaction removes.
     RemoveDir {
+        /// Where it is on this machine (under `--root`).
         path: PathBuf,
+        /// The permission bits it is recreated with on undo.
         mode: u32,
     },
     /// Rows are small: both states sit in the journal itself.
     Row {
+        /// The database file and the row in it.
         row: RowRef,
+        /// The row's columns before; `None`: the row did not exist.
         before: Option<RowState>,
+        /// The row's columns after; `None`: the transaction deletes the row.
         after: Option<RowState>,
     },
 }
 
+/// The content of `journal.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Journal {
+    /// The transaction's id, also its directory's name (`<unix seconds>-<nanoseconds>-<pid>`).
     pub(super) txn_id: String,
+    /// One step per change, in the order they are applied (undone in reverse).
     pub(super) steps: Vec<JournalStep>,
 }
 
@@ -229,6 +252,7 @@ pub(super) fn temps(journal: &Journal) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The line `pbx.log` records for `event`: `reload`, or `load <module>`.
 pub(super) fn pbx_log_line(event: &PbxEvent) -> String {
     match event {
         PbxEvent::Reload => "reload\n".to_string(),

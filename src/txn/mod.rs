@@ -45,61 +45,96 @@ use journal::{Journal, discard_journal, pbx_log_line, read_pbx_log};
 /// Content and metadata of a file, before or after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
+    /// The file's bytes.
     pub content: Vec<u8>,
     /// Permission bits (`0o644`).
     pub mode: u32,
+    /// Numeric owner (uid), e.g. the `asterisk` user's.
     pub uid: u32,
+    /// Numeric group (gid).
     pub gid: u32,
 }
 
 /// Transaction failures; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
+    /// A file system call failed on `path`.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory the call was about.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// The document (path given) no longer holds what the plan started from;
+    /// found before anything was written.
     #[error(
         "{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written, run the command again"
     )]
     Changed(PathBuf),
+    /// A journal directory (path given) of an earlier transaction that never
+    /// finished: it must be recovered before a new transaction starts.
     #[error("an unfinished transaction journal is in {0}; run `featpkg recover`")]
     Unfinished(PathBuf),
+    /// Undo found a file (first path) in neither its before nor its after
+    /// state; the second path is the journal directory holding its backup.
     #[error(
         "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original as a backup)"
     )]
     Drift(PathBuf, PathBuf),
+    /// A file to change (path given) is a symbolic link.
     #[error(
         "{0} is a symbolic link; featpkg changes only regular files (a rename would replace the link)"
     )]
     Symlink(PathBuf),
+    /// A directory featpkg made and would remove (path given) holds files
+    /// someone else put there.
     #[error("directory {0} is not empty, cannot remove it")]
     DirNotEmpty(PathBuf),
+    /// A journal that cannot be read or parsed, so featpkg does not know what to undo.
     #[error(
         "journal {path} is unreadable: {message}; featpkg will not guess what to undo: the backup-NNN files beside it hold the original bytes of the files it lists; put back what is needed, then remove that journal directory"
     )]
-    BadJournal { path: PathBuf, message: String },
+    BadJournal {
+        /// The journal file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Another featpkg run kept the PBX's lock for longer than this one waits.
     #[error(
         "another featpkg run holds the lock {path}; waited {waited_s} s for it (try again when it has finished)"
     )]
-    Locked { path: PathBuf, waited_s: u64 },
+    Locked {
+        /// The lock file: `<state_dir>/lock`.
+        path: PathBuf,
+        /// How long this run waited, in seconds.
+        waited_s: u64,
+    },
+    /// A module name (given) that is not a plain file name such as
+    /// `func_extstate.so` (see [`valid_module_name`]).
     #[error(
         "module name {0:?} is not a plain file name (letters, digits, '_', '-', '.'); featpkg will not pass it to Asterisk"
     )]
     BadModuleName(String),
+    /// A failure a test asked for at this point (`FEATPKG_TEST_FAIL_AT`, see [`test_point`]).
     #[error("injected failure at {0} (FEATPKG_TEST_FAIL_AT)")]
     Injected(String),
+    /// Reading or writing a row of the PBX's configuration database failed.
     #[error(transparent)]
     Row(#[from] RowError),
+    /// Reading or writing a crontab through crontab(1) failed.
     #[error(transparent)]
     Crontab(#[from] CrontabError),
+    /// Undo found a database row (named `<table>:<key>`) in neither its before
+    /// nor its after state; the path is the journal directory holding the original.
     #[error(
         "cannot undo the change to {0}: it no longer matches what featpkg wrote nor what was there before; fix it by hand (the journal in {1} keeps the original row)"
     )]
     RowDrift(String, PathBuf),
 }
 
+/// For `map_err`: an I/O error on `path` as [`TxnError::Io`].
 pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> TxnError + '_ {
     move |source| TxnError::Io {
         path: path.to_path_buf(),
@@ -448,6 +483,8 @@ fn undo_journal(dir: &Path, txn_id: &str, changes: &[DocChange]) -> Result<Undon
 /// What [`recover`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The recovered transaction's id, its journal directory's name
+    /// (`<unix seconds>-<nanoseconds>-<pid>`).
     pub txn_id: String,
     /// true: rolled forward (the transaction had committed); false: rolled back.
     pub rolled_forward: bool,
