@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{Error, Session};
 use crate::change::Doc;
 use crate::hash::sha256_hex;
-use crate::marker::{self, BlockId, CommentStyle};
+use crate::marker::{self, BlockId};
 use crate::plan::PlanError;
 use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
 use crate::txn::FileState;
@@ -117,18 +117,22 @@ fn owned_file_drift(
     }
 }
 
-/// The body of an intact block in `text` (empty if it cannot be read).
-fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
-    let style = if edit.comment == '#' {
-        CommentStyle::Hash
-    } else {
-        CommentStyle::Semicolon
-    };
+/// The body of `edit`'s block in `text`: `None` when its markers are not there.
+fn installed_block<'t>(
+    bundle: &str,
+    edit: &InstalledEdit,
+    text: &'t [u8],
+) -> Result<Option<&'t [u8]>, marker::MarkerError> {
     let id = BlockId {
         bundle: bundle.to_string(),
         edit: edit.edit_id.clone(),
     };
-    marker::block_body(text, style, &id)
+    marker::block_body(text, crate::plan::style(edit.comment), &id)
+}
+
+/// The body of an intact block in `text` (empty if it cannot be read).
+fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
+    installed_block(bundle, edit, text)
         .ok()
         .flatten()
         .map(<[u8]>::to_vec)
@@ -137,16 +141,7 @@ fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
 
 /// How a block in `text` differs from what featpkg wrote, if it does.
 fn block_drift(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Option<(&'static str, String)> {
-    let style = if edit.comment == '#' {
-        CommentStyle::Hash
-    } else {
-        CommentStyle::Semicolon
-    };
-    let id = BlockId {
-        bundle: bundle.to_string(),
-        edit: edit.edit_id.clone(),
-    };
-    match marker::block_body(text, style, &id) {
+    match installed_block(bundle, edit, text) {
         Err(e) => Some(("markers", e.to_string())),
         Ok(None) => Some(("missing", "block markers not found".into())),
         Ok(Some(body)) if sha256_hex(body) != edit.sha256 => Some((
