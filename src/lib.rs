@@ -3,6 +3,8 @@
 //! One module per concept of `DESIGN.md`; the CLI in `main.rs` only parses arguments
 //! and prints what the library returns (`ops`).
 
+#![warn(missing_docs)]
+
 pub mod ami_address;
 pub mod asterisk_config;
 pub mod bundle;

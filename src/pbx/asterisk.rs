@@ -33,15 +33,29 @@ pub const DEFAULT_ASTERISK_CONF: &str = "/etc/asterisk/asterisk.conf";
 /// Why the target could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    /// asterisk.conf is not where it was looked for; holds its path on this
+    /// machine (`--root` included): `/etc/asterisk/asterisk.conf`.
     #[error("asterisk.conf not found at {0} (point to it with --asterisk-conf PATH)")]
     MissingAsteriskConf(PathBuf),
+    /// A configuration file the target reads to set itself up (asterisk.conf,
+    /// manager.conf) exists but could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file's path on this machine: `/etc/asterisk/asterisk.conf`.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// A setting the target needs is unusable: asterisk.conf does not parse,
+    /// a `[directories]` entry is not an absolute path, a command option is empty.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// Where the setting comes from: asterisk.conf's path, or the PBX
+        /// root (`--root`) for a command-line option.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// A plain Asterisk box (or a tree shaped like one under `--root`).
@@ -337,6 +351,7 @@ pub enum ModuleStatus {
     Absent,
     /// Listed but "Not Running" (it declined to load).
     NotRunning,
+    /// Loaded and running.
     Running,
 }
 

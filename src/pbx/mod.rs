@@ -96,7 +96,9 @@ pub fn open(kind: TargetKind, options: &TargetOptions) -> Result<Box<dyn Target>
 #[derive(Debug, thiserror::Error)]
 #[error("{edit}: {message}")]
 pub struct PlaceError {
+    /// The edit's id, `<feature>/<edit>`.
     pub edit: String,
+    /// Why this PBX cannot take it: `a crontab block needs '#' markers`.
     pub message: String,
 }
 
@@ -142,21 +144,46 @@ impl ReloadRequest {
 /// A failed reload or post-reload check; the message quotes what the PBX said.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The command could not be started at all (e.g. `asterisk` is not on
+    /// the PATH).
     #[error("could not run {command:?}: {source}")]
     Spawn {
+        /// The command line as shown to the user: `asterisk -rx "core reload"`.
         command: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The command ran but failed: a non-zero exit, Asterisk unreachable
+    /// (`Unable to connect`), or output without the expected success line.
     #[error("`{command}` failed: {output}")]
-    Failed { command: String, output: String },
+    Failed {
+        /// The command as shown to the user: `module reload res_pjsip.so`.
+        command: String,
+        /// What it printed (or why it counts as failed).
+        output: String,
+    },
+    /// After the reload, a context the change must define is not in
+    /// Asterisk's dialplan.
     #[error(
         "after reload, context [{context}] does not exist (`dialplan show {context}` said: {output})"
     )]
-    MissingContext { context: String, output: String },
+    MissingContext {
+        /// The context's name without brackets: `from-internal`.
+        context: String,
+        /// What `dialplan show <context>` printed.
+        output: String,
+    },
+    /// A module was about to be loaded, but the fact could not be written to
+    /// the transaction's journal first, so it was not loaded (see [`RecordLoad`]).
     #[error(
         "could not record {module} in the transaction's journal before loading it ({message}); it was not loaded"
     )]
-    Journal { module: String, message: String },
+    Journal {
+        /// The module: `func_extstate.so`.
+        module: String,
+        /// Why the journal could not record it.
+        message: String,
+    },
 }
 
 /// What [`Target::reload`] calls before the PBX loads a module for a change (a

@@ -23,63 +23,144 @@ use owned_file::plan_owned_file;
 /// Why a plan could not be made; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// featpkg's begin/end marker lines in the document are broken (an
+    /// unmatched or duplicated marker), so its blocks cannot be found safely.
     #[error("{path}: {message}")]
-    Markers { path: String, message: String },
+    Markers {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
+        path: String,
+        /// What is wrong with the markers, from [`crate::marker::MarkerError`].
+        message: String,
+    },
+    /// A block featpkg wrote no longer has the hash State recorded for it:
+    /// someone edited inside it. Overridden with `--force`.
     #[error(
         "{path}: featpkg block {edit} was changed by hand since featpkg wrote it; refusing to {action} it (re-run with --force to {action} it anyway, losing those changes)"
     )]
     ModifiedBlock {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
         path: String,
+        /// The edit's id, `<feature>/<edit>`.
         edit: String,
+        /// What the plan meant to do to the block: `replace` or `remove`.
         action: &'static str,
     },
+    /// A block State records is no longer in the document. Overridden with
+    /// `--force` (the plan goes on as if it were removed).
     #[error(
         "{path}: featpkg block {edit} is missing (removed by hand?); re-run with --force to go on without it"
     )]
-    MissingBlock { path: String, edit: String },
+    MissingBlock {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
+        path: String,
+        /// The edit's id, `<feature>/<edit>`.
+        edit: String,
+    },
+    /// A whole file featpkg installed was changed or deleted since (its hash
+    /// differs from State's record, or it is gone). Overridden with `--force`.
     #[error(
         "{path}: file installed by featpkg ({edit}) was {what} by hand; re-run with --force to {action} it anyway"
     )]
     ModifiedFile {
+        /// The file's runtime path: `/etc/asterisk/featpkg-ami/busy-callback.conf`.
         path: String,
+        /// The edit's id, `<feature>/<edit>`.
         edit: String,
+        /// What happened to it: `changed` or `deleted`.
         what: &'static str,
+        /// What the plan meant to do to it: `replace` or `remove`.
         action: &'static str,
     },
+    /// A whole file featpkg would create already exists and State has no
+    /// record of it: it belongs to someone else, and `--force` does not help.
     #[error(
         "{path} already exists and is not featpkg's ({edit} would overwrite it); move it away first"
     )]
-    FileInTheWay { path: String, edit: String },
+    FileInTheWay {
+        /// The file's runtime path: `/etc/asterisk/featpkg-ami/busy-callback.conf`.
+        path: String,
+        /// The edit that would create it, `<feature>/<edit>`.
+        edit: String,
+    },
+    /// A block is meant for a shared file that does not exist (and the PBX
+    /// does not create it): featpkg adds to existing configuration only.
     #[error("{path} does not exist; featpkg adds its blocks only to existing files ({edit})")]
-    MissingFile { path: String, edit: String },
+    MissingFile {
+        /// The missing file's runtime path: `/etc/asterisk/extensions.conf`.
+        path: String,
+        /// The edit that wanted it, `<feature>/<edit>`.
+        edit: String,
+    },
+    /// A block that goes into a named section (`[from-internal]`) finds no
+    /// such section in the document.
     #[error("{path} has no [{section}] section to add {edit} to")]
     MissingSection {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
         path: String,
+        /// The section's name without brackets: `from-internal`.
         section: String,
+        /// The edit's id, `<feature>/<edit>`.
         edit: String,
     },
+    /// A new block clashes with configuration already there (e.g. the same
+    /// dialplan extension and priority defined twice).
     #[error("refusing {edit}, it conflicts with the existing configuration:\n  {}", conflicts.join("\n  "))]
     Conflicts {
+        /// The edit's id, `<feature>/<edit>`.
         edit: String,
+        /// One line per clash, `<file>:<line>: <message>`.
         conflicts: Vec<String>,
     },
+    /// A document holds a block with featpkg's markers that State has no
+    /// record of, and its body is not what featpkg would write. Overwritten
+    /// with `--force`.
     #[error(
         "{path}: featpkg block {edit} is in the file but featpkg has no record of it (state database lost or restored from an older copy?) and it differs from what featpkg would write; re-run with --force to overwrite it"
     )]
-    UnknownBlock { path: String, edit: String },
+    UnknownBlock {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
+        path: String,
+        /// The edit's id, `<feature>/<edit>`.
+        edit: String,
+    },
+    /// The document is a symbolic link; featpkg changes only regular files.
     #[error(
         "{path} is a symbolic link (to {target}); featpkg changes only regular files, so that its rename never replaces your link and never writes outside the PBX tree: put the real file in its place, then run again"
     )]
-    Symlink { path: String, target: String },
+    Symlink {
+        /// The link's path on this machine: `/etc/asterisk/extensions.conf`.
+        path: String,
+        /// Where the link points, as stored in it (or why it could not be read).
+        target: String,
+    },
+    /// The document or a new block is not configuration that Asterisk would
+    /// read as meant (a parse error, an unclosed block comment, a dialplan
+    /// block in `[general]`), or the PBX cannot take the edit there.
     #[error("{path}: {message}")]
-    Config { path: String, message: String },
+    Config {
+        /// The document's runtime path: `/etc/asterisk/extensions.conf`, or a
+        /// database row's `<table>:<key>`.
+        path: String,
+        /// What is wrong, with the line when known: `line 12: ...`.
+        message: String,
+    },
+    /// Reading a database row the plan changes failed.
     #[error(transparent)]
     Row(#[from] RowError),
+    /// Reading a crontab through crontab(1) failed.
     #[error(transparent)]
     Crontab(#[from] crate::file_access::CrontabError),
+    /// Reading a file (or its metadata) failed for another reason than its absence.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file's path on this machine.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -121,7 +202,7 @@ pub struct Plan {
     pub forced: Vec<String>,
     /// (path, edit id) of this bundle's blocks that the plan does not change
     /// but that now carry the "a line ending was added before me" fact of a
-    /// block removed right in front of them (see [`marker::remove_blocks`]):
+    /// block removed right in front of them (see [`crate::marker::remove_blocks`]):
     /// an uninstall of one feature records it for the features that stay.
     pub added_newline_moved: Vec<(String, String)>,
 }

@@ -46,17 +46,23 @@ ALTER TABLE bundles RENAME COLUMN row_baselines TO baselines;
 /// A committed transaction as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
+    /// The transaction's number in history: what `featpkg rollback` names.
     pub id: i64,
     /// The journal's key (`<epoch>-<nanos>-<pid>`), which crash recovery looks up.
     pub txn_key: String,
     /// install | upgrade | uninstall | rollback.
     pub kind: String,
+    /// The name of the bundle it changed: `demo`.
     pub bundle: String,
+    /// One line for the admin: `upgrade demo 1.0.0 -> 1.1.0 (greeting)`.
     pub summary: String,
+    /// When it committed, in seconds since the Unix epoch.
     pub committed_at: i64,
     /// committed | rolled-back.
     pub status: String,
+    /// The bundle as State recorded it before; `None`: not installed.
     pub bundle_before: Option<BundleSnapshot>,
+    /// The bundle as State recorded it afterwards; `None`: removed.
     pub bundle_after: Option<BundleSnapshot>,
     /// The changes in the order they were applied; each `after` is a
     /// [`DocState::Fingerprint`] (see the module doc).
@@ -66,11 +72,17 @@ pub struct TxnRecord {
 /// What to record when a transaction commits.
 #[derive(Debug, Clone)]
 pub struct NewTxn<'a> {
+    /// The journal's key (`<epoch>-<nanos>-<pid>`), which crash recovery looks up.
     pub txn_key: &'a str,
+    /// `install`, `upgrade`, `uninstall` or `rollback`.
     pub kind: &'a str,
+    /// The name of the bundle it changes: `demo`.
     pub bundle: &'a str,
+    /// One line for the admin: `install demo 1.0.0 (greeting)`.
     pub summary: &'a str,
+    /// The bundle as State records it before; `None`: not installed.
     pub bundle_before: Option<&'a BundleSnapshot>,
+    /// The bundle as State will record it; `None`: removed.
     pub bundle_after: Option<&'a BundleSnapshot>,
     /// The changes the transaction applied, in order.
     pub changes: &'a [DocChange],

@@ -77,20 +77,35 @@ ALTER TABLE bundles ADD COLUMN row_baselines TEXT NOT NULL DEFAULT '{}';
 /// State database errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// SQLite failed to open, read or write the database.
     #[error("state database {path}: {source}")]
     Sqlite {
+        /// The database file: `<state_dir>/state.db`.
         path: String,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The database was written by a newer featpkg with a schema this one
+    /// does not know; it is left untouched.
     #[error(
         "state database {path} has schema version {found}; this featpkg knows up to {SCHEMA_VERSION} (upgrade featpkg)"
     )]
-    TooNew { path: String, found: i64 },
+    TooNew {
+        /// The database file: `<state_dir>/state.db`.
+        path: String,
+        /// The schema version stored in it (greater than [`SCHEMA_VERSION`]).
+        found: i64,
+    },
+    /// A value stored as JSON (a bundle's directories, baselines or
+    /// snapshot, a row as it was) cannot be read back; the text says what.
     #[error("state database: corrupt record: {0}")]
     Corrupt(String),
+    /// The directory that holds the database could not be created.
     #[error("cannot create state directory {path}: {source}")]
     Dir {
+        /// The state directory.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -98,13 +113,27 @@ pub enum StateError {
 /// One installed edit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledEdit {
+    /// The feature the edit belongs to: `greeting`.
     pub feature: String,
+    /// The edit's id, `<feature>/<edit>`; unique within the bundle.
     pub edit_id: String,
+    /// A block in a shared document, or a whole file.
     pub kind: EditKind,
+    /// The document's runtime path (without `--root`):
+    /// `/etc/asterisk/extensions.conf`, or a database row's `<table>:<key>`.
     pub path: String,
+    /// Lowercase hex SHA-256 of the block's body (or the whole file) exactly
+    /// as featpkg wrote it; a different hash now means a hand edit.
     pub sha256: String,
+    /// featpkg added a line ending to the end of the document before this
+    /// block (the document did not end with one), so removing the block
+    /// takes that line ending away again.
     pub added_newline: bool,
+    /// The comment character of the block's marker lines: `;` or `#`
+    /// (`;` for a whole file, which has no markers).
     pub comment: char,
+    /// Permission bits (e.g. `0o644`): of the file as installed for a whole
+    /// file; of the document when the block was written for a block.
     pub mode: u32,
 }
 
@@ -112,7 +141,9 @@ pub struct InstalledEdit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EditKind {
+    /// A marked block inside a document others write too (stored as `block`).
     Block,
+    /// A whole file that featpkg created and owns (stored as `file`).
     File,
 }
 
@@ -128,19 +159,30 @@ impl EditKind {
 /// One installed feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledFeature {
+    /// The feature's id within its bundle: `greeting`.
     pub id: String,
+    /// The feature's version as installed: `1.0.0`.
     pub version: String,
+    /// Parameter values the admin set explicitly (name -> value); kept
+    /// across upgrades.
     pub user_params: BTreeMap<String, String>,
+    /// Every parameter's effective value (name -> value): the admin's where
+    /// set, else the feature's default.
     pub params: BTreeMap<String, String>,
 }
 
 /// Everything State knows about one installed bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleSnapshot {
+    /// The bundle's name: `demo`.
     pub name: String,
+    /// The bundle's version as installed: `1.0.0`.
     pub version: String,
+    /// Lowercase hex SHA-256 of the bundle archive it was installed from.
     pub archive_sha256: String,
+    /// The bundle's installed features.
     pub features: Vec<InstalledFeature>,
+    /// Every edit the bundle has on the system, across all its features.
     pub edits: Vec<InstalledEdit>,
     /// Directories featpkg created (runtime paths), removed again once empty.
     pub dirs: Vec<String>,

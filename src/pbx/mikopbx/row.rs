@@ -35,9 +35,15 @@ pub const SIP_PREFIX: &str = "m_Sip:";
 #[serde(tag = "table", rename_all = "snake_case")]
 pub enum RowKey {
     /// `m_CustomFiles` row of one file path.
-    CustomFile { filepath: String },
+    CustomFile {
+        /// The generated file the row belongs to: `/etc/asterisk/extensions.conf`.
+        filepath: String,
+    },
     /// `m_Sip.manualattributes` of one extension.
-    SipAttributes { extension: String },
+    SipAttributes {
+        /// The employee's extension number: `201`.
+        extension: String,
+    },
 }
 
 impl RowKey {
@@ -69,6 +75,7 @@ impl RowKey {
 pub struct RowRef {
     /// The SQLite file on this machine.
     pub db: PathBuf,
+    /// The row in it.
     pub key: RowKey,
 }
 
@@ -76,11 +83,18 @@ pub struct RowRef {
 /// For `m_Sip` only `content` (= `manualattributes`) is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowState {
+    /// The text the row holds as stored, normally base64 (see
+    /// [`decode_content`]): `m_CustomFiles.content` or `m_Sip.manualattributes`.
     pub content: Option<String>,
+    /// How MikoPBX uses a custom file's text: `none`, `append`, `override`,
+    /// `script` or `custom`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// MikoPBX's "saved but not yet applied" flag: `1` after a save, `0`
+    /// once MikoPBX has regenerated the file.
     #[serde(default)]
     pub changed: Option<String>,
+    /// The admin's note on the custom file, as shown in MikoPBX's web interface.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -88,13 +102,25 @@ pub struct RowState {
 /// Database failures, each naming the row.
 #[derive(Debug, thiserror::Error)]
 pub enum RowError {
+    /// SQLite failed to open, read or write the database.
     #[error("{db}: {source}")]
     Sqlite {
+        /// The database file: `/cf/conf/mikopbx.db`.
         db: PathBuf,
+        /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The database is not as featpkg needs it: missing, two rows for one
+    /// file path, no employee with the extension, a row it must not delete.
     #[error("{db}: {message}")]
-    Invalid { db: PathBuf, message: String },
+    Invalid {
+        /// The database file: `/cf/conf/mikopbx.db`.
+        db: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The row no longer holds what the plan was made from, so nothing was
+    /// written to it; holds its runtime name (`m_Sip:201`).
     #[error(
         "{0} changed since featpkg planned this change (someone edited it meanwhile); nothing was written to it, run the command again"
     )]
