@@ -378,24 +378,6 @@ impl Request<'_> {
             .filter(|(path, _)| path == runtime_path)
             .map(|(_, edit)| edit)
             .collect();
-        let (host_path, access) = match self.target.document(runtime_path) {
-            Doc::File { path, access } => (path, access),
-            Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
-            Doc::Row(row) => {
-                let baseline = self
-                    .installed
-                    .and_then(|b| b.row_baselines.get(runtime_path));
-                let edits = DocEdits {
-                    target: self.target,
-                    bundle: self.bundle,
-                    path: runtime_path,
-                    olds: &olds,
-                    news: &news,
-                    force: self.force,
-                };
-                return self.target.plan_row(edits, row, baseline, out);
-            }
-        };
         let edits = DocEdits {
             target: self.target,
             bundle: self.bundle,
@@ -404,7 +386,16 @@ impl Request<'_> {
             news: &news,
             force: self.force,
         };
-        plan_file(edits, host_path, access, out)
+        match self.target.document(runtime_path) {
+            Doc::File { path, access } => plan_file(edits, path, access, out),
+            Doc::Dir { .. } => unreachable!("a target names files and rows, not directories"),
+            Doc::Row(row) => {
+                let baseline = self
+                    .installed
+                    .and_then(|b| b.row_baselines.get(runtime_path));
+                self.target.plan_row(edits, row, baseline, out)
+            }
+        }
     }
 }
 

@@ -230,7 +230,7 @@ fn text_of(value: rusqlite::types::Value) -> Option<String> {
 }
 
 /// Reads one row (`None`: no such custom-file row).
-pub fn read(row: &RowRef) -> Result<Option<RowState>, RowError> {
+fn read(row: &RowRef) -> Result<Option<RowState>, RowError> {
     let conn = connect(&row.db)?;
     read_in(&conn, row)
 }
@@ -241,7 +241,8 @@ impl RowRef {
         read(self)
     }
 
-    /// See [`compare_and_write`].
+    /// Writes `after` in one SQLite transaction if the row still holds
+    /// `expected`; otherwise writes nothing and returns [`RowError::Changed`].
     pub fn compare_and_write(
         &self,
         expected: Option<&RowState>,
@@ -314,7 +315,7 @@ fn write_in(conn: &Connection, row: &RowRef, after: Option<&RowState>) -> Result
 
 /// Writes `after` in one SQLite transaction if the row still holds `expected`;
 /// otherwise writes nothing and returns [`RowError::Changed`].
-pub fn compare_and_write(
+fn compare_and_write(
     row: &RowRef,
     expected: Option<&RowState>,
     after: Option<&RowState>,

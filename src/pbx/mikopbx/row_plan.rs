@@ -95,13 +95,13 @@ pub(super) fn plan_row(
 }
 
 fn text_of(state: Option<&RowState>) -> Vec<u8> {
-    row::decode_content(state.and_then(|s| s.content.as_deref()))
+    state.map(RowState::text).unwrap_or_default()
 }
 
 /// Reads the row and prepares its text for the planner.
 fn row_text(edits: DocEdits, row: &RowRef) -> Result<RowText, PlanError> {
     let runtime_path = edits.path;
-    let current = row::read(row)?;
+    let current = row.read()?;
     let text = text_of(current.as_ref());
     let comment = comment_of(edits.olds, edits.news);
     // Marker problems are reported with the row's own line numbers.
