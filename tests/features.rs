@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use featpkg::ami_address::AmiAddress;
-use featpkg::feature::{FeatureDef, PbxDir, PbxVars, RenderedContent};
+use featpkg::feature::{FeatureDef, PbxDir, PbxVars, RenderedContent, Written};
 
 fn read(path: &str) -> Option<Vec<u8>> {
     let rel = path.strip_prefix("features/")?;
@@ -51,10 +51,13 @@ fn block(def: &FeatureDef, user: &[(&str, &str)], edit: &str) -> Option<String> 
         .unwrap();
     r.edits
         .into_iter()
-        .find(|e| e.edit_id == edit)
-        .map(|e| match e.content {
-            RenderedContent::Block { body, .. } => body,
-            RenderedContent::File { .. } => panic!("{edit} is a file"),
+        .find(|(_, e)| e.edit_id == edit)
+        .map(|(_, e)| match e.content {
+            RenderedContent::Block {
+                body: Written::Full(body),
+                ..
+            } => body,
+            _ => panic!("{edit} is not a rendered block"),
         })
 }
 

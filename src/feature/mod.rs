@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use param::{ParamSpec, ParamType};
-pub use render::{PbxVars, RenderedContent, RenderedDestination, RenderedEdit, RenderedFeature};
+pub use render::{
+    PbxVars, RenderedContent, RenderedDestination, RenderedEdit, RenderedFeature, Written,
+};
 
 /// A directory of the PBX, as named in `asterisk.conf` `[directories]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

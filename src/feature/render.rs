@@ -11,40 +11,115 @@ use super::{
     binary_path, template,
 };
 
-/// What one edit will put on the PBX once rendered.
+/// What one edit puts on the PBX: rendered, with its full content; once
+/// installed, as State keeps it (the content by its SHA-256, see [`Written`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderedContent {
     /// A marked block in a shared text file.
     Block {
         /// The text between the markers, ending in a newline.
-        body: String,
+        body: Written<String>,
         /// The section whose end the block goes at (`modules`); `None`: the end of the file.
         section: Option<String>,
         /// How to check the block against the file's present config; `None`: not checked.
         check: Option<ConfigCheck>,
         /// The comment character the markers start with: `;` (Asterisk) or `#` (crontab).
         comment: char,
+        /// Once installed: featpkg added a line ending to the end of the
+        /// document before this block (it did not end with one), so removing
+        /// the block takes that line ending away again. Always false when rendered.
+        added_newline: bool,
     },
     /// A whole file featpkg owns.
     File {
         /// Its full content: a bundled binary or a rendered template.
-        bytes: Vec<u8>,
+        bytes: Written<Vec<u8>>,
         /// Permission bits, e.g. `0o755`.
         mode: u32,
     },
 }
 
-/// One rendered edit: `edit_id` is `<feature>/<edit>`, unique within a bundle.
+/// The bytes an edit writes, as far as featpkg holds them: in full once
+/// rendered; only their SHA-256 once installed (State keeps no copy, the bytes
+/// are on the PBX; a different hash there now means a hand edit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written<T> {
+    /// The content itself.
+    Full(T),
+    /// Lowercase hex SHA-256 of the content exactly as featpkg wrote it.
+    Sha256(String),
+}
+
+impl<T: AsRef<[u8]>> Written<T> {
+    /// The content's lowercase hex SHA-256.
+    pub fn sha256(&self) -> String {
+        match self {
+            Written::Full(content) => crate::hash::sha256_hex(content.as_ref()),
+            Written::Sha256(hash) => hash.clone(),
+        }
+    }
+
+    /// The content, when featpkg holds it (a rendered edit always does).
+    pub fn full(&self) -> Option<&T> {
+        match self {
+            Written::Full(content) => Some(content),
+            Written::Sha256(_) => None,
+        }
+    }
+
+    /// The same content known only by its hash: what State keeps.
+    pub fn fingerprint(&self) -> Written<T> {
+        Written::Sha256(self.sha256())
+    }
+}
+
+/// One edit of a feature: `edit_id` is `<feature>/<edit>`, unique within a
+/// bundle. Where it goes travels beside it: its [`Location`] once rendered
+/// (`RenderedFeature::edits`), the document's runtime path once the PBX placed
+/// it (`Target::place`, the plan, State).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEdit {
     /// The feature's id: `busy-callback`.
     pub feature: String,
     /// `<feature>/<edit>`: `busy-callback/dialplan`.
     pub edit_id: String,
-    /// The file it lands in: `etc:extensions.conf`.
-    pub location: Location,
     /// What it puts there.
     pub content: RenderedContent,
+}
+
+impl RenderedEdit {
+    /// True for a whole file featpkg owns, false for a marked block.
+    pub fn is_file(&self) -> bool {
+        matches!(self.content, RenderedContent::File { .. })
+    }
+
+    /// The comment character of a block's markers; `None` for a whole file.
+    pub fn comment(&self) -> Option<char> {
+        match self.content {
+            RenderedContent::Block { comment, .. } => Some(comment),
+            RenderedContent::File { .. } => None,
+        }
+    }
+
+    /// Once installed: whether featpkg added a line ending before this block
+    /// (always false for a whole file).
+    pub fn added_newline(&self) -> bool {
+        matches!(
+            self.content,
+            RenderedContent::Block {
+                added_newline: true,
+                ..
+            }
+        )
+    }
+
+    /// The SHA-256 of what it writes (a block's body, or the whole file).
+    pub fn sha256(&self) -> String {
+        match &self.content {
+            RenderedContent::Block { body, .. } => body.sha256(),
+            RenderedContent::File { bytes, .. } => bytes.sha256(),
+        }
+    }
 }
 
 /// What a PBX contributes to every template of a feature.
@@ -70,8 +145,9 @@ pub struct RenderedFeature {
     pub contexts: Vec<String>,
     /// Entry points a PBX may offer in its destination pickers.
     pub destinations: Vec<RenderedDestination>,
-    /// Its edits; a block that renders to blank text is left out.
-    pub edits: Vec<RenderedEdit>,
+    /// Its edits, each with the file it lands in (`etc:extensions.conf`); a
+    /// block that renders to blank text is left out.
+    pub edits: Vec<(Location, RenderedEdit)>,
 }
 
 /// A destination rendered with a feature's parameters, as `featpkg destinations` prints it.
@@ -244,7 +320,7 @@ impl Fragments<'_> {
 
     /// One edit of the definition, rendered; `None` for a block that renders
     /// to nothing (e.g. no endpoints listed: nothing to add).
-    fn edit(&self, edit: &EditDef) -> Result<Option<RenderedEdit>, FeatureError> {
+    fn edit(&self, edit: &EditDef) -> Result<Option<(Location, RenderedEdit)>, FeatureError> {
         let (id, file, content) = match edit {
             EditDef::Block {
                 id,
@@ -269,12 +345,12 @@ impl Fragments<'_> {
         };
         let location =
             Location::parse(file).map_err(|e| self.feature.invalid(format!("edit {id}: {e}")))?;
-        Ok(Some(RenderedEdit {
+        let edit = RenderedEdit {
             feature: self.feature.id.clone(),
             edit_id: format!("{}/{id}", self.feature.id),
-            location,
             content,
-        }))
+        };
+        Ok(Some((location, edit)))
     }
 
     /// A marked block's body (ending in a newline), or `None` when it is blank.
@@ -300,10 +376,11 @@ impl Fragments<'_> {
             body + "\n"
         };
         Ok(Some(RenderedContent::Block {
-            body,
+            body: Written::Full(body),
             section: section.clone(),
             check,
             comment,
+            added_newline: false,
         }))
     }
 
@@ -333,7 +410,10 @@ impl Fragments<'_> {
             (None, Some(t)) => self.template(t)?.into_bytes(),
             _ => return Err(bad(format!("edit {id}: give one of binary or template"))),
         };
-        Ok(RenderedContent::File { bytes, mode })
+        Ok(RenderedContent::File {
+            bytes: Written::Full(bytes),
+            mode,
+        })
     }
 }
 

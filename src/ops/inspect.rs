@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::{Error, Session};
 use crate::change::Doc;
+use crate::feature::{RenderedContent, RenderedEdit};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId};
 use crate::plan::PlanError;
-use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
+use crate::state::BundleSnapshot;
 use crate::txn::FileState;
 
 /// Everything installed, from State.
@@ -37,12 +38,12 @@ pub struct Drift {
 pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     let mut out = Vec::new();
     for bundle in session.state.bundles()? {
-        for edit in &bundle.edits {
-            if let Some((kind, detail)) = edit_drift(session, &bundle.name, edit)? {
+        for (path, edit) in &bundle.edits {
+            if let Some((kind, detail)) = edit_drift(session, &bundle.name, path, edit)? {
                 out.push(Drift {
                     bundle: bundle.name.clone(),
                     edit: edit.edit_id.clone(),
-                    path: edit.path.clone(),
+                    path: path.clone(),
                     kind: kind.into(),
                     detail,
                 });
@@ -52,14 +53,16 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     Ok(out)
 }
 
-/// How one installed edit differs from its document now (kind, detail), if it does.
-/// A document's text is checked whatever holds it (a file, a database row).
+/// How one installed edit differs from its document (at runtime `path`) now
+/// (kind, detail), if it does. A document's text is checked whatever holds it
+/// (a file, a database row).
 fn edit_drift(
     session: &Session,
     bundle: &str,
-    edit: &InstalledEdit,
+    path: &str,
+    edit: &RenderedEdit,
 ) -> Result<Option<(&'static str, String)>, Error> {
-    let doc = session.target.document(&edit.path);
+    let doc = session.target.document(path);
     let current = match doc.read() {
         Err(PlanError::Symlink { target, .. }) => {
             return Ok(Some((
@@ -77,40 +80,38 @@ fn edit_drift(
         };
         return Ok(Some(("missing", format!("{what} does not exist"))));
     };
-    Ok(match edit.kind {
-        EditKind::File => owned_file_drift(edit, current.as_file()),
-        EditKind::Block => {
+    Ok(match &edit.content {
+        RenderedContent::File { mode, .. } => owned_file_drift(edit, *mode, current.as_file()),
+        RenderedContent::Block { .. } => {
             let text = current.text();
             block_drift(bundle, edit, &text).or_else(|| {
                 session
                     .target
-                    .not_applied(&edit.path, &block_text(bundle, edit, &text))
+                    .not_applied(path, &block_text(bundle, edit, &text))
                     .map(|detail| ("not-applied", detail))
             })
         }
     })
 }
 
-/// How a whole file featpkg owns differs from what it installed, if it does.
+/// How a whole file featpkg owns differs from what it installed (with `mode`), if it does.
 fn owned_file_drift(
-    edit: &InstalledEdit,
+    edit: &RenderedEdit,
+    mode: u32,
     current: Option<&FileState>,
 ) -> Option<(&'static str, String)> {
     let Some(current) = current else {
         return Some(("modified", "not a file any more".into()));
     };
-    if sha256_hex(&current.content) != edit.sha256 {
+    if sha256_hex(&current.content) != edit.sha256() {
         Some((
             "modified",
             "file content differs from what featpkg installed".into(),
         ))
-    } else if current.mode != edit.mode {
+    } else if current.mode != mode {
         Some((
             "modified",
-            format!(
-                "mode is {:04o}, featpkg installed {:04o}",
-                current.mode, edit.mode
-            ),
+            format!("mode is {:04o}, featpkg installed {mode:04o}", current.mode),
         ))
     } else {
         None
@@ -120,18 +121,19 @@ fn owned_file_drift(
 /// The body of `edit`'s block in `text`: `None` when its markers are not there.
 fn installed_block<'t>(
     bundle: &str,
-    edit: &InstalledEdit,
+    edit: &RenderedEdit,
     text: &'t [u8],
 ) -> Result<Option<&'t [u8]>, marker::MarkerError> {
     let id = BlockId {
         bundle: bundle.to_string(),
         edit: edit.edit_id.clone(),
     };
-    marker::block_body(text, crate::plan::style(edit.comment), &id)
+    let comment = edit.comment().unwrap_or(';');
+    marker::block_body(text, crate::plan::style(comment), &id)
 }
 
 /// The body of an intact block in `text` (empty if it cannot be read).
-fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
+fn block_text(bundle: &str, edit: &RenderedEdit, text: &[u8]) -> Vec<u8> {
     installed_block(bundle, edit, text)
         .ok()
         .flatten()
@@ -140,11 +142,11 @@ fn block_text(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Vec<u8> {
 }
 
 /// How a block in `text` differs from what featpkg wrote, if it does.
-fn block_drift(bundle: &str, edit: &InstalledEdit, text: &[u8]) -> Option<(&'static str, String)> {
+fn block_drift(bundle: &str, edit: &RenderedEdit, text: &[u8]) -> Option<(&'static str, String)> {
     match installed_block(bundle, edit, text) {
         Err(e) => Some(("markers", e.to_string())),
         Ok(None) => Some(("missing", "block markers not found".into())),
-        Ok(Some(body)) if sha256_hex(body) != edit.sha256 => Some((
+        Ok(Some(body)) if sha256_hex(body) != edit.sha256() => Some((
             "modified",
             "block content differs from what featpkg wrote".into(),
         )),

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::bundle;
 use crate::feature::{
-    self, BundleReader, FeatureDef, FeatureError, PbxVars, RenderedEdit, RenderedFeature,
+    self, BundleReader, FeatureDef, FeatureError, Location, PbxVars, RenderedEdit, RenderedFeature,
 };
 use crate::pbx::Target;
 use crate::state::{BundleSnapshot, InstalledFeature};
@@ -313,7 +313,7 @@ struct Rendered {
 
 impl Rendered {
     /// Every edit of every feature, for the target to place.
-    fn edits(&self) -> Vec<RenderedEdit> {
+    fn edits(&self) -> Vec<(Location, RenderedEdit)> {
         self.features
             .iter()
             .flat_map(|r| r.edits.iter().cloned())

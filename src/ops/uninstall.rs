@@ -1,8 +1,9 @@
 //! `featpkg uninstall <bundle | feature | bundle:feature>`: take exactly our edits back out.
 
 use super::{Applied, Change, Error, Session, execute, reload_for};
+use crate::feature::{RenderedContent, RenderedEdit};
 use crate::plan::Plan;
-use crate::state::{BundleSnapshot, InstalledEdit};
+use crate::state::BundleSnapshot;
 
 /// What the admin asked to remove.
 #[derive(Debug, Clone, Default)]
@@ -140,7 +141,7 @@ impl Removal<'_> {
                 .installed
                 .edits
                 .iter()
-                .filter(|e| self.removes(&e.feature))
+                .filter(|(_, e)| self.removes(&e.feature))
                 .cloned()
                 .collect(),
             ..self.installed.clone()
@@ -171,23 +172,25 @@ impl Removal<'_> {
     }
 
     /// The edits of the features that stay.
-    fn remaining_edits(&self, plan: &Plan) -> Vec<InstalledEdit> {
+    fn remaining_edits(&self, plan: &Plan) -> Vec<(String, RenderedEdit)> {
         self.installed
             .edits
             .iter()
-            .filter(|e| !self.removes(&e.feature))
+            .filter(|(_, e)| !self.removes(&e.feature))
             .cloned()
-            .map(|mut e| {
+            .map(|(path, mut e)| {
                 // A removed block's "line ending added before me" fact
                 // passed to this one (the file lacked a final newline).
-                if plan
+                let moved = plan
                     .added_newline_moved
                     .iter()
-                    .any(|(path, edit)| *path == e.path && *edit == e.edit_id)
+                    .any(|(p, edit)| *p == path && *edit == e.edit_id);
+                if let RenderedContent::Block { added_newline, .. } = &mut e.content
+                    && moved
                 {
-                    e.added_newline = true;
+                    *added_newline = true;
                 }
-                e
+                (path, e)
             })
             .collect()
     }
@@ -199,7 +202,7 @@ impl Removal<'_> {
         after.row_baselines.retain(|path, _| {
             edits
                 .iter()
-                .any(|e| !self.removes(&e.feature) && e.path == *path)
+                .any(|(p, e)| !self.removes(&e.feature) && p == path)
         });
         for (path, row) in &mut after.row_baselines {
             if let Some(planned) = plan.row_baselines.get(path) {

@@ -232,11 +232,13 @@ impl Target for AsteriskTarget {
         self.host_path(&format!("{}/featpkg", self.dirs[&PbxDir::VarLib]))
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+    fn place(
+        &self,
+        edits: Vec<(Location, RenderedEdit)>,
+    ) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         let mut placed = Vec::with_capacity(edits.len());
-        for edit in edits {
-            let system_crontab =
-                edit.location.dir == PbxDir::SysEtc && edit.location.rel == "crontab";
+        for (location, edit) in edits {
+            let system_crontab = location.dir == PbxDir::SysEtc && location.rel == "crontab";
             let runtime_path = match &edit.content {
                 RenderedContent::Block { comment, .. } if system_crontab => {
                     let refuse = |message: String| PlaceError {
@@ -249,7 +251,7 @@ impl Target for AsteriskTarget {
                     // Same format as /etc/crontab (with the user column): the body stays.
                     self.cron_d_path(&edit.feature).map_err(refuse)?
                 }
-                _ => self.runtime_path(&edit.location),
+                _ => self.runtime_path(&location),
             };
             placed.push((runtime_path, edit));
         }
@@ -387,7 +389,7 @@ fn parse_module_status(out: &str, module: &str) -> ModuleStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature::Location;
+    use crate::feature::{Location, Written};
 
     fn target() -> (tempfile::TempDir, AsteriskTarget) {
         let dir = tempfile::tempdir().unwrap();
@@ -397,21 +399,23 @@ mod tests {
         (dir, t)
     }
 
-    fn cron_block(feature: &str, comment: char) -> RenderedEdit {
-        RenderedEdit {
+    fn cron_block(feature: &str, comment: char) -> (Location, RenderedEdit) {
+        let location = Location {
+            dir: PbxDir::SysEtc,
+            rel: "crontab".into(),
+        };
+        let edit = RenderedEdit {
             feature: feature.into(),
             edit_id: format!("{feature}/cron"),
-            location: Location {
-                dir: PbxDir::SysEtc,
-                rel: "crontab".into(),
-            },
             content: RenderedContent::Block {
-                body: "* * * * * root /bin/true\n".into(),
+                body: Written::Full("* * * * * root /bin/true\n".into()),
                 section: None,
                 check: None,
                 comment,
+                added_newline: false,
             },
-        }
+        };
+        (location, edit)
     }
 
     /// A target whose CLI is [`crate::pbx::fake_cli`] in `dir`, with `loaded` running.
@@ -550,7 +554,7 @@ mod tests {
         let placed = t.place(vec![cron_block("busy-callback", '#')]).unwrap();
         assert_eq!(placed[0].0, "/etc/cron.d/featpkg-busy-callback");
         // Same format as /etc/crontab: the user column stays.
-        assert_eq!(placed[0].1, cron_block("busy-callback", '#'));
+        assert_eq!(placed[0].1, cron_block("busy-callback", '#').1);
         assert_eq!(
             t.create_missing("/etc/cron.d/featpkg-busy-callback"),
             Some(0o644)

@@ -223,15 +223,19 @@ pub trait Target {
     /// does for each module its change loaded. `Ok(None)`: it was not loaded.
     fn unload_module(&self, module: &str) -> Result<Option<String>, ReloadError>;
 
-    /// Places rendered edits on this PBX: each as `(document, edit)`, the
+    /// Places rendered edits, each given with its location, on this PBX: each
+    /// as `(document, edit)`, the
     /// document named as the PBX names it (a file path such as
     /// `/etc/asterisk/extensions.conf`, or a database row, see [`RowRef`]) and
     /// the edit rewritten the way the PBX wants it. The default puts each at its
     /// location's path unchanged.
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+    fn place(
+        &self,
+        edits: Vec<(Location, RenderedEdit)>,
+    ) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         Ok(edits
             .into_iter()
-            .map(|edit| (self.runtime_path(&edit.location), edit))
+            .map(|(location, edit)| (self.runtime_path(&location), edit))
             .collect())
     }
 

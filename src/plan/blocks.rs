@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use super::{DocEdits, PlanError, override_with_force, own_ids};
 use crate::asterisk_config::{self, ConfigFile, Conflict};
-use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit};
+use crate::feature::{ConfigCheck, RenderedContent, RenderedEdit, Written};
 use crate::hash::sha256_hex;
 use crate::marker::{self, BlockId, CommentStyle};
 use crate::pbx::ConfigDir;
-use crate::state::{EditKind, InstalledEdit};
 use crate::txn::FileState;
 
 /// The comment style of markers written with `comment`.
@@ -26,13 +25,10 @@ pub(crate) fn style(comment: char) -> CommentStyle {
 
 /// The comment character of a document's markers: what the new blocks use, else
 /// what the installed ones used, else `;`.
-pub(crate) fn comment_of(olds: &[&InstalledEdit], news: &[&RenderedEdit]) -> char {
+pub(crate) fn comment_of(olds: &[&RenderedEdit], news: &[&RenderedEdit]) -> char {
     news.iter()
-        .find_map(|n| match n.content {
-            RenderedContent::Block { comment, .. } => Some(comment),
-            _ => None,
-        })
-        .or_else(|| olds.first().map(|o| o.comment))
+        .find_map(|n| n.comment())
+        .or_else(|| olds.first().and_then(|o| o.comment()))
         .unwrap_or(';')
 }
 
@@ -46,7 +42,7 @@ pub(crate) fn plan_blocks(
     before: Option<&FileState>,
     forced: &mut Vec<String>,
     newline_moved: &mut Vec<String>,
-) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+) -> Result<(Option<FileState>, Vec<RenderedEdit>), PlanError> {
     let Some(before) = state_before(edits, before) else {
         return missing_document(edits, forced);
     };
@@ -57,7 +53,7 @@ pub(crate) fn plan_blocks(
     let mut installed = Vec::new();
     for new in edits.news {
         let RenderedContent::Block {
-            body,
+            body: Written::Full(body),
             section,
             check,
             ..
@@ -77,7 +73,7 @@ pub(crate) fn plan_blocks(
             added_so_far.push(checked_block_config(edits.path, &block, *check, &baseline)?);
         }
         let added_newline = doc.place(&block, check.is_some(), forced)?;
-        installed.push(doc.installed_edit(&block, added_newline, before.mode)?);
+        installed.push(doc.installed_edit(&block, added_newline)?);
     }
     // A file featpkg may create goes again once nothing is left in it.
     if doc.text.is_empty()
@@ -119,7 +115,7 @@ fn state_before<'s>(edits: DocEdits, before: Option<&'s FileState>) -> Option<Co
 fn missing_document(
     edits: DocEdits,
     forced: &mut Vec<String>,
-) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+) -> Result<(Option<FileState>, Vec<RenderedEdit>), PlanError> {
     let path = edits.path;
     if edits.olds.is_empty() {
         if let Some(new) = edits.news.first() {
@@ -203,9 +199,9 @@ impl<'a> BlockText<'a> {
             }
             if still_wanted {
                 self.added_newline
-                    .insert(old.edit_id.clone(), old.added_newline);
+                    .insert(old.edit_id.clone(), old.added_newline());
             } else {
-                going.push((self.id(&old.edit_id), old.added_newline));
+                going.push((self.id(&old.edit_id), old.added_newline()));
             }
         }
         // All at once, from the end of the file backwards, so that a file that had
@@ -232,7 +228,7 @@ impl<'a> BlockText<'a> {
     /// unless `--force`.
     fn check_old_block(
         &self,
-        old: &InstalledEdit,
+        old: &RenderedEdit,
         still_wanted: bool,
         forced: &mut Vec<String>,
     ) -> Result<bool, PlanError> {
@@ -252,7 +248,7 @@ impl<'a> BlockText<'a> {
                 )?;
                 return Ok(false);
             }
-            Some(body) if sha256_hex(body) != old.sha256 => {
+            Some(body) if sha256_hex(body) != old.sha256() => {
                 override_with_force(
                     self.edits.force,
                     forced,
@@ -379,13 +375,13 @@ impl<'a> BlockText<'a> {
         Ok(inserted.added_newline)
     }
 
-    /// The record of a block as written (the hash of its body in the document).
+    /// The block as State keeps it once written: the hash of its body in the
+    /// document, and whether a line ending was added before it.
     fn installed_edit(
         &self,
         block: &NewBlock,
         added_newline: bool,
-        mode: u32,
-    ) -> Result<InstalledEdit, PlanError> {
+    ) -> Result<RenderedEdit, PlanError> {
         let path = self.edits.path;
         let new = block.edit;
         let written = marker::block_body(&self.text, self.style, &block.id)
@@ -394,15 +390,16 @@ impl<'a> BlockText<'a> {
                 path: path.into(),
                 message: format!("block {} vanished after writing it (bug)", new.edit_id),
             })?;
-        Ok(InstalledEdit {
+        Ok(RenderedEdit {
             feature: new.feature.clone(),
             edit_id: new.edit_id.clone(),
-            kind: EditKind::Block,
-            path: path.into(),
-            sha256: sha256_hex(written),
-            added_newline,
-            comment: self.comment,
-            mode,
+            content: RenderedContent::Block {
+                body: Written::Sha256(sha256_hex(written)),
+                section: None,
+                check: None,
+                comment: self.comment,
+                added_newline,
+            },
         })
     }
 }

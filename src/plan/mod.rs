@@ -11,11 +11,11 @@ mod blocks;
 mod owned_file;
 
 pub use crate::change::{Doc, DocChange, DocState};
-use crate::feature::{RenderedContent, RenderedEdit};
+use crate::feature::RenderedEdit;
 use crate::file_access::FileAccess;
 use crate::pbx::Target;
 use crate::pbx::{RowError, RowState};
-use crate::state::{BundleSnapshot, EditKind, InstalledEdit};
+use crate::state::BundleSnapshot;
 use crate::txn::FileState;
 pub(crate) use blocks::{comment_of, plan_blocks, style};
 use owned_file::plan_owned_file;
@@ -194,8 +194,9 @@ pub struct Plan {
     /// For every row this bundle has blocks in afterwards: the row as it was
     /// before featpkg first touched it, so uninstall can put it back exactly.
     pub row_baselines: BTreeMap<String, Option<RowState>>,
-    /// The bundle's edits after the plan is applied (hashes of what we wrote).
-    pub edits: Vec<InstalledEdit>,
+    /// The bundle's edits after the plan is applied, each beside its
+    /// document's runtime path, as State keeps them (hashes of what we wrote).
+    pub edits: Vec<(String, RenderedEdit)>,
     /// Directories featpkg owns for this bundle afterwards.
     pub dirs: Vec<String>,
     /// Hand edits overridden by --force, reported to the user.
@@ -345,7 +346,7 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn old_edits(&self) -> &[InstalledEdit] {
+    fn old_edits(&self) -> &[(String, RenderedEdit)] {
         self.installed.map(|b| b.edits.as_slice()).unwrap_or(&[])
     }
 
@@ -355,7 +356,7 @@ impl Request<'_> {
         for p in self
             .old_edits()
             .iter()
-            .map(|e| e.path.clone())
+            .map(|(path, _)| path.clone())
             .chain(self.desired.iter().map(|(path, _)| path.clone()))
         {
             if !paths.contains(&p) {
@@ -367,10 +368,11 @@ impl Request<'_> {
 
     /// The changes to the document at `runtime_path`, added to `out`.
     fn plan_document(&self, runtime_path: &str, out: &mut Plan) -> Result<(), PlanError> {
-        let olds: Vec<&InstalledEdit> = self
+        let olds: Vec<&RenderedEdit> = self
             .old_edits()
             .iter()
-            .filter(|e| e.path == runtime_path)
+            .filter(|(path, _)| path == runtime_path)
+            .map(|(_, edit)| edit)
             .collect();
         let news: Vec<&RenderedEdit> = self
             .desired
@@ -410,7 +412,7 @@ pub struct DocEdits<'a> {
     /// The document's runtime path: what messages and State name.
     pub path: &'a str,
     /// The bundle's edits in the document now (from State).
-    pub olds: &'a [&'a InstalledEdit],
+    pub olds: &'a [&'a RenderedEdit],
     /// The bundle's edits it should have afterwards.
     pub news: &'a [&'a RenderedEdit],
     /// Hand changes are overridden (and noted) instead of refused.
@@ -421,11 +423,7 @@ impl DocEdits<'_> {
     /// True when the document is a whole file featpkg owns, not a shared one
     /// it puts blocks in.
     pub fn is_owned_file(&self) -> bool {
-        self.olds.iter().any(|e| e.kind == EditKind::File)
-            || self
-                .news
-                .iter()
-                .any(|e| matches!(e.content, RenderedContent::File { .. }))
+        self.olds.iter().chain(self.news).any(|e| e.is_file())
     }
 }
 
@@ -449,7 +447,11 @@ fn plan_file(
         );
         planned
     };
-    out.edits.extend(installed);
+    out.edits.extend(
+        installed
+            .into_iter()
+            .map(|edit| (edits.path.to_string(), edit)),
+    );
     if after != before {
         out.changes.push(DocChange::file(
             edits.path.to_string(),
@@ -510,7 +512,7 @@ fn plan_dirs(
 
     // Owned dirs that will be empty: deepest first.
     let removed_files = out.removed_files();
-    let remaining: Vec<&str> = out.edits.iter().map(|e| e.path.as_str()).collect();
+    let remaining: Vec<&str> = out.edits.iter().map(|(path, _)| path.as_str()).collect();
     let mut removed_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut candidates: Vec<String> = owned.iter().cloned().collect();
     candidates.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));

@@ -2,9 +2,8 @@
 //! rendered, replaced or removed only while it is still what featpkg wrote.
 
 use super::{DocEdits, PlanError, override_with_force, own_ids};
-use crate::feature::RenderedContent;
+use crate::feature::{RenderedContent, RenderedEdit, Written};
 use crate::hash::sha256_hex;
-use crate::state::{EditKind, InstalledEdit};
 use crate::txn::FileState;
 
 /// A whole file we own, whose state is `before` (None: it does not exist): its
@@ -14,14 +13,18 @@ pub(super) fn plan_owned_file(
     edits: DocEdits,
     before: Option<&FileState>,
     forced: &mut Vec<String>,
-) -> Result<(Option<FileState>, Vec<InstalledEdit>), PlanError> {
+) -> Result<(Option<FileState>, Vec<RenderedEdit>), PlanError> {
     let path = edits.path;
     let owner_for_new = edits.target.owner_for_new(path);
     check_owned_file(edits, before, forced)?;
     let Some(new) = edits.news.first() else {
         return Ok((None, Vec::new()));
     };
-    let RenderedContent::File { bytes, mode } = &new.content else {
+    let RenderedContent::File {
+        bytes: Written::Full(bytes),
+        mode,
+    } = &new.content
+    else {
         return Err(PlanError::Config {
             path: path.into(),
             message: format!(
@@ -43,15 +46,13 @@ pub(super) fn plan_owned_file(
             .or(owner_for_new.map(|o| o.1))
             .unwrap_or_else(|| own_ids().1),
     };
-    let edit = InstalledEdit {
+    let edit = RenderedEdit {
         feature: new.feature.clone(),
         edit_id: new.edit_id.clone(),
-        kind: EditKind::File,
-        path: path.into(),
-        sha256: sha256_hex(bytes),
-        added_newline: false,
-        comment: ';',
-        mode: *mode,
+        content: RenderedContent::File {
+            bytes: Written::Sha256(sha256_hex(bytes)),
+            mode: *mode,
+        },
     };
     Ok((Some(after), vec![edit]))
 }
@@ -68,7 +69,7 @@ fn check_owned_file(
     let new = edits.news.first();
     let action = if new.is_some() { "replace" } else { "remove" };
     match (edits.olds.first(), before) {
-        (Some(old), Some(current)) if sha256_hex(&current.content) != old.sha256 => {
+        (Some(old), Some(current)) if sha256_hex(&current.content) != old.sha256() => {
             override_with_force(
                 edits.force,
                 forced,

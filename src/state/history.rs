@@ -324,8 +324,9 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::feature::{RenderedContent, RenderedEdit, Written};
     use crate::file_access::FileAccess;
-    use crate::state::{EditKind, InstalledEdit, InstalledFeature};
+    use crate::state::InstalledFeature;
 
     fn snapshot(version: &str) -> BundleSnapshot {
         BundleSnapshot {
@@ -338,16 +339,20 @@ mod tests {
                 user_params: BTreeMap::from([("busy_at".into(), "4".into())]),
                 params: BTreeMap::from([("busy_at".into(), "4".into())]),
             }],
-            edits: vec![InstalledEdit {
-                feature: "call-waiting".into(),
-                edit_id: "call-waiting/modules".into(),
-                kind: EditKind::Block,
-                path: "/etc/asterisk/modules.conf".into(),
-                sha256: "cd".into(),
-                added_newline: true,
-                comment: ';',
-                mode: 0o644,
-            }],
+            edits: vec![(
+                "/etc/asterisk/modules.conf".into(),
+                RenderedEdit {
+                    feature: "call-waiting".into(),
+                    edit_id: "call-waiting/modules".into(),
+                    content: RenderedContent::Block {
+                        body: Written::Sha256("cd".into()),
+                        section: None,
+                        check: None,
+                        comment: ';',
+                        added_newline: true,
+                    },
+                },
+            )],
             dirs: vec![],
             row_baselines: BTreeMap::new(),
         }

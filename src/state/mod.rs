@@ -8,6 +8,10 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::feature::RenderedEdit;
+use edit_record::EditRecord;
+
+mod edit_record;
 mod history;
 pub use history::{DocResolver, NewTxn, TxnRecord};
 
@@ -110,52 +114,6 @@ pub enum StateError {
     },
 }
 
-/// One installed edit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstalledEdit {
-    /// The feature the edit belongs to: `greeting`.
-    pub feature: String,
-    /// The edit's id, `<feature>/<edit>`; unique within the bundle.
-    pub edit_id: String,
-    /// A block in a shared document, or a whole file.
-    pub kind: EditKind,
-    /// The document's runtime path (without `--root`):
-    /// `/etc/asterisk/extensions.conf`, or a database row's `<table>:<key>`.
-    pub path: String,
-    /// Lowercase hex SHA-256 of the block's body (or the whole file) exactly
-    /// as featpkg wrote it; a different hash now means a hand edit.
-    pub sha256: String,
-    /// featpkg added a line ending to the end of the document before this
-    /// block (the document did not end with one), so removing the block
-    /// takes that line ending away again.
-    pub added_newline: bool,
-    /// The comment character of the block's marker lines: `;` or `#`
-    /// (`;` for a whole file, which has no markers).
-    pub comment: char,
-    /// Permission bits (e.g. `0o644`): of the file as installed for a whole
-    /// file; of the document when the block was written for a block.
-    pub mode: u32,
-}
-
-/// Block in a shared file, or a whole file we own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EditKind {
-    /// A marked block inside a document others write too (stored as `block`).
-    Block,
-    /// A whole file that featpkg created and owns (stored as `file`).
-    File,
-}
-
-impl EditKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            EditKind::Block => "block",
-            EditKind::File => "file",
-        }
-    }
-}
-
 /// One installed feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledFeature {
@@ -182,8 +140,12 @@ pub struct BundleSnapshot {
     pub archive_sha256: String,
     /// The bundle's installed features.
     pub features: Vec<InstalledFeature>,
-    /// Every edit the bundle has on the system, across all its features.
-    pub edits: Vec<InstalledEdit>,
+    /// Every edit the bundle has on the system, across all its features,
+    /// each beside the runtime path of the document it is in
+    /// (`/etc/asterisk/extensions.conf`, or a database row's `<table>:<key>`);
+    /// the content is known by its SHA-256 as featpkg wrote it.
+    #[serde(with = "edit_record")]
+    pub edits: Vec<(String, RenderedEdit)>,
     /// Directories featpkg created (runtime paths), removed again once empty.
     pub dirs: Vec<String>,
     /// Database rows this bundle has blocks in, as they were before featpkg first
@@ -340,7 +302,7 @@ impl State {
         Ok(features)
     }
 
-    fn edits(&self, bundle: &str) -> Result<Vec<InstalledEdit>, StateError> {
+    fn edits(&self, bundle: &str) -> Result<Vec<(String, RenderedEdit)>, StateError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -349,22 +311,18 @@ impl State {
             )
             .map_err(self.err())?;
         stmt.query_map([bundle], |r| {
-            let kind: String = r.get(2)?;
             let comment: String = r.get(6)?;
-            Ok(InstalledEdit {
+            let record = EditRecord {
                 feature: r.get(0)?,
                 edit_id: r.get(1)?,
-                kind: if kind == "file" {
-                    EditKind::File
-                } else {
-                    EditKind::Block
-                },
+                kind: r.get(2)?,
                 path: r.get(3)?,
                 sha256: r.get(4)?,
                 added_newline: r.get(5)?,
                 comment: comment.chars().next().unwrap_or(';'),
                 mode: r.get(7)?,
-            })
+            };
+            Ok(record.into_edit())
         })
         .map_err(self.err())?
         .collect::<Result<Vec<_>, _>>()
@@ -419,7 +377,7 @@ fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Res
             ],
         )?;
     }
-    for e in &b.edits {
+    for e in b.edits.iter().map(EditRecord::of) {
         tx.execute(
             "INSERT INTO edits (bundle, feature, edit_id, kind, path, sha256, added_newline, comment, mode)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -427,12 +385,12 @@ fn write_bundle(tx: &rusqlite::Transaction, b: &BundleSnapshot) -> rusqlite::Res
                 b.name,
                 e.feature,
                 e.edit_id,
-                e.kind.as_str(),
+                e.kind,
                 e.path,
                 e.sha256,
                 e.added_newline,
                 e.comment.to_string(),
-                e.mode
+                e.mode.unwrap_or(0)
             ],
         )?;
     }

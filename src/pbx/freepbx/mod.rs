@@ -35,7 +35,7 @@ use super::{
     without_cron_user_column,
 };
 use crate::asterisk_config::{self, ConfigFile};
-use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
+use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit, Written};
 use crate::file_access::FileAccess;
 
 /// The user FreePBX runs Asterisk as (AMPASTERISKUSER).
@@ -312,11 +312,14 @@ fn asterisk_ids(root: &Path) -> Option<(u32, u32)> {
 impl FreepbxTarget {
     /// Where a whole file featpkg owns goes: its own path, never a file
     /// FreePBX shares or generates.
-    fn place_file(&self, edit: RenderedEdit) -> Result<(String, RenderedEdit), String> {
-        if self.block_path(&edit.location).is_some() {
+    fn place_file(
+        &self,
+        location: Location,
+        edit: RenderedEdit,
+    ) -> Result<(String, RenderedEdit), String> {
+        if self.block_path(&location).is_some() {
             return Err(format!(
-                "{}: on FreePBX this file is shared (or generated); featpkg only adds blocks to it",
-                edit.location
+                "{location}: on FreePBX this file is shared (or generated); featpkg only adds blocks to it"
             ));
         }
         if crate::identity::is_root() && self.owner.is_none() {
@@ -325,26 +328,30 @@ impl FreepbxTarget {
                 self.host_path("/etc/passwd").display()
             ));
         }
-        Ok((self.asterisk.runtime_path(&edit.location), edit))
+        Ok((self.asterisk.runtime_path(&location), edit))
     }
 
     /// Where a block goes: the file FreePBX takes additions to in place of the
     /// one the feature names, with the checks FreePBX's own files need.
-    fn place_block(&self, mut edit: RenderedEdit) -> Result<(String, RenderedEdit), String> {
-        let Some(runtime_path) = self.block_path(&edit.location) else {
+    fn place_block(
+        &self,
+        location: Location,
+        mut edit: RenderedEdit,
+    ) -> Result<(String, RenderedEdit), String> {
+        let Some(runtime_path) = self.block_path(&location) else {
             return Err(format!(
-                "{}: featpkg has no rule for where FreePBX takes additions to this file",
-                edit.location
+                "{location}: featpkg has no rule for where FreePBX takes additions to this file"
             ));
         };
         let RenderedContent::Block {
-            body,
+            body: Written::Full(body),
             section,
             check,
             comment,
+            ..
         } = &mut edit.content
         else {
-            unreachable!("place_block is given blocks")
+            unreachable!("place_block is given rendered blocks")
         };
         if *comment == ';'
             && let Some((line, text)) = macro_use(body)
@@ -353,7 +360,7 @@ impl FreepbxTarget {
                 "line {line} of the block uses Macro ({text:?}): FreePBX 17 runs on Asterisk 21+, which has no app_macro; write it with Gosub/Return"
             ));
         }
-        match (edit.location.dir, edit.location.rel.as_str()) {
+        match (location.dir, location.rel.as_str()) {
             (PbxDir::Etc, "extensions.conf") => {
                 self.check_included_returns(&edit.edit_id, body)?;
             }
@@ -429,15 +436,19 @@ impl Target for FreepbxTarget {
         }
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+    fn place(
+        &self,
+        edits: Vec<(Location, RenderedEdit)>,
+    ) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         edits
             .into_iter()
-            .map(|edit| {
+            .map(|(location, edit)| {
                 let id = edit.edit_id.clone();
                 let refuse = move |message: String| PlaceError { edit: id, message };
-                match edit.content {
-                    RenderedContent::File { .. } => self.place_file(edit).map_err(refuse),
-                    RenderedContent::Block { .. } => self.place_block(edit).map_err(refuse),
+                if edit.is_file() {
+                    self.place_file(location, edit).map_err(refuse)
+                } else {
+                    self.place_block(location, edit).map_err(refuse)
                 }
             })
             .collect()

@@ -42,7 +42,7 @@ use super::{
     AsteriskTarget, PlaceError, ReloadError, ReloadRequest, Target, TargetError, TargetOptions,
     without_cron_user_column,
 };
-use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit};
+use crate::feature::{ConfigCheck, Location, PbxDir, RenderedContent, RenderedEdit, Written};
 pub mod row;
 mod row_plan;
 
@@ -263,21 +263,21 @@ impl MikopbxTarget {
     /// directory, so they go to the module's etc/, and every block that names
     /// them follows; watchers likewise move from `bin/featpkg-bin/` to the top
     /// of `bin/`.
-    fn moved_paths(&self, edits: &[RenderedEdit]) -> Vec<(String, String)> {
+    fn moved_paths(&self, edits: &[(Location, RenderedEdit)]) -> Vec<(String, String)> {
         let etc = self.etc();
         let mut moved = Vec::new();
-        for edit in edits {
-            match (edit.location.dir, &edit.content) {
+        for (location, edit) in edits {
+            match (location.dir, &edit.content) {
                 (PbxDir::Etc, RenderedContent::File { .. }) => moved.push((
-                    format!("{etc}/{}", edit.location.rel),
-                    format!("{}/etc/{}", self.module_dir, edit.location.rel),
+                    format!("{etc}/{}", location.rel),
+                    format!("{}/etc/{}", self.module_dir, location.rel),
                 )),
                 (PbxDir::Data, RenderedContent::File { .. })
-                    if edit.location.rel.starts_with(DATA_BIN) =>
+                    if location.rel.starts_with(DATA_BIN) =>
                 {
                     moved.push((
-                        format!("{}/bin/{}", self.module_dir, edit.location.rel),
-                        self.runtime_path(&edit.location),
+                        format!("{}/bin/{}", self.module_dir, location.rel),
+                        self.runtime_path(location),
                     ))
                 }
                 _ => {}
@@ -291,22 +291,24 @@ impl MikopbxTarget {
     /// file row of the file it names.
     fn place_block(
         &self,
+        location: Location,
         mut edit: RenderedEdit,
         moved: &[(String, String)],
     ) -> Result<Vec<(String, RenderedEdit)>, String> {
         let RenderedContent::Block {
-            body,
+            body: Written::Full(body),
             section,
             check,
             comment,
+            ..
         } = &mut edit.content
         else {
-            unreachable!("place_block is given blocks")
+            unreachable!("place_block is given rendered blocks")
         };
         for (from, to) in moved {
             *body = body.replace(from.as_str(), to);
         }
-        let runtime_path = match (edit.location.dir, edit.location.rel.as_str()) {
+        let runtime_path = match (location.dir, location.rel.as_str()) {
             (PbxDir::Etc, "modules.conf") => {
                 // The hook's text is appended to MikoPBX's `[modules]`
                 // section (autoload=no, no noload lines), so it needs no
@@ -332,8 +334,7 @@ impl MikopbxTarget {
             }
             _ => {
                 return Err(format!(
-                    "{}: MikoPBX regenerates this file and featpkg has no custom-file rule for it",
-                    edit.location
+                    "{location}: MikoPBX regenerates this file and featpkg has no custom-file rule for it"
                 ));
             }
         };
@@ -355,12 +356,12 @@ fn endpoint_blocks(edit: &RenderedEdit, body: &str) -> Result<Vec<(String, Rende
             let block = RenderedEdit {
                 feature: edit.feature.clone(),
                 edit_id: format!("{}/{extension}", edit.edit_id),
-                location: edit.location.clone(),
                 content: RenderedContent::Block {
-                    body: text,
+                    body: Written::Full(text),
                     section: None,
                     check: None,
                     comment: ';',
+                    added_newline: false,
                 },
             };
             (runtime_path, block)
@@ -410,21 +411,24 @@ impl Target for MikopbxTarget {
         }
     }
 
-    fn place(&self, edits: Vec<RenderedEdit>) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
+    fn place(
+        &self,
+        edits: Vec<(Location, RenderedEdit)>,
+    ) -> Result<Vec<(String, RenderedEdit)>, PlaceError> {
         let moved = self.moved_paths(&edits);
         let mut placed = Vec::new();
-        for edit in edits {
-            if let RenderedContent::File { .. } = edit.content {
-                let runtime_path = match edit.location.dir {
-                    PbxDir::Etc => format!("{}/etc/{}", self.module_dir, edit.location.rel),
-                    _ => self.runtime_path(&edit.location),
+        for (location, edit) in edits {
+            if edit.is_file() {
+                let runtime_path = match location.dir {
+                    PbxDir::Etc => format!("{}/etc/{}", self.module_dir, location.rel),
+                    _ => self.runtime_path(&location),
                 };
                 placed.push((runtime_path, edit));
                 continue;
             }
             let id = edit.edit_id.clone();
             let blocks = self
-                .place_block(edit, &moved)
+                .place_block(location, edit, &moved)
                 .map_err(|message| PlaceError { edit: id, message })?;
             placed.extend(blocks);
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::feature::{RenderedContent, RenderedEdit};
+use crate::feature::{RenderedContent, RenderedEdit, Written};
 use crate::marker::{self, CommentStyle};
 
 /// Prefix of the runtime name of a custom-file row.
@@ -407,7 +407,11 @@ pub fn endpoint_edits(bundle: &str, text: &[u8], news: &[&RenderedEdit]) -> Vec<
     news.iter()
         .map(|&new| {
             let mut new = new.clone();
-            if let RenderedContent::Block { body, section, .. } = &mut new.content
+            if let RenderedContent::Block {
+                body: Written::Full(body),
+                section,
+                ..
+            } = &mut new.content
                 && has_endpoint
                 && let Some(rest) = body.strip_prefix(ENDPOINT_HEADER)
             {
@@ -521,20 +525,24 @@ mod tests {
         RenderedEdit {
             feature: "call-waiting".into(),
             edit_id: "call-waiting/endpoints/201".into(),
-            location: crate::feature::Location::parse("etc:pjsip.conf").unwrap(),
             content: RenderedContent::Block {
-                body: body.into(),
+                body: Written::Full(body.into()),
                 section: None,
                 check: None,
                 comment: ';',
+                added_newline: false,
             },
         }
     }
 
     fn body_and_section(edit: &RenderedEdit) -> (String, Option<String>) {
         match &edit.content {
-            RenderedContent::Block { body, section, .. } => (body.clone(), section.clone()),
-            RenderedContent::File { .. } => unreachable!(),
+            RenderedContent::Block {
+                body: Written::Full(body),
+                section,
+                ..
+            } => (body.clone(), section.clone()),
+            _ => unreachable!(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! into the row's columns.
 
 use super::row::{self, RowKey, RowRef, RowState};
-use crate::feature::{RenderedContent, RenderedEdit};
+use crate::feature::{RenderedContent, RenderedEdit, Written};
 use crate::marker::{self, BlockId};
 use crate::plan::{DocChange, DocEdits, Plan, PlanError, comment_of, plan_blocks, style};
 use crate::txn::FileState;
@@ -189,7 +189,7 @@ fn endpoint_block_moves(edits: DocEdits, view: &RowText, news: &[&RenderedEdit])
             edit: n.edit_id.clone(),
         };
         view.is_endpoint_options
-            && matches!(&n.content, RenderedContent::Block { body, .. }
+            && matches!(&n.content, RenderedContent::Block { body: Written::Full(body), .. }
                 if marker::block_body(&view.text, style(view.comment), &id)
                     .ok()
                     .flatten()
@@ -222,7 +222,7 @@ fn plan_text(
     let named = |e: PlanError| e.renamed(&view.check_path, runtime_path);
     let mut forced = Vec::new();
     let mut newline_moved = Vec::new();
-    let (after, mut planned) = if endpoint_block_moves(edits, view, &news) {
+    let (after, planned) = if endpoint_block_moves(edits, view, &news) {
         let removing = DocEdits {
             news: &[],
             ..on_text
@@ -243,11 +243,12 @@ fn plan_text(
             .into_iter()
             .map(|note| note.replacen(view.check_path.as_str(), runtime_path, 1)),
     );
-    for edit in &mut planned {
-        edit.path = runtime_path.to_string();
-    }
     let planned_any = !planned.is_empty();
-    out.edits.extend(planned);
+    out.edits.extend(
+        planned
+            .into_iter()
+            .map(|edit| (runtime_path.to_string(), edit)),
+    );
     out.added_newline_moved.extend(
         newline_moved
             .into_iter()
