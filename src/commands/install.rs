@@ -41,8 +41,7 @@ pub struct InstallArgs {
 
 /// Installs on the PBX; a dry run changes nothing (and creates nothing).
 pub fn run(args: InstallArgs) -> Result<Outcome, ops::Error> {
-    args.report.start();
-    let mut session = args.pbx.open(args.dry_run)?;
+    let mut session = args.pbx.open_for_change(args.dry_run, &args.report)?;
     let request = InstallRequest {
         archive: args.archive,
         features: args.features,

@@ -150,12 +150,23 @@ impl PbxArgs {
     /// Opens the PBX (lock, state, crash recovery); says on stderr what
     /// recovery did, as it happens, before the command goes on.
     fn open(&self, read_only: bool) -> Result<Session, ops::Error> {
+        self.open_session(read_only, false)
+    }
+
+    /// Opens the PBX for a change (a dry run only reads), saying its steps
+    /// when `report` asks for progress lines.
+    fn open_for_change(&self, dry_run: bool, report: &ReportArgs) -> Result<Session, ops::Error> {
+        self.open_session(dry_run, report.progress)
+    }
+
+    fn open_session(&self, read_only: bool, progress: bool) -> Result<Session, ops::Error> {
         let session = Session::open(&PbxOptions {
             target: self.target,
             pbx: self.target_options(),
             allow_restart: self.allow_restart,
             lock_wait: Duration::from_secs(self.lock_wait),
             read_only,
+            progress,
         })?;
         if let Some(report) = &session.recovered {
             output::print_recovery(report);
@@ -180,11 +191,5 @@ impl ReportArgs {
     /// The outcome and any error as JSON, or both as text.
     fn format(&self) -> Format {
         Format::json_if(self.json)
-    }
-
-    /// Turns the progress lines on when asked, and says the first step.
-    fn start(&self) {
-        ops::report_progress(self.progress);
-        ops::progress(ops::ProgressStep::Plan);
     }
 }

@@ -26,8 +26,7 @@ pub struct RollbackArgs {
 
 /// Rolls the PBX back one transaction; a dry run changes nothing.
 pub fn run(args: RollbackArgs) -> Result<Outcome, ops::Error> {
-    args.report.start();
-    let mut session = args.pbx.open(args.dry_run)?;
+    let mut session = args.pbx.open_for_change(args.dry_run, &args.report)?;
     let request = RollbackRequest {
         dry_run: args.dry_run,
         no_reload: args.no_reload,

@@ -28,8 +28,7 @@ pub struct UninstallArgs {
 
 /// Uninstalls from the PBX; a dry run changes nothing.
 pub fn run(args: UninstallArgs) -> Result<Outcome, ops::Error> {
-    args.report.start();
-    let mut session = args.pbx.open(args.dry_run)?;
+    let mut session = args.pbx.open_for_change(args.dry_run, &args.report)?;
     let request = UninstallRequest {
         name: args.name,
         dry_run: args.dry_run,

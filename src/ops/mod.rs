@@ -163,6 +163,8 @@ pub struct PbxOptions {
     /// The command only reads (status, verify, a dry run): on a PBX featpkg never
     /// touched, nothing is created, not even the state directory.
     pub read_only: bool,
+    /// Say each step of a change as it starts, on stderr (`--progress`).
+    pub progress: bool,
 }
 
 /// An open PBX: target, state, the lock, and what crash recovery did on opening.
@@ -176,12 +178,17 @@ pub struct Session {
     pub recovered: Option<txn::RecoveryReport>,
     /// Changes that restart Asterisk may go ahead (`--allow-restart`).
     pub allow_restart: bool,
+    /// Each step of a change is said as it starts (`--progress`).
+    progress: bool,
     _lock: Option<txn::PbxLock>,
 }
 
 impl Session {
     /// Opens the PBX, takes the lock and finishes any interrupted transaction first.
     pub fn open(options: &PbxOptions) -> Result<Session, Error> {
+        if options.progress {
+            say_progress(ProgressStep::Plan);
+        }
         let target = crate::pbx::open(options.target, &options.pbx)?;
         let state_dir = target.state_dir();
         if options.read_only && !state_dir.exists() {
@@ -190,6 +197,7 @@ impl Session {
                 state: State::empty_in_memory()?,
                 recovered: None,
                 allow_restart: options.allow_restart,
+                progress: options.progress,
                 _lock: None,
             });
         }
@@ -238,6 +246,7 @@ impl Session {
             state,
             recovered,
             allow_restart: options.allow_restart,
+            progress: options.progress,
             _lock: Some(lock),
         })
     }
@@ -326,14 +335,6 @@ fn journal_dir(target: &dyn Target) -> PathBuf {
     target.state_dir().join("journal")
 }
 
-/// Whether `--progress` asked for the steps of a change on stderr.
-static PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Turns the progress lines on (`--progress`).
-pub fn report_progress(on: bool) {
-    PROGRESS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The steps of a change a page shows while it waits (a PBX restart can
 /// take a minute): `featpkg: progress <step>` on stderr as each one starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,10 +361,17 @@ impl ProgressStep {
     }
 }
 
-/// Says that `step` starts, when `--progress` asked for it.
-pub fn progress(step: ProgressStep) {
-    if PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("featpkg: progress {}", step.name());
+/// Says that `step` starts: `featpkg: progress <step>` on stderr.
+fn say_progress(step: ProgressStep) {
+    eprintln!("featpkg: progress {}", step.name());
+}
+
+impl Session {
+    /// Says that `step` starts, when `--progress` asked for it.
+    pub fn progress(&self, step: ProgressStep) {
+        if self.progress {
+            say_progress(step);
+        }
     }
 }
 
@@ -469,7 +477,7 @@ pub(crate) fn execute(
     }
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
-    progress(ProgressStep::Write);
+    session.progress(ProgressStep::Write);
     let mut transaction = Transaction::begin(&journal, &key, change.plan.changes.clone())?;
     transaction.apply()?;
     let target = session.target.as_ref();
@@ -483,7 +491,7 @@ pub(crate) fn execute(
     } else if !change.reload.is_empty() {
         // Journalled first: from here on, a rollback reloads the restored files
         // and unloads each module recorded before it was loaded.
-        progress(ProgressStep::Reload);
+        session.progress(ProgressStep::Reload);
         if let Err(e) = transaction.transaction().record(&PbxEvent::Reload) {
             transaction.roll_back()?;
             return Err(e.into());
@@ -502,7 +510,7 @@ pub(crate) fn execute(
             }
         }
     }
-    progress(ProgressStep::Verify);
+    session.progress(ProgressStep::Verify);
     if let Err(e) = txn::test_point("before-state-commit") {
         transaction.roll_back()?;
         return Err(e.into());
