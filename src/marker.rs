@@ -14,6 +14,7 @@
 //! on such a file and names the line (the blockinfile/whenever failure modes in
 //! reference/installers.md). Everything outside our blocks is kept byte for byte.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Comment syntax of the file the block lives in.
@@ -216,6 +217,11 @@ fn parse_marker(
     number: usize,
     style: CommentStyle,
 ) -> Result<Option<(MarkerKind, BlockId)>, MarkerError> {
+    // Every line taken for a marker (below) names featpkg, in some case: the
+    // others, nearly all of a big file, are let go without decoding them.
+    if !mentions_featpkg(line) {
+        return Ok(None);
+    }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
     let looks_like = {
@@ -255,13 +261,36 @@ fn parse_marker(
     )))
 }
 
+/// Whether `line` has `featpkg` in it, in any ASCII case.
+fn mentions_featpkg(line: &[u8]) -> bool {
+    const WORD: &[u8] = b"featpkg";
+    line.len() >= WORD.len()
+        && line[..=line.len() - WORD.len()]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b | 0x20 == b'f')
+            .any(|(i, _)| line[i..i + WORD.len()].eq_ignore_ascii_case(WORD))
+}
+
 /// `text` with every block of `bundle` taken out (markers included).
 pub fn without_blocks_of(
     text: &[u8],
     style: CommentStyle,
     bundle: &str,
 ) -> Result<Vec<u8>, MarkerError> {
+    Ok(strip_blocks_of(text, style, bundle)?.into_owned())
+}
+
+/// [`without_blocks_of`], borrowing `text` when it has no block of `bundle`.
+pub fn strip_blocks_of<'t>(
+    text: &'t [u8],
+    style: CommentStyle,
+    bundle: &str,
+) -> Result<Cow<'t, [u8]>, MarkerError> {
     let blocks = scan(text, style)?;
+    if !blocks.iter().any(|b| b.id.bundle == bundle) {
+        return Ok(Cow::Borrowed(text));
+    }
     let mut out = Vec::with_capacity(text.len());
     let mut pos = 0;
     for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
@@ -269,7 +298,7 @@ pub fn without_blocks_of(
         pos = b.span.end;
     }
     out.extend_from_slice(&text[pos..]);
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Finds every featpkg block; any marker problem is an error naming the line.

@@ -4,7 +4,7 @@
 //! configuration the PBX already has and put in place.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{DocEdits, PlanError, override_with_force, own_ids};
 use crate::asterisk_config::{self, ConfigFile, Conflict};
@@ -52,8 +52,8 @@ pub(crate) fn plan_blocks(
     };
     let mut doc = BlockText::new(edits, before.content.clone())?;
     doc.remove_old_blocks(forced, newline_moved)?;
-    let existing = doc.existing_config()?;
-    let mut added_so_far: Vec<ConfigFile> = Vec::new();
+    // The checks' baseline: the existing configuration, then each block checked so far.
+    let mut baseline = doc.existing_config()?;
     let mut installed = Vec::new();
     for new in edits.news {
         let RenderedContent::Block {
@@ -72,9 +72,8 @@ pub(crate) fn plan_blocks(
             section: section.as_deref(),
         };
         if let Some(check) = check {
-            let mut baseline = existing.clone();
-            baseline.extend(added_so_far.iter().cloned());
-            added_so_far.push(checked_block_config(edits.path, &block, *check, &baseline)?);
+            let added = checked_block_config(edits.path, &block, *check, &baseline)?;
+            baseline.push(added);
         }
         let added_newline = doc.place(&block, check.is_some(), forced)?;
         installed.push(doc.installed_edit(&block, added_newline, before.mode)?);
@@ -336,12 +335,15 @@ impl<'a> BlockText<'a> {
     fn insert(&mut self, block: &NewBlock, checked: bool) -> Result<bool, PlanError> {
         let path = self.edits.path;
         // Asterisk files (checked or placed in a section) are parsed to place the block.
+        // Only where sections end is needed: no entries are kept.
         let parsed = if checked || block.section.is_some() {
             Some(
-                asterisk_config::parse(&self.text, path).map_err(|e| PlanError::Config {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?,
+                asterisk_config::parse_keeping(&self.text, path, None, &|_| false).map_err(
+                    |e| PlanError::Config {
+                        path: path.into(),
+                        message: e.to_string(),
+                    },
+                )?,
             )
         } else {
             None
@@ -482,7 +484,9 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The config as the PBX has it (the file with this bundle's blocks taken out, plus what it includes).
+/// The config as the PBX has it (the file with this bundle's blocks taken out,
+/// plus what it includes), with the entries of only the sections the checks
+/// of `edits`' new blocks look at (see [`checked_sections`]).
 fn existing_config(
     edits: DocEdits,
     text: &[u8],
@@ -490,17 +494,55 @@ fn existing_config(
 ) -> Result<Vec<ConfigFile>, PlanError> {
     let path = edits.path;
     let stripped =
-        marker::without_blocks_of(text, style, edits.bundle).map_err(marker_error(path))?;
-
+        marker::strip_blocks_of(text, style, edits.bundle).map_err(marker_error(path))?;
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    let me = file_name(path).to_string();
-    let mut source = ConfigDir {
-        target: edits.target,
-        dir,
-        overlay: Some((&me, stripped)),
-    };
-    asterisk_config::load_with_includes(&me, &mut source).map_err(|e| PlanError::Config {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    let me = file_name(path);
+    let mut wanted = checked_sections(edits);
+    loop {
+        let mut source = ConfigDir {
+            target: edits.target,
+            dir,
+            overlay: None,
+        };
+        let keep = |name: &str| wanted.contains(&name.to_ascii_lowercase());
+        let loaded = asterisk_config::load_with_includes_over(me, &stripped, &mut source, &keep)
+            .map_err(|e| PlanError::Config {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        // A section looked at may take keys from its templates: theirs too.
+        let parents: Vec<String> = loaded
+            .iter()
+            .flat_map(|f| f.sections.iter())
+            .filter(|s| wanted.contains(&s.name.to_ascii_lowercase()))
+            .flat_map(|s| s.inherits.iter().map(|p| p.to_ascii_lowercase()))
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        if parents.is_empty() {
+            return Ok(loaded);
+        }
+        wanted.extend(parents);
+    }
+}
+
+/// The sections (names in lower case, as Asterisk compares them) whose entries
+/// the checks of the new blocks compare against: those the blocks define or
+/// append to (a dialplan context, `[modules]`, a PJSIP endpoint). A block
+/// that does not parse adds none; its check refuses it later.
+fn checked_sections(edits: DocEdits) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for new in edits.news {
+        if let RenderedContent::Block {
+            body,
+            section,
+            check: Some(_),
+            ..
+        } = &new.content
+            && let Ok(added) =
+                asterisk_config::parse_in_section(body.as_bytes(), "", section.as_deref())
+        {
+            names.extend(added.sections.iter().map(|s| s.name.to_ascii_lowercase()));
+        }
+    }
+    names
 }
