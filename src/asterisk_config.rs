@@ -135,7 +135,7 @@ fn strip_comments<'a>(line: &'a str, depth: &mut usize) -> Cow<'a, str> {
     let opens = |rest: &[u8]| rest.starts_with(b";--") && !rest.starts_with(b";---");
     // The fast path: no block comment open and no `\;` before the first `;`.
     if *depth == 0 {
-        let semi = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+        let semi = line.find(';').unwrap_or(bytes.len());
         let escaped = semi > 0 && bytes[semi - 1] == b'\\';
         if !escaped && !opens(&bytes[semi..]) {
             return Cow::Borrowed(&line[..semi]);
@@ -283,6 +283,8 @@ struct CodeLine<'a> {
 /// lines after it.
 struct CodeLines<'a> {
     text: &'a [u8],
+    /// `text` when it is all UTF-8 (then its lines need no decoding one by one).
+    utf8: Option<&'a str>,
     offset: usize,
     number: usize,
     depth: usize,
@@ -298,6 +300,7 @@ impl<'a> CodeLines<'a> {
         };
         CodeLines {
             text,
+            utf8: std::str::from_utf8(text).ok(),
             offset: bom,
             number: 0,
             depth: 0,
@@ -317,15 +320,17 @@ impl<'a> Iterator for CodeLines<'a> {
         while self.offset < self.text.len() {
             let start = self.offset;
             let rest = &self.text[start..];
-            let len = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |i| i + 1);
+            let line = self.utf8.map(|all| &all[start..]);
+            let len = match line {
+                Some(line) => line.find('\n'),
+                None => rest.iter().position(|&b| b == b'\n'),
+            }
+            .map_or(rest.len(), |i| i + 1);
             self.offset += len;
             self.number += 1;
             let raw = &rest[..len];
             let depth_before = self.depth;
-            let code = match std::str::from_utf8(raw) {
+            let code = match line.map_or_else(|| std::str::from_utf8(raw), |l| Ok(&l[..len])) {
                 Ok(content) => trimmed(strip_comments(line_content(content), &mut self.depth)),
                 Err(_) => {
                     let content = String::from_utf8_lossy(raw);

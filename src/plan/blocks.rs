@@ -50,7 +50,7 @@ pub(crate) fn plan_blocks(
     let Some(before) = state_before(edits, before) else {
         return missing_document(edits, forced);
     };
-    let mut doc = BlockText::new(edits, before.content.clone())?;
+    let mut doc = BlockText::new(edits, text_with_room(&before.content, edits.news))?;
     doc.remove_old_blocks(forced, newline_moved)?;
     // The checks' baseline: the existing configuration, then each block checked so far.
     let mut baseline = doc.existing_config()?;
@@ -90,6 +90,21 @@ pub(crate) fn plan_blocks(
         ..before.into_owned()
     };
     Ok((Some(after), installed))
+}
+
+/// A copy of `content` to plan in, with room for the new blocks (markers,
+/// and line endings that may become CRLF), so that placing them copies it no more.
+fn text_with_room(content: &[u8], news: &[&RenderedEdit]) -> Vec<u8> {
+    let room: usize = news
+        .iter()
+        .map(|n| match &n.content {
+            RenderedContent::Block { body, .. } => body.len() * 2 + 256,
+            _ => 0,
+        })
+        .sum();
+    let mut text = Vec::with_capacity(content.len() + room);
+    text.extend_from_slice(content);
+    text
 }
 
 /// The document as the blocks are planned against: a missing file featpkg may
@@ -210,10 +225,9 @@ impl<'a> BlockText<'a> {
         // All at once, from the end of the file backwards, so that a file that had
         // no final newline gets none back whatever order the blocks came in; the
         // fact passes on to a block of ours that stays right after a removed one.
-        let removed = marker::remove_blocks(&self.text, self.style, &going)
+        let heirs = marker::remove_blocks_in(&mut self.text, self.style, &going)
             .map_err(marker_error(self.edits.path))?;
-        self.text = removed.text;
-        for heir in removed.added_newline_passed_to {
+        for heir in heirs {
             if heir.bundle != self.edits.bundle {
                 continue; // another bundle's block: its own record says nothing of it
             }
@@ -308,12 +322,13 @@ impl<'a> BlockText<'a> {
     fn replace(&mut self, block: &NewBlock, forced: &mut Vec<String>) -> Result<bool, PlanError> {
         let path = self.edits.path;
         let edit_id = &block.edit.edit_id;
-        let replaced = marker::replace_block_body(&self.text, self.style, &block.id, block.body)
-            .map_err(marker_error(path))?;
+        let changed =
+            marker::replace_block_body_in(&mut self.text, self.style, &block.id, block.body)
+                .map_err(marker_error(path))?;
         // A block State does not know (state lost or restored from an older
         // copy): only what we would write ourselves is taken over silently.
         let known = self.edits.olds.iter().any(|o| &o.edit_id == edit_id);
-        if !known && replaced != self.text {
+        if !known && changed {
             override_with_force(
                 self.edits.force,
                 forced,
@@ -326,7 +341,6 @@ impl<'a> BlockText<'a> {
                 ),
             )?;
         }
-        self.text = replaced;
         Ok(self.added_newline.get(edit_id).copied().unwrap_or(false))
     }
 
@@ -375,10 +389,8 @@ impl<'a> BlockText<'a> {
                 ),
             });
         }
-        let inserted = marker::insert_block(&self.text, self.style, &block.id, block.body, at)
-            .map_err(marker_error(path))?;
-        self.text = inserted.text;
-        Ok(inserted.added_newline)
+        marker::insert_block_in(&mut self.text, self.style, &block.id, block.body, at)
+            .map_err(marker_error(path))
     }
 
     /// The record of a block as written (the hash of its body in the document).
