@@ -219,7 +219,7 @@ fn lines_mentioning_featpkg(
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        number += text[counted..start].iter().filter(|&&b| b == b'\n').count();
+        number += count_newlines(&text[counted..start]);
         counted = start;
         let (content_end, next) = match text[hit..].iter().position(|&b| b == b'\n') {
             Some(i) => (hit + i, hit + i + 1),
@@ -232,28 +232,51 @@ fn lines_mentioning_featpkg(
 
 /// Where `featpkg` (any ASCII case) first occurs in `text` at or after `from`.
 fn find_featpkg(text: &[u8], from: usize) -> Option<usize> {
-    const WORD: &[u8] = b"featpkg";
-    const CHUNK: usize = 64;
-    let last = text.len().checked_sub(WORD.len())?;
     let mut at = from;
-    while at <= last {
-        let end = (at + CHUNK).min(last + 1);
-        // Without branches, so that it vectorizes: a chunk where no `f` has a
-        // `g` six bytes on cannot hold the word.
-        let firsts = &text[at..end];
-        let lasts = &text[at + WORD.len() - 1..end + WORD.len() - 1];
-        let maybe = firsts.iter().zip(lasts).fold(false, |acc, (&f, &g)| {
-            acc | ((f | 0x20 == b'f') & (g | 0x20 == b'g'))
-        });
-        if maybe
-            && let Some(hit) =
-                (at..end).find(|&i| text[i..i + WORD.len()].eq_ignore_ascii_case(WORD))
+    while at < text.len() {
+        // Eight bytes at a time (the binaries are built for size, which does
+        // not vectorize): skip words without an `f` or `F`.
+        let Some(chunk) = text.get(at..at + 8) else {
+            return (at..text.len()).find(|&i| starts_with_featpkg(&text[i..]));
+        };
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if has_byte(word | (LOW_BITS * 0x20), b'f')
+            && let Some(hit) = (at..at + 8).find(|&i| starts_with_featpkg(&text[i..]))
         {
             return Some(hit);
         }
-        at = end;
+        at += 8;
     }
     None
+}
+
+fn starts_with_featpkg(text: &[u8]) -> bool {
+    text.get(..7)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"featpkg"))
+}
+
+/// 0x01 in every byte of a word.
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+
+/// Whether a byte of `word` is `byte` (the classic zero-byte test on `word ^ byte…`).
+fn has_byte(word: u64, byte: u8) -> bool {
+    let x = word ^ (LOW_BITS * u64::from(byte));
+    x.wrapping_sub(LOW_BITS) & !x & (LOW_BITS << 7) != 0
+}
+
+/// How many `\n` there are in `text`, eight bytes at a time.
+fn count_newlines(text: &[u8]) -> usize {
+    let mut chunks = text.chunks_exact(8);
+    let mut count = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let x = word ^ (LOW_BITS * u64::from(b'\n'));
+        // Exactly the zero bytes of x, without the borrow of the classic test.
+        let low7 = LOW_BITS * 0x7f;
+        let zero = !(((x & low7) + low7) | x | low7);
+        count += zero.count_ones() as usize;
+    }
+    count + chunks.remainder().iter().filter(|&&b| b == b'\n').count()
 }
 
 fn valid_id_part(s: &str) -> bool {
@@ -742,6 +765,8 @@ mod tests {
                 .collect();
             let found: Vec<_> = lines_mentioning_featpkg(text).collect();
             assert_eq!(found, every, "cut at {cut}");
+            let newlines = text.iter().filter(|&&b| b == b'\n').count();
+            assert_eq!(count_newlines(text), newlines, "cut at {cut}");
         }
     }
 
