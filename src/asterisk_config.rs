@@ -7,6 +7,7 @@
 //!
 //! Pure functions over bytes; includes are read through a caller-supplied reader.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -125,18 +126,30 @@ pub enum ConfigError {
 }
 
 /// Strips comments from one line, tracking `;-- --;` block comments across lines.
-fn strip_comments(line: &str, depth: &mut usize) -> String {
-    let chars: Vec<char> = line.chars().collect();
-    let mut out = String::with_capacity(line.len());
+///
+/// Works on bytes: every delimiter is ASCII, and no byte of a multi-byte UTF-8
+/// character is ASCII, so this is the same as going char by char. The line
+/// itself comes back (a slice) when nothing but a trailing comment goes.
+fn strip_comments<'a>(line: &'a str, depth: &mut usize) -> Cow<'a, str> {
+    let bytes = line.as_bytes();
+    let opens = |rest: &[u8]| rest.starts_with(b";--") && !rest.starts_with(b";---");
+    // The fast path: no block comment open and no `\;` before the first `;`.
+    if *depth == 0 {
+        let semi = line.find(';').unwrap_or(bytes.len());
+        let escaped = semi > 0 && bytes[semi - 1] == b'\\';
+        if !escaped && !opens(&bytes[semi..]) {
+            return Cow::Borrowed(&line[..semi]);
+        }
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < chars.len() {
-        let rest = &chars[i..];
+    while i < bytes.len() {
+        let rest = &bytes[i..];
         if *depth > 0 {
-            if rest.starts_with(&['-', '-', ';']) {
+            if rest.starts_with(b"--;") {
                 *depth -= 1;
                 i += 3;
-            } else if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-'])
-            {
+            } else if opens(rest) {
                 *depth += 1;
                 i += 3;
             } else {
@@ -145,25 +158,23 @@ fn strip_comments(line: &str, depth: &mut usize) -> String {
             continue;
         }
         match rest[0] {
-            '\\' if rest.get(1) == Some(&';') => {
-                out.push(';');
+            b'\\' if rest.get(1) == Some(&b';') => {
+                out.push(b';');
                 i += 2;
             }
-            ';' => {
-                if rest.starts_with(&[';', '-', '-']) && !rest.starts_with(&[';', '-', '-', '-']) {
-                    *depth += 1;
-                    i += 3;
-                } else {
-                    break;
-                }
+            b';' if opens(rest) => {
+                *depth += 1;
+                i += 3;
             }
+            b';' => break,
             c => {
                 out.push(c);
                 i += 1;
             }
         }
     }
-    out
+    // Only whole characters were copied: cut at ASCII bytes only.
+    Cow::Owned(String::from_utf8(out).expect("cut at ASCII delimiters"))
 }
 
 /// Parses one config file.
@@ -179,17 +190,32 @@ pub fn parse_in_section(
     path: &str,
     section: Option<&str>,
 ) -> Result<ConfigFile, ConfigError> {
-    let (lines, unclosed_comment) = code_lines(text);
+    parse_keeping(text, path, section, &|_| true)
+}
+
+/// Parses a file keeping the entries only of the sections whose name `keep`
+/// accepts: every section is still there, with its header, options and span,
+/// and every error is found, but a big file costs no memory for entries no
+/// one will look at. `keep` is asked once per section.
+pub fn parse_keeping(
+    text: &[u8],
+    path: &str,
+    section: Option<&str>,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<ConfigFile, ConfigError> {
+    let mut lines = CodeLines::new(text);
     let mut file = ConfigFile {
         path: path.to_string(),
         sections: Vec::new(),
         includes: Vec::new(),
-        unclosed_comment,
+        unclosed_comment: None,
     };
+    let mut keeping = false;
     if let Some(name) = section {
         file.sections.push(Section::new(name.to_string(), 0, 0..0));
+        keeping = keep(name);
     }
-    for line in lines {
+    for line in lines.by_ref() {
         if let Some(directive) = line.code.strip_prefix('#') {
             let current = file.sections.last().map(|s| s.name.clone());
             file.includes
@@ -199,6 +225,7 @@ pub fn parse_in_section(
         if let Some(rest) = line.code.strip_prefix('[') {
             let header = parse_header(rest, line.number, line.start..line.end)
                 .map_err(|message| syntax(path, line.number, message))?;
+            keeping = keep(&header.name);
             file.sections.push(header);
             continue;
         }
@@ -209,12 +236,18 @@ pub fn parse_in_section(
                 "text before any [section] (Asterisk: \"No category context\", the whole file is rejected)".into(),
             ));
         };
-        let Some(entry) = parse_entry(&line.code, line.number) else {
-            continue; // Asterisk warns and ignores a line without '='
-        };
-        section.entries.push(entry);
+        // Asterisk warns and ignores a line without '='.
+        if keeping {
+            let Some(entry) = parse_entry(&line.code, line.number) else {
+                continue;
+            };
+            section.entries.push(entry);
+        } else if !line.code.contains('=') {
+            continue;
+        }
         section.span.end = line.end_of_entry.max(section.span.start);
     }
+    file.unclosed_comment = lines.unclosed_comment();
     Ok(file)
 }
 
@@ -227,7 +260,7 @@ fn syntax(path: &str, line: usize, message: String) -> ConfigError {
 }
 
 /// One line of a config file that holds more than comments and blanks.
-struct CodeLine {
+struct CodeLine<'a> {
     /// 1-based line number.
     number: usize,
     /// Byte offsets of the line in the file (`end` after its line ending).
@@ -238,49 +271,103 @@ struct CodeLine {
     /// after a line only if no comment is left open on it).
     end_of_entry: usize,
     /// The line without comments, trimmed.
-    code: String,
+    code: Cow<'a, str>,
 }
 
-/// The lines of `text` that hold code, and the line of a `;--` block comment
+/// The lines of a file that hold code, one at a time; once they are all read,
+/// [`CodeLines::unclosed_comment`] tells the line of a `;--` block comment
 /// that is never closed (Asterisk ignores everything after it).
 ///
 /// Offsets count the file's own bytes: each line is decoded on its own, so a
 /// Latin-1 or cp1251 comment (not UTF-8) cannot shift the positions of the
 /// lines after it.
-fn code_lines(text: &[u8]) -> (Vec<CodeLine>, Option<usize>) {
-    let bom = if text.starts_with(b"\xef\xbb\xbf") {
-        3
-    } else {
-        0
-    };
-    let mut lines = Vec::new();
-    let mut depth = 0usize;
-    let mut comment_opened = 0usize;
-    let mut offset = bom;
-    for (index, raw) in text[bom..].split_inclusive(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
-        let start = offset;
-        offset += raw.len();
-        let content = String::from_utf8_lossy(raw);
-        let content = content.trim_end_matches(['\n', '\r']);
-        let depth_before = depth;
-        let code = strip_comments(content, &mut depth);
-        if depth_before == 0 && depth > 0 {
-            comment_opened = number;
+struct CodeLines<'a> {
+    text: &'a [u8],
+    /// `text` when it is all UTF-8 (then its lines need no decoding one by one).
+    utf8: Option<&'a str>,
+    offset: usize,
+    number: usize,
+    depth: usize,
+    comment_opened: usize,
+}
+
+impl<'a> CodeLines<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        let bom = if text.starts_with(b"\xef\xbb\xbf") {
+            3
+        } else {
+            0
+        };
+        CodeLines {
+            text,
+            utf8: std::str::from_utf8(text).ok(),
+            offset: bom,
+            number: 0,
+            depth: 0,
+            comment_opened: 0,
         }
-        let code = code.trim();
-        if code.is_empty() {
-            continue;
-        }
-        lines.push(CodeLine {
-            number,
-            start,
-            end: offset,
-            end_of_entry: if depth == 0 { offset } else { start },
-            code: code.to_string(),
-        });
     }
-    (lines, (depth > 0).then_some(comment_opened))
+
+    fn unclosed_comment(&self) -> Option<usize> {
+        (self.depth > 0).then_some(self.comment_opened)
+    }
+}
+
+impl<'a> Iterator for CodeLines<'a> {
+    type Item = CodeLine<'a>;
+
+    fn next(&mut self) -> Option<CodeLine<'a>> {
+        while self.offset < self.text.len() {
+            let start = self.offset;
+            let rest = &self.text[start..];
+            let line = self.utf8.map(|all| &all[start..]);
+            let len = match line {
+                Some(line) => line.find('\n'),
+                None => rest.iter().position(|&b| b == b'\n'),
+            }
+            .map_or(rest.len(), |i| i + 1);
+            self.offset += len;
+            self.number += 1;
+            let raw = &rest[..len];
+            let depth_before = self.depth;
+            let code = match line.map_or_else(|| std::str::from_utf8(raw), |l| Ok(&l[..len])) {
+                Ok(content) => trimmed(strip_comments(line_content(content), &mut self.depth)),
+                Err(_) => {
+                    let content = String::from_utf8_lossy(raw);
+                    let code = strip_comments(line_content(&content), &mut self.depth);
+                    Cow::Owned(code.trim().to_string())
+                }
+            };
+            if depth_before == 0 && self.depth > 0 {
+                self.comment_opened = self.number;
+            }
+            if code.is_empty() {
+                continue;
+            }
+            return Some(CodeLine {
+                number: self.number,
+                start,
+                end: self.offset,
+                end_of_entry: if self.depth == 0 { self.offset } else { start },
+                code,
+            });
+        }
+        None
+    }
+}
+
+/// A line without its line ending.
+fn line_content(line: &str) -> &str {
+    line.trim_end_matches(['\n', '\r'])
+}
+
+/// `code` trimmed, borrowed still when it was.
+fn trimmed(code: Cow<'_, str>) -> Cow<'_, str> {
+    match code {
+        Cow::Borrowed(c) => Cow::Borrowed(c.trim()),
+        Cow::Owned(c) if c.trim().len() == c.len() => Cow::Owned(c),
+        Cow::Owned(c) => Cow::Owned(c.trim().to_string()),
+    }
 }
 
 /// The include a `#` directive line makes (its text after the `#`), if it is
@@ -412,10 +499,46 @@ pub fn load_with_includes(
     rel_path: &str,
     source: &mut dyn ConfigSource,
 ) -> Result<Vec<ConfigFile>, ConfigError> {
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
-    load_into(rel_path, None, source, &mut stack, &mut out)?;
-    Ok(out)
+    let mut loader = Loader {
+        source,
+        overlay: None,
+        keep: &|_| true,
+        stack: Vec::new(),
+        out: Vec::new(),
+    };
+    loader.load(rel_path, None)?;
+    Ok(loader.out)
+}
+
+/// [`load_with_includes`] where `rel_path` reads as `text` (what it would be
+/// after a change), and only the entries of sections `keep` accepts are kept
+/// (see [`parse_keeping`]).
+pub fn load_with_includes_over(
+    rel_path: &str,
+    text: &[u8],
+    source: &mut dyn ConfigSource,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<ConfigFile>, ConfigError> {
+    let mut loader = Loader {
+        source,
+        overlay: Some((rel_path, text)),
+        keep,
+        stack: Vec::new(),
+        out: Vec::new(),
+    };
+    loader.load(rel_path, None)?;
+    Ok(loader.out)
+}
+
+/// One [`load_with_includes`]: where files come from, and what is loaded so far.
+struct Loader<'a> {
+    source: &'a mut dyn ConfigSource,
+    /// A file read from this text instead of the source.
+    overlay: Option<(&'a str, &'a [u8])>,
+    keep: &'a dyn Fn(&str) -> bool,
+    /// The files being loaded, outermost first (an include loop is refused).
+    stack: Vec<String>,
+    out: Vec<ConfigFile>,
 }
 
 /// Where an include comes from: file, line, `#tryinclude`, current section.
@@ -489,72 +612,73 @@ fn expand_glob(pattern: &str, source: &mut dyn ConfigSource) -> Result<Vec<Strin
     Ok(found)
 }
 
-fn load_into(
-    path: &str,
-    from: Option<IncludedFrom>,
-    source: &mut dyn ConfigSource,
-    stack: &mut Vec<String>,
-    out: &mut Vec<ConfigFile>,
-) -> Result<(), ConfigError> {
-    let bad = |message: &str| match &from {
-        Some(from) => ConfigError::BadInclude {
-            file: from.file.to_string(),
-            line: from.line,
-            target: path.to_string(),
-            message: message.to_string(),
-        },
-        None => ConfigError::Read {
-            file: path.to_string(),
-            message: message.to_string(),
-        },
-    };
-    let missing = || match &from {
-        Some(from) if from.optional => Ok(()),
-        Some(from) => Err(ConfigError::MissingInclude {
-            file: from.file.to_string(),
-            line: from.line,
-            target: path.to_string(),
-        }),
-        None => Err(bad("file does not exist")),
-    };
-    if path.split('/').any(|p| p == "..") {
-        return Err(bad(
-            "'..' leaves the config directory; featpkg does not follow it",
-        ));
-    }
-    if has_wildcards(path) {
-        let files = expand_glob(path, source).map_err(|m| bad(&m))?;
-        if files.is_empty() {
-            return missing(); // glob(3) found nothing: Asterisk treats it as a missing file
-        }
-        for file in files {
-            load_into(&file, from, source, stack, out)?;
-        }
-        return Ok(());
-    }
-    if stack.iter().any(|p| p == path) || stack.len() > 32 {
-        return Err(bad("include loop"));
-    }
-    let bytes = match source.read(path) {
-        Ok(Some(b)) => b,
-        Ok(None) => return missing(),
-        Err(e) => return Err(bad(&e.to_string())),
-    };
-    let parsed = parse_in_section(&bytes, path, from.as_ref().and_then(|f| f.section))?;
-    let includes = parsed.includes.clone();
-    out.push(parsed);
-    stack.push(path.to_string());
-    for inc in &includes {
-        let from = IncludedFrom {
-            file: path,
-            line: inc.line,
-            optional: inc.optional,
-            section: inc.section.as_deref(),
+impl Loader<'_> {
+    fn load(&mut self, path: &str, from: Option<IncludedFrom>) -> Result<(), ConfigError> {
+        let bad = |message: &str| match &from {
+            Some(from) => ConfigError::BadInclude {
+                file: from.file.to_string(),
+                line: from.line,
+                target: path.to_string(),
+                message: message.to_string(),
+            },
+            None => ConfigError::Read {
+                file: path.to_string(),
+                message: message.to_string(),
+            },
         };
-        load_into(&inc.target, Some(from), source, stack, out)?;
+        let missing = || match &from {
+            Some(from) if from.optional => Ok(()),
+            Some(from) => Err(ConfigError::MissingInclude {
+                file: from.file.to_string(),
+                line: from.line,
+                target: path.to_string(),
+            }),
+            None => Err(bad("file does not exist")),
+        };
+        if path.split('/').any(|p| p == "..") {
+            return Err(bad(
+                "'..' leaves the config directory; featpkg does not follow it",
+            ));
+        }
+        if has_wildcards(path) {
+            let files = expand_glob(path, self.source).map_err(|m| bad(&m))?;
+            if files.is_empty() {
+                return missing(); // glob(3) found nothing: Asterisk treats it as a missing file
+            }
+            for file in files {
+                self.load(&file, from)?;
+            }
+            return Ok(());
+        }
+        if self.stack.iter().any(|p| p == path) || self.stack.len() > 32 {
+            return Err(bad("include loop"));
+        }
+        let bytes = match self.overlay {
+            Some((name, text)) if name == path => Cow::Borrowed(text),
+            _ => match self.source.read(path) {
+                Ok(Some(b)) => Cow::Owned(b),
+                Ok(None) => return missing(),
+                Err(e) => return Err(bad(&e.to_string())),
+            },
+        };
+        let section = from.as_ref().and_then(|f| f.section);
+        let parsed = parse_keeping(&bytes, path, section, self.keep)?;
+        drop(bytes);
+        let includes = parsed.includes.clone();
+        self.out.push(parsed);
+        self.stack.push(path.to_string());
+        for inc in &includes {
+            let from = IncludedFrom {
+                file: path,
+                line: inc.line,
+                optional: inc.optional,
+                section: inc.section.as_deref(),
+            };
+            self.load(&inc.target, Some(from))?;
+        }
+        self.stack.pop();
+        Ok(())
     }
-    stack.pop();
-    Ok(())
 }
 
 /// A change featpkg would make that clashes with what is there, at `file:line`.

@@ -14,6 +14,7 @@
 //! on such a file and names the line (the blockinfile/whenever failure modes in
 //! reference/installers.md). Everything outside our blocks is kept byte for byte.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Comment syntax of the file the block lives in.
@@ -203,6 +204,81 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_
     })
 }
 
+/// The lines of `text` that mention featpkg in any case, as [`lines`] numbers
+/// them: only those can be markers (see [`parse_marker`]), and going from one
+/// to the next skips the rest of a big file at memory speed.
+fn lines_mentioning_featpkg(
+    text: &[u8],
+) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let mut from = 0;
+    // Line `number` starts at `counted`.
+    let (mut counted, mut number) = (0, 1);
+    std::iter::from_fn(move || {
+        let hit = find_featpkg(text, from)?;
+        let start = text[..hit]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        number += count_newlines(&text[counted..start]);
+        counted = start;
+        let (content_end, next) = match text[hit..].iter().position(|&b| b == b'\n') {
+            Some(i) => (hit + i, hit + i + 1),
+            None => (text.len(), text.len()),
+        };
+        from = next;
+        Some((number, start, content_end, next))
+    })
+}
+
+/// Where `featpkg` (any ASCII case) first occurs in `text` at or after `from`.
+fn find_featpkg(text: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at < text.len() {
+        // Eight bytes at a time (the binaries are built for size, which does
+        // not vectorize): skip words without an `f` or `F`.
+        let Some(chunk) = text.get(at..at + 8) else {
+            return (at..text.len()).find(|&i| starts_with_featpkg(&text[i..]));
+        };
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if has_byte(word | (LOW_BITS * 0x20), b'f')
+            && let Some(hit) = (at..at + 8).find(|&i| starts_with_featpkg(&text[i..]))
+        {
+            return Some(hit);
+        }
+        at += 8;
+    }
+    None
+}
+
+fn starts_with_featpkg(text: &[u8]) -> bool {
+    text.get(..7)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"featpkg"))
+}
+
+/// 0x01 in every byte of a word.
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+
+/// Whether a byte of `word` is `byte` (the classic zero-byte test on `word ^ byte…`).
+fn has_byte(word: u64, byte: u8) -> bool {
+    let x = word ^ (LOW_BITS * u64::from(byte));
+    x.wrapping_sub(LOW_BITS) & !x & (LOW_BITS << 7) != 0
+}
+
+/// How many `\n` there are in `text`, eight bytes at a time.
+fn count_newlines(text: &[u8]) -> usize {
+    let mut chunks = text.chunks_exact(8);
+    let mut count = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let x = word ^ (LOW_BITS * u64::from(b'\n'));
+        // Exactly the zero bytes of x, without the borrow of the classic test.
+        let low7 = LOW_BITS * 0x7f;
+        let zero = !(((x & low7) + low7) | x | low7);
+        count += zero.count_ones() as usize;
+    }
+    count + chunks.remainder().iter().filter(|&&b| b == b'\n').count()
+}
+
 fn valid_id_part(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -216,6 +292,11 @@ fn parse_marker(
     number: usize,
     style: CommentStyle,
 ) -> Result<Option<(MarkerKind, BlockId)>, MarkerError> {
+    // Every line taken for a marker (below) names featpkg, in some case: the
+    // others, nearly all of a big file, are let go without decoding them.
+    if !mentions_featpkg(line) {
+        return Ok(None);
+    }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
     let looks_like = {
@@ -255,13 +336,36 @@ fn parse_marker(
     )))
 }
 
+/// Whether `line` has `featpkg` in it, in any ASCII case.
+fn mentions_featpkg(line: &[u8]) -> bool {
+    const WORD: &[u8] = b"featpkg";
+    line.len() >= WORD.len()
+        && line[..=line.len() - WORD.len()]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b | 0x20 == b'f')
+            .any(|(i, _)| line[i..i + WORD.len()].eq_ignore_ascii_case(WORD))
+}
+
 /// `text` with every block of `bundle` taken out (markers included).
 pub fn without_blocks_of(
     text: &[u8],
     style: CommentStyle,
     bundle: &str,
 ) -> Result<Vec<u8>, MarkerError> {
+    Ok(strip_blocks_of(text, style, bundle)?.into_owned())
+}
+
+/// [`without_blocks_of`], borrowing `text` when it has no block of `bundle`.
+pub fn strip_blocks_of<'t>(
+    text: &'t [u8],
+    style: CommentStyle,
+    bundle: &str,
+) -> Result<Cow<'t, [u8]>, MarkerError> {
     let blocks = scan(text, style)?;
+    if !blocks.iter().any(|b| b.id.bundle == bundle) {
+        return Ok(Cow::Borrowed(text));
+    }
     let mut out = Vec::with_capacity(text.len());
     let mut pos = 0;
     for b in blocks.iter().filter(|b| b.id.bundle == bundle) {
@@ -269,14 +373,14 @@ pub fn without_blocks_of(
         pos = b.span.end;
     }
     out.extend_from_slice(&text[pos..]);
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Finds every featpkg block; any marker problem is an error naming the line.
 pub fn scan(text: &[u8], style: CommentStyle) -> Result<Vec<Block>, MarkerError> {
     let mut blocks: Vec<Block> = Vec::new();
     let mut open: Option<(BlockId, usize, usize, usize)> = None; // id, line, span start, body start
-    for (number, start, content_end, next) in lines(text) {
+    for (number, start, content_end, next) in lines_mentioning_featpkg(text) {
         let Some((kind, id)) = parse_marker(&text[start..content_end], number, style)? else {
             continue;
         };
@@ -390,6 +494,25 @@ pub fn insert_block(
     body_lf: &str,
     at: Option<usize>,
 ) -> Result<Inserted, MarkerError> {
+    let mut out = Vec::with_capacity(text.len() + body_lf.len() * 2 + 256);
+    out.extend_from_slice(text);
+    let added_newline = insert_block_in(&mut out, style, id, body_lf, at)?;
+    Ok(Inserted {
+        text: out,
+        added_newline,
+    })
+}
+
+/// [`insert_block`] into `text` itself (a big file is not copied again);
+/// returns whether a line ending was added before the block. On an error
+/// `text` is as it was.
+pub fn insert_block_in(
+    text: &mut Vec<u8>,
+    style: CommentStyle,
+    id: &BlockId,
+    body_lf: &str,
+    at: Option<usize>,
+) -> Result<bool, MarkerError> {
     let blocks = scan(text, style)?;
     if blocks.iter().any(|b| &b.id == id) {
         return Err(MarkerError::AlreadyPresent(id.to_string()));
@@ -406,31 +529,21 @@ pub fn insert_block(
     });
     let eol = LineEnding::detect(text);
     let block = render_block(id, style, body_lf, eol);
-    let mut out = Vec::with_capacity(text.len() + block.len() + 2);
     match at {
         Some(pos) if pos < text.len() => {
             if pos > text.len() || (pos > 0 && text[pos - 1] != b'\n') {
                 return Err(MarkerError::NotLineStart(pos));
             }
-            out.extend_from_slice(&text[..pos]);
-            out.extend_from_slice(&block);
-            out.extend_from_slice(&text[pos..]);
-            Ok(Inserted {
-                text: out,
-                added_newline: false,
-            })
+            text.splice(pos..pos, block);
+            Ok(false)
         }
         _ => {
-            out.extend_from_slice(text);
             let added_newline = !text.is_empty() && !text.ends_with(b"\n");
             if added_newline {
-                out.extend_from_slice(eol.bytes());
+                text.extend_from_slice(eol.bytes());
             }
-            out.extend_from_slice(&block);
-            Ok(Inserted {
-                text: out,
-                added_newline,
-            })
+            text.extend_from_slice(&block);
+            Ok(added_newline)
         }
     }
 }
@@ -449,14 +562,29 @@ pub fn replace_block_body(
     id: &BlockId,
     body_lf: &str,
 ) -> Result<Vec<u8>, MarkerError> {
+    let mut out = Vec::with_capacity(text.len() + body_lf.len() * 2);
+    out.extend_from_slice(text);
+    replace_block_body_in(&mut out, style, id, body_lf)?;
+    Ok(out)
+}
+
+/// [`replace_block_body`] in `text` itself; returns whether the body changed.
+/// On an error `text` is as it was.
+pub fn replace_block_body_in(
+    text: &mut Vec<u8>,
+    style: CommentStyle,
+    id: &BlockId,
+    body_lf: &str,
+) -> Result<bool, MarkerError> {
     let block = find(text, style, id)?;
     check_body(id, body_lf, style)?;
     let eol = LineEnding::detect(text);
-    let mut out = Vec::with_capacity(text.len() + body_lf.len());
-    out.extend_from_slice(&text[..block.body.start]);
-    out.extend_from_slice(&convert_body(body_lf, eol));
-    out.extend_from_slice(&text[block.body.end..]);
-    Ok(out)
+    let body = convert_body(body_lf, eol);
+    if text[block.body.clone()] == body[..] {
+        return Ok(false);
+    }
+    text.splice(block.body, body);
+    Ok(true)
 }
 
 /// Removes a block. `strip_added_newline` takes back the line ending that
@@ -469,15 +597,25 @@ pub fn remove_block(
     id: &BlockId,
     strip_added_newline: bool,
 ) -> Result<Vec<u8>, MarkerError> {
+    let mut out = text.to_vec();
+    remove_block_in(&mut out, style, id, strip_added_newline)?;
+    Ok(out)
+}
+
+/// [`remove_block`] from `text` itself. On an error `text` is as it was.
+fn remove_block_in(
+    text: &mut Vec<u8>,
+    style: CommentStyle,
+    id: &BlockId,
+    strip_added_newline: bool,
+) -> Result<(), MarkerError> {
     let block = find(text, style, id)?;
     let mut start = block.span.start;
     if strip_added_newline && block.span.end == text.len() {
         start -= added_eol_len(&text[..start]);
     }
-    let mut out = Vec::with_capacity(text.len());
-    out.extend_from_slice(&text[..start]);
-    out.extend_from_slice(&text[block.span.end..]);
-    Ok(out)
+    text.drain(start..block.span.end);
+    Ok(())
 }
 
 /// Length of the line ending [`insert_block`] added at the end of `before` (the
@@ -525,6 +663,22 @@ pub fn remove_blocks(
     style: CommentStyle,
     blocks: &[(BlockId, bool)],
 ) -> Result<Removed, MarkerError> {
+    let mut out = text.to_vec();
+    let passed_to = remove_blocks_in(&mut out, style, blocks)?;
+    Ok(Removed {
+        text: out,
+        added_newline_passed_to: passed_to,
+    })
+}
+
+/// [`remove_blocks`] from `text` itself (a big file is not copied again);
+/// returns [`Removed::added_newline_passed_to`]. On an error `text` may be
+/// partly changed: the caller drops it.
+pub fn remove_blocks_in(
+    text: &mut Vec<u8>,
+    style: CommentStyle,
+    blocks: &[(BlockId, bool)],
+) -> Result<Vec<BlockId>, MarkerError> {
     let found = scan(text, style)?;
     let mut order = Vec::with_capacity(blocks.len());
     for (id, added_newline) in blocks {
@@ -535,27 +689,23 @@ pub fn remove_blocks(
         order.push((block.span.start, id, *added_newline));
     }
     order.sort_by_key(|(start, ..)| std::cmp::Reverse(*start));
-    let mut out = text.to_vec();
     let mut passed_to = Vec::new();
     for (_, id, added_newline) in order {
         if added_newline {
-            let now = scan(&out, style)?;
+            let now = scan(text, style)?;
             let block = now
                 .iter()
                 .find(|b| &b.id == id)
                 .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
-            if block.span.end != out.len()
+            if block.span.end != text.len()
                 && let Some(next) = now.iter().find(|b| b.span.start == block.span.end)
             {
                 passed_to.push(next.id.clone());
             }
         }
-        out = remove_block(&out, style, id, added_newline)?;
+        remove_block_in(text, style, id, added_newline)?;
     }
-    Ok(Removed {
-        text: out,
-        added_newline_passed_to: passed_to,
-    })
+    Ok(passed_to)
 }
 
 /// The body bytes of a block as they are in the file, or None when the block is absent.
@@ -592,6 +742,32 @@ mod tests {
             "round trip of {:?}",
             String::from_utf8_lossy(original)
         );
+    }
+
+    #[test]
+    fn the_lines_that_mention_featpkg_are_found_wherever_they_are() {
+        let mut text = Vec::new();
+        for i in 0..300 {
+            match i % 7 {
+                0 => text.extend_from_slice(b"; BEGIN featpkg:demo:a/b\n"),
+                1 => text.extend_from_slice(b"exten => 1,1,NoOp(FeatPkG)\r\n"),
+                2 => text.extend_from_slice("\u{e9}t\u{e9} featpk\n".as_bytes()),
+                3 => text.extend_from_slice(&b"x".repeat(i % 70)),
+                4 => text.extend_from_slice(b"featpkgfeatpkg\n\n"),
+                _ => text.extend_from_slice(b"; plain comment\n"),
+            }
+        }
+        text.extend_from_slice(b"; END featpkg:demo:a/b");
+        for cut in [text.len(), text.len() - 3, 64, 63, 7, 0] {
+            let text = &text[..cut];
+            let every: Vec<_> = lines(text)
+                .filter(|&(_, start, end, _)| mentions_featpkg(&text[start..end]))
+                .collect();
+            let found: Vec<_> = lines_mentioning_featpkg(text).collect();
+            assert_eq!(found, every, "cut at {cut}");
+            let newlines = text.iter().filter(|&&b| b == b'\n').count();
+            assert_eq!(count_newlines(text), newlines, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! configuration the PBX already has and put in place.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{DocEdits, PlanError, override_with_force, own_ids};
 use crate::asterisk_config::{self, ConfigFile, Conflict};
@@ -46,10 +46,10 @@ pub(crate) fn plan_blocks(
     let Some(before) = state_before(edits, before) else {
         return missing_document(edits, forced);
     };
-    let mut doc = BlockText::new(edits, before.content.clone())?;
+    let mut doc = BlockText::new(edits, text_with_room(&before.content, edits.news))?;
     doc.remove_old_blocks(forced, newline_moved)?;
-    let existing = doc.existing_config()?;
-    let mut added_so_far: Vec<ConfigFile> = Vec::new();
+    // The checks' baseline: the existing configuration, then each block checked so far.
+    let mut baseline = doc.existing_config()?;
     let mut installed = Vec::new();
     for new in edits.news {
         let RenderedContent::Block {
@@ -68,9 +68,8 @@ pub(crate) fn plan_blocks(
             section: section.as_deref(),
         };
         if let Some(check) = check {
-            let mut baseline = existing.clone();
-            baseline.extend(added_so_far.iter().cloned());
-            added_so_far.push(checked_block_config(edits.path, &block, *check, &baseline)?);
+            let added = checked_block_config(edits.path, &block, *check, &baseline)?;
+            baseline.push(added);
         }
         let added_newline = doc.place(&block, check.is_some(), forced)?;
         installed.push(doc.installed_edit(&block, added_newline)?);
@@ -87,6 +86,21 @@ pub(crate) fn plan_blocks(
         ..before.into_owned()
     };
     Ok((Some(after), installed))
+}
+
+/// A copy of `content` to plan in, with room for the new blocks (markers,
+/// and line endings that may become CRLF), so that placing them copies it no more.
+fn text_with_room(content: &[u8], news: &[&RenderedEdit]) -> Vec<u8> {
+    let room: usize = news
+        .iter()
+        .map(|n| match &n.content {
+            RenderedContent::Block { body, .. } => body.len() * 2 + 256,
+            _ => 0,
+        })
+        .sum();
+    let mut text = Vec::with_capacity(content.len() + room);
+    text.extend_from_slice(content);
+    text
 }
 
 /// The document as the blocks are planned against: a missing file featpkg may
@@ -207,10 +221,9 @@ impl<'a> BlockText<'a> {
         // All at once, from the end of the file backwards, so that a file that had
         // no final newline gets none back whatever order the blocks came in; the
         // fact passes on to a block of ours that stays right after a removed one.
-        let removed = marker::remove_blocks(&self.text, self.style, &going)
+        let heirs = marker::remove_blocks_in(&mut self.text, self.style, &going)
             .map_err(marker_error(self.edits.path))?;
-        self.text = removed.text;
-        for heir in removed.added_newline_passed_to {
+        for heir in heirs {
             if heir.bundle != self.edits.bundle {
                 continue; // another bundle's block: its own record says nothing of it
             }
@@ -305,12 +318,13 @@ impl<'a> BlockText<'a> {
     fn replace(&mut self, block: &NewBlock, forced: &mut Vec<String>) -> Result<bool, PlanError> {
         let path = self.edits.path;
         let edit_id = &block.edit.edit_id;
-        let replaced = marker::replace_block_body(&self.text, self.style, &block.id, block.body)
-            .map_err(marker_error(path))?;
+        let changed =
+            marker::replace_block_body_in(&mut self.text, self.style, &block.id, block.body)
+                .map_err(marker_error(path))?;
         // A block State does not know (state lost or restored from an older
         // copy): only what we would write ourselves is taken over silently.
         let known = self.edits.olds.iter().any(|o| &o.edit_id == edit_id);
-        if !known && replaced != self.text {
+        if !known && changed {
             override_with_force(
                 self.edits.force,
                 forced,
@@ -323,7 +337,6 @@ impl<'a> BlockText<'a> {
                 ),
             )?;
         }
-        self.text = replaced;
         Ok(self.added_newline.get(edit_id).copied().unwrap_or(false))
     }
 
@@ -332,12 +345,15 @@ impl<'a> BlockText<'a> {
     fn insert(&mut self, block: &NewBlock, checked: bool) -> Result<bool, PlanError> {
         let path = self.edits.path;
         // Asterisk files (checked or placed in a section) are parsed to place the block.
+        // Only where sections end is needed: no entries are kept.
         let parsed = if checked || block.section.is_some() {
             Some(
-                asterisk_config::parse(&self.text, path).map_err(|e| PlanError::Config {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?,
+                asterisk_config::parse_keeping(&self.text, path, None, &|_| false).map_err(
+                    |e| PlanError::Config {
+                        path: path.into(),
+                        message: e.to_string(),
+                    },
+                )?,
             )
         } else {
             None
@@ -369,10 +385,8 @@ impl<'a> BlockText<'a> {
                 ),
             });
         }
-        let inserted = marker::insert_block(&self.text, self.style, &block.id, block.body, at)
-            .map_err(marker_error(path))?;
-        self.text = inserted.text;
-        Ok(inserted.added_newline)
+        marker::insert_block_in(&mut self.text, self.style, &block.id, block.body, at)
+            .map_err(marker_error(path))
     }
 
     /// The block as State keeps it once written: the hash of its body in the
@@ -479,7 +493,9 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The config as the PBX has it (the file with this bundle's blocks taken out, plus what it includes).
+/// The config as the PBX has it (the file with this bundle's blocks taken out,
+/// plus what it includes), with the entries of only the sections the checks
+/// of `edits`' new blocks look at (see [`checked_sections`]).
 fn existing_config(
     edits: DocEdits,
     text: &[u8],
@@ -487,17 +503,55 @@ fn existing_config(
 ) -> Result<Vec<ConfigFile>, PlanError> {
     let path = edits.path;
     let stripped =
-        marker::without_blocks_of(text, style, edits.bundle).map_err(marker_error(path))?;
-
+        marker::strip_blocks_of(text, style, edits.bundle).map_err(marker_error(path))?;
     let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    let me = file_name(path).to_string();
-    let mut source = ConfigDir {
-        target: edits.target,
-        dir,
-        overlay: Some((&me, stripped)),
-    };
-    asterisk_config::load_with_includes(&me, &mut source).map_err(|e| PlanError::Config {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    let me = file_name(path);
+    let mut wanted = checked_sections(edits);
+    loop {
+        let mut source = ConfigDir {
+            target: edits.target,
+            dir,
+            overlay: None,
+        };
+        let keep = |name: &str| wanted.contains(&name.to_ascii_lowercase());
+        let loaded = asterisk_config::load_with_includes_over(me, &stripped, &mut source, &keep)
+            .map_err(|e| PlanError::Config {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        // A section looked at may take keys from its templates: theirs too.
+        let parents: Vec<String> = loaded
+            .iter()
+            .flat_map(|f| f.sections.iter())
+            .filter(|s| wanted.contains(&s.name.to_ascii_lowercase()))
+            .flat_map(|s| s.inherits.iter().map(|p| p.to_ascii_lowercase()))
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        if parents.is_empty() {
+            return Ok(loaded);
+        }
+        wanted.extend(parents);
+    }
+}
+
+/// The sections (names in lower case, as Asterisk compares them) whose entries
+/// the checks of the new blocks compare against: those the blocks define or
+/// append to (a dialplan context, `[modules]`, a PJSIP endpoint). A block
+/// that does not parse adds none; its check refuses it later.
+fn checked_sections(edits: DocEdits) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for new in edits.news {
+        if let RenderedContent::Block {
+            body,
+            section,
+            check: Some(_),
+            ..
+        } = &new.content
+            && let Ok(added) =
+                asterisk_config::parse_in_section(body.as_bytes(), "", section.as_deref())
+        {
+            names.extend(added.sections.iter().map(|s| s.name.to_ascii_lowercase()));
+        }
+    }
+    names
 }
