@@ -76,6 +76,9 @@ pub fn conclude<P: AgiProgram>(agi: &mut Session, parsed: Result<P::Config, Stri
     agi.set_reply_timeout(P::deadline(&config));
     match P::run(agi, config) {
         Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => Ending::Done,
+        // A session with its own deadlines (featpkg-agid's) ran out of time:
+        // ended as the per-call program's watchdog ends it, without a word.
+        Err(AgiError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => Ending::Failed,
         Err(e) => {
             let _ = agi.verbose(&format!("{}: {e}", P::LOG_NAME), 1);
             Ending::Failed
