@@ -141,6 +141,9 @@ pub enum EditDef {
         /// `;` (Asterisk) or `#` (crontab) comment syntax for the markers.
         #[serde(default = "default_comment")]
         comment: String,
+        /// Only when this holds: `name=value` of a parameter (`agi_mode=fastagi`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        when: Option<String>,
     },
     /// A whole file we own: one of the bundle's binaries, or a rendered template.
     File {
@@ -158,6 +161,9 @@ pub enum EditDef {
         template: Option<String>,
         /// Permission bits as octal text (`"0755"`); group and others may not write.
         mode: String,
+        /// Only when this holds: `name=value` of a parameter (`agi_mode=fastagi`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        when: Option<String>,
     },
 }
 
@@ -169,6 +175,13 @@ impl EditDef {
     fn id(&self) -> &str {
         match self {
             EditDef::Block { id, .. } | EditDef::File { id, .. } => id,
+        }
+    }
+
+    /// The condition the edit is made under (`agi_mode=fastagi`), if any.
+    fn when(&self) -> Option<&str> {
+        match self {
+            EditDef::Block { when, .. } | EditDef::File { when, .. } => when.as_deref(),
         }
     }
 }
@@ -402,6 +415,16 @@ impl FeatureDef {
         for edit in &def.edits {
             if !seen.insert(edit.id()) {
                 return Err(bad(format!("edit id {:?} is used twice", edit.id())));
+            }
+            let param_named = |c: &str| {
+                c.split_once('=')
+                    .is_some_and(|(name, _)| def.params.iter().any(|p| p.name == name))
+            };
+            if let Some(when) = edit.when().filter(|c| !param_named(c)) {
+                return Err(bad(format!(
+                    "edit {}: when {when:?} is not <parameter>=<value>",
+                    edit.id()
+                )));
             }
         }
         Ok(def)

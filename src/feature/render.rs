@@ -321,6 +321,13 @@ impl Fragments<'_> {
     /// One edit of the definition, rendered; `None` for a block that renders
     /// to nothing (e.g. no endpoints listed: nothing to add).
     fn edit(&self, edit: &EditDef) -> Result<Option<(Location, RenderedEdit)>, FeatureError> {
+        if let Some(condition) = edit.when() {
+            let holds = template::holds(condition, self.vars)
+                .map_err(|e| self.feature.invalid(format!("edit {}: {e}", edit.id())))?;
+            if !holds {
+                return Ok(None);
+            }
+        }
         let (id, file, content) = match edit {
             EditDef::Block {
                 id,
@@ -329,6 +336,7 @@ impl Fragments<'_> {
                 section,
                 check,
                 comment,
+                ..
             } => {
                 let Some(content) = self.block(id, template, section, *check, comment)? else {
                     return Ok(None);
@@ -341,6 +349,7 @@ impl Fragments<'_> {
                 binary,
                 template,
                 mode,
+                ..
             } => (id, file, self.file(id, binary, template, mode)?),
         };
         let location =

@@ -1,7 +1,10 @@
-//! The fragment template language: `%{name}` substitutes a value, and
+//! The fragment template language: `%{name}` substitutes a value,
 //! `%{#each list}…%{item}…%{/each}` repeats a part once per item of a
 //! comma-separated list — or of a JSON array of objects, whose fields are
-//! `%{item.field}`. Nothing else: fragments stay readable as Asterisk config.
+//! `%{item.field}` — and `%{#if name=value}…%{/if}` keeps a part only when a
+//! value is exactly that (an enum parameter choosing between two dialplans:
+//! `agi_mode`); `#if` parts do not nest. Nothing else: fragments stay
+//! readable as Asterisk config.
 //! (`%{` was chosen because `{{`/`${` collide with dialplan `${VAR}` syntax.)
 
 use std::collections::BTreeMap;
@@ -30,7 +33,17 @@ fn render_into(
             .ok_or_else(|| format!("unclosed '%{{' near {:?}", truncate(&rest[start..])))?;
         let tag = &after[..end];
         rest = &after[end + 1..];
-        if let Some(list_name) = tag.strip_prefix("#each ") {
+        if let Some(condition) = tag.strip_prefix("#if ") {
+            let close = "%{/if}";
+            let body_end = rest
+                .find(close)
+                .ok_or_else(|| format!("'%{{#if {condition}}}' has no '%{{/if}}'"))?;
+            let body = &rest[..body_end];
+            rest = &rest[body_end + close.len()..];
+            if holds(condition, vars)? {
+                render_into(body, vars, item, out)?;
+            }
+        } else if let Some(list_name) = tag.strip_prefix("#each ") {
             let close = "%{/each}";
             let body_end = rest
                 .find(close)
@@ -67,6 +80,15 @@ fn render_into(
     }
     out.push_str(rest);
     Ok(())
+}
+
+/// Whether `condition`, `name=value`, holds for `vars`; an unknown name or a
+/// condition without `=` is an error naming it.
+pub fn holds(condition: &str, vars: &BTreeMap<String, String>) -> Result<bool, String> {
+    let (name, value) = condition
+        .split_once('=')
+        .ok_or_else(|| format!("condition {condition:?} is not name=value"))?;
+    Ok(lookup(vars, name.trim())? == value.trim())
 }
 
 fn lookup(vars: &BTreeMap<String, String>, name: &str) -> Result<String, String> {
@@ -120,6 +142,26 @@ mod tests {
             render("%{#each rules}%{item.zzz}%{/each}", &v)
                 .unwrap_err()
                 .contains("item.zzz")
+        );
+    }
+
+    #[test]
+    fn keeps_a_part_only_when_its_condition_holds() {
+        let template = "a\n%{#if mode=fast}f %{n}\n%{/if}%{#if mode=slow}s\n%{/if}z";
+        let fast = vars(&[("mode", "fast"), ("n", "1")]);
+        assert_eq!(render(template, &fast).unwrap(), "a\nf 1\nz");
+        let slow = vars(&[("mode", "slow"), ("n", "1")]);
+        assert_eq!(render(template, &slow).unwrap(), "a\ns\nz");
+        assert!(render("%{#if mode=x}", &fast).unwrap_err().contains("/if"));
+        assert!(
+            render("%{#if nope=x}%{/if}", &fast)
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(
+            render("%{#if mode}%{/if}", &fast)
+                .unwrap_err()
+                .contains("name=value")
         );
     }
 

@@ -94,7 +94,10 @@ fn text_with_room(content: &[u8], news: &[&RenderedEdit]) -> Vec<u8> {
     let room: usize = news
         .iter()
         .map(|n| match &n.content {
-            RenderedContent::Block { body, .. } => body.len() * 2 + 256,
+            RenderedContent::Block {
+                body: Written::Full(body),
+                ..
+            } => body.len() * 2 + 256,
             _ => 0,
         })
         .sum();
@@ -542,7 +545,7 @@ fn checked_sections(edits: DocEdits) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for new in edits.news {
         if let RenderedContent::Block {
-            body,
+            body: Written::Full(body),
             section,
             check: Some(_),
             ..

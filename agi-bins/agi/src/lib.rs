@@ -18,6 +18,9 @@
 #[cfg(feature = "fake-peer")]
 pub mod fake;
 pub mod pattern;
+pub mod program;
+
+pub use program::{AgiProgram, Ending, Route, Session, run_stdio};
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -397,6 +400,23 @@ impl Watchdog {
         dog
     }
 
+    /// A watchdog without its thread: nothing ends the process, the owner of
+    /// the session enforces [`Watchdog::remaining`] itself (featpkg-agid does,
+    /// with its socket's timeouts: one process serves many calls).
+    pub fn passive() -> Watchdog {
+        Watchdog {
+            deadline_ms: Arc::new(AtomicU64::new(0)),
+            start: Instant::now(),
+        }
+    }
+
+    /// Time left of the current wait; `None` when no wait is in progress.
+    pub fn remaining(&self) -> Option<Duration> {
+        let deadline = self.deadline_ms.load(Ordering::SeqCst);
+        (deadline != 0)
+            .then(|| Duration::from_millis(deadline).saturating_sub(self.start.elapsed()))
+    }
+
     /// Gives the current wait `timeout` before the process exits with [`EXIT_DEADLINE`].
     pub fn arm(&self, timeout: Duration) {
         let at = self.start.elapsed() + timeout;
@@ -414,51 +434,16 @@ impl Watchdog {
 /// needs it: SIGHUP noted instead of killing us, a watchdog that ends the program
 /// when Asterisk does not answer within `deadline` (the environment block
 /// included) and 80 ms after a hangup (with its 5 ms tick: out within 100 ms).
-pub type StdioAgi = Agi<std::io::StdinLock<'static>, std::io::StdoutLock<'static>>;
-
-/// Starts a [`StdioAgi`]; see there.
-pub fn stdio_session(deadline: Duration) -> Result<StdioAgi, AgiError> {
+pub fn stdio_session(deadline: Duration) -> Result<Session, AgiError> {
     let hangup = Hangup::default();
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.flag())?;
     let watchdog = Watchdog::start(hangup.clone(), Duration::from_millis(80));
     watchdog.arm(deadline);
-    let agi = Agi::new(std::io::stdin().lock(), std::io::stdout().lock())?;
+    let reader: Box<dyn BufRead> = Box::new(std::io::stdin().lock());
+    let writer: Box<dyn Write> = Box::new(std::io::stdout().lock());
+    let agi = Agi::new(reader, writer)?;
     watchdog.disarm();
     Ok(agi.with_watchdog(watchdog, deadline, hangup))
-}
-
-/// The `main` of a featpkg AGI program: starts the [`StdioAgi`] (with the
-/// deadline of the parsed arguments, or 5 s), logs bad arguments with VERBOSE
-/// (exit 2), runs `body`, and maps its end to an exit status: a hangup or EOF is
-/// a normal end (0); any other error is logged with VERBOSE (1).
-pub fn run_program<C>(
-    name: &str,
-    parsed: Result<C, String>,
-    deadline: impl Fn(&C) -> Duration,
-    body: impl FnOnce(&mut StdioAgi, C) -> Result<(), AgiError>,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let wait = parsed
-        .as_ref()
-        .map(&deadline)
-        .unwrap_or(Duration::from_secs(5));
-    let Ok(mut agi) = stdio_session(wait) else {
-        return ExitCode::from(2);
-    };
-    let config = match parsed {
-        Ok(c) => c,
-        Err(message) => {
-            let _ = agi.verbose(&format!("{name}: bad arguments: {message}"), 1);
-            return ExitCode::from(2);
-        }
-    };
-    match body(&mut agi, config) {
-        Ok(()) | Err(AgiError::Hangup) | Err(AgiError::Eof) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = agi.verbose(&format!("{name}: {e}"), 1);
-            ExitCode::from(1)
-        }
-    }
 }
 
 /// An AGI session over a reader (Asterisk's replies) and a writer (our commands).
@@ -497,6 +482,12 @@ impl<R: BufRead, W: Write> Agi<R, W> {
         self.reply_timeout = reply_timeout;
         self.hangup = hangup;
         self
+    }
+
+    /// Gives every later wait for a reply `timeout` (a program's own
+    /// `deadline` argument, known only once its arguments are read).
+    pub fn set_reply_timeout(&mut self, timeout: Duration) {
+        self.reply_timeout = timeout;
     }
 
     /// The environment block Asterisk sent.

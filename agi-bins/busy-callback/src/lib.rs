@@ -31,6 +31,8 @@
 //!   (Asterisk or the watcher restarted mid-callback) is settled by the watcher
 //!   after a bound, without counting an attempt.
 
+pub mod commands;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
