@@ -466,7 +466,7 @@ pub fn describe(plan: &Plan) -> Vec<ChangedPath> {
 /// Any failure before the state commit rolls every file back to its exact bytes.
 pub(crate) fn execute(
     session: &mut Session,
-    change: Change,
+    mut change: Change,
     no_reload: bool,
 ) -> Result<Applied, Error> {
     if !no_reload
@@ -478,7 +478,10 @@ pub(crate) fn execute(
     let key = new_txn_key();
     let journal = journal_dir(session.target.as_ref());
     session.progress(ProgressStep::Write);
-    let mut transaction = Transaction::begin(&journal, &key, change.plan.changes.clone())?;
+    // The transaction owns the changes from here (a big file's bytes are held once).
+    let described = describe(&change.plan);
+    let changes = std::mem::take(&mut change.plan.changes);
+    let mut transaction = Transaction::begin(&journal, &key, changes)?;
     transaction.apply()?;
     let target = session.target.as_ref();
     let transaction = Uncommitted::new(transaction, target, &change.reload);
@@ -522,7 +525,7 @@ pub(crate) fn execute(
         summary: &change.summary,
         bundle_before: change.before.as_ref(),
         bundle_after: change.after.as_ref(),
-        changes: &change.plan.changes,
+        changes: transaction.transaction().changes(),
         undoes: change.undoes,
     });
     let txn_id = match committed {
@@ -539,9 +542,9 @@ pub(crate) fn execute(
     Ok(Applied {
         txn_id,
         summary: change.summary,
-        changes: describe(&change.plan),
+        changes: described,
         reload: reload_said,
-        forced: change.plan.forced.clone(),
+        forced: change.plan.forced,
     })
 }
 

@@ -256,6 +256,11 @@ fn stage_journal(staging: &Path, txn_id: &str, changes: &[DocChange]) -> Result<
 }
 
 impl Transaction {
+    /// The changes this transaction applies, in order (what history records).
+    pub fn changes(&self) -> &[DocChange] {
+        &self.changes
+    }
+
     /// Writes the journal (and backups) before any change. Refuses, with nothing
     /// changed, when another journal is unfinished or a file no longer matches its `before`.
     pub fn begin(
