@@ -58,19 +58,6 @@ impl<T: AsRef<[u8]>> Written<T> {
             Written::Sha256(hash) => hash.clone(),
         }
     }
-
-    /// The content, when featpkg holds it (a rendered edit always does).
-    pub fn full(&self) -> Option<&T> {
-        match self {
-            Written::Full(content) => Some(content),
-            Written::Sha256(_) => None,
-        }
-    }
-
-    /// The same content known only by its hash: what State keeps.
-    pub fn fingerprint(&self) -> Written<T> {
-        Written::Sha256(self.sha256())
-    }
 }
 
 /// One edit of a feature: `edit_id` is `<feature>/<edit>`, unique within a
