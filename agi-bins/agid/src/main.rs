@@ -10,12 +10,13 @@
 //! upgraded: cron then starts the new one), letting calls under way finish.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use featpkg_agid::server::{Config, Server, Stopper};
 use featpkg_agid::{DEFAULT_PORT, routes};
+use featpkg_ami::daemon::{Log, open_lock};
 
 /// How often it checks whether its own file is still the one it runs.
 const SELF_CHECK: Duration = Duration::from_secs(5);
@@ -60,40 +61,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
         }
     }
     Ok(o)
-}
-
-/// Sends `tracing` output to `path` (appended), else to stderr.
-fn open_log(path: Option<&Path>) {
-    let file = path.and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false);
-    let _ = match file {
-        Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
-}
-
-/// Opens the single-instance lock file, making its directory if needed.
-fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
 }
 
 /// Stops the server on SIGTERM/SIGINT, and once its own file is gone or
@@ -148,7 +115,7 @@ fn main() -> ExitCode {
     if lock.try_lock().is_err() {
         return ExitCode::SUCCESS; // another instance is running
     }
-    open_log(options.log.as_deref());
+    let _log = Log::open("featpkg-agid", options.log.as_deref());
     let listener = match std::net::TcpListener::bind(("127.0.0.1", options.port)) {
         Ok(l) => l,
         Err(e) => {

@@ -80,8 +80,9 @@ impl Log {
 }
 
 /// Opens (creating it and its directory if needed) the single-instance lock
-/// file: on a fresh install nothing else has made the directory yet.
-fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+/// file: on a fresh install nothing else has made the directory yet. Every
+/// long-running featpkg program (the watchers, featpkg-agid) holds one.
+pub fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
