@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use similar::TextDiff;
 
+use crate::byte_search::{common_prefix_len, common_suffix_len, count_newlines};
 use crate::change::{Doc, DocState};
 use crate::plan::Plan;
 use crate::txn::FileState;
@@ -46,13 +47,20 @@ pub fn render_parts(plan: &Plan) -> Vec<DiffPart> {
     out
 }
 
-fn is_text(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)
+/// The file's bytes as text when they are: UTF-8 without a NUL.
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|_| !bytes.contains(&0))
 }
 
 /// A row's text diff, plus its mode column when that changes.
 fn row_diff(path: &str, before: Option<&DocState>, after: Option<&DocState>) -> String {
     let (before_text, after_text) = (before.map(DocState::text), after.map(DocState::text));
+    let (before_text, after_text) = (
+        before_text.as_deref().map(String::from_utf8_lossy),
+        after_text.as_deref().map(String::from_utf8_lossy),
+    );
     let mut diff = text_diff(path, before_text.as_deref(), after_text.as_deref());
     let mode = |s: Option<&DocState>| s.and_then(DocState::as_row).and_then(|r| r.mode.clone());
     if mode(before) != mode(after) {
@@ -68,31 +76,31 @@ fn row_diff(path: &str, before: Option<&DocState>, after: Option<&DocState>) -> 
 fn file_diff(path: &str, before: Option<&FileState>, after: Option<&FileState>) -> String {
     let old = before.map(|s| s.content.as_slice());
     let new = after.map(|s| s.content.as_slice());
-    let both_text = old.is_none_or(is_text) && new.is_none_or(is_text);
-    if !both_text {
-        let size =
-            |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
-        return format!(
-            "binary file {path}: {} -> {}{}\n",
-            size(old),
-            size(new),
-            after
-                .map(|s| format!(" (mode {:04o})", s.mode))
-                .unwrap_or_default()
-        );
+    // `None`: absent; `Some(None)`: there, and not text.
+    match (old.map(as_text), new.map(as_text)) {
+        (Some(None), _) | (_, Some(None)) => {
+            let size =
+                |c: Option<&[u8]>| c.map_or("absent".to_string(), |c| format!("{} bytes", c.len()));
+            format!(
+                "binary file {path}: {} -> {}{}\n",
+                size(old),
+                size(new),
+                after
+                    .map(|s| format!(" (mode {:04o})", s.mode))
+                    .unwrap_or_default()
+            )
+        }
+        (old_text, new_text) => text_diff(path, old_text.flatten(), new_text.flatten()),
     }
-    text_diff(path, old, new)
 }
 
 /// Unified diff of two texts (`None` = absent).
-fn text_diff(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+fn text_diff(path: &str, old: Option<&str>, new: Option<&str>) -> String {
     let (a, b) = (
         old.map_or("/dev/null".to_string(), |_| format!("a{path}")),
         new.map_or("/dev/null".to_string(), |_| format!("b{path}")),
     );
-    let old_text = String::from_utf8_lossy(old.unwrap_or_default());
-    let new_text = String::from_utf8_lossy(new.unwrap_or_default());
-    let mut out = unified(old_text.as_ref(), new_text.as_ref(), &a, &b);
+    let mut out = unified(old.unwrap_or_default(), new.unwrap_or_default(), &a, &b);
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -143,9 +151,7 @@ impl ChangedRegion {
     /// The region of `old` and `new` to diff; `None` when the whole is as
     /// cheap (small texts, or the same).
     fn find(old: &str, new: &str) -> Option<ChangedRegion> {
-        if old == new
-            || (line_count(old) <= SIMILAR_TRIMS_ABOVE && line_count(new) <= SIMILAR_TRIMS_ABOVE)
-        {
+        if old == new || (has_at_most_lines(old) && has_at_most_lines(new)) {
             return None;
         }
         let (prefix, suffix) = common_lines(old, new);
@@ -236,30 +242,27 @@ impl<'t, I: Iterator<Item = &'t str>> CollectLines<'t> for I {
 
 /// Lines as `similar` counts them: each ends after `\n`, and a last one may lack it.
 fn line_count(text: &str) -> usize {
-    text.bytes().filter(|&b| b == b'\n').count()
-        + usize::from(!text.is_empty() && !text.ends_with('\n'))
+    count_newlines(text.as_bytes()) + usize::from(!text.is_empty() && !text.ends_with('\n'))
+}
+
+/// Whether `text` has at most [`SIMILAR_TRIMS_ABOVE`] lines, without counting
+/// the lines of a big file.
+fn has_at_most_lines(text: &str) -> bool {
+    line_count(&text[..text.len().min(SIMILAR_TRIMS_ABOVE * 1024)]) <= SIMILAR_TRIMS_ABOVE
+        && (text.len() <= SIMILAR_TRIMS_ABOVE * 1024 || line_count(text) <= SIMILAR_TRIMS_ABOVE)
 }
 
 /// Bytes of the whole lines `old` and `new` begin with and (after those) end
 /// with alike: the common prefix and suffix `similar` trims, as bytes.
 fn common_lines(old: &str, new: &str) -> (usize, usize) {
     let (o, n) = (old.as_bytes(), new.as_bytes());
-    let same = o
-        .iter()
-        .zip(n)
-        .position(|(x, y)| x != y)
-        .unwrap_or(o.len().min(n.len()));
+    let same = common_prefix_len(o, n);
     let prefix = o[..same]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
     let (o, n) = (&o[prefix..], &n[prefix..]);
-    let same = o
-        .iter()
-        .rev()
-        .zip(n.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let same = common_suffix_len(o, n);
     let (o_tail, n_tail) = (o.len() - same, n.len() - same);
     let at_line_start = |text: &[u8], at: usize| at == 0 || text[at - 1] == b'\n';
     let first_whole_line = if at_line_start(o, o_tail) && at_line_start(n, n_tail) {

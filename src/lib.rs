@@ -8,6 +8,7 @@
 pub mod ami_address;
 pub mod asterisk_config;
 pub mod bundle;
+mod byte_search;
 pub mod change;
 pub mod diff;
 pub mod feature;

@@ -17,6 +17,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::byte_search::{count_newlines, fold_case_bits, has_byte};
+
 /// Comment syntax of the file the block lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommentStyle {
@@ -240,7 +242,7 @@ fn find_featpkg(text: &[u8], from: usize) -> Option<usize> {
             return (at..text.len()).find(|&i| starts_with_featpkg(&text[i..]));
         };
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        if has_byte(word | (LOW_BITS * 0x20), b'f')
+        if has_byte(fold_case_bits(word), b'f')
             && let Some(hit) = (at..at + 8).find(|&i| starts_with_featpkg(&text[i..]))
         {
             return Some(hit);
@@ -253,30 +255,6 @@ fn find_featpkg(text: &[u8], from: usize) -> Option<usize> {
 fn starts_with_featpkg(text: &[u8]) -> bool {
     text.get(..7)
         .is_some_and(|w| w.eq_ignore_ascii_case(b"featpkg"))
-}
-
-/// 0x01 in every byte of a word.
-const LOW_BITS: u64 = 0x0101_0101_0101_0101;
-
-/// Whether a byte of `word` is `byte` (the classic zero-byte test on `word ^ byte…`).
-fn has_byte(word: u64, byte: u8) -> bool {
-    let x = word ^ (LOW_BITS * u64::from(byte));
-    x.wrapping_sub(LOW_BITS) & !x & (LOW_BITS << 7) != 0
-}
-
-/// How many `\n` there are in `text`, eight bytes at a time.
-fn count_newlines(text: &[u8]) -> usize {
-    let mut chunks = text.chunks_exact(8);
-    let mut count = 0;
-    for chunk in chunks.by_ref() {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let x = word ^ (LOW_BITS * u64::from(b'\n'));
-        // Exactly the zero bytes of x, without the borrow of the classic test.
-        let low7 = LOW_BITS * 0x7f;
-        let zero = !(((x & low7) + low7) | x | low7);
-        count += zero.count_ones() as usize;
-    }
-    count + chunks.remainder().iter().filter(|&&b| b == b'\n').count()
 }
 
 fn valid_id_part(s: &str) -> bool {

@@ -50,7 +50,8 @@ pub(crate) fn plan_blocks(
     doc.remove_old_blocks(forced, newline_moved)?;
     // The checks' baseline: the existing configuration, then each block checked so far.
     let mut baseline = doc.existing_config()?;
-    let mut installed = Vec::new();
+    let present = doc.present_blocks()?;
+    let mut placed = Vec::new();
     for new in edits.news {
         let RenderedContent::Block {
             body: Written::Full(body),
@@ -67,13 +68,20 @@ pub(crate) fn plan_blocks(
             body,
             section: section.as_deref(),
         };
+        let mut closes_its_comments = false;
         if let Some(check) = check {
             let added = checked_block_config(edits.path, &block, *check, &baseline)?;
+            closes_its_comments = added.unclosed_comment.is_none();
             baseline.push(added);
         }
-        let added_newline = doc.place(&block, check.is_some(), forced)?;
-        installed.push(doc.installed_edit(&block, added_newline)?);
+        let added_newline = if present.contains(&new.edit_id) {
+            doc.replace(&block, forced)?
+        } else {
+            doc.insert(&block, check.is_some(), closes_its_comments)?
+        };
+        placed.push((block, added_newline));
     }
+    let installed = doc.installed_edits(&placed)?;
     // A file featpkg may create goes again once nothing is left in it.
     if doc.text.is_empty()
         && installed.is_empty()
@@ -177,6 +185,10 @@ struct BlockText<'a> {
     /// replaced in place (from the installed record, or passed on to it by a
     /// removed block right in front of it).
     added_newline: BTreeMap<String, bool>,
+    /// Known: every `;--` block comment of the text is closed (a parse said
+    /// so, and since then only blocks that close their own were appended).
+    /// Saves parsing a big file again for each block appended to it.
+    comments_closed: bool,
 }
 
 impl<'a> BlockText<'a> {
@@ -191,6 +203,7 @@ impl<'a> BlockText<'a> {
             comment,
             style,
             added_newline: BTreeMap::new(),
+            comments_closed: false,
         })
     }
 
@@ -299,26 +312,20 @@ impl<'a> BlockText<'a> {
         existing_config(self.edits, &self.text, self.style)
     }
 
-    /// Puts a new block in: replaces its body in place when the document has it,
-    /// inserts it otherwise. Returns whether a line ending was added before it.
-    fn place(
-        &mut self,
-        block: &NewBlock,
-        checked: bool,
-        forced: &mut Vec<String>,
-    ) -> Result<bool, PlanError> {
-        let exists = marker::block_body(&self.text, self.style, &block.id)
+    /// The edit ids of this bundle's blocks the document has (after the
+    /// removals): those are replaced in place, the others inserted.
+    fn present_blocks(&self) -> Result<BTreeSet<String>, PlanError> {
+        Ok(marker::scan(&self.text, self.style)
             .map_err(marker_error(self.edits.path))?
-            .is_some();
-        if exists {
-            self.replace(block, forced)
-        } else {
-            self.insert(block, checked)
-        }
+            .into_iter()
+            .filter(|b| b.id.bundle == self.edits.bundle)
+            .map(|b| b.id.edit)
+            .collect())
     }
 
     /// A block the document has: its body replaced in place.
     fn replace(&mut self, block: &NewBlock, forced: &mut Vec<String>) -> Result<bool, PlanError> {
+        self.comments_closed = false;
         let path = self.edits.path;
         let edit_id = &block.edit.edit_id;
         let changed =
@@ -344,12 +351,21 @@ impl<'a> BlockText<'a> {
     }
 
     /// A block the document does not have yet: at the end of its section, else
-    /// at the end of the document.
-    fn insert(&mut self, block: &NewBlock, checked: bool) -> Result<bool, PlanError> {
+    /// at the end of the document. `closes_its_comments`: the block's own
+    /// text leaves no `;--` comment open.
+    fn insert(
+        &mut self,
+        block: &NewBlock,
+        checked: bool,
+        closes_its_comments: bool,
+    ) -> Result<bool, PlanError> {
         let path = self.edits.path;
-        // Asterisk files (checked or placed in a section) are parsed to place the block.
-        // Only where sections end is needed: no entries are kept.
-        let parsed = if checked || block.section.is_some() {
+        // Asterisk files (checked or placed in a section) are parsed to place the
+        // block; only where sections end, and whether a comment is left open, is
+        // needed: no entries are kept. Appending after text known to close its
+        // comments needs no parse.
+        let appended_after_closed = block.section.is_none() && self.comments_closed;
+        let parsed = if (checked || block.section.is_some()) && !appended_after_closed {
             Some(
                 asterisk_config::parse_keeping(&self.text, path, None, &|_| false).map_err(
                     |e| PlanError::Config {
@@ -388,36 +404,46 @@ impl<'a> BlockText<'a> {
                 ),
             });
         }
-        marker::insert_block_in(&mut self.text, self.style, &block.id, block.body, at)
-            .map_err(marker_error(path))
+        let appended_closed = at.is_none()
+            && closes_its_comments
+            && (appended_after_closed || parsed.is_some_and(|p| p.unclosed_comment.is_none()));
+        let added_newline =
+            marker::insert_block_in(&mut self.text, self.style, &block.id, block.body, at)
+                .map_err(marker_error(path))?;
+        self.comments_closed = appended_closed;
+        Ok(added_newline)
     }
 
-    /// The block as State keeps it once written: the hash of its body in the
-    /// document, and whether a line ending was added before it.
-    fn installed_edit(
-        &self,
-        block: &NewBlock,
-        added_newline: bool,
-    ) -> Result<RenderedEdit, PlanError> {
+    /// The blocks as State keeps them once written: the hash of each body in
+    /// the document (one scan for all), and whether a line ending was added
+    /// before it.
+    fn installed_edits(&self, placed: &[(NewBlock, bool)]) -> Result<Vec<RenderedEdit>, PlanError> {
         let path = self.edits.path;
-        let new = block.edit;
-        let written = marker::block_body(&self.text, self.style, &block.id)
-            .map_err(marker_error(path))?
-            .ok_or_else(|| PlanError::Markers {
-                path: path.into(),
-                message: format!("block {} vanished after writing it (bug)", new.edit_id),
-            })?;
-        Ok(RenderedEdit {
-            feature: new.feature.clone(),
-            edit_id: new.edit_id.clone(),
-            content: RenderedContent::Block {
-                body: Written::Sha256(sha256_hex(written)),
-                section: None,
-                check: None,
-                comment: self.comment,
-                added_newline,
-            },
-        })
+        let blocks = marker::scan(&self.text, self.style).map_err(marker_error(path))?;
+        let mut installed = Vec::with_capacity(placed.len());
+        for (block, added_newline) in placed {
+            let new = block.edit;
+            let written = blocks
+                .iter()
+                .find(|b| b.id == block.id)
+                .map(|b| &self.text[b.body.clone()])
+                .ok_or_else(|| PlanError::Markers {
+                    path: path.into(),
+                    message: format!("block {} vanished after writing it (bug)", new.edit_id),
+                })?;
+            installed.push(RenderedEdit {
+                feature: new.feature.clone(),
+                edit_id: new.edit_id.clone(),
+                content: RenderedContent::Block {
+                    body: Written::Sha256(sha256_hex(written)),
+                    section: None,
+                    check: None,
+                    comment: self.comment,
+                    added_newline: *added_newline,
+                },
+            });
+        }
+        Ok(installed)
     }
 }
 
