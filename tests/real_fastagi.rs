@@ -14,24 +14,14 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::asterisk::{self, Asterisk, Daemon};
+use common::agid::{free_port, start_agid};
+use common::asterisk::{self, Asterisk};
 
 const WAIT: Duration = Duration::from_secs(15);
 const CONTEXT: &str = "featpkg-operator-alert-noanswer";
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Installs operator-alert in fastagi mode on `port`, with a message for 203.
 fn install(ast: &Asterisk, port: u16) -> PathBuf {
@@ -74,49 +64,6 @@ fn wav_of_silence(seconds: u32) -> Vec<u8> {
     out
 }
 
-/// The server's cron line as installed (without schedule and user columns).
-fn agid_cron_command(ast: &Asterisk) -> String {
-    let crontab = std::fs::read_to_string(ast.sys_etc().join("crontab"))
-        .or_else(|_| {
-            let dir = ast.sys_etc().join("cron.d");
-            let mut all = String::new();
-            for entry in std::fs::read_dir(dir)? {
-                all.push_str(&std::fs::read_to_string(entry?.path())?);
-            }
-            Ok::<_, std::io::Error>(all)
-        })
-        .unwrap();
-    let line = crontab
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains("featpkg-agid"))
-        .unwrap_or_else(|| panic!("no cron line starts featpkg-agid:\n{crontab}"));
-    line.split_whitespace()
-        .skip(6)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs the cron line once, as cron does; waits until the server listens.
-fn start_server(ast: &Asterisk, port: u16) -> Daemon {
-    let command = agid_cron_command(ast);
-    assert!(command.contains(&format!("--port {port}")), "{command}");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("exec {command}"))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "featpkg-agid does not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Daemon { child }
-}
-
 /// An unanswered call reaches the no-answer destination of operator 203:
 /// a Local channel whose PBX half (`;2`) runs the feature's dialplan. Returns
 /// the log since `mark` once that half's dialplan ended.
@@ -145,7 +92,7 @@ fn a_call_is_served_by_featpkg_agid_and_by_the_program_when_the_server_is_down()
     let mut ami = ast.ami();
     let url = format!("agi://127.0.0.1:{port}/featpkg-operator-alert");
 
-    let mut server = start_server(&ast, port);
+    let mut server = start_agid(&ast, port);
     let mark = ast.log_mark();
     let log = unanswered_call(&ast, &mut ami, mark);
     assert!(
@@ -184,7 +131,7 @@ fn a_server_killed_mid_call_leaves_the_call_to_the_per_call_program() {
     // A long message: the server is killed while it plays.
     std::fs::write(dir.join("203.wav"), wav_of_silence(4)).unwrap();
     let mut ami = ast.ami();
-    let mut server = start_server(&ast, port);
+    let mut server = start_agid(&ast, port);
     let mark = ast.log_mark();
     ami.originate(&[
         ("Channel", &format!("Local/203@{CONTEXT}")),
