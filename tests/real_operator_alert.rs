@@ -797,8 +797,7 @@ fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_mess
 }
 
 #[test]
-fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_message_over_fastagi()
-{
+fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_message_over_fastagi() {
     hanging_up_while_recording(AgiMode::Fastagi);
 }
 
