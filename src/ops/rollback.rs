@@ -41,7 +41,13 @@ pub fn rollback(
     let Some(txn) = session.state.last_undoable(&docs)? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
-    let drift = drifted(&txn.changes)?;
+    // Each document is read once: drift is found, and the plan made, from these.
+    let present = txn
+        .changes
+        .iter()
+        .map(|r| r.change.doc.read())
+        .collect::<Result<Vec<_>, _>>()?;
+    let drift = drifted(&txn.changes, &present);
     if !drift.is_empty() && !request.force {
         return Err(Error::Refused(format!(
             "cannot roll back transaction {} ({}): changed since then: {}; re-run with --force to restore the old bytes anyway",
@@ -54,7 +60,7 @@ pub fn rollback(
                 .join(", ")
         )));
     }
-    let mut plan = inverted(&txn, &drift)?;
+    let mut plan = inverted(&txn, present, &drift)?;
     plan.forced = drift
         .iter()
         .map(|d| {
@@ -116,30 +122,38 @@ struct Drift {
     in_regions: bool,
 }
 
-/// The recorded documents changed since the transaction, newest change first.
-fn drifted(recorded: &[RecordedChange]) -> Result<Vec<Drift>, Error> {
-    let mut drift = Vec::new();
-    for r in recorded.iter().rev().filter(|r| !r.change.is_dir()) {
-        let now = r.change.doc.read()?.as_ref().map(DocState::fingerprint);
-        if now != r.change.after.as_ref().map(DocState::fingerprint) {
-            drift.push(Drift {
-                runtime_path: r.change.runtime_path.clone(),
-                in_regions: r.before_regions.is_some(),
-            });
-        }
-    }
-    Ok(drift)
+/// The recorded documents changed since the transaction, newest change
+/// first; `present` holds each one's present state.
+fn drifted(recorded: &[RecordedChange], present: &[Option<DocState>]) -> Vec<Drift> {
+    recorded
+        .iter()
+        .zip(present)
+        .rev()
+        .filter(|(r, now)| {
+            !r.change.is_dir()
+                && now.as_ref().map(DocState::fingerprint)
+                    != r.change.after.as_ref().map(DocState::fingerprint)
+        })
+        .map(|(r, _)| Drift {
+            runtime_path: r.change.runtime_path.clone(),
+            in_regions: r.before_regions.is_some(),
+        })
+        .collect()
 }
 
-/// The recorded changes, newest first, inverted against what is there now:
-/// each document goes back to its state before the transaction (over the
-/// `drift`, which the caller allowed). Refuses, naming the file, when a
-/// file's state before cannot be rebuilt from its present bytes.
-fn inverted(txn: &TxnRecord, drift: &[Drift]) -> Result<Plan, Error> {
+/// The recorded changes, newest first, inverted against what is there now
+/// (`present`, one state per change): each document goes back to its state
+/// before the transaction (over the `drift`, which the caller allowed).
+/// Refuses, naming the file, when a file's state before cannot be rebuilt
+/// from its present bytes.
+fn inverted(
+    txn: &TxnRecord,
+    present: Vec<Option<DocState>>,
+    drift: &[Drift],
+) -> Result<Plan, Error> {
     let mut plan = Plan::default();
-    for r in txn.changes.iter().rev() {
+    for (r, current) in txn.changes.iter().zip(present).rev() {
         let change = &r.change;
-        let current = change.doc.read()?;
         let drifted = drift.iter().any(|d| d.runtime_path == change.runtime_path);
         let before = r.before(current.as_ref(), drifted).map_err(|why| {
             Error::Refused(format!(

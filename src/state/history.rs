@@ -601,6 +601,61 @@ mod tests {
         assert_eq!(state.transaction(id, &docs).unwrap().status, "rolled-back");
     }
 
+    #[test]
+    fn a_big_files_state_before_is_kept_as_regions_and_rebuilt_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        let old: Vec<u8> = (0..20_000)
+            .flat_map(|n| format!("exten => {n},1,NoOp()\n").into_bytes())
+            .collect();
+        let mut new = old.clone();
+        new.extend_from_slice(
+            b"; BEGIN featpkg:demo:x\nexten => 7,1,Answer()\n; END featpkg:demo:x\n",
+        );
+        let changes = vec![DocChange::file(
+            "/etc/asterisk/extensions.conf".into(),
+            "/root-of-test/etc/asterisk/extensions.conf".into(),
+            FileAccess::Direct,
+            Some(file(&old, 0o640)),
+            Some(file(&new, 0o640)),
+        )];
+        let after = snapshot("1.0.0");
+        state
+            .commit(&NewTxn {
+                txn_key: "k1",
+                kind: "install",
+                bundle: "demo",
+                summary: "install demo 1.0.0",
+                bundle_before: None,
+                bundle_after: Some(&after),
+                changes: &changes,
+                undoes: None,
+            })
+            .unwrap();
+        let kept: i64 = state
+            .conn
+            .query_row(
+                "SELECT coalesce(length(before), 0) + (SELECT sum(length(after) + length(before)) FROM txn_regions)
+                 FROM txn_changes",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            kept < 1000,
+            "{kept} bytes kept of a {}-byte file",
+            old.len()
+        );
+        let recorded = state.last_undoable(&docs).unwrap().unwrap().changes;
+        let now = DocState::File(file(&new, 0o640));
+        assert_eq!(
+            recorded[0].before(Some(&now), false).unwrap(),
+            Some(DocState::File(file(&old, 0o640)))
+        );
+        let gone = recorded[0].before(None, true);
+        assert_eq!(gone, Err(RegionsError::Gone));
+    }
+
     /// The v2 schema as featpkg 1.0 left it, with one install that made a
     /// directory, changed a file and a database row (`m:1` names a row).
     fn v2_database(dir: &std::path::Path) {
