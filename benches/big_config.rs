@@ -6,13 +6,17 @@
 //! Each run takes a fresh copy of the tree and times, with the demo bundle built
 //! the way the tests build it, `install <bundle> --features
 //! call-waiting,operator-alert --no-reload` as a `--dry-run`, then for real,
-//! again (a no-op reinstall), `verify` and `uninstall <bundle> --no-reload`.
+//! again (a no-op reinstall), `verify`, `uninstall <bundle> --no-reload`, then
+//! `rollback --no-reload` twice (the uninstall, then the install: each must
+//! give back the exact files, checked).
 //! Each is compared with a baseline measured in the same run, right after it:
 //! copying and fsyncing the files the command writes (install, and reinstall
 //! against the same; the dry run against what the install writes), or reading
 //! them (verify). Peak memory is the command's maximum resident set size
 //! (getrusage of a helper process that runs only it) against the largest of
-//! those files.
+//! those files. For each command that records a transaction, what state.db
+//! grew by is set against the size of the change (per changed file, the bytes
+//! between the common start and end of its two versions).
 //!
 //!     bash .ci/build-static && cargo bench --bench big_config
 //!
@@ -70,6 +74,8 @@ struct Sample {
     baseline_what: String,
     max_rss: u64,
     largest_file: u64,
+    /// For a transaction: what state.db grew by, and the size of the change.
+    history: Option<(u64, u64)>,
 }
 
 /// A fresh tree; every command in order, each followed by its baseline.
@@ -90,27 +96,111 @@ fn one_run(program: &Path, bundle: &Path, dialplan: &[u8]) -> Vec<(&'static str,
 
     let before = files_of(&pbx);
     let dry = timed(&pbx, program, &dry_run);
+    let db = state_db_size(&pbx);
     let installed = timed(&pbx, program, &install);
     let after_install = files_of(&pbx);
+    let install_history = history(&pbx, db, &before, &after_install);
     let written = changed_files(&before, &after_install);
     let copy = |files: &[PathBuf]| Baseline::measure("copy+fsync", files, copy_and_fsync);
     let install_base = copy(&written);
     let dry_base = copy(&written);
+    let db = state_db_size(&pbx);
     let reinstalled = timed(&pbx, program, &install);
     assert_eq!(files_of(&pbx), after_install, "a reinstall changed files");
+    let reinstall_history = history(&pbx, db, &after_install, &after_install);
     let reinstall_base = copy(&written);
     let verified = timed(&pbx, program, &["verify"]);
     let verify_base = Baseline::measure("read", &written, read_all);
+    let db = state_db_size(&pbx);
     let uninstalled = timed(&pbx, program, &uninstall);
-    let unwritten = changed_files(&after_install, &files_of(&pbx));
+    let after_uninstall = files_of(&pbx);
+    let uninstall_history = history(&pbx, db, &after_install, &after_uninstall);
+    let unwritten = changed_files(&after_install, &after_uninstall);
     let uninstall_base = copy(&unwritten);
+    let rollback = ["rollback", "--no-reload"];
+    let db = state_db_size(&pbx);
+    let undone_uninstall = timed(&pbx, program, &rollback);
+    assert!(
+        files_of(&pbx) == after_install,
+        "rolling back the uninstall did not give back the installed files"
+    );
+    let undo_uninstall_history = history(&pbx, db, &after_uninstall, &after_install);
+    let undo_uninstall_base = copy(&written);
+    let db = state_db_size(&pbx);
+    let undone_install = timed(&pbx, program, &rollback);
+    assert!(
+        files_of(&pbx) == before,
+        "rolling back the install did not give back the original files"
+    );
+    let undo_install_history = history(&pbx, db, &after_install, &before);
+    let undo_install_base = copy(&unwritten);
     vec![
-        ("1 install --dry-run", sample(dry, dry_base)),
-        ("2 install", sample(installed, install_base)),
-        ("3 reinstall (no-op)", sample(reinstalled, reinstall_base)),
-        ("4 verify", sample(verified, verify_base)),
-        ("5 uninstall", sample(uninstalled, uninstall_base)),
+        ("1 install --dry-run", sample(dry, dry_base, None)),
+        (
+            "2 install",
+            sample(installed, install_base, install_history),
+        ),
+        (
+            "3 reinstall (no-op)",
+            sample(reinstalled, reinstall_base, reinstall_history),
+        ),
+        ("4 verify", sample(verified, verify_base, None)),
+        (
+            "5 uninstall",
+            sample(uninstalled, uninstall_base, uninstall_history),
+        ),
+        (
+            "6 rollback uninstall",
+            sample(
+                undone_uninstall,
+                undo_uninstall_base,
+                undo_uninstall_history,
+            ),
+        ),
+        (
+            "7 rollback install",
+            sample(undone_install, undo_install_base, undo_install_history),
+        ),
     ]
+}
+
+/// Size of featpkg's state database, 0 before it exists.
+fn state_db_size(pbx: &Pbx) -> u64 {
+    std::fs::metadata(pbx.root().join("var/lib/asterisk/featpkg/state.db")).map_or(0, |m| m.len())
+}
+
+/// What state.db grew by since it was `db_before` bytes, and the size of the
+/// change from `from` to `to`.
+fn history(
+    pbx: &Pbx,
+    db_before: u64,
+    from: &BTreeMap<PathBuf, Vec<u8>>,
+    to: &BTreeMap<PathBuf, Vec<u8>>,
+) -> Option<(u64, u64)> {
+    let growth = state_db_size(pbx).saturating_sub(db_before);
+    let empty = Vec::new();
+    let change = from
+        .keys()
+        .chain(to.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|path| {
+            let (a, b) = (
+                from.get(path).unwrap_or(&empty),
+                to.get(path).unwrap_or(&empty),
+            );
+            let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            let (a, b) = (&a[prefix..], &b[prefix..]);
+            let suffix = a
+                .iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count();
+            (a.len().max(b.len()) - suffix) as u64
+        })
+        .sum();
+    Some((growth, change))
 }
 
 /// A baseline's time, what it did, and the largest file it handled.
@@ -138,8 +228,13 @@ impl Baseline {
     }
 }
 
-fn sample((took, max_rss): (Duration, u64), baseline: Baseline) -> Sample {
+fn sample(
+    (took, max_rss): (Duration, u64),
+    baseline: Baseline,
+    history: Option<(u64, u64)>,
+) -> Sample {
     Sample {
+        history,
         took,
         baseline: baseline.took,
         baseline_what: baseline.what,
@@ -288,18 +383,35 @@ fn report(program: &Path, size: usize, runs: usize, results: &BTreeMap<&str, Vec
         program.display()
     );
     println!(
-        "{:<20} {:>8} {:>8} {:>7}  {:>9} {:>8}  baseline",
-        "command", "time s", "base s", "ratio", "peak RSS", "/largest"
+        "{:<20} {:>8} {:>8} {:>7}  {:>9} {:>8}  {:>10} {:>9} {:>7}  baseline",
+        "command",
+        "time s",
+        "base s",
+        "ratio",
+        "peak RSS",
+        "/largest",
+        "state.db +",
+        "change",
+        "/change"
     );
     for (name, samples) in results {
         let took = median(samples.iter().map(|s| s.took).collect());
         let baseline = median(samples.iter().map(|s| s.baseline).collect());
         let max_rss = samples.iter().map(|s| s.max_rss).max().unwrap_or(0);
         let largest = samples[0].largest_file.max(1);
+        let history = match samples.iter().filter_map(|s| s.history).max() {
+            Some((growth, change)) => format!(
+                "{:>8} B {:>7} B {:>6.1}x",
+                growth,
+                change,
+                growth as f64 / change.max(1) as f64
+            ),
+            None => format!("{:>10} {:>9} {:>7}", "", "", ""),
+        };
         let mut line = String::new();
         write!(
             line,
-            "{:<20} {:>8.3} {:>8.3} {:>6.2}x  {:>6.1} MB {:>7.2}x  {}",
+            "{:<20} {:>8.3} {:>8.3} {:>6.2}x  {:>6.1} MB {:>7.2}x  {history}  {}",
             &name[2..],
             secs(took),
             secs(baseline),

@@ -1,6 +1,6 @@
 //! End-to-end: a PBX left by the last release whose state database has schema
 //! v2 (commit f2d027a) is taken over by this featpkg. Its database migrates to
-//! v3 on first use, and status, verify, rollback (through the history the old
+//! v4 (through v3) on first use, and status, verify, rollback (through the history the old
 //! release recorded) and uninstall then work as they did, down to the bytes and
 //! modes of the files.
 //!
@@ -347,7 +347,7 @@ fn status_and_verify_report_what_the_v2_release_installed() {
     assert_eq!(pbx.ok(&["status"]), STATUS_INSTALLED);
     assert_eq!(
         pbx.schema_version(),
-        3,
+        4,
         "the first command migrates the database"
     );
 
@@ -412,7 +412,7 @@ fn status_and_verify_report_what_the_v2_release_installed() {
 
     assert_eq!(pbx.ok(&["verify"]), NO_DRIFT);
     assert_eq!(pbx.ok(&["verify", "--json"]).trim(), "[]");
-    assert_eq!(pbx.schema_version(), 3);
+    assert_eq!(pbx.schema_version(), 4);
     pbx.assert_tree(&read_listing("installed.tree"), "the tree as installed");
 }
 
@@ -423,7 +423,7 @@ fn rollback_walks_the_v2_history_back_to_the_original_tree() {
 
     // The first command is a dry run: it migrates, shows the diff, changes no file.
     assert_eq!(pbx.ok(&["rollback", "--dry-run"]), DRY_RUN_ROLLBACK_2);
-    assert_eq!(pbx.schema_version(), 3);
+    assert_eq!(pbx.schema_version(), 4);
     pbx.assert_tree(&installed, "the tree as installed (after a dry run)");
 
     assert_eq!(
@@ -478,7 +478,7 @@ fn uninstall_after_the_migration_restores_the_original_tree() {
         pbx.ok(&["uninstall", BUNDLE, "--dry-run"]),
         DRY_RUN_UNINSTALL
     );
-    assert_eq!(pbx.schema_version(), 3);
+    assert_eq!(pbx.schema_version(), 4);
     pbx.assert_tree(&installed, "the tree as installed (after a dry run)");
 
     assert_eq!(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
@@ -714,4 +715,150 @@ fn a_corrupt_journal_stops_every_command_and_is_kept() {
         assert_same_tree(&before, &pbx.snapshot());
         assert!(dir.join("journal.json").is_file());
     }
+}
+
+/// extensions.conf grown to about 2 MB with tenant contexts behind the
+/// fixture's own text, as a big hosted PBX has; returns the bytes written.
+fn big_extensions_conf(pbx: &Pbx) -> Vec<u8> {
+    let mut text = pbx.read_etc("extensions.conf");
+    let mut tenant = 0;
+    while text.len() < 2 << 20 {
+        text.push_str(&format!(
+            "\n[t{tenant}-internal]\nexten => 200,1,NoOp(to ${{EXTEN}})\n same => n,Set(CDR(t)={tenant})\n same => n,Dial(PJSIP/t{tenant}-200,30)\n same => n,Hangup()\n"
+        ));
+        tenant += 1;
+    }
+    pbx.write_etc("extensions.conf", text.as_bytes());
+    text.into_bytes()
+}
+
+/// Size of featpkg's state database, 0 before it exists.
+fn state_db_size(pbx: &Pbx) -> u64 {
+    std::fs::metadata(pbx.root().join("var/lib/asterisk/featpkg/state.db")).map_or(0, |m| m.len())
+}
+
+/// The size of the change from one tree to another: per file, the bytes
+/// between the common start and end of its two versions (all of a file
+/// created or deleted).
+fn change_size(
+    from: &BTreeMap<String, (Vec<u8>, u32)>,
+    to: &BTreeMap<String, (Vec<u8>, u32)>,
+) -> u64 {
+    let paths: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    let none = Vec::new();
+    paths
+        .into_iter()
+        .map(|path| {
+            let a = from.get(path).map_or(&none, |(bytes, _)| bytes);
+            let b = to.get(path).map_or(&none, |(bytes, _)| bytes);
+            let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            let (a, b) = (&a[prefix..], &b[prefix..]);
+            let suffix = a
+                .iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count();
+            (a.len().max(b.len()) - suffix) as u64
+        })
+        .sum()
+}
+
+/// What a transaction may add to state.db besides the size of its change:
+/// the bundle's record, its edits, SQLite's pages.
+const HISTORY_OVERHEAD: u64 = 64 * 1024;
+
+#[test]
+fn history_of_a_big_dialplan_grows_by_the_change_and_rolls_back_exactly() {
+    let pbx = Pbx::new();
+    let original = big_extensions_conf(&pbx);
+    let empty = pbx.snapshot();
+    pbx.ok(&["install", &bundle_arg(), "--no-reload"]);
+    let installed = pbx.snapshot();
+    let change = change_size(&empty, &installed);
+    let after_install = state_db_size(&pbx);
+    assert!(
+        after_install < HISTORY_OVERHEAD + change,
+        "the install made a state.db of {after_install} bytes for a {change}-byte change"
+    );
+
+    pbx.ok(&["uninstall", BUNDLE, "--no-reload"]);
+    assert_same_tree(&empty, &pbx.snapshot());
+    let after_uninstall = state_db_size(&pbx);
+    assert!(
+        after_uninstall - after_install < HISTORY_OVERHEAD + change,
+        "the uninstall added {} bytes to state.db for a {change}-byte change",
+        after_uninstall - after_install,
+    );
+
+    // Rolling back the uninstall, then the install: the exact bytes each time.
+    pbx.ok(&["rollback", "--no-reload"]);
+    assert_same_tree(&installed, &pbx.snapshot());
+    let after_rollback = state_db_size(&pbx);
+    assert!(
+        after_rollback - after_uninstall < HISTORY_OVERHEAD + change,
+        "the rollback added {} bytes to state.db for a {change}-byte change",
+        after_rollback - after_uninstall
+    );
+    pbx.ok(&["rollback", "--no-reload"]);
+    assert_same_tree(&empty, &pbx.snapshot());
+    assert_eq!(std::fs::read(pbx.etc("extensions.conf")).unwrap(), original);
+}
+
+#[test]
+fn forced_rollback_of_a_big_dialplan_keeps_hand_edits_outside_the_blocks() {
+    let pbx = Pbx::new();
+    let original = String::from_utf8(big_extensions_conf(&pbx)).unwrap();
+    pbx.ok(&["install", &bundle_arg(), "--no-reload"]);
+    let installed = pbx.read_etc("extensions.conf");
+    // The admin edits a tenant in the middle, and adds a context at the end.
+    let mine = "[t100-internal]\n; moved to the new trunk\n";
+    let edited = |text: &str| {
+        format!(
+            "{}; the admin's own\n",
+            text.replacen("[t100-internal]\n", mine, 1)
+        )
+    };
+    pbx.write_etc("extensions.conf", edited(&installed).as_bytes());
+
+    let out = pbx.run(&["rollback", "--no-reload"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed since then: /etc/asterisk/extensions.conf"),
+        "{}",
+        text(&out)
+    );
+    let out = pbx.ok(&["rollback", "--no-reload", "--force"]);
+    assert!(
+        out.contains("/etc/asterisk/extensions.conf: featpkg's changes of transaction 1 undone, the file's other changes since kept (--force)"),
+        "{out}"
+    );
+    assert_eq!(pbx.read_etc("extensions.conf"), edited(&original));
+    assert!(pbx.ok(&["status"]).contains("nothing installed"));
+}
+
+#[test]
+fn forced_rollback_of_a_big_dialplan_refuses_when_its_blocks_were_edited() {
+    let pbx = Pbx::new();
+    big_extensions_conf(&pbx);
+    pbx.ok(&["install", &bundle_arg(), "--no-reload"]);
+    let installed = pbx.read_etc("extensions.conf");
+    // The admin edits the first line inside featpkg's first block.
+    let begin = installed.find("; BEGIN featpkg:").expect("a featpkg block");
+    let inside = begin + installed[begin..].find('\n').unwrap() + 1;
+    let edited = format!("{}; mine\n{}", &installed[..inside], &installed[inside..]);
+    pbx.write_etc("extensions.conf", edited.as_bytes());
+    let before = pbx.snapshot();
+    let out = pbx.run(&["rollback", "--no-reload", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot roll back transaction 1 (install featpkg-recipes")
+            && text(&out).contains(
+                "/etc/asterisk/extensions.conf: the text around featpkg's change at byte"
+            )
+            && text(&out).contains("is no longer in the file now; nothing was changed"),
+        "{}",
+        text(&out)
+    );
+    assert_same_tree(&before, &pbx.snapshot());
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::{Applied, Change, Error, Session, execute, reload_for};
 use crate::change::{DocChange, DocState, Phase};
 use crate::plan::{Plan, empty_after_plan};
+use crate::state::{RecordedChange, TxnRecord};
 
 /// Options for rollback.
 #[derive(Debug, Clone, Default)]
@@ -40,26 +41,42 @@ pub fn rollback(
     let Some(txn) = session.state.last_undoable(&docs)? else {
         return Ok(RollbackOutcome::NothingToUndo);
     };
-    let (mut plan, drift) = inverted(&txn.changes)?;
-    if !drift.is_empty() {
-        if !request.force {
-            return Err(Error::Refused(format!(
-                "cannot roll back transaction {} ({}): changed since then: {}; re-run with --force to restore the old bytes anyway",
-                txn.id,
-                txn.summary,
-                drift.join(", ")
-            )));
-        }
-        plan.forced = drift
-            .iter()
-            .map(|p| {
-                format!(
-                    "{p}: changes since transaction {} overwritten (--force)",
-                    txn.id
-                )
-            })
-            .collect();
+    // Each document is read once: drift is found, and the plan made, from these.
+    let present = txn
+        .changes
+        .iter()
+        .map(|r| r.change.doc.read())
+        .collect::<Result<Vec<_>, _>>()?;
+    let drift = drifted(&txn.changes, &present);
+    if !drift.is_empty() && !request.force {
+        return Err(Error::Refused(format!(
+            "cannot roll back transaction {} ({}): changed since then: {}; re-run with --force to restore the old bytes anyway",
+            txn.id,
+            txn.summary,
+            drift
+                .iter()
+                .map(|d| d.runtime_path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
+    let mut plan = inverted(&txn, present, &drift)?;
+    plan.forced = drift
+        .iter()
+        .map(|d| {
+            if d.in_regions {
+                format!(
+                    "{}: featpkg's changes of transaction {} undone, the file's other changes since kept (--force)",
+                    d.runtime_path, txn.id
+                )
+            } else {
+                format!(
+                    "{}: changes since transaction {} overwritten (--force)",
+                    d.runtime_path, txn.id
+                )
+            }
+        })
+        .collect();
     // Directories: created ones go after the files that were in them, parents last,
     // and only when nothing else is left in them (as uninstall does); removed
     // ones come back before them, parents first.
@@ -95,35 +112,70 @@ pub fn rollback(
     Ok(RollbackOutcome::Applied(applied))
 }
 
-/// The recorded changes, newest first, inverted against what is there now:
-/// each document goes back to its state before the transaction. Returns the
-/// plan and the documents changed since (drift): their present state is not
-/// the one the transaction left. A directory is only made or removed again,
+/// A document changed since the transaction: its present state is not the
+/// one the transaction left. A directory is only made or removed again,
 /// never "drifted".
-fn inverted(recorded: &[DocChange]) -> Result<(Plan, Vec<String>), Error> {
+struct Drift {
+    runtime_path: String,
+    /// History keeps only featpkg's regions of it: a forced rollback puts
+    /// those back and keeps the rest of the file as it is now.
+    in_regions: bool,
+}
+
+/// The recorded documents changed since the transaction, newest change
+/// first; `present` holds each one's present state.
+fn drifted(recorded: &[RecordedChange], present: &[Option<DocState>]) -> Vec<Drift> {
+    recorded
+        .iter()
+        .zip(present)
+        .rev()
+        .filter(|(r, now)| {
+            !r.change.is_dir()
+                && now.as_ref().map(DocState::fingerprint)
+                    != r.change.after.as_ref().map(DocState::fingerprint)
+        })
+        .map(|(r, _)| Drift {
+            runtime_path: r.change.runtime_path.clone(),
+            in_regions: r.before_regions.is_some(),
+        })
+        .collect()
+}
+
+/// The recorded changes, newest first, inverted against what is there now
+/// (`present`, one state per change): each document goes back to its state
+/// before the transaction (over the `drift`, which the caller allowed).
+/// Refuses, naming the file, when a file's state before cannot be rebuilt
+/// from its present bytes.
+fn inverted(
+    txn: &TxnRecord,
+    present: Vec<Option<DocState>>,
+    drift: &[Drift],
+) -> Result<Plan, Error> {
     let mut plan = Plan::default();
-    let mut drift = Vec::new();
-    for change in recorded.iter().rev() {
-        let current = change.doc.read()?;
-        let now = current.as_ref().map(DocState::fingerprint);
-        if !change.is_dir() && now != change.after.as_ref().map(DocState::fingerprint) {
-            drift.push(change.runtime_path.clone());
-        }
+    for (r, current) in txn.changes.iter().zip(present).rev() {
+        let change = &r.change;
+        let drifted = drift.iter().any(|d| d.runtime_path == change.runtime_path);
+        let before = r.before(current.as_ref(), drifted).map_err(|why| {
+            Error::Refused(format!(
+                "cannot roll back transaction {} ({}): {}: {why}; nothing was changed",
+                txn.id, txn.summary, change.runtime_path
+            ))
+        })?;
         let unchanged = if change.is_dir() {
-            current.is_some() == change.before.is_some()
+            current.is_some() == before.is_some()
         } else {
-            current == change.before
+            current == before
         };
         if !unchanged {
             plan.changes.push(DocChange {
                 runtime_path: change.runtime_path.clone(),
                 doc: change.doc.clone(),
                 before: current,
-                after: change.before.clone(),
+                after: before,
             });
         }
     }
-    Ok((plan, drift))
+    Ok(plan)
 }
 
 /// Drops from the plan's directory removals (deepest first) every directory that would still

@@ -11,6 +11,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::regions::{FileRegions, Region, RegionsError};
 use super::{BundleSnapshot, State, StateError};
 use crate::change::{Doc, DocChange, DocState};
 use crate::txn::FileState;
@@ -43,6 +44,24 @@ DROP TABLE txn_files;
 ALTER TABLE bundles RENAME COLUMN row_baselines TO baselines;
 ";
 
+/// v4: a big file's state before may be kept as regions of its state after
+/// (`txn_regions`, see [`super::regions`]); such a change has `before` NULL
+/// and `before_sha256` set, the hash its rebuilt bytes must have. Rows
+/// written before keep their whole `before` and read back as they were.
+pub(super) const SCHEMA_V4: &str = "
+ALTER TABLE txn_changes ADD COLUMN before_sha256 TEXT;  -- set: the bytes before are in txn_regions
+CREATE TABLE txn_regions (
+    txn_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,         -- the change's seq in txn_changes
+    n INTEGER NOT NULL,           -- the regions in order of offset
+    after_offset INTEGER NOT NULL,
+    after BLOB NOT NULL,          -- the region's bytes in the state after
+    before BLOB NOT NULL,         -- what stood there before
+    PRIMARY KEY (txn_id, seq, n),
+    FOREIGN KEY (txn_id, seq) REFERENCES txn_changes(txn_id, seq)
+);
+";
+
 /// A committed transaction as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
@@ -66,7 +85,52 @@ pub struct TxnRecord {
     pub bundle_after: Option<BundleSnapshot>,
     /// The changes in the order they were applied; each `after` is a
     /// [`DocState::Fingerprint`] (see the module doc).
-    pub changes: Vec<DocChange>,
+    pub changes: Vec<RecordedChange>,
+}
+
+/// A change as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedChange {
+    /// The change; its `after` is a [`DocState::Fingerprint`], its `before`
+    /// the state in full unless `before_regions` holds it.
+    pub change: DocChange,
+    /// A big file's bytes before, as regions of its bytes after; then
+    /// `change.before` is a [`DocState::File`] with empty content that
+    /// carries only the mode and owner.
+    pub before_regions: Option<FileRegions>,
+}
+
+impl RecordedChange {
+    /// The document's state before the transaction, in full. `current` is its
+    /// present state; `drifted`: it is not the state the transaction left,
+    /// and a big file's regions are then looked up in it (see
+    /// [`FileRegions::undo_over_drift`]): what the admin changed elsewhere stays.
+    pub fn before(
+        &self,
+        current: Option<&DocState>,
+        drifted: bool,
+    ) -> Result<Option<DocState>, RegionsError> {
+        let Some(regions) = &self.before_regions else {
+            return Ok(self.change.before.clone());
+        };
+        let now = current
+            .and_then(DocState::as_file)
+            .ok_or(RegionsError::Gone)?;
+        let content = if drifted {
+            regions.undo_over_drift(&now.content)?
+        } else {
+            regions.undo(&now.content)?
+        };
+        let owner = self.change.before.as_ref().and_then(DocState::as_file);
+        let (mode, uid, gid) =
+            owner.map_or((now.mode, now.uid, now.gid), |f| (f.mode, f.uid, f.gid));
+        Ok(Some(DocState::File(FileState {
+            content,
+            mode,
+            uid,
+            gid,
+        })))
+    }
 }
 
 /// What to record when a transaction commits.
@@ -101,6 +165,7 @@ struct StoredChange {
     before: Option<Vec<u8>>,
     before_owner: (u32, u32, u32),
     after_fingerprint: Option<String>,
+    before_regions: Option<FileRegions>,
 }
 
 impl StoredChange {
@@ -112,7 +177,20 @@ impl StoredChange {
             }
             (Doc::Dir { .. }, _) => ("dir", None, (0, 0, 0)),
             (Doc::File { .. }, Some(DocState::File(f))) => {
-                ("file", Some(f.content.clone()), (f.mode, f.uid, f.gid))
+                let after = change.after.as_ref().and_then(DocState::as_file);
+                let regions = after.and_then(|a| FileRegions::between(&f.content, &a.content));
+                let owner = (f.mode, f.uid, f.gid);
+                if let Some(regions) = regions {
+                    return StoredChange {
+                        kind: "file".into(),
+                        path: change.runtime_path.clone(),
+                        before: None,
+                        before_owner: owner,
+                        after_fingerprint: change.after.as_ref().map(DocState::fingerprint),
+                        before_regions: Some(regions),
+                    };
+                }
+                ("file", Some(f.content.clone()), owner)
             }
             (Doc::File { .. }, _) => ("file", None, (0, 0, 0)),
             (Doc::Row(_), Some(DocState::Row(r))) => (
@@ -128,14 +206,23 @@ impl StoredChange {
             before,
             before_owner,
             after_fingerprint: change.after.as_ref().map(DocState::fingerprint),
+            before_regions: None,
         }
     }
 
     /// The change again, its document resolved by `docs`.
-    fn into_change(self, txn_id: i64, docs: DocResolver) -> Result<DocChange, StateError> {
+    fn into_change(self, txn_id: i64, docs: DocResolver) -> Result<RecordedChange, StateError> {
         let doc = docs(&self.path, self.kind == "dir");
         let (mode, uid, gid) = self.before_owner;
         let before = match (&doc, self.before) {
+            (Doc::File { .. }, None) if self.before_regions.is_some() => {
+                Some(DocState::File(FileState {
+                    content: Vec::new(),
+                    mode,
+                    uid,
+                    gid,
+                }))
+            }
             (_, None) => None,
             (Doc::Dir { .. }, Some(_)) => Some(DocState::Dir { mode }),
             (Doc::File { .. }, Some(content)) => Some(DocState::File(FileState {
@@ -153,11 +240,14 @@ impl StoredChange {
                 })?,
             )),
         };
-        Ok(DocChange {
-            runtime_path: self.path,
-            doc,
-            before,
-            after: self.after_fingerprint.map(DocState::Fingerprint),
+        Ok(RecordedChange {
+            change: DocChange {
+                runtime_path: self.path,
+                doc,
+                before,
+                after: self.after_fingerprint.map(DocState::Fingerprint),
+            },
+            before_regions: self.before_regions,
         })
     }
 }
@@ -273,19 +363,53 @@ impl State {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT kind, path, before, before_mode, before_uid, before_gid, after_fingerprint
+                "SELECT kind, path, before, before_mode, before_uid, before_gid, after_fingerprint, before_sha256, seq
                  FROM txn_changes WHERE txn_id = ?1 ORDER BY seq",
             )
             .map_err(self.err())?;
         let number =
             |r: &rusqlite::Row, i| r.get::<_, Option<u32>>(i).map(Option::unwrap_or_default);
-        stmt.query_map([id], |r| {
-            Ok(StoredChange {
-                kind: r.get(0)?,
-                path: r.get(1)?,
+        let rows = stmt
+            .query_map([id], |r| {
+                let stored = StoredChange {
+                    kind: r.get(0)?,
+                    path: r.get(1)?,
+                    before: r.get(2)?,
+                    before_owner: (number(r, 3)?, number(r, 4)?, number(r, 5)?),
+                    after_fingerprint: r.get(6)?,
+                    before_regions: None,
+                };
+                Ok((stored, r.get::<_, Option<String>>(7)?, r.get::<_, i64>(8)?))
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for (mut stored, before_sha256, seq) in rows {
+            if let Some(before_sha256) = before_sha256 {
+                stored.before_regions = Some(FileRegions {
+                    regions: self.regions(id, seq)?,
+                    before_sha256,
+                });
+            }
+            changes.push(stored);
+        }
+        Ok(changes)
+    }
+
+    fn regions(&self, id: i64, seq: i64) -> Result<Vec<Region>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT after_offset, after, before FROM txn_regions
+                 WHERE txn_id = ?1 AND seq = ?2 ORDER BY n",
+            )
+            .map_err(self.err())?;
+        stmt.query_map([id, seq], |r| {
+            Ok(Region {
+                after_offset: r.get::<_, i64>(0)? as usize,
+                after: r.get(1)?,
                 before: r.get(2)?,
-                before_owner: (number(r, 3)?, number(r, 4)?, number(r, 5)?),
-                after_fingerprint: r.get(6)?,
             })
         })
         .map_err(self.err())?
@@ -299,11 +423,12 @@ fn insert_change(
     txn_id: i64,
     seq: usize,
     change: &StoredChange,
-) -> rusqlite::Result<usize> {
+) -> rusqlite::Result<()> {
     let (mode, uid, gid) = change.before_owner;
+    let regions = change.before_regions.as_ref();
     tx.execute(
-        "INSERT INTO txn_changes (txn_id, seq, kind, path, before, before_mode, before_uid, before_gid, after_fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO txn_changes (txn_id, seq, kind, path, before, before_mode, before_uid, before_gid, after_fingerprint, before_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             txn_id,
             seq as i64,
@@ -313,9 +438,25 @@ fn insert_change(
             mode,
             uid,
             gid,
-            change.after_fingerprint
+            change.after_fingerprint,
+            regions.map(|r| &r.before_sha256)
         ],
-    )
+    )?;
+    for (n, region) in regions.iter().flat_map(|r| r.regions.iter()).enumerate() {
+        tx.execute(
+            "INSERT INTO txn_regions (txn_id, seq, n, after_offset, after, before)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                txn_id,
+                seq as i64,
+                n as i64,
+                region.after_offset as i64,
+                region.after,
+                region.before
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -380,6 +521,17 @@ mod tests {
         }
     }
 
+    /// Changes as history reads them back when it kept every state before whole.
+    fn kept_whole(changes: Vec<DocChange>) -> Vec<RecordedChange> {
+        changes
+            .into_iter()
+            .map(|change| RecordedChange {
+                change,
+                before_regions: None,
+            })
+            .collect()
+    }
+
     #[test]
     fn commit_then_read_back_and_roll_back_bookkeeping() {
         let dir = tempfile::tempdir().unwrap();
@@ -428,7 +580,7 @@ mod tests {
                 ..c.clone()
             })
             .collect();
-        assert_eq!(last.changes, expected);
+        assert_eq!(last.changes, kept_whole(expected));
         state
             .commit(&NewTxn {
                 txn_key: "k2",
@@ -447,6 +599,61 @@ mod tests {
         drop(state);
         let state = State::open(dir.path()).unwrap();
         assert_eq!(state.transaction(id, &docs).unwrap().status, "rolled-back");
+    }
+
+    #[test]
+    fn a_big_files_state_before_is_kept_as_regions_and_rebuilt_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        let old: Vec<u8> = (0..20_000)
+            .flat_map(|n| format!("exten => {n},1,NoOp()\n").into_bytes())
+            .collect();
+        let mut new = old.clone();
+        new.extend_from_slice(
+            b"; BEGIN featpkg:demo:x\nexten => 7,1,Answer()\n; END featpkg:demo:x\n",
+        );
+        let changes = vec![DocChange::file(
+            "/etc/asterisk/extensions.conf".into(),
+            "/root-of-test/etc/asterisk/extensions.conf".into(),
+            FileAccess::Direct,
+            Some(file(&old, 0o640)),
+            Some(file(&new, 0o640)),
+        )];
+        let after = snapshot("1.0.0");
+        state
+            .commit(&NewTxn {
+                txn_key: "k1",
+                kind: "install",
+                bundle: "demo",
+                summary: "install demo 1.0.0",
+                bundle_before: None,
+                bundle_after: Some(&after),
+                changes: &changes,
+                undoes: None,
+            })
+            .unwrap();
+        let kept: i64 = state
+            .conn
+            .query_row(
+                "SELECT coalesce(length(before), 0) + (SELECT sum(length(after) + length(before)) FROM txn_regions)
+                 FROM txn_changes",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            kept < 1000,
+            "{kept} bytes kept of a {}-byte file",
+            old.len()
+        );
+        let recorded = state.last_undoable(&docs).unwrap().unwrap().changes;
+        let now = DocState::File(file(&new, 0o640));
+        assert_eq!(
+            recorded[0].before(Some(&now), false).unwrap(),
+            Some(DocState::File(file(&old, 0o640)))
+        );
+        let gone = recorded[0].before(None, true);
+        assert_eq!(gone, Err(RegionsError::Gone));
     }
 
     /// The v2 schema as featpkg 1.0 left it, with one install that made a
@@ -497,7 +704,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let bundle = state.bundle("demo").unwrap().unwrap();
         assert_eq!(
             bundle.row_baselines,
@@ -519,7 +726,7 @@ mod tests {
         let txn = state.last_undoable(&resolve).unwrap().unwrap();
         assert_eq!(
             txn.changes,
-            vec![
+            kept_whole(vec![
                 DocChange {
                     runtime_path: "/var/lib/featpkg".into(),
                     doc: docs("/var/lib/featpkg", true),
@@ -543,7 +750,7 @@ mod tests {
                     })),
                     after: Some(DocState::Fingerprint("r1".into())),
                 },
-            ]
+            ])
         );
         let kinds: Vec<String> = state
             .conn

@@ -13,10 +13,12 @@ use edit_record::EditRecord;
 
 mod edit_record;
 mod history;
-pub use history::{DocResolver, NewTxn, TxnRecord};
+mod regions;
+pub use history::{DocResolver, NewTxn, RecordedChange, TxnRecord};
+pub use regions::{FileRegions, Region, RegionsError};
 
 /// Version of the schema below; bumped with a migration step when it changes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bundles (
@@ -216,7 +218,12 @@ impl State {
                 found: version,
             });
         }
-        for (to, step) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, history::SCHEMA_V3)] {
+        for (to, step) in [
+            (1, SCHEMA_V1),
+            (2, SCHEMA_V2),
+            (3, history::SCHEMA_V3),
+            (4, history::SCHEMA_V4),
+        ] {
             if version < to {
                 let tx = self.conn.transaction().map_err(e)?;
                 tx.execute_batch(step).map_err(e)?;
