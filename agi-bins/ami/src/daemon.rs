@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::wake::{Change, Wakeups};
-use crate::{Ami, AmiError, Credentials, Message, backoff, connect_with_retry, sleep_unless};
+use crate::{Ami, AmiError, Credentials, Message, backoff};
 
 /// A session that lasted this long was a working connection: the next loss
 /// starts the reconnect delays from the beginning again.
@@ -166,8 +166,7 @@ pub fn run(
     // in a tight loop that floods Asterisk and the log.
     let mut quick_losses = 0;
     while !wake.stop_requested() {
-        let give_up = || wake.stop_requested();
-        let mut ami = match connect_with_retry(&creds, events, Duration::from_secs(5), &give_up) {
+        let mut ami = match connect(&creds, events, &mut wake) {
             Ok(ami) => ami,
             Err(AmiError::AuthenticationFailed) => {
                 log.line("AMI login failed; check featpkg's AMI user in manager.conf");
@@ -186,7 +185,7 @@ pub fn run(
                 if began.elapsed() >= STABLE_SESSION {
                     quick_losses = 0;
                 } else {
-                    if sleep_unless(backoff(quick_losses), &|| wake.stop_requested()) {
+                    if pause(&mut wake, backoff(quick_losses)) {
                         break;
                     }
                     quick_losses += 1;
@@ -197,4 +196,40 @@ pub fn run(
     log.line("stopped");
     drop(lock);
     ExitCode::SUCCESS
+}
+
+/// Connects, retrying with [`backoff`] until it works or a stop comes (Err
+/// then). Authentication failures are not retried.
+fn connect(creds: &Credentials, events: &str, wake: &mut Wakeups) -> Result<Ami, AmiError> {
+    let mut attempt = 0;
+    loop {
+        match Ami::connect(creds, events, Duration::from_secs(5)) {
+            Ok(ami) => return Ok(ami),
+            Err(AmiError::AuthenticationFailed) => return Err(AmiError::AuthenticationFailed),
+            Err(e) => {
+                if pause(wake, backoff(attempt)) {
+                    return Err(e);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Sleeps `wait` unless a stop comes first (true then): asleep in
+/// [`Wakeups::wait`], not polling, however long Asterisk stays down.
+fn pause(wake: &mut Wakeups, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        if wake.stop_requested() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        if wake.wait(-1, Some(until)).is_err() {
+            // poll(2) itself failed (out of memory): do not spin.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
