@@ -2,7 +2,8 @@
 //! (cron starts it every minute to keep it alive; a second copy exits 0 at
 //! once), a log file, clean exit on SIGTERM/SIGINT, reconnect with backoff when
 //! Asterisk restarts, and exit once its credentials file is gone (the feature
-//! was uninstalled). Watchers never run inside an AGI, so they hold no call.
+//! was uninstalled). Between events a watcher sleeps in [`Wakeups::wait`]:
+//! no ticks (see `wake`). Watchers never run inside an AGI, so they hold no call.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
