@@ -2,43 +2,61 @@
 //! (cron starts it every minute to keep it alive; a second copy exits 0 at
 //! once), a log file, clean exit on SIGTERM/SIGINT, reconnect with backoff when
 //! Asterisk restarts, and exit once its credentials file is gone (the feature
-//! was uninstalled). Watchers never run inside an AGI, so they hold no call.
+//! was uninstalled). Between events a watcher sleeps in [`Wakeups::wait`]:
+//! no ticks (see `wake`). Watchers never run inside an AGI, so they hold no call.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Ami, AmiError, Credentials, Message, backoff, connect_with_retry, sleep_unless};
+use crate::wake::{Change, Wakeups};
+use crate::{Ami, AmiError, Credentials, Message, backoff};
 
 /// A session that lasted this long was a working connection: the next loss
 /// starts the reconnect delays from the beginning again.
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 
-/// A watcher's reaction to the PBX: act on what it knows, learn from each event.
+/// A watcher's reaction to the PBX: act on what it knows, learn from each
+/// event and each change in the directories it follows.
 pub trait Watch {
-    /// Acts on the current state (e.g. originates what is due). Runs every tick.
+    /// Acts on the current state (e.g. originates what is due). Runs after
+    /// every event, change and deadline, so it must be cheap: no rescans.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError>;
     /// Learns from one event.
     fn on_event(&mut self, ami: &mut Ami, event: &Message, log: &mut Log) -> Result<(), AmiError>;
+    /// The next instant at which [`Watch::dispatch`] has something to do
+    /// though no event comes (a re-dial due, a bound to enforce); None when
+    /// only events and changes can give it work. An idle watcher sleeps
+    /// until then: no ticks.
+    fn deadline(&self) -> Option<Instant>;
+    /// Learns that something changed in a directory it follows
+    /// ([`Wakeups::follow`]).
+    fn on_change(&mut self, _change: &Change, _log: &mut Log) {}
 }
 
-/// Dispatches, then waits up to `tick` for an event, until `stop()`; returns the
-/// error that ended the connection.
+/// Dispatches, then sleeps until an event, a change, the watcher's deadline
+/// or a stop, until [`Wakeups::stop_requested`]; returns the error that ended
+/// the connection.
 pub fn event_loop(
     watch: &mut impl Watch,
     ami: &mut Ami,
-    stop: &dyn Fn() -> bool,
-    tick: Duration,
+    wake: &mut Wakeups,
     log: &mut Log,
 ) -> Result<(), AmiError> {
-    while !stop() {
+    while !wake.stop_requested() {
         watch.dispatch(ami, log)?;
-        match ami.next_event(tick) {
-            Ok(event) => watch.on_event(ami, &event, log)?,
-            Err(AmiError::Timeout) => {}
-            Err(e) => return Err(e),
+        // Events read while an action waited for its reply come first.
+        if let Some(event) = ami.take_event()? {
+            watch.on_event(ami, &event, log)?;
+            continue;
+        }
+        let woken = wake.wait(ami.socket().as_raw_fd(), watch.deadline())?;
+        for change in &woken.changes {
+            watch.on_change(change, log);
+        }
+        if woken.socket {
+            ami.read_available()?;
         }
     }
     Ok(())
@@ -109,13 +127,14 @@ pub struct DaemonPaths {
 }
 
 /// Runs `session` over an AMI connection until asked to stop, reconnecting as
-/// needed. `session` gets the connection and a `stop()` to poll; it returns Ok
-/// when asked to stop, or the error that ended the connection.
+/// needed. `session` gets the connection and the watcher's [`Wakeups`] (for
+/// [`event_loop`]); it returns Ok when asked to stop, or the error that ended
+/// the connection.
 pub fn run(
     name: &str,
     paths: &DaemonPaths,
     events: &str,
-    mut session: impl FnMut(&mut Ami, &dyn Fn() -> bool, &mut Log) -> Result<(), AmiError>,
+    mut session: impl FnMut(&mut Ami, &mut Wakeups, &mut Log) -> Result<(), AmiError>,
 ) -> ExitCode {
     let lock = match open_lock(&paths.lock) {
         Ok(f) => f,
@@ -127,10 +146,13 @@ pub fn run(
     if lock.try_lock().is_err() {
         return ExitCode::SUCCESS; // another instance is running
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
+    let mut wake = match Wakeups::new(&paths.ami) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{name}: cannot install the signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut log = Log::open(name, paths.log.as_deref());
     let creds = match Credentials::load(&paths.ami) {
         Ok(c) => c,
@@ -140,14 +162,12 @@ pub fn run(
         }
     };
     log.line("started");
-    let ami_file = paths.ami.clone();
-    let give_up = || stop.load(Ordering::SeqCst) || !ami_file.exists();
     // Sessions that end soon after they began (Asterisk shutting down, an
     // action it refuses at start) are spaced by growing delays, not retried
     // in a tight loop that floods Asterisk and the log.
     let mut quick_losses = 0;
-    while !give_up() {
-        let mut ami = match connect_with_retry(&creds, events, Duration::from_secs(5), &give_up) {
+    while !wake.stop_requested() {
+        let mut ami = match connect(&creds, events, &mut wake) {
             Ok(ami) => ami,
             Err(AmiError::AuthenticationFailed) => {
                 log.line("AMI login failed; check featpkg's AMI user in manager.conf");
@@ -157,7 +177,7 @@ pub fn run(
         };
         log.line(&format!("connected to Asterisk (AMI {})", ami.version));
         let began = Instant::now();
-        match session(&mut ami, &give_up, &mut log) {
+        match session(&mut ami, &mut wake, &mut log) {
             Ok(()) => {
                 let _ = ami.logoff();
             }
@@ -166,7 +186,7 @@ pub fn run(
                 if began.elapsed() >= STABLE_SESSION {
                     quick_losses = 0;
                 } else {
-                    if sleep_unless(backoff(quick_losses), &give_up) {
+                    if pause(&mut wake, backoff(quick_losses)) {
                         break;
                     }
                     quick_losses += 1;
@@ -177,4 +197,40 @@ pub fn run(
     log.line("stopped");
     drop(lock);
     ExitCode::SUCCESS
+}
+
+/// Connects, retrying with [`backoff`] until it works or a stop comes (Err
+/// then). Authentication failures are not retried.
+fn connect(creds: &Credentials, events: &str, wake: &mut Wakeups) -> Result<Ami, AmiError> {
+    let mut attempt = 0;
+    loop {
+        match Ami::connect(creds, events, Duration::from_secs(5)) {
+            Ok(ami) => return Ok(ami),
+            Err(AmiError::AuthenticationFailed) => return Err(AmiError::AuthenticationFailed),
+            Err(e) => {
+                if pause(wake, backoff(attempt)) {
+                    return Err(e);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Sleeps `wait` unless a stop comes first (true then): asleep in
+/// [`Wakeups::wait`], not polling, however long Asterisk stays down.
+fn pause(wake: &mut Wakeups, wait: Duration) -> bool {
+    let until = Instant::now() + wait;
+    loop {
+        if wake.stop_requested() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        if wake.wait(-1, Some(until)).is_err() {
+            // poll(2) itself failed (out of memory): do not spin.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

@@ -12,6 +12,7 @@
 pub mod daemon;
 #[cfg(feature = "fake-server")]
 pub mod fake;
+pub mod wake;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -524,6 +525,38 @@ impl Ami {
             }
             self.pending_events.push_back(m);
         }
+    }
+
+    /// The next event already read — kept while an action waited for its
+    /// reply, or whole in the bytes read so far — without waiting for more.
+    pub fn take_event(&mut self) -> Result<Option<Message>, AmiError> {
+        if let Some(event) = self.pending_events.pop_front() {
+            return Ok(Some(event));
+        }
+        while let Some(m) = take_message(&mut self.conn.buf)? {
+            if m.event().is_some() {
+                return Ok(Some(m));
+            }
+            // A late response nobody waits for.
+        }
+        Ok(None)
+    }
+
+    /// Reads what the socket has (call it once `poll` says it is readable;
+    /// the events are then had from [`Ami::take_event`]). A closed
+    /// connection is [`AmiError::Closed`].
+    pub fn read_available(&mut self) -> Result<(), AmiError> {
+        match self.conn.fill(Instant::now() + self.timeout) {
+            // Readable was a false alarm: nothing lost, nothing to do.
+            Err(AmiError::Timeout) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The connection's socket, to wait on with other sources
+    /// ([`wake::Wakeups::wait`]).
+    pub fn socket(&self) -> &TcpStream {
+        &self.conn.stream
     }
 
     /// `Action: Logoff`.

@@ -394,6 +394,39 @@ impl Store {
         Ok(gone)
     }
 
+    /// Drops the request of `caller` for `callee` if it is older than
+    /// `expiry_s` (as [`Store::expire`] would); returns it if it went. Reads
+    /// that one file only: the watcher expires what its index says is due.
+    pub fn expire_one(
+        &self,
+        caller: &str,
+        callee: &str,
+        now: u64,
+        expiry_s: u64,
+    ) -> Result<Option<Request>, StoreError> {
+        let _lock = self.lock()?;
+        match self.get(caller, callee)? {
+            Some(r) if now.abs_diff(r.created) >= expiry_s => {
+                self.remove(caller, callee)?;
+                Ok(Some(r))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The caller and callee a store file name stands for (`<caller>-<callee>.req`),
+    /// if it is one: what the watcher re-reads when that file changes.
+    pub fn request_named(name: &std::ffi::OsStr) -> Option<(String, String)> {
+        let (caller, callee) = name.to_str()?.strip_suffix(".req")?.split_once('-')?;
+        (valid_number(caller) && valid_number(callee))
+            .then(|| (caller.to_string(), callee.to_string()))
+    }
+
+    /// The directory the requests live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Stores a new request after the rules: both numbers valid, expired ones
     /// dropped first, one per (caller, callee) — a request whose callback is
     /// under way counts —, at most `max_per_caller` per caller.

@@ -1067,3 +1067,73 @@ fn a_callee_who_answered_is_taken_until_its_state_catches_up() {
     assert_eq!(pbx.originates()[1].get("Channel"), Some("PJSIP/203"));
     stop(w);
 }
+
+/// The context switches of process `pid` so far (each is one wake-up).
+fn wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The store is read whole once per connection; afterwards device events
+/// read nothing, and a new request is noticed at once by its own file.
+#[test]
+fn the_store_is_read_whole_once_then_only_the_request_that_changed() {
+    let pbx = Pbx::new(&[
+        ("PJSIP/201", "INUSE"),
+        ("PJSIP/202", "NOT_INUSE"),
+        ("PJSIP/203", "NOT_INUSE"),
+    ]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("the store read", Duration::from_secs(5), || {
+        pbx.log().contains("read the request store: 1 requests")
+    });
+    for i in 0..50 {
+        let state = if i % 2 == 0 { "INUSE" } else { "NOT_INUSE" };
+        pbx.device("PJSIP/205", state);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pbx.originates().is_empty(), "201 is still busy");
+    // A new request (the AGI program's write): called back without a rescan.
+    pbx.store().add("203", "202", now(), 3, 1800).unwrap();
+    until("the callback of 203", Duration::from_secs(3), || {
+        pbx.originates()
+            .iter()
+            .any(|o| o.get("Channel") == Some("PJSIP/203"))
+    });
+    stop(w);
+    assert_eq!(
+        pbx.log().matches("read the request store").count(),
+        1,
+        "{}",
+        pbx.log()
+    );
+}
+
+/// An idle watcher sleeps: no timer, no polling of the store. It has a
+/// request waiting for a busy phone (no deadline before its expiry).
+#[test]
+fn an_idle_watcher_does_not_wake_up() {
+    let pbx = Pbx::new(&[("PJSIP/201", "NOT_INUSE"), ("PJSIP/202", "INUSE")]);
+    pbx.store().add("201", "202", now(), 3, 1800).unwrap();
+    let w = pbx.watcher(&[]);
+    until("the store read", Duration::from_secs(5), || {
+        pbx.log().contains("read the request store: 1 requests")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = wakeups(w.id());
+    std::thread::sleep(Duration::from_millis(1500));
+    let woke = wakeups(w.id()) - before;
+    // The 250 ms tick this replaced woke it 6 times in that time.
+    assert!(woke <= 1, "woke {woke} times while idle");
+    // Still awake to what matters.
+    pbx.device("PJSIP/202", "NOT_INUSE");
+    until("the callback", Duration::from_secs(3), || {
+        !pbx.originates().is_empty()
+    });
+    stop(w);
+}

@@ -45,6 +45,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
+use featpkg_ami::wake::Wakeups;
 use featpkg_ami::{Ami, AmiError, Message, action};
 
 /// Channel technology of the provider endpoint. Only the ones the test suite
@@ -350,7 +351,7 @@ impl Watcher {
     fn session(
         &mut self,
         ami: &mut Ami,
-        stop: &dyn Fn() -> bool,
+        wake: &mut Wakeups,
         log: &mut Log,
     ) -> Result<(), AmiError> {
         let channels = self.read_conference(ami)?;
@@ -390,7 +391,7 @@ impl Watcher {
         if self.employees.is_empty() {
             self.no_employees_left(ami, log)?;
         }
-        daemon::event_loop(self, ami, stop, Duration::from_millis(100), log)
+        daemon::event_loop(self, ami, wake, log)
     }
 
     /// Nobody of ours is in the conference: the guest goes (a re-dial that
@@ -563,6 +564,16 @@ impl Watch for Watcher {
         Ok(())
     }
 
+    /// When a leg's outcome is overdue, or a re-dial is due while employees
+    /// are in; otherwise only events give the watcher work.
+    fn deadline(&self) -> Option<Instant> {
+        match self.guest {
+            Guest::Dialing { until, .. } => Some(until),
+            Guest::Waiting(at) if !self.employees.is_empty() => Some(at),
+            _ => None,
+        }
+    }
+
     fn on_event(&mut self, ami: &mut Ami, ev: &Message, log: &mut Log) -> Result<(), AmiError> {
         let channel = ev.get("Channel").unwrap_or("").to_string();
         match ev.event() {
@@ -597,7 +608,7 @@ fn main() -> std::process::ExitCode {
         "featpkg-conference-guest-watch",
         &paths,
         "call",
-        |ami, stop, log| w.session(ami, stop, log),
+        |ami, wake, log| w.session(ami, wake, log),
     )
 }
 

@@ -796,3 +796,40 @@ fn an_employee_on_the_provider_trunk_leaving_while_the_leg_rings_is_no_lost_leg(
     assert_eq!(pbx.count("Hangup"), 0);
     stop(w);
 }
+
+/// The context switches of process `pid` so far (each is one wake-up).
+fn wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// An idle watcher sleeps until Asterisk sends something: no timer. With the
+/// guest in the conference (nothing due), nor with it empty.
+#[test]
+fn an_idle_watcher_does_not_wake_up() {
+    let pbx = Pbx::new(&[]);
+    let w = pbx.watcher(&[]);
+    pbx.connected();
+    for (setting, join_first) in [("empty", false), ("guest in", true)] {
+        if join_first {
+            pbx.ami.push_event(join("700", "PJSIP/201-00000001", "201"));
+            until("the guest leg", || pbx.count("Originate") == 1);
+            pbx.ami.push_event(join("700", MEMBER, "0551234567"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let before = wakeups(w.id());
+        std::thread::sleep(Duration::from_millis(1500));
+        let woke = wakeups(w.id()) - before;
+        // The 100 ms tick this replaced woke it 15 times in that time.
+        assert!(woke <= 1, "{setting}: woke {woke} times while idle");
+    }
+    // Still awake to what matters: the last employee leaves, the guest goes.
+    pbx.ami
+        .push_event(leave("700", "PJSIP/201-00000001", "201"));
+    until("the hangup", || pbx.count("Hangup") == 1);
+    stop(w);
+}

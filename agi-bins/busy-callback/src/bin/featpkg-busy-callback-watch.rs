@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use featpkg_ami::daemon::{self, DaemonPaths, Log, Watch};
+use featpkg_ami::wake::{Change, Wakeups};
 use featpkg_ami::{Ami, AmiError, Message, action};
 use featpkg_busy_callback::{Outcome, Phase, Request, Rules, Settled, Store, now_ms};
 
@@ -38,6 +39,9 @@ const STALE_MARGIN: Duration = Duration::from_secs(30);
 
 /// What Asterisk answers every action while it shuts down (manager.c).
 const SHUTTING_DOWN: &str = "Asterisk is shutting down";
+
+/// How soon a store read or write that failed is tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -167,6 +171,13 @@ fn availability(state: Option<&str>) -> Availability {
 struct Watcher {
     o: Options,
     store: Store,
+    /// The store as last read, by (caller, callee): read whole once per
+    /// session, then one file at a time as the store's directory reports it
+    /// changed. Events and dispatch work from this, never from a rescan.
+    requests: BTreeMap<(String, String), Request>,
+    /// The whole store must be read again (a session began, changes were
+    /// lost, or a read failed).
+    reload: bool,
     states: BTreeMap<String, String>,
     /// ActionID of an originate whose OriginateResponse has not come -> the
     /// request as marked for that callback.
@@ -181,7 +192,7 @@ struct Watcher {
     /// The store error logged last, so a lasting one is logged once.
     store_error: Option<String>,
     /// Likewise for a request that cannot be marked or settled (tried on
-    /// every tick while it lasts); cleared by the next one that can.
+    /// every wake-up, at least every second, while it lasts); cleared by the next one that can.
     write_error: Option<String>,
     /// Devices asked for with `Getvar DEVICE_STATE()` in this session.
     asked: BTreeSet<String>,
@@ -205,9 +216,16 @@ impl Watcher {
     fn session(
         &mut self,
         ami: &mut Ami,
-        stop: &dyn Fn() -> bool,
+        wake: &mut Wakeups,
         log: &mut Log,
     ) -> Result<(), AmiError> {
+        // The store's directory exists from now on (the AGI program would
+        // make it on the first request), so its changes can be followed;
+        // followed before it is read, so no change falls in between. A store
+        // that cannot be made is reported by that read.
+        let _ = self.store.lock();
+        wake.follow(self.store.dir());
+        self.reload = true;
         self.states.clear();
         self.asked.clear();
         // Their OriginateResponse went with the old connection: a callback
@@ -218,7 +236,71 @@ impl Watcher {
                 self.states.insert(d.to_string(), s.to_string());
             }
         }
-        daemon::event_loop(self, ami, stop, Duration::from_millis(250), log)
+        daemon::event_loop(self, ami, wake, log)
+    }
+
+    /// Reads the whole store into the index (once per session, or after
+    /// changes were lost).
+    fn read_store(&mut self, log: &mut Log) {
+        match self.store.list() {
+            Ok(list) => {
+                self.store_error = None;
+                self.reload = false;
+                self.requests = list
+                    .into_iter()
+                    .map(|r| ((r.caller.clone(), r.callee.clone()), r))
+                    .collect();
+                log.line(&format!(
+                    "read the request store: {} requests",
+                    self.requests.len()
+                ));
+            }
+            Err(e) => self.store_failed(format!("cannot read requests: {e}"), log),
+        }
+    }
+
+    /// Reads again the one request of `caller` for `callee` (it changed).
+    fn read_one(&mut self, caller: &str, callee: &str, log: &mut Log) {
+        let key = (caller.to_string(), callee.to_string());
+        match self.store.get(caller, callee) {
+            Ok(Some(r)) => {
+                self.requests.insert(key, r);
+            }
+            Ok(None) => {
+                self.requests.remove(&key);
+            }
+            Err(e) => self.store_failed(format!("cannot read requests: {e}"), log),
+        }
+    }
+
+    /// Logs a store that cannot be read once while it lasts; it is read
+    /// whole again [`RETRY_FAILED`] later.
+    fn store_failed(&mut self, text: String, log: &mut Log) {
+        self.reload = true;
+        if self.store_error.as_ref() != Some(&text) {
+            log.line(&text);
+            self.store_error = Some(text);
+        }
+    }
+
+    /// Drops the requests the index says are past their expiry.
+    fn expire(&mut self, log: &mut Log) {
+        let now = now();
+        let due: Vec<(String, String)> = self
+            .requests
+            .values()
+            .filter(|r| now.abs_diff(r.created) >= self.o.expiry)
+            .map(|r| (r.caller.clone(), r.callee.clone()))
+            .collect();
+        for (caller, callee) in due {
+            if let Ok(Some(gone)) = self.store.expire_one(&caller, &callee, now, self.o.expiry) {
+                log.line(&format!(
+                    "request {} -> {} expired",
+                    gone.caller, gone.callee
+                ));
+            }
+            self.read_one(&caller, &callee, log);
+        }
     }
 
     /// True once a waiting request's wait is over. A wait longer than
@@ -233,7 +315,9 @@ impl Watcher {
     fn call_back(&mut self, ami: &mut Ami, seen: &Request, log: &mut Log) -> Result<(), AmiError> {
         // Marked first: whatever happens next, the file says a callback is
         // under way, and no second one starts for it.
-        let r = match self.store.begin_call(seen, now_ms()) {
+        let marked = self.store.begin_call(seen, now_ms());
+        self.read_one(&seen.caller, &seen.callee, log);
+        let r = match marked {
             Ok(Some(r)) => {
                 self.write_error = None;
                 r
@@ -301,10 +385,11 @@ impl Watcher {
                     retry_wait: Duration::ZERO,
                     ..self.o.rules()
                 };
-                match self
+                let settled = self
                     .store
-                    .settle(&r.call_ref(), Outcome::Unknown, now_ms(), &rules)
-                {
+                    .settle(&r.call_ref(), Outcome::Unknown, now_ms(), &rules);
+                self.read_one(&r.caller, &r.callee, log);
+                match settled {
                     Ok(Settled::Waiting(_)) => log.line(&format!(
                         "Asterisk is shutting down: the callback of {} for {} waits for it",
                         r.caller, r.callee
@@ -340,7 +425,7 @@ impl Watcher {
     /// or is dropped after `--retries` of them.
     fn unanswered(&mut self, r: &Request, log: &mut Log) {
         let (caller, callee) = (&r.caller, &r.callee);
-        match self.settle(r, Outcome::NotConnected) {
+        match self.settle(r, Outcome::NotConnected, log) {
             Ok(Settled::Dropped(d)) => log.line(&format!(
                 "{caller} did not answer {} callbacks for {callee}; dropped",
                 d.attempts
@@ -357,13 +442,18 @@ impl Watcher {
         }
     }
 
+    /// Applies `outcome` to the callback `r` and reads the request back.
     fn settle(
-        &self,
+        &mut self,
         r: &Request,
         outcome: Outcome,
+        log: &mut Log,
     ) -> Result<Settled, featpkg_busy_callback::StoreError> {
-        self.store
-            .settle(&r.call_ref(), outcome, now_ms(), &self.o.rules())
+        let settled = self
+            .store
+            .settle(&r.call_ref(), outcome, now_ms(), &self.o.rules());
+        self.read_one(&r.caller, &r.callee, log);
+        settled
     }
 
     /// A callback marked longer ago than `--stale` without an outcome: its
@@ -373,7 +463,7 @@ impl Watcher {
     fn lost(&mut self, r: &Request, log: &mut Log) {
         self.in_flight
             .retain(|_, f| (&f.caller, &f.callee) != (&r.caller, &r.callee));
-        let settled = self.settle(r, Outcome::Unknown);
+        let settled = self.settle(r, Outcome::Unknown, log);
         if settled.is_ok() {
             self.write_error = None;
         }
@@ -437,27 +527,14 @@ impl Watch for Watcher {
     /// Settles lost callbacks, then originates every waiting request that is
     /// due and whose two sides are free and in no other callback.
     fn dispatch(&mut self, ami: &mut Ami, log: &mut Log) -> Result<(), AmiError> {
-        for gone in self.store.expire(now(), self.o.expiry).unwrap_or_default() {
-            log.line(&format!(
-                "request {} -> {} expired",
-                gone.caller, gone.callee
-            ));
+        if self.reload {
+            self.read_store(log);
         }
-        let pending = match self.store.list() {
-            Ok(p) => {
-                self.store_error = None;
-                p
-            }
-            Err(e) => {
-                // Dispatch runs every tick: say it once, not four times a second.
-                let text = format!("cannot read requests: {e}");
-                if self.store_error.as_ref() != Some(&text) {
-                    log.line(&text);
-                    self.store_error = Some(text);
-                }
-                return Ok(());
-            }
-        };
+        self.expire(log);
+        let mut pending: Vec<Request> = self.requests.values().cloned().collect();
+        pending.sort_by(|a, b| {
+            (a.created, &a.caller, &a.callee).cmp(&(b.created, &b.caller, &b.callee))
+        });
         self.taken.retain(|callee, (caller, _)| {
             !pending
                 .iter()
@@ -497,6 +574,57 @@ impl Watch for Watcher {
             }
         }
         Ok(())
+    }
+
+    /// The first of: a request's expiry, the end of a retry wait, the bound
+    /// on a callback without an outcome, the end of a callee's taken time;
+    /// soon again after a failed store read or write. Nothing pending: none.
+    fn deadline(&self) -> Option<Instant> {
+        let now = now_ms();
+        let stale = u64::try_from(self.o.stale().as_millis()).unwrap_or(u64::MAX);
+        let mut next: Option<u64> = None;
+        let mut at = |t: u64| {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for r in self.requests.values() {
+            at(r.created.saturating_add(self.o.expiry).saturating_mul(1000));
+            match r.phase {
+                Phase::Waiting { not_before_ms } if !self.due(not_before_ms, now) => {
+                    at(not_before_ms)
+                }
+                Phase::Waiting { .. } => {}
+                Phase::Calling { since_ms } => at(since_ms.saturating_add(stale)),
+            }
+        }
+        let clock = Instant::now();
+        let mut deadline = next.map(|t| clock + Duration::from_millis(t - now));
+        let mut sooner = |t: Instant| {
+            if t > clock {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        };
+        for (_, until) in self.taken.values() {
+            sooner(*until);
+        }
+        if self.reload || self.store_error.is_some() || self.write_error.is_some() {
+            sooner(clock + RETRY_FAILED);
+        }
+        deadline
+    }
+
+    /// A request file was written, renamed or removed: that request alone is
+    /// read again.
+    fn on_change(&mut self, change: &Change, log: &mut Log) {
+        match change {
+            Change::File { name, .. } => {
+                if let Some((caller, callee)) = Store::request_named(name) {
+                    self.read_one(&caller, &callee, log);
+                }
+            }
+            Change::All { .. } => self.reload = true,
+        }
     }
 
     fn on_event(&mut self, _ami: &mut Ami, ev: &Message, log: &mut Log) -> Result<(), AmiError> {
@@ -553,6 +681,8 @@ fn main() -> std::process::ExitCode {
     };
     let mut w = Watcher {
         store: Store::new(&o.store),
+        requests: BTreeMap::new(),
+        reload: true,
         o,
         states: BTreeMap::new(),
         in_flight: BTreeMap::new(),
@@ -565,7 +695,7 @@ fn main() -> std::process::ExitCode {
         "featpkg-busy-callback-watch",
         &paths,
         "call",
-        |ami, stop, log| w.session(ami, stop, log),
+        |ami, wake, log| w.session(ami, wake, log),
     )
 }
 
