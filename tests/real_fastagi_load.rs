@@ -122,8 +122,14 @@ fn seconds(m: &featpkg_ami::Message, key: &str) -> f64 {
 /// How long all calls' `AGI()` steps were under way together: from the last
 /// start to the first end (negative when they never were).
 fn overlap(done: &[featpkg_ami::Message]) -> f64 {
-    let last_start = done.iter().map(|m| seconds(m, "T0")).fold(f64::MIN, f64::max);
-    let first_end = done.iter().map(|m| seconds(m, "T1")).fold(f64::MAX, f64::min);
+    let last_start = done
+        .iter()
+        .map(|m| seconds(m, "T0"))
+        .fold(f64::MIN, f64::max);
+    let first_end = done
+        .iter()
+        .map(|m| seconds(m, "T1"))
+        .fold(f64::MAX, f64::min);
     first_end - last_start
 }
 
@@ -165,7 +171,9 @@ fn featpkg_agid_holds_a_thousand_calls_at_once() {
     }
     let done = user_events(&mut ami, "AgiLoadDone", CALLS, Duration::from_secs(30));
     let overlap = overlap(&done);
-    eprintln!("{CALLS} calls: at most {most} connections on the server's port at once, AGI() steps all under way together for {overlap:.2} s");
+    eprintln!(
+        "{CALLS} calls: at most {most} connections on the server's port at once, AGI() steps all under way together for {overlap:.2} s"
+    );
     ast.cli("dialplan set global AGILOAD_GO 0");
 
     let not_served: Vec<String> = done

@@ -79,16 +79,18 @@ pub fn start_agid(port: u16, dir: &Path, spool: &Path, extra: &[&str]) -> Daemon
 }
 
 /// TCP sockets on 127.0.0.1 whose local port is `port`, in `state` (the
-/// kernel's hex code: `01` established, `0A` listening), from `/proc/net/tcp`.
+/// kernel's hex code: `01` established, `0A` listening), from `/proc/net/tcp`,
+/// each counted once (a table changing while read may list one twice).
 pub fn tcp_sockets(port: u16, state: &str) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
-    table
+    let peers: std::collections::HashSet<&str> = table
         .lines()
         .skip(1)
-        .filter(|l| {
-            let mut f = l.split_whitespace();
-            f.nth(1) == Some(local.as_str()) && f.nth(1) == Some(state)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&state)).then(|| f[2])
         })
-        .count()
+        .collect();
+    peers.len()
 }
