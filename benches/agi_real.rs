@@ -35,7 +35,9 @@
 //! machine noise hits every contender alike; one batch each first warms up
 //! page cache, PHP and the server.
 //!
-//! `FEATPKG_BENCH_CALLS` (default 400) sets the calls per contender. Prints
+//! `FEATPKG_BENCH_CALLS` (default 400) sets the calls per contender;
+//! `FEATPKG_BENCH_AGID_BASELINE=<another featpkg-agid build>` adds that build
+//! as one more contender (a before/after in one run). Prints
 //! ms per call (total over all batches, and the median batch) and the ratio
 //! to the C floor; panics if any call's `AGISTATUS` or variables were wrong.
 
@@ -132,7 +134,28 @@ fn main() {
     let _server = agid::start_agid(port, scratch.path(), &spool, &[]);
     let python_port = agid::free_port();
     let _python = start_python_fastagi(python_port);
-    let contenders = contenders(&c_agi, &php_agi, port, python_port, &spool);
+    let mut contenders = contenders(&c_agi, &php_agi, port, python_port, &spool);
+    let baseline = std::env::var_os("FEATPKG_BENCH_AGID_BASELINE").map(PathBuf::from);
+    let baseline_port = agid::free_port();
+    let _baseline = baseline.map(|binary| {
+        let server = agid::start_agid_binary(&binary, baseline_port, scratch.path(), &spool, &[]);
+        let agid = &contenders[2];
+        let app = agid
+            .app
+            .as_ref()
+            .unwrap()
+            .replace(&format!(":{port}/"), &format!(":{baseline_port}/"));
+        contenders.insert(
+            3,
+            Contender {
+                name: "featpkg-agid (FEATPKG_BENCH_AGID_BASELINE)",
+                key: "baseline",
+                app: Some(app),
+                expect: agid.expect,
+            },
+        );
+        server
+    });
     agid::add_dialplan(&ast, &contenders.iter().map(context).collect::<String>());
 
     let mut ami = ast.control_ami();
@@ -234,7 +257,8 @@ fn start_python_fastagi(port: u16) -> common::asterisk::Daemon {
         .spawn()
         .expect("python3");
     let until = std::time::Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Not probed by connecting: that would be a call it fails on.
+    while agid::tcp_sockets(port, "0A") == 0 {
         assert!(std::time::Instant::now() < until, "python3 does not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -368,12 +392,12 @@ fn report(contenders: &[Contender], times: &BTreeMap<&str, Vec<f64>>, calls: usi
         "AGI per call on the real Asterisk 22, {calls} calls each in batches of {BATCH}, interleaved:"
     );
     println!(
-        "{:<36} {:>10} {:>14} {:>10}",
+        "{:<44} {:>10} {:>14} {:>10}",
         "", "ms/call", "median batch", "vs C floor"
     );
     for c in contenders {
         println!(
-            "{:<36} {:>10.3} {:>14.3} {:>9.3}x",
+            "{:<44} {:>10.3} {:>14.3} {:>9.3}x",
             c.name,
             mean(c.name) * 1e3,
             median(c.name) * 1e3,

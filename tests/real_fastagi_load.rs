@@ -204,7 +204,8 @@ fn featpkg_agid_holds_a_thousand_calls_at_once() {
         most >= CALLS,
         "at most {most} connections were established on featpkg-agid's port at once"
     );
-    let log = std::fs::read_to_string(scratch.path().join("featpkg-agid.log")).unwrap();
+    let log =
+        std::fs::read_to_string(scratch.path().join(format!("featpkg-agid-{port}.log"))).unwrap();
     assert!(
         !log.contains("refused"),
         "featpkg-agid refused calls:\n{}",

@@ -54,19 +54,30 @@ pub fn add_dialplan(ast: &Asterisk, contexts: &str) {
 /// listens (seen in `/proc/net/tcp`: a probing connection would be a call
 /// the server refuses and logs). Killed when the handle drops.
 pub fn start_agid(port: u16, dir: &Path, spool: &Path, extra: &[&str]) -> Daemon {
-    let child = Command::new(static_agid())
+    start_agid_binary(&static_agid(), port, dir, spool, extra)
+}
+
+/// [`start_agid`] with another build of the server (`binary`).
+pub fn start_agid_binary(
+    binary: &Path,
+    port: u16,
+    dir: &Path,
+    spool: &Path,
+    extra: &[&str],
+) -> Daemon {
+    let child = Command::new(binary)
         .arg("--port")
         .arg(port.to_string())
         .arg("--lock")
         .arg(dir.join(format!("agid-{port}.lock")))
         .arg("--log")
-        .arg(dir.join("featpkg-agid.log"))
+        .arg(dir.join(format!("featpkg-agid-{port}.log")))
         .arg("--spool")
         .arg(spool)
         .args(extra)
         .stdin(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", static_agid().display()));
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
     let until = Instant::now() + Duration::from_secs(15);
     while tcp_sockets(port, "0A") == 0 {
         assert!(

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod listen;
 pub mod server;
 pub mod stream;
+pub mod workers;
 
 use featpkg_agi::Route;
 use featpkg_busy_callback::commands::BusyCallback;

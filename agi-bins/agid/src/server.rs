@@ -1,4 +1,5 @@
-//! The accept loop: one thread per call up to a cap. A call over the cap is
+//! The accept loop: one thread per call up to a cap ([`Workers`]: a thread
+//! whose call ended takes the next). A call over the cap is
 //! refused with a `FAILURE` line (AGISTATUS=FAILURE: the dialplan falls back
 //! to the per-call program) by one refusing thread, so a flood of
 //! connections costs neither threads nor the accept loop's time.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use featpkg_agi::Route;
 
 use crate::connection::{self, CallEnd, FAILURE_LINE, Limits};
+use crate::workers::Workers;
 
 /// Stack of a call's thread: the feature code needs little, and a thousand
 /// calls then reserve 256 MiB of address space, not 2 GiB.
@@ -122,13 +124,14 @@ impl Server {
         let refuser = spawn_refuser();
         let routes: Arc<[Route]> = self.routes.clone().into();
         let limits = Arc::new(self.config.limits.clone());
+        let workers = Workers::new(CALL_STACK);
         for stream in self.listener.incoming() {
             if self.stopper.stopping() {
                 break;
             }
             let Ok(stream) = stream else { continue };
             match self.take_slot() {
-                Some(slot) => self.spawn_call(stream, slot, &routes, &limits, &refuser),
+                Some(slot) => self.spawn_call(stream, slot, &routes, &limits, &refuser, &workers),
                 None => refuse(&refuser, stream, "too many calls at once"),
             }
         }
@@ -160,21 +163,19 @@ impl Server {
         routes: &Arc<[Route]>,
         limits: &Arc<Limits>,
         refuser: &SyncSender<TcpStream>,
+        workers: &Workers,
     ) {
         let Ok(spare) = stream.try_clone() else {
             return;
         };
         let (routes, limits, served) = (routes.clone(), limits.clone(), self.served.clone());
-        let spawned = std::thread::Builder::new()
-            .name("agi-call".into())
-            .stack_size(CALL_STACK)
-            .spawn(move || {
-                let _slot = slot;
-                let end = connection::serve(stream, &routes, &limits);
-                served.fetch_add(1, Ordering::SeqCst);
-                log_call(&end);
-            });
-        if spawned.is_err() {
+        let started = workers.run(Box::new(move || {
+            let _slot = slot;
+            let end = connection::serve(stream, &routes, &limits);
+            served.fetch_add(1, Ordering::SeqCst);
+            log_call(&end);
+        }));
+        if !started {
             refuse(refuser, spare, "cannot start a thread for the call");
         }
     }
