@@ -20,6 +20,8 @@
 //! * `FastAGI`: the shipped `featpkg-agid` serving the same program on
 //!   127.0.0.1 (`AGI(agi://127.0.0.1:<port>/featpkg-operator-alert,…)`); it
 //!   also sets `FEATPKG_AGI_SERVED`, one command more than the others;
+//! * `Python FastAGI`: a minimal threaded FastAGI server in Python doing the
+//!   exchange, the reference for what FastAGI reaches;
 //! * `PHP`: the same exchange as a PHP script (what MikoPBX and FreePBX ship).
 //!
 //! How it is timed: the cost of one `AGI()` is a few milliseconds at most,
