@@ -46,8 +46,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-#[path = "../tests/common/agid.rs"]
-mod agid;
+#[path = "../tests/common/agid_server.rs"]
+mod agid_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,15 +132,16 @@ fn main() {
     let ast = Asterisk::start();
     let spool = ast.spool().join("featpkg");
     std::fs::create_dir_all(spool.join("operator-alert")).unwrap();
-    let port = agid::free_port();
-    let _server = agid::start_agid(port, scratch.path(), &spool, &[]);
-    let python_port = agid::free_port();
+    let port = agid_server::free_port();
+    let _server = agid_server::start_agid(port, scratch.path(), &spool, &[]);
+    let python_port = agid_server::free_port();
     let _python = start_python_fastagi(python_port);
     let mut contenders = contenders(&c_agi, &php_agi, port, python_port, &spool);
     let baseline = std::env::var_os("FEATPKG_BENCH_AGID_BASELINE").map(PathBuf::from);
-    let baseline_port = agid::free_port();
+    let baseline_port = agid_server::free_port();
     let _baseline = baseline.map(|binary| {
-        let server = agid::start_agid_binary(&binary, baseline_port, scratch.path(), &spool, &[]);
+        let server =
+            agid_server::start_agid_binary(&binary, baseline_port, scratch.path(), &spool, &[]);
         let agid = &contenders[2];
         let app = agid
             .app
@@ -158,7 +159,7 @@ fn main() {
         );
         server
     });
-    agid::add_dialplan(&ast, &contenders.iter().map(context).collect::<String>());
+    agid_server::add_dialplan(&ast, &contenders.iter().map(context).collect::<String>());
 
     let mut ami = ast.control_ami();
     ami.send(featpkg_ami::action("Events", &[("EventMask", "user")]).unwrap())
@@ -188,7 +189,7 @@ fn missing() -> Option<String> {
     if !asterisk.is_file() {
         return Some(format!("{} is missing", asterisk.display()));
     }
-    for bin in [agid::static_agid(), static_operator_alert()] {
+    for bin in [agid_server::static_agid(), static_operator_alert()] {
         if !bin.is_file() {
             return Some(format!(
                 "{} is missing: run `bash .ci/build-static` first",
@@ -260,7 +261,7 @@ fn start_python_fastagi(port: u16) -> common::asterisk::Daemon {
         .expect("python3");
     let until = std::time::Instant::now() + Duration::from_secs(15);
     // Not probed by connecting: that would be a call it fails on.
-    while agid::tcp_sockets(port, "0A") == 0 {
+    while agid_server::tcp_sockets(port, "0A") == 0 {
         assert!(std::time::Instant::now() < until, "python3 does not listen");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -16,8 +16,8 @@
 
 mod common;
 
-#[path = "common/agid.rs"]
-mod agid;
+#[path = "common/agid_server.rs"]
+mod agid_server;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -141,11 +141,11 @@ fn featpkg_agid_holds_a_thousand_calls_at_once() {
     let spool = ast.spool().join("featpkg");
     std::fs::create_dir_all(spool.join("operator-alert")).unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let port = agid::free_port();
-    let server = agid::start_agid(port, scratch.path(), &spool, &[]);
+    let port = agid_server::free_port();
+    let server = agid_server::start_agid(port, scratch.path(), &spool, &[]);
     raise_open_files(server.child.id());
     ast.cli("dialplan set global AGILOAD_GO 0");
-    agid::add_dialplan(&ast, &dialplan(port, &spool));
+    agid_server::add_dialplan(&ast, &dialplan(port, &spool));
 
     let mut ami = ast.control_ami();
     ami.send(featpkg_ami::action("Events", &[("EventMask", "user")]).unwrap())
@@ -166,7 +166,7 @@ fn featpkg_agid_holds_a_thousand_calls_at_once() {
     let mut most = 0;
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until && most < CALLS {
-        most = most.max(agid::tcp_sockets(port, "01"));
+        most = most.max(agid_server::tcp_sockets(port, "01"));
         std::thread::sleep(Duration::from_millis(100));
     }
     let done = user_events(&mut ami, "AgiLoadDone", CALLS, Duration::from_secs(30));

@@ -2,7 +2,7 @@
 //! dialplan of their own added to the scratch Asterisk, and the shipped
 //! static `featpkg-agid` started on a free loopback port.
 //!
-//! Included by path (`#[path = "common/agid.rs"] mod agid;`) next to
+//! Included by path (`#[path = "common/agid_server.rs"] mod agid_server;`) next to
 //! `mod common;`, so `common` and its users are left as they are.
 
 #![allow(dead_code)]
