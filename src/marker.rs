@@ -588,12 +588,23 @@ fn remove_block_in(
     strip_added_newline: bool,
 ) -> Result<(), MarkerError> {
     let block = find(text, style, id)?;
+    remove_found_block(text, &block, strip_added_newline);
+    Ok(())
+}
+
+/// Removes `block` (as a scan of `text` found it) from `text`: the bytes
+/// taken out, as a range of `text` before the removal.
+fn remove_found_block(
+    text: &mut Vec<u8>,
+    block: &Block,
+    strip_added_newline: bool,
+) -> Range<usize> {
     let mut start = block.span.start;
     if strip_added_newline && block.span.end == text.len() {
         start -= added_eol_len(&text[..start]);
     }
     text.drain(start..block.span.end);
-    Ok(())
+    start..block.span.end
 }
 
 /// Length of the line ending [`insert_block`] added at the end of `before` (the
@@ -657,10 +668,12 @@ pub fn remove_blocks_in(
     style: CommentStyle,
     blocks: &[(BlockId, bool)],
 ) -> Result<Vec<BlockId>, MarkerError> {
-    let found = scan(text, style)?;
+    // One scan; the blocks' spans are then kept up to date by hand as blocks
+    // go (a big file is not scanned again for each).
+    let mut now = scan(text, style)?;
     let mut order = Vec::with_capacity(blocks.len());
     for (id, added_newline) in blocks {
-        let block = found
+        let block = now
             .iter()
             .find(|b| &b.id == id)
             .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
@@ -669,19 +682,23 @@ pub fn remove_blocks_in(
     order.sort_by_key(|(start, ..)| std::cmp::Reverse(*start));
     let mut passed_to = Vec::new();
     for (_, id, added_newline) in order {
-        if added_newline {
-            let now = scan(text, style)?;
-            let block = now
-                .iter()
-                .find(|b| &b.id == id)
-                .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
-            if block.span.end != text.len()
-                && let Some(next) = now.iter().find(|b| b.span.start == block.span.end)
-            {
-                passed_to.push(next.id.clone());
-            }
+        let at = now
+            .iter()
+            .position(|b| &b.id == id)
+            .ok_or_else(|| MarkerError::NotFound(id.to_string()))?;
+        let block = now.remove(at);
+        if added_newline
+            && block.span.end != text.len()
+            && let Some(next) = now.iter().find(|b| b.span.start == block.span.end)
+        {
+            passed_to.push(next.id.clone());
         }
-        remove_block_in(text, style, id, added_newline)?;
+        let removed = remove_found_block(text, &block, added_newline);
+        let gone = removed.len();
+        for later in now.iter_mut().filter(|b| b.span.start >= removed.end) {
+            later.span = later.span.start - gone..later.span.end - gone;
+            later.body = later.body.start - gone..later.body.end - gone;
+        }
     }
     Ok(passed_to)
 }

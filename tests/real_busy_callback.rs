@@ -20,6 +20,16 @@
 //! * `*601` cancels every request of the caller, and only theirs;
 //! * the request survives a restart of the watcher and of Asterisk.
 //!
+//! The scenarios whose calls run the feature's AGI code (not the unanswered
+//! callbacks nor the expiry: only the watcher acts there) also run in
+//! `agi_mode=fastagi` (the `_over_fastagi` tests: PJSIP, and the main one for
+//! IAX2 too; the transport does not depend on the technology), with
+//! featpkg-agid started from its installed cron line; each ends by asserting
+//! from the log that every AGI call went the mode's way (in fastagi mode all
+//! served by the server, none by the per-call fallback). And featpkg-agid
+//! killed in the middle of the offer leaves the call to the per-call program:
+//! the request is stored, the callback connects.
+//!
 //! The watcher runs as its installed cron line starts it. Phones are the
 //! harness's: `PhoneRing`/`PhoneAnswer` UserEvents from the phone side,
 //! `PbxDialStatus` from the PBX. The test listens on an AMI connection of its
@@ -31,6 +41,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::agid::{Agi, AgiMode};
 use common::asterisk::{self, Asterisk, PhoneMode};
 use common::events::{Events, caller_answered, hangup_of, ring_of, user_event};
 use featpkg_ami::{Ami, AmiError, Message, action};
@@ -95,17 +106,20 @@ fn unix_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Installs busy-callback for `t` with the smallest ring, retry wait and
-/// expiry the feature allows.
-fn install(ast: &Asterisk, t: Tech, retries: u32) {
+/// Installs busy-callback for `t` in `mode` with the smallest ring, retry
+/// wait and expiry the feature allows; in fastagi mode starts featpkg-agid
+/// from the installed cron line.
+fn install(ast: &Asterisk, t: Tech, retries: u32, mode: AgiMode) -> Agi {
     let bundle = common::bundle();
-    let sets = [
+    let mut agi = Agi::new(mode, "busy-callback");
+    let mut sets = vec![
         format!("busy-callback.tech={}", t.name),
         format!("busy-callback.ring={RING}"),
         format!("busy-callback.retry_wait={RETRY_WAIT}"),
         format!("busy-callback.expiry={EXPIRY}"),
         format!("busy-callback.retries={retries}"),
     ];
+    sets.extend(agi.sets());
     let mut args = vec![
         "install",
         bundle.to_str().unwrap(),
@@ -119,6 +133,8 @@ fn install(ast: &Asterisk, t: Tech, retries: u32) {
     // The harness's reset keeps the log directory: start this test's watcher
     // log afresh.
     let _ = std::fs::remove_file(ast.log_dir().join("featpkg-busy-callback.log"));
+    agi.start(ast);
+    agi
 }
 
 /// The request store the feature renders (`dir=`, `--store`).
@@ -216,15 +232,17 @@ fn hang_up(ctl: &mut Ami, channel: &str) {
 struct Scene<'a> {
     ast: &'a Asterisk,
     t: Tech,
+    mode: AgiMode,
     ctl: Ami,
     ev: Events,
 }
 
 impl<'a> Scene<'a> {
-    fn new(ast: &'a Asterisk, t: Tech) -> Scene<'a> {
+    fn new(ast: &'a Asterisk, t: Tech, mode: AgiMode) -> Scene<'a> {
         Scene {
             ast,
             t,
+            mode,
             ctl: ast.control_ami(),
             ev: Events::new(ast),
         }
@@ -290,6 +308,16 @@ impl<'a> Scene<'a> {
     /// asserts what they hear and that the request is stored; returns the
     /// request's `created`.
     fn offer_and_press(&mut self) -> u64 {
+        self.offer_and_press_after(|_, _, _| {})
+    }
+
+    /// [`Scene::offer_and_press`], running `while_prompting` once the prompt
+    /// plays (with the log mark of the call and the caller's PBX channel)
+    /// and before the caller presses the digit.
+    fn offer_and_press_after(
+        &mut self,
+        while_prompting: impl FnOnce(&mut Scene<'a>, usize, &str),
+    ) -> u64 {
         let (caller, callee) = (self.t.caller, self.t.callee);
         let mark = self.ast.log_mark();
         let m = self.ev.mark();
@@ -315,7 +343,7 @@ impl<'a> Scene<'a> {
             caller_answered(self.t.phone_side(caller)),
         );
         let phone = self.ev.msg(i).get("Channel").unwrap().to_string();
-        let start = format!("Executing [{callee}@featpkg-busy-callback:1] AGI(\"");
+        let start = self.mode.agi_start(callee, "featpkg-busy-callback");
         let log = wait_log(self.ast, &mut self.ev, mark, "the offer", |l| {
             l.contains(&start)
         });
@@ -325,6 +353,7 @@ impl<'a> Scene<'a> {
         wait_log(self.ast, &mut self.ev, mark, "the prompt", |l| {
             l.contains(&prompt)
         });
+        while_prompting(self, mark, &pbx);
         assert!(read_req(self.ast, caller, callee).is_none());
         self.ctl
             .send(
@@ -462,10 +491,11 @@ impl<'a> Scene<'a> {
 /// <callee>", answers, the callee is rung and answers, both bridged, request
 /// done. Measures the latency from the callee's DeviceStateChange (free) to
 /// the watcher's Originate and to the caller's phone ringing.
-fn offer_then_callback_connects(t: Tech) {
+fn offer_then_callback_connects(t: Tech, mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast, t, 2);
-    let mut s = Scene::new(&ast, t);
+    let begin = ast.log_mark();
+    let agi = install(&ast, t, 2, mode);
+    let mut s = Scene::new(&ast, t, mode);
     let _watcher = ast.start_cron_command("busy-callback");
     let other_phone = s.put_on_a_call(t.other, t.callee);
     s.offer_and_press();
@@ -511,27 +541,119 @@ fn offer_then_callback_connects(t: Tech) {
     s.callee_answers_and_both_talk(ring);
     // One callback, one ring.
     assert_eq!(s.ev.all(m, ring_of(t.caller)).len(), 1);
+    // The offer, the callee's answer (connected) and the callback's end.
+    agi.assert_served(&ast, begin, 3);
 }
 
 #[test]
 fn pjsip_busy_offer_digit_request_then_callback_connects_both() {
-    offer_then_callback_connects(PJSIP);
+    offer_then_callback_connects(PJSIP, AgiMode::Process);
+}
+
+#[test]
+fn pjsip_busy_offer_digit_request_then_callback_connects_both_over_fastagi() {
+    offer_then_callback_connects(PJSIP, AgiMode::Fastagi);
 }
 
 #[test]
 fn iax2_busy_offer_digit_request_then_callback_connects_both() {
-    offer_then_callback_connects(IAX2);
+    offer_then_callback_connects(IAX2, AgiMode::Process);
+}
+
+#[test]
+fn iax2_busy_offer_digit_request_then_callback_connects_both_over_fastagi() {
+    offer_then_callback_connects(IAX2, AgiMode::Fastagi);
+}
+
+/// featpkg-agid is killed (`kill -9`) while it serves the offer, the prompt
+/// playing: Asterisk reports that FastAGI call as a success, the server never
+/// set `FEATPKG_AGI_SERVED`, so the dialplan runs the per-call program, which
+/// plays the offer again. The caller presses 5, the request is stored and,
+/// once the callee is free, the callback connects (its AGI calls, the server
+/// being gone, fall back to the program too).
+fn a_server_killed_mid_offer_leaves_the_call_to_the_per_call_program(t: Tech) {
+    let ast = asterisk::shared();
+    let begin = ast.log_mark();
+    let mut agi = install(&ast, t, 2, AgiMode::Fastagi);
+    let program = agi.program(&ast).display().to_string();
+    let url = agi.url();
+    let mut s = Scene::new(&ast, t, AgiMode::Fastagi);
+    let _watcher = ast.start_cron_command("busy-callback");
+    let other_phone = s.put_on_a_call(t.other, t.callee);
+    let mut offers = String::new();
+    s.offer_and_press_after(|s, mark, pbx| {
+        let log = s.ast.log_since(mark);
+        assert!(
+            !log.contains("Launched AGI Script"),
+            "the per-call program ran before the server was killed:\n{}",
+            asterisk::tail(&log, 40)
+        );
+        agi.kill_server();
+        let prompt = format!("<{pbx}> Playing 'vm-isonphone.");
+        offers = wait_log(
+            s.ast,
+            &mut s.ev,
+            mark,
+            "the per-call program's offer",
+            |l| {
+                l.contains(&format!("Launched AGI Script {program}"))
+                    && l.matches(&prompt).count() == 2
+            },
+        );
+        assert!(
+            offers.contains(&format!("<{pbx}>AGI Script {url} completed")),
+            "{}",
+            asterisk::tail(&offers, 40)
+        );
+    });
+    let fallback = format!(
+        "@featpkg-busy-callback:3] ExecIf(\"{}",
+        t.pbx_side(t.caller)
+    );
+    let line = offers.lines().find(|l| l.contains(&fallback)).unwrap();
+    assert!(
+        line.contains(&format!("\"1?AGI({program},offer,")),
+        "the fallback ran for another reason: {line}"
+    );
+    assert!(read_req(&ast, t.caller, t.callee).is_some());
+
+    ast.set_phone(t.callee, PhoneMode::Answer);
+    let m = s.ev.mark();
+    hang_up(&mut s.ctl, &other_phone);
+    let ring = s.wait_callback_ring(m, WAIT);
+    s.callee_answers_and_both_talk(ring);
+    assert_eq!(s.ev.all(m, ring_of(t.caller)).len(), 1);
+    // With the server gone, the callback's AGI calls (the callee's answer,
+    // the callback's end) find no server and run the program as well.
+    ast.hang_up_all_and_wait();
+    let log = ast.log_since(begin);
+    let launched = log
+        .matches(&format!("Launched AGI Script {program}"))
+        .count();
+    let refused = log.matches("FastAGI failed").count();
+    eprintln!(
+        "{}: after the kill: {launched} per-call programs (offer, connected, ended), \
+         {refused} FastAGI connections failed",
+        t.name
+    );
+    assert_eq!((launched, refused), (3, 2), "{}", asterisk::tail(&log, 60));
+}
+
+#[test]
+fn pjsip_a_featpkg_agid_killed_mid_offer_leaves_the_call_to_the_per_call_program() {
+    a_server_killed_mid_offer_leaves_the_call_to_the_per_call_program(PJSIP);
 }
 
 /// The caller answers the callback but the callee's phone refuses it (busy
 /// again: it took another call, or do-not-disturb — its device state still
 /// says idle): the request is not lost, waits `retry_wait`, and the caller is
 /// rung exactly once more, then connected.
-fn busy_again_keeps_the_request_and_waits(t: Tech) {
+fn busy_again_keeps_the_request_and_waits(t: Tech, mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast, t, 2);
+    let begin = ast.log_mark();
+    let agi = install(&ast, t, 2, mode);
     let log_mark = ast.log_mark();
-    let mut s = Scene::new(&ast, t);
+    let mut s = Scene::new(&ast, t, mode);
     ast.set_phone(t.callee, PhoneMode::Busy);
     let created = unix_ms() / 1000 - 5;
     write_req(&ast, t.caller, t.callee, created);
@@ -642,25 +764,32 @@ fn busy_again_keeps_the_request_and_waits(t: Tech) {
         s.ev.all(m, ring_of(t.callee)).len() == 2,
         "the callee was rung once per callback"
     );
+    // Each callback's end, and the second one's answer (connected).
+    agi.assert_served(&ast, begin, 3);
 }
 
 #[test]
 fn pjsip_callee_busy_again_keeps_the_request_and_waits_retry_wait() {
-    busy_again_keeps_the_request_and_waits(PJSIP);
+    busy_again_keeps_the_request_and_waits(PJSIP, AgiMode::Process);
+}
+
+#[test]
+fn pjsip_callee_busy_again_keeps_the_request_and_waits_retry_wait_over_fastagi() {
+    busy_again_keeps_the_request_and_waits(PJSIP, AgiMode::Fastagi);
 }
 
 #[test]
 fn iax2_callee_busy_again_keeps_the_request_and_waits_retry_wait() {
-    busy_again_keeps_the_request_and_waits(IAX2);
+    busy_again_keeps_the_request_and_waits(IAX2, AgiMode::Process);
 }
 
 /// The caller does not answer the callbacks: with retries = 1 they are rung
 /// twice, `ring` seconds each, `retry_wait` apart, then the request is dropped
 /// and nobody is rung again.
-fn unanswered_callbacks_stop_after_retries(t: Tech) {
+fn unanswered_callbacks_stop_after_retries(t: Tech, mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast, t, 1);
-    let mut s = Scene::new(&ast, t);
+    let _agi = install(&ast, t, 1, mode);
+    let mut s = Scene::new(&ast, t, mode);
     ast.set_phone(t.caller, PhoneMode::Ring);
     let created = unix_ms() / 1000 - 5;
     write_req(&ast, t.caller, t.callee, created);
@@ -736,21 +865,21 @@ fn unanswered_callbacks_stop_after_retries(t: Tech) {
 
 #[test]
 fn pjsip_callbacks_the_caller_does_not_answer_stop_after_retries() {
-    unanswered_callbacks_stop_after_retries(PJSIP);
+    unanswered_callbacks_stop_after_retries(PJSIP, AgiMode::Process);
 }
 
 #[test]
 fn iax2_callbacks_the_caller_does_not_answer_stop_after_retries() {
-    unanswered_callbacks_stop_after_retries(IAX2);
+    unanswered_callbacks_stop_after_retries(IAX2, AgiMode::Process);
 }
 
 /// A request is dropped `expiry` seconds after the digit press, even while
 /// the callee stays busy; once the callee is free nobody is rung. (The
 /// smallest expiry is 60 s: the request is written as pressed 57 s ago.)
-fn a_request_expires(t: Tech) {
+fn a_request_expires(t: Tech, mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast, t, 2);
-    let mut s = Scene::new(&ast, t);
+    let _agi = install(&ast, t, 2, mode);
+    let mut s = Scene::new(&ast, t, mode);
     let other_phone = s.put_on_a_call(t.other, t.callee);
     let created = unix_ms() / 1000 - (EXPIRY - 3);
     write_req(&ast, t.caller, t.callee, created);
@@ -784,20 +913,21 @@ fn a_request_expires(t: Tech) {
 
 #[test]
 fn pjsip_a_request_expires_after_expiry() {
-    a_request_expires(PJSIP);
+    a_request_expires(PJSIP, AgiMode::Process);
 }
 
 #[test]
 fn iax2_a_request_expires_after_expiry() {
-    a_request_expires(IAX2);
+    a_request_expires(IAX2, AgiMode::Process);
 }
 
 /// `*601` cancels every request of the caller (one made by the offer, one
 /// more), and only theirs; the caller hears the confirm sound.
-fn star601_cancels(t: Tech) {
+fn star601_cancels(t: Tech, mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast, t, 2);
-    let mut s = Scene::new(&ast, t);
+    let begin = ast.log_mark();
+    let agi = install(&ast, t, 2, mode);
+    let mut s = Scene::new(&ast, t, mode);
     s.put_on_a_call(t.other, t.callee);
     s.offer_and_press();
     let now = unix_ms() / 1000;
@@ -818,9 +948,9 @@ fn star601_cancels(t: Tech) {
     let phone = s.ev.msg(i).get("Channel").unwrap().to_string();
     s.ev.wait(m, "the PBX ending *601", WAIT, hangup_of(phone));
     // [internal] includes the cancel context: *601 runs there.
-    let start = "Executing [*601@internal:1] AGI(\"";
-    let log = wait_log(&ast, &mut s.ev, mark, "the cancel", |l| l.contains(start));
-    let pbx = channel_after(&log, start).unwrap();
+    let start = mode.agi_start("*601", "internal");
+    let log = wait_log(&ast, &mut s.ev, mark, "the cancel", |l| l.contains(&start));
+    let pbx = channel_after(&log, &start).unwrap();
     assert!(pbx.starts_with(&t.pbx_side(t.caller)), "{pbx}");
     let log = ast.log_since(mark);
     assert!(
@@ -842,26 +972,34 @@ fn star601_cancels(t: Tech) {
         "only the caller's requests are gone"
     );
     assert_eq!(read_req(&ast, t.other, t.callee).unwrap(), theirs);
+    // The offer and the cancel.
+    agi.assert_served(&ast, begin, 2);
 }
 
 #[test]
 fn pjsip_star601_cancels_all_the_callers_requests() {
-    star601_cancels(PJSIP);
+    star601_cancels(PJSIP, AgiMode::Process);
+}
+
+#[test]
+fn pjsip_star601_cancels_all_the_callers_requests_over_fastagi() {
+    star601_cancels(PJSIP, AgiMode::Fastagi);
 }
 
 #[test]
 fn iax2_star601_cancels_all_the_callers_requests() {
-    star601_cancels(IAX2);
+    star601_cancels(IAX2, AgiMode::Process);
 }
 
 /// A waiting request survives the watcher being killed (the next cron start
 /// calls back) and Asterisk restarting (the watcher reconnects and calls
 /// back).
-fn requests_survive_restarts(t: Tech) {
+fn requests_survive_restarts(t: Tech, mode: AgiMode) {
     let mut ast = asterisk::shared();
-    install(&ast, t, 2);
+    let begin = ast.log_mark();
+    let agi = install(&ast, t, 2, mode);
     {
-        let mut s = Scene::new(&ast, t);
+        let mut s = Scene::new(&ast, t, mode);
         let other_phone = s.put_on_a_call(t.other, t.callee);
         s.offer_and_press();
         let stored = read_req(&ast, t.caller, t.callee).unwrap();
@@ -893,7 +1031,7 @@ fn requests_survive_restarts(t: Tech) {
     let watcher = ast.start_cron_command("busy-callback");
     let stored;
     {
-        let mut s = Scene::new(&ast, t);
+        let mut s = Scene::new(&ast, t, mode);
         s.wait_state(t.caller, t.idle);
         s.wait_state(t.callee, t.idle);
         s.put_on_a_call(t.other, t.callee);
@@ -917,7 +1055,7 @@ fn requests_survive_restarts(t: Tech) {
         (&now[..4], "0"),
         "{stored:?} -> {text:?}"
     );
-    let mut s = Scene::new(&ast, t);
+    let mut s = Scene::new(&ast, t, mode);
     let ring = s.wait_callback_ring(0, Duration::from_secs(45));
     eprintln!(
         "{}: after the Asterisk restart (fully booted), the caller rang {:.3} s later",
@@ -933,14 +1071,21 @@ fn requests_survive_restarts(t: Tech) {
     s.callee_answers_and_both_talk(ring);
     assert_eq!(s.ev.all(0, ring_of(t.caller)), [ring], "one callback");
     drop(watcher);
+    // Two offers, two answers (connected), two callbacks' ends.
+    agi.assert_served(&ast, begin, 6);
 }
 
 #[test]
 fn pjsip_requests_survive_a_watcher_restart_and_an_asterisk_restart() {
-    requests_survive_restarts(PJSIP);
+    requests_survive_restarts(PJSIP, AgiMode::Process);
+}
+
+#[test]
+fn pjsip_requests_survive_a_watcher_restart_and_an_asterisk_restart_over_fastagi() {
+    requests_survive_restarts(PJSIP, AgiMode::Fastagi);
 }
 
 #[test]
 fn iax2_requests_survive_a_watcher_restart_and_an_asterisk_restart() {
-    requests_survive_restarts(IAX2);
+    requests_survive_restarts(IAX2, AgiMode::Process);
 }

@@ -11,27 +11,24 @@
 //! * by the per-call program when the server is killed in the middle of a
 //!   call (Asterisk reports that FastAGI call as a success: the fallback
 //!   goes by the variable the server sets only once it served the call).
+//!
+//! And an installed feature switched from process to fastagi mode and back
+//! by installing again with another `agi_mode` (the dialplan, the server's
+//! file and cron line follow; back in process mode the tree is the first
+//! install's, byte for byte), then uninstalled to the tree it found.
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::asterisk::{self, Asterisk, Daemon};
+use common::agid::{free_port, start_agid};
+use common::asterisk::{self, Asterisk};
 
 const WAIT: Duration = Duration::from_secs(15);
 const CONTEXT: &str = "featpkg-operator-alert-noanswer";
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Installs operator-alert in fastagi mode on `port`, with a message for 203.
 fn install(ast: &Asterisk, port: u16) -> PathBuf {
@@ -74,49 +71,6 @@ fn wav_of_silence(seconds: u32) -> Vec<u8> {
     out
 }
 
-/// The server's cron line as installed (without schedule and user columns).
-fn agid_cron_command(ast: &Asterisk) -> String {
-    let crontab = std::fs::read_to_string(ast.sys_etc().join("crontab"))
-        .or_else(|_| {
-            let dir = ast.sys_etc().join("cron.d");
-            let mut all = String::new();
-            for entry in std::fs::read_dir(dir)? {
-                all.push_str(&std::fs::read_to_string(entry?.path())?);
-            }
-            Ok::<_, std::io::Error>(all)
-        })
-        .unwrap();
-    let line = crontab
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains("featpkg-agid"))
-        .unwrap_or_else(|| panic!("no cron line starts featpkg-agid:\n{crontab}"));
-    line.split_whitespace()
-        .skip(6)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs the cron line once, as cron does; waits until the server listens.
-fn start_server(ast: &Asterisk, port: u16) -> Daemon {
-    let command = agid_cron_command(ast);
-    assert!(command.contains(&format!("--port {port}")), "{command}");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("exec {command}"))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "featpkg-agid does not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Daemon { child }
-}
-
 /// An unanswered call reaches the no-answer destination of operator 203:
 /// a Local channel whose PBX half (`;2`) runs the feature's dialplan. Returns
 /// the log since `mark` once that half's dialplan ended.
@@ -145,7 +99,7 @@ fn a_call_is_served_by_featpkg_agid_and_by_the_program_when_the_server_is_down()
     let mut ami = ast.ami();
     let url = format!("agi://127.0.0.1:{port}/featpkg-operator-alert");
 
-    let mut server = start_server(&ast, port);
+    let mut server = start_agid(&ast, port);
     let mark = ast.log_mark();
     let log = unanswered_call(&ast, &mut ami, mark);
     assert!(
@@ -184,7 +138,7 @@ fn a_server_killed_mid_call_leaves_the_call_to_the_per_call_program() {
     // A long message: the server is killed while it plays.
     std::fs::write(dir.join("203.wav"), wav_of_silence(4)).unwrap();
     let mut ami = ast.ami();
-    let mut server = start_server(&ast, port);
+    let mut server = start_agid(&ast, port);
     let mark = ast.log_mark();
     ami.originate(&[
         ("Channel", &format!("Local/203@{CONTEXT}")),
@@ -212,4 +166,173 @@ fn a_server_killed_mid_call_leaves_the_call_to_the_per_call_program() {
         "the message plays again from the per-call program:\n{}",
         asterisk::tail(&log, 60)
     );
+}
+
+/// The tree featpkg touches on this PBX: path -> bytes (a link: its target;
+/// a directory: nothing) and mode.
+fn snapshot(ast: &Asterisk) -> BTreeMap<String, (Vec<u8>, u32)> {
+    fn walk(path: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        let name = path.display().to_string();
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(path).unwrap();
+            out.insert(name, (target.as_os_str().as_encoded_bytes().to_vec(), 0));
+        } else if meta.is_dir() {
+            out.insert(format!("{name}/"), (Vec::new(), mode));
+            for entry in std::fs::read_dir(path).unwrap() {
+                walk(&entry.unwrap().path(), out);
+            }
+        } else {
+            out.insert(name, (std::fs::read(path).unwrap(), mode));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for base in [
+        ast.etc(),
+        ast.sys_etc(),
+        ast.spool(),
+        ast.var_lib().join("agi-bin"),
+        ast.var_lib().join("featpkg-bin"),
+    ] {
+        walk(&base, &mut out);
+    }
+    out
+}
+
+/// The no-answer context as Asterisk has it loaded now.
+fn loaded_noanswer_context(ast: &Asterisk) -> String {
+    ast.cli(&format!("dialplan show {CONTEXT}"))
+}
+
+/// operator-alert installed in process mode is switched to fastagi by
+/// installing the same bundle again with `agi_mode=fastagi` (a change of
+/// parameters): the live dialplan calls the server with the fallback, the
+/// server's file and cron line appear, and a call is served by the server
+/// that cron line starts. Switched back to process mode, the tree is byte for
+/// byte what the first install made and the running server exits by itself
+/// (its file is gone); the uninstall then leaves the tree as it was.
+#[test]
+fn switching_agi_mode_on_an_installed_feature_and_back_then_uninstalling() {
+    let ast = asterisk::shared();
+    ast.cli("database deltree op_alert");
+    let before = snapshot(&ast);
+    let bundle = common::bundle();
+    let bundle = bundle.to_str().unwrap();
+    let agid_file = ast
+        .var_lib()
+        .join("featpkg-bin/featpkg-agid.operator-alert");
+    let program = ast.var_lib().join("agi-bin/featpkg-operator-alert");
+    let per_call = format!("AGI({},play,", program.display());
+    // Any cron line (crontab or cron.d) that starts the server.
+    let has_agid_cron = |ast: &Asterisk| {
+        snapshot(ast).iter().any(|(path, (bytes, _))| {
+            path.starts_with(&ast.sys_etc().display().to_string())
+                && String::from_utf8_lossy(bytes)
+                    .lines()
+                    .any(|l| !l.starts_with('#') && l.contains("featpkg-agid"))
+        })
+    };
+
+    ast.featpkg_ok(&["install", bundle, "--features", "operator-alert"]);
+    let process = snapshot(&ast);
+    let dialplan = loaded_noanswer_context(&ast);
+    assert!(
+        dialplan.contains(&per_call) && !dialplan.contains("agi://"),
+        "{dialplan}"
+    );
+    assert!(!agid_file.exists() && !has_agid_cron(&ast));
+
+    let port = free_port();
+    let url = format!("agi://127.0.0.1:{port}/featpkg-operator-alert");
+    let out = ast.featpkg_ok(&[
+        "install",
+        bundle,
+        "--features",
+        "operator-alert",
+        "--set",
+        "operator-alert.agi_mode=fastagi",
+        "--set",
+        &format!("operator-alert.agid_port={port}"),
+    ]);
+    eprintln!("switch to fastagi:\n{out}");
+    let dialplan = loaded_noanswer_context(&ast);
+    for line in [
+        "Set(FEATPKG_AGI_SERVED=)".to_string(),
+        format!("AGI({url},play,"),
+        format!("ExecIf($[\"${{FEATPKG_AGI_SERVED}}\" != \"1\"]?{per_call}"),
+    ] {
+        assert!(dialplan.contains(&line), "no {line} in:\n{dialplan}");
+    }
+    assert!(has_agid_cron(&ast), "no cron line starts featpkg-agid");
+    let meta = std::fs::metadata(&agid_file).expect("the server's file");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+    assert_eq!(
+        std::fs::read(&agid_file).unwrap(),
+        std::fs::read(common::static_bin_dir().join("featpkg-agid")).unwrap(),
+        "{} is not featpkg-agid",
+        agid_file.display()
+    );
+    assert!(program.is_file(), "the per-call program stays installed");
+
+    let dir = ast.spool().join("featpkg/operator-alert");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("203.wav"), wav_of_silence(1)).unwrap();
+    ast.cli("database put op_alert 203 1");
+    let mut server = start_agid(&ast, port);
+    let mut ami = ast.ami();
+    let mark = ast.log_mark();
+    let log = unanswered_call(&ast, &mut ami, mark);
+    assert!(
+        log.contains(&format!("AGI Script {url} completed"))
+            && played(&log, &dir)
+            && !log.contains("Launched AGI Script"),
+        "not served by featpkg-agid after the switch:\n{}",
+        asterisk::tail(&log, 40)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    ast.cli("database deltree op_alert");
+
+    let out = ast.featpkg_ok(&[
+        "install",
+        bundle,
+        "--features",
+        "operator-alert",
+        "--set",
+        "operator-alert.agi_mode=process",
+    ]);
+    eprintln!("switch back to process:\n{out}");
+    // The server notices its file is gone (it checks every 5 s) and exits.
+    let until = Instant::now() + Duration::from_secs(15);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < until,
+            "featpkg-agid still runs after its file was removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What featpkg wrote is the first install's. The server's run left its
+    // lock in the spool (the test's message is gone already): take them out
+    // first, they are the run's, not featpkg's.
+    let run_spool = ast.spool().join("featpkg");
+    let mut left: Vec<String> = std::fs::read_dir(&run_spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, [format!("agid-{port}.lock")]);
+    std::fs::remove_dir_all(&run_spool).unwrap();
+    common::assert_same_tree(&process, &snapshot(&ast));
+    let dialplan = loaded_noanswer_context(&ast);
+    assert!(
+        dialplan.contains(&per_call) && !dialplan.contains("agi://"),
+        "{dialplan}"
+    );
+
+    assert!(!agid_file.exists() && !has_agid_cron(&ast));
+
+    ast.featpkg_ok(&["uninstall", "operator-alert"]);
+    common::assert_same_tree(&before, &snapshot(&ast));
 }

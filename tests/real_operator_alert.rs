@@ -17,6 +17,12 @@
 //!   caller ID whatever the phone sends, checked here), so they come in
 //!   through a Local channel into [internal] whose caller ID the test sets.
 //!
+//! Each scenario runs in both `agi_mode`s (README, "FastAGI mode"): the
+//! per-call program, and featpkg-agid started from its installed cron line
+//! (the `_over_fastagi` tests). Each ends by asserting, from the log, that
+//! every AGI call went the mode's way: in fastagi mode all served by the
+//! server, none by the per-call fallback.
+//!
 //! "Speaking" is the operator's phone playing music on hold into the call:
 //! the phone-side channel is originated with `MusicOnHold()` as its
 //! application, so it stays on the line and sends real audio (ulaw RTP)
@@ -33,23 +39,33 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::agid::{Agi, AgiMode};
 use common::asterisk::{self, Asterisk, PhoneMode, wait_user_event};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// How long the operator speaks into a recording.
 const SPEAK: Duration = Duration::from_millis(2500);
 
-/// Installs operator-alert on a PBX with no operator messages: the harness's
-/// reset clears the spool, not this feature's AstDB family.
-fn install(ast: &Asterisk) {
+/// Installs operator-alert in `mode` on a PBX with no operator messages (the
+/// harness's reset clears the spool, not this feature's AstDB family); in
+/// fastagi mode starts featpkg-agid from the installed cron line.
+fn install(ast: &Asterisk, mode: AgiMode) -> Agi {
     ast.cli("database deltree op_alert");
     let bundle = common::bundle();
-    ast.featpkg_ok(&[
+    let mut agi = Agi::new(mode, "operator-alert");
+    let sets = agi.sets();
+    let mut args = vec![
         "install",
         bundle.to_str().unwrap(),
         "--features",
         "operator-alert",
-    ]);
+    ];
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    ast.featpkg_ok(&args);
+    agi.start(ast);
+    agi
 }
 
 /// The recordings directory the feature renders (`dir=` of the AGI program).
@@ -164,6 +180,7 @@ enum Voice {
 fn dial_service(
     ast: &Asterisk,
     ami: &mut featpkg_ami::Ami,
+    mode: AgiMode,
     from: &str,
     voice: Voice,
     mark: usize,
@@ -197,7 +214,7 @@ fn dial_service(
     let log = wait_log(ast, mark, "menu prompt", |log| {
         log.contains("Playing 'vm-tempgreeting2.")
     });
-    let pbx = channel_after(&log, "Executing [*600@internal:1] AGI(\"")
+    let pbx = channel_after(&log, &mode.agi_start("*600", "internal"))
         .expect("*600 ran the operator-alert AGI program");
     assert!(pbx.starts_with(&format!("PJSIP/{from}-")), "{pbx}");
     PhoneCall { phone, pbx }
@@ -250,9 +267,14 @@ fn wait_agi_done(ast: &Asterisk, mark: usize, pbx: &str) -> String {
 
 /// An operator records a message through `*600`, 1, speaking, `#`; asserts
 /// what they hear and what is stored. Returns the message file.
-fn record_message(ast: &Asterisk, ami: &mut featpkg_ami::Ami, operator: &str) -> PathBuf {
+fn record_message(
+    ast: &Asterisk,
+    ami: &mut featpkg_ami::Ami,
+    mode: AgiMode,
+    operator: &str,
+) -> PathBuf {
     let mark = ast.log_mark();
-    let call = dial_service(ast, ami, operator, Voice::Speaks, mark);
+    let call = dial_service(ast, ami, mode, operator, Voice::Speaks, mark);
     press(ami, &call, "1");
     wait_log(ast, mark, "record prompt and beep", |log| {
         log.contains(&format!("<{}> Playing 'beep.", call.pbx))
@@ -419,25 +441,36 @@ fn load_module(ast: &Asterisk, module: &str) {
     }
 }
 
-#[test]
-fn an_operator_records_a_message_with_star600_then_1() {
+fn an_operator_records_a_message(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     let mut ami = ast.ami();
     assert!(flags(&ast).is_empty());
-    let file = record_message(&ast, &mut ami, "201");
+    let file = record_message(&ast, &mut ami, mode, "201");
     assert_eq!(file, messages_dir(&ast).join("201.wav"));
     // Exactly the message: no temp file, no other name.
     assert_eq!(tree(&messages_dir(&ast)), ["201.wav"]);
     assert_eq!(flags(&ast), [("201".to_string(), "1".to_string())]);
+    agi.assert_served(&ast, start, 1);
 }
 
 #[test]
-fn an_unanswered_sip_caller_hears_the_operators_message_as_early_media() {
+fn an_operator_records_a_message_with_star600_then_1() {
+    an_operator_records_a_message(AgiMode::Process);
+}
+
+#[test]
+fn an_operator_records_a_message_with_star600_then_1_over_fastagi() {
+    an_operator_records_a_message(AgiMode::Fastagi);
+}
+
+fn an_unanswered_caller_hears_the_message(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     let mut ami = ast.ami();
-    let message = Wav::read(&record_message(&ast, &mut ami, "203"));
+    let message = Wav::read(&record_message(&ast, &mut ami, mode, "203"));
 
     ast.set_phone("203", PhoneMode::Ring);
     ast.cli("dialplan set global RINGTIME 2");
@@ -478,14 +511,11 @@ fn an_unanswered_sip_caller_hears_the_operators_message_as_early_media() {
     wait_user_event(&mut ami, "PhoneRing", &[("Exten", "203")], WAIT);
     let status = wait_user_event(&mut ami, "PbxDialStatus", &[("Exten", "203")], WAIT);
     assert_eq!(status.get("Status"), Some("NOANSWER"), "{status:?}");
+    let noanswer = mode.agi_start("203", "featpkg-operator-alert-noanswer");
     let log = wait_log(&ast, mark, "no-answer destination", |log| {
-        log.contains("Executing [203@featpkg-operator-alert-noanswer:1] AGI(\"")
+        log.contains(&noanswer)
     });
-    let pbx = channel_after(
-        &log,
-        "Executing [203@featpkg-operator-alert-noanswer:1] AGI(\"",
-    )
-    .unwrap();
+    let pbx = channel_after(&log, &noanswer).unwrap();
     assert!(pbx.starts_with("PJSIP/202-"), "{pbx}");
     // The message plays to the end, then the PBX ends the call.
     let log = wait_agi_done(&ast, mark, &pbx);
@@ -567,18 +597,29 @@ fn an_unanswered_sip_caller_hears_the_operators_message_as_early_media() {
         heard.loud_seconds(),
         message.loud_seconds()
     );
+    agi.assert_served(&ast, start, 2);
 }
 
 #[test]
-fn star600_then_2_deletes_the_message_and_the_flag() {
+fn an_unanswered_sip_caller_hears_the_operators_message_as_early_media() {
+    an_unanswered_caller_hears_the_message(AgiMode::Process);
+}
+
+#[test]
+fn an_unanswered_sip_caller_hears_the_operators_message_as_early_media_over_fastagi() {
+    an_unanswered_caller_hears_the_message(AgiMode::Fastagi);
+}
+
+fn star600_then_2_deletes(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     let mut ami = ast.ami();
-    let file = record_message(&ast, &mut ami, "201");
+    let file = record_message(&ast, &mut ami, mode, "201");
     assert!(file.is_file());
 
     let mark = ast.log_mark();
-    let call = dial_service(&ast, &mut ami, "201", Voice::Speaks, mark);
+    let call = dial_service(&ast, &mut ami, mode, "201", Voice::Speaks, mark);
     press(&mut ami, &call, "2");
     let log = wait_agi_done(&ast, mark, &call.pbx);
     hang_up_if_up(&mut ami, &call.phone);
@@ -590,6 +631,17 @@ fn star600_then_2_deletes_the_message_and_the_flag() {
     assert!(!file.exists(), "{} is still there", file.display());
     assert_eq!(tree(&messages_dir(&ast)), Vec::<String>::new());
     assert_eq!(flag(&ast, "201"), None, "{:?}", flags(&ast));
+    agi.assert_served(&ast, start, 2);
+}
+
+#[test]
+fn star600_then_2_deletes_the_message_and_the_flag() {
+    star600_then_2_deletes(AgiMode::Process);
+}
+
+#[test]
+fn star600_then_2_deletes_the_message_and_the_flag_over_fastagi() {
+    star600_then_2_deletes(AgiMode::Fastagi);
 }
 
 /// The pid of the AGI program running `args0` (its first argument), found in
@@ -614,9 +666,33 @@ fn agi_pid(ast: &Asterisk, first_arg: &str) -> Option<u32> {
     None
 }
 
-/// True while `pid` runs (a zombie has exited).
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+/// featpkg-agid's thread serving the one call under way (its threads that
+/// serve calls are named `agi-call`), as its /proc task directory.
+fn call_thread(server: u32) -> Option<PathBuf> {
+    let mut threads: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{server}/task"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|task| {
+            std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim_end() == "agi-call")
+        })
+        .collect();
+    assert!(threads.len() <= 1, "featpkg-agid serves {threads:?}");
+    threads.pop()
+}
+
+/// What runs the feature's code for the call whose AGI program got
+/// `first_arg`: the per-call program (process mode) or featpkg-agid's thread
+/// for it (fastagi mode), as its /proc directory.
+fn agi_runner(ast: &Asterisk, agi: &Agi, first_arg: &str) -> Option<PathBuf> {
+    match agi.server_pid() {
+        None => agi_pid(ast, first_arg).map(|pid| PathBuf::from(format!("/proc/{pid}"))),
+        Some(server) => call_thread(server),
+    }
+}
+
+/// True while the process or thread at `proc_dir` runs (a zombie has exited).
+fn running(proc_dir: &Path) -> bool {
+    match std::fs::read_to_string(proc_dir.join("stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
@@ -624,20 +700,20 @@ fn running(pid: u32) -> bool {
     }
 }
 
-#[test]
-fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_message() {
+fn hanging_up_while_recording(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     load_module(&ast, "res_pjsip_logger.so");
     let mut ami = ast.ami();
     let mark = ast.log_mark();
-    let call = dial_service(&ast, &mut ami, "201", Voice::Speaks, mark);
+    let call = dial_service(&ast, &mut ami, mode, "201", Voice::Speaks, mark);
     press(&mut ami, &call, "1");
     wait_log(&ast, mark, "beep", |log| {
         log.contains(&format!("<{}> Playing 'beep.", call.pbx))
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = agi_pid(&ast, "menu").expect("the AGI program runs while recording");
+    let runner = agi_runner(&ast, &agi, "menu").expect("the AGI program runs while recording");
     ast.cli("pjsip set logger on");
     let hangup_mark = ast.log_mark();
 
@@ -645,10 +721,11 @@ fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_mess
     let hung_up = Instant::now();
     hang_up(&mut ami, &call.phone);
     let deadline = hung_up + WAIT;
-    while running(pid) {
+    while running(&runner) {
         assert!(
             Instant::now() < deadline,
-            "the AGI program ({pid}) still runs {WAIT:?} after the hangup"
+            "the AGI program ({}) still runs {WAIT:?} after the hangup",
+            runner.display()
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -673,9 +750,10 @@ fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_mess
         .unwrap();
     let after_bye = entry_ms(done) - entry_ms(bye);
     eprintln!(
-        "AGI program exit after the hangup: {after_bye} ms from the PBX's BYE to res_agi's \
+        "{}: AGI program exit after the hangup: {after_bye} ms from the PBX's BYE to res_agi's \
          'AGI Script … completed' (log timestamps); {} ms from the AMI Hangup to the process \
-         gone from /proc (polled every 1 ms)",
+         (fastagi: the server's call thread) gone from /proc (polled every 1 ms)",
+        mode.name(),
         exited.as_millis()
     );
     assert!(
@@ -704,6 +782,23 @@ fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_mess
         wav.loud_seconds()
     );
     assert_eq!(flag(&ast, "201").as_deref(), Some("1"), "{:?}", flags(&ast));
+    if let Some(server) = agi.server_pid() {
+        assert!(
+            running(Path::new(&format!("/proc/{server}"))),
+            "featpkg-agid died with the call"
+        );
+    }
+    agi.assert_served(&ast, start, 1);
+}
+
+#[test]
+fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_message() {
+    hanging_up_while_recording(AgiMode::Process);
+}
+
+#[test]
+fn hanging_up_while_recording_ends_the_program_at_once_and_keeps_a_complete_message_over_fastagi() {
+    hanging_up_while_recording(AgiMode::Fastagi);
 }
 
 /// Adds, until the next dialplan reload, a context of the test's own where a
@@ -726,6 +821,7 @@ fn add_hostile_entry(ast: &Asterisk) {
 fn hostile_call(
     ast: &Asterisk,
     ami: &mut featpkg_ami::Ami,
+    mode: AgiMode,
     number: &str,
     mark: usize,
 ) -> (String, String) {
@@ -737,11 +833,11 @@ fn hostile_call(
         ("Variable", &format!("HOSTILE={number}")),
     ])
     .unwrap();
-    let start = "Executing [*600@internal:1] AGI(\"";
+    let start = mode.agi_start("*600", "internal");
     let log = wait_log(ast, mark, "the operator-alert AGI program", |log| {
-        log.contains(start)
+        log.contains(&start)
     });
-    let chan = channel_after(&log, start).unwrap();
+    let chan = channel_after(&log, &start).unwrap();
     let set =
         format!("Executing [s@oa-test-hostile:1] Set(\"{chan}\", \"CALLERID(num)={number}\")");
     assert!(
@@ -758,10 +854,10 @@ fn caller_music(chan: &str) -> String {
     format!("Started music on hold, class 'default', on channel '{own}'")
 }
 
-#[test]
-fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
+fn hostile_caller_ids_are_refused(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     add_hostile_entry(&ast);
     let mut ami = ast.ami();
     let spool_before = tree(&ast.spool());
@@ -800,7 +896,7 @@ fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
     wait_agi_done(
         &ast,
         mark,
-        &channel_after(&log, "Executing [*600@internal:1] AGI(\"").unwrap(),
+        &channel_after(&log, &mode.agi_start("*600", "internal")).unwrap(),
     );
 
     // So hostile numbers come in through a Local channel into [internal].
@@ -814,7 +910,7 @@ fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
         ("2011", "2011"),
         ("20", "20"),
     ] {
-        let (chan, log) = hostile_call(&ast, &mut ami, number, ast.log_mark());
+        let (chan, log) = hostile_call(&ast, &mut ami, mode, number, ast.log_mark());
         // The program's VERBOSE lines name the AGI() data, not the channel.
         let lines: Vec<&str> = log
             .lines()
@@ -849,7 +945,7 @@ fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
     // The same way in with an operator's number reaches the menu: the
     // refusals above are the caller IDs', not the Local channel's.
     let mark = ast.log_mark();
-    let (chan, log) = hostile_call(&ast, &mut ami, "204", mark);
+    let (chan, log) = hostile_call(&ast, &mut ami, mode, "204", mark);
     assert!(
         log.contains(&format!("<{chan}> Playing 'vm-tempgreeting2."))
             && log.contains(&caller_music(&chan)),
@@ -860,6 +956,18 @@ fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
         !log.lines()
             .any(|l| l.contains(&chan) && l.contains("refused"))
     );
+    // 201's call, the seven refused ones and 204's.
+    agi.assert_served(&ast, start, 9);
+}
+
+#[test]
+fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
+    hostile_caller_ids_are_refused(AgiMode::Process);
+}
+
+#[test]
+fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written_over_fastagi() {
+    hostile_caller_ids_are_refused(AgiMode::Fastagi);
 }
 
 /// An operator who says nothing (their phone sends no audio) and presses #
@@ -867,13 +975,13 @@ fn hostile_caller_ids_are_refused_before_anything_is_answered_or_written() {
 /// with no sound. That is no message: it is not flagged (an unanswered
 /// caller would be given silence instead of the fallback) and the operator
 /// is not thanked for saving it.
-#[test]
-fn an_empty_recording_is_not_saved_as_a_message() {
+fn an_empty_recording_is_not_saved(mode: AgiMode) {
     let ast = asterisk::shared();
-    install(&ast);
+    let start = ast.log_mark();
+    let agi = install(&ast, mode);
     let mut ami = ast.ami();
     let mark = ast.log_mark();
-    let call = dial_service(&ast, &mut ami, "201", Voice::Quiet, mark);
+    let call = dial_service(&ast, &mut ami, mode, "201", Voice::Quiet, mark);
     press(&mut ami, &call, "1");
     wait_log(&ast, mark, "beep", |log| {
         log.contains(&format!("<{}> Playing 'beep.", call.pbx))
@@ -900,4 +1008,15 @@ fn an_empty_recording_is_not_saved_as_a_message() {
         !log.contains(&format!("<{}> Playing 'auth-thankyou.", call.pbx)),
         "201 was thanked for saving an empty message"
     );
+    agi.assert_served(&ast, start, 1);
+}
+
+#[test]
+fn an_empty_recording_is_not_saved_as_a_message() {
+    an_empty_recording_is_not_saved(AgiMode::Process);
+}
+
+#[test]
+fn an_empty_recording_is_not_saved_as_a_message_over_fastagi() {
+    an_empty_recording_is_not_saved(AgiMode::Fastagi);
 }

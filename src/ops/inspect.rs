@@ -1,13 +1,16 @@
 //! `featpkg status` and `featpkg verify`: what is installed, and whether the
 //! files still hold exactly what featpkg wrote (drift).
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use serde::Serialize;
 
 use super::{Error, Session};
-use crate::change::Doc;
+use crate::change::{Doc, DocState};
 use crate::feature::{RenderedContent, RenderedEdit};
 use crate::hash::sha256_hex;
-use crate::marker::{self, BlockId};
+use crate::marker;
 use crate::plan::PlanError;
 use crate::state::BundleSnapshot;
 use crate::txn::FileState;
@@ -37,9 +40,16 @@ pub struct Drift {
 /// Checks every installed edit against the disk.
 pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     let mut out = Vec::new();
+    // Each document is read and its markers scanned once, however many edits
+    // it holds (a 30 MB dialplan holds several).
+    let mut documents: BTreeMap<String, Current> = BTreeMap::new();
     for bundle in session.state.bundles()? {
         for (path, edit) in &bundle.edits {
-            if let Some((kind, detail)) = edit_drift(session, &bundle.name, path, edit)? {
+            let current = match documents.entry(path.clone()) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(Current::read(session, path)?),
+            };
+            if let Some((kind, detail)) = edit_drift(session, &bundle.name, path, edit, current) {
                 out.push(Drift {
                     bundle: bundle.name.clone(),
                     edit: edit.edit_id.clone(),
@@ -53,6 +63,44 @@ pub fn verify(session: &Session) -> Result<Vec<Drift>, Error> {
     Ok(out)
 }
 
+/// A document as verify finds it.
+enum Current {
+    /// Replaced by a symbolic link (to this target).
+    Symlink(String),
+    /// Not there: a file, or a row (`true`).
+    Missing { row: bool },
+    /// There: its state, its text, and its markers once scanned (per comment style).
+    Present {
+        state: DocState,
+        text: Vec<u8>,
+        blocks: BTreeMap<char, Result<Vec<marker::Block>, marker::MarkerError>>,
+    },
+}
+
+impl Current {
+    fn read(session: &Session, path: &str) -> Result<Current, Error> {
+        let doc = session.target.document(path);
+        Ok(match doc.read() {
+            Err(PlanError::Symlink { target, .. }) => Current::Symlink(target),
+            other => match other? {
+                None => Current::Missing {
+                    row: matches!(doc, Doc::Row(_)),
+                },
+                Some(DocState::File(file)) => Current::Present {
+                    text: Vec::new(),
+                    state: DocState::File(file),
+                    blocks: BTreeMap::new(),
+                },
+                Some(state) => Current::Present {
+                    text: state.text(),
+                    state,
+                    blocks: BTreeMap::new(),
+                },
+            },
+        })
+    }
+}
+
 /// How one installed edit differs from its document (at runtime `path`) now
 /// (kind, detail), if it does. A document's text is checked whatever holds it
 /// (a file, a database row).
@@ -61,37 +109,47 @@ fn edit_drift(
     bundle: &str,
     path: &str,
     edit: &RenderedEdit,
-) -> Result<Option<(&'static str, String)>, Error> {
-    let doc = session.target.document(path);
-    let current = match doc.read() {
-        Err(PlanError::Symlink { target, .. }) => {
-            return Ok(Some((
+    current: &mut Current,
+) -> Option<(&'static str, String)> {
+    let (state, text, blocks) = match current {
+        Current::Symlink(target) => {
+            return Some((
                 "modified",
                 format!("replaced by a symbolic link to {target}"),
-            )));
+            ));
         }
-        other => other?,
+        Current::Missing { row } => {
+            let what = if *row { "row" } else { "file" };
+            return Some(("missing", format!("{what} does not exist")));
+        }
+        Current::Present {
+            state,
+            text,
+            blocks,
+        } => (state, text, blocks),
     };
-    let Some(current) = current else {
-        let what = if matches!(doc, Doc::Row(_)) {
-            "row"
-        } else {
-            "file"
-        };
-        return Ok(Some(("missing", format!("{what} does not exist"))));
-    };
-    Ok(match &edit.content {
-        RenderedContent::File { mode, .. } => owned_file_drift(edit, *mode, current.as_file()),
+    match &edit.content {
+        RenderedContent::File { mode, .. } => owned_file_drift(edit, *mode, state.as_file()),
         RenderedContent::Block { .. } => {
-            let text = current.text();
-            block_drift(bundle, edit, &text).or_else(|| {
+            // A file's text is its content (not copied); a row's, its text.
+            let text: &[u8] = match state.as_file() {
+                Some(file) => &file.content,
+                None => text,
+            };
+            let comment = edit.comment().unwrap_or(';');
+            let scanned = blocks
+                .entry(comment)
+                .or_insert_with(|| marker::scan(text, crate::plan::style(comment)));
+            let body = installed_block(bundle, edit, text, scanned);
+            block_drift(edit, &body).or_else(|| {
+                let body = body.ok().flatten().unwrap_or_default();
                 session
                     .target
-                    .not_applied(path, &block_text(bundle, edit, &text))
+                    .not_applied(path, body)
                     .map(|detail| ("not-applied", detail))
             })
         }
-    })
+    }
 }
 
 /// How a whole file featpkg owns differs from what it installed (with `mode`), if it does.
@@ -118,32 +176,28 @@ fn owned_file_drift(
     }
 }
 
-/// The body of `edit`'s block in `text`: `None` when its markers are not there.
+/// The body of `edit`'s block in `text`, whose markers `scanned` found:
+/// `None` when its markers are not there.
 fn installed_block<'t>(
     bundle: &str,
     edit: &RenderedEdit,
     text: &'t [u8],
+    scanned: &Result<Vec<marker::Block>, marker::MarkerError>,
 ) -> Result<Option<&'t [u8]>, marker::MarkerError> {
-    let id = BlockId {
-        bundle: bundle.to_string(),
-        edit: edit.edit_id.clone(),
-    };
-    let comment = edit.comment().unwrap_or(';');
-    marker::block_body(text, crate::plan::style(comment), &id)
+    let blocks = scanned.as_ref().map_err(Clone::clone)?;
+    Ok(blocks
+        .iter()
+        .find(|b| b.id.bundle == bundle && b.id.edit == edit.edit_id)
+        .map(|b| &text[b.body.clone()]))
 }
 
-/// The body of an intact block in `text` (empty if it cannot be read).
-fn block_text(bundle: &str, edit: &RenderedEdit, text: &[u8]) -> Vec<u8> {
-    installed_block(bundle, edit, text)
-        .ok()
-        .flatten()
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default()
-}
-
-/// How a block in `text` differs from what featpkg wrote, if it does.
-fn block_drift(bundle: &str, edit: &RenderedEdit, text: &[u8]) -> Option<(&'static str, String)> {
-    match installed_block(bundle, edit, text) {
+/// How a block (its body in the document, as [`installed_block`] found it)
+/// differs from what featpkg wrote, if it does.
+fn block_drift(
+    edit: &RenderedEdit,
+    body: &Result<Option<&[u8]>, marker::MarkerError>,
+) -> Option<(&'static str, String)> {
+    match body {
         Err(e) => Some(("markers", e.to_string())),
         Ok(None) => Some(("missing", "block markers not found".into())),
         Ok(Some(body)) if sha256_hex(body) != edit.sha256() => Some((

@@ -178,6 +178,8 @@ struct NewBlock<'a> {
 /// The document's text while its blocks are planned.
 struct BlockText<'a> {
     edits: DocEdits<'a>,
+    /// The blocks of the text as it came (its markers checked).
+    found: Vec<marker::Block>,
     text: Vec<u8>,
     comment: char,
     style: CommentStyle,
@@ -196,9 +198,10 @@ impl<'a> BlockText<'a> {
     fn new(edits: DocEdits<'a>, text: Vec<u8>) -> Result<Self, PlanError> {
         let comment = comment_of(edits.olds, edits.news);
         let style = style(comment);
-        marker::scan(&text, style).map_err(marker_error(edits.path))?;
+        let found = marker::scan(&text, style).map_err(marker_error(edits.path))?;
         Ok(BlockText {
             edits,
+            found,
             text,
             comment,
             style,
@@ -264,7 +267,12 @@ impl<'a> BlockText<'a> {
         let path = self.edits.path;
         let action = if still_wanted { "replace" } else { "remove" };
         let id = self.id(&old.edit_id);
-        match marker::block_body(&self.text, self.style, &id).map_err(marker_error(path))? {
+        let body = self
+            .found
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| &self.text[b.body.clone()]);
+        match body {
             None => {
                 override_with_force(
                     self.edits.force,

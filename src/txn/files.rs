@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{FileState, TxnError, io, test_point};
 use crate::file_access::{self, FileAccess};
-use crate::hash::sha256_hex;
+use crate::hash::{sha256_hex, sha256_hex_of};
 
 /// Makes the entries of `dir` durable (a rename or create in it survives a power cut).
 pub(super) fn fsync_dir(dir: &Path) -> Result<(), TxnError> {
@@ -81,8 +81,8 @@ pub(super) fn current_hash(path: &Path, access: &FileAccess) -> Result<Option<St
     if let FileAccess::Crontab { program } = access {
         return Ok(file_access::read_crontab(program, path)?.map(|bytes| sha256_hex(&bytes)));
     }
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(sha256_hex(&bytes))),
+    match fs::File::open(path) {
+        Ok(file) => Ok(Some(sha256_hex_of(file).map_err(io(path))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }

@@ -87,9 +87,11 @@ pub(super) struct Journal {
 }
 
 impl JournalState {
-    fn of(s: &FileState) -> JournalState {
+    /// `s` as the journal keeps it; `sha256`: its content's hash when the
+    /// caller has it already (a big file is hashed once per run, not per use).
+    fn of(s: &FileState, sha256: Option<&str>) -> JournalState {
         JournalState {
-            sha256: sha256_hex(&s.content),
+            sha256: sha256.map_or_else(|| sha256_hex(&s.content), str::to_string),
             mode: s.mode,
             uid: s.uid,
             gid: s.gid,
@@ -98,14 +100,18 @@ impl JournalState {
 }
 
 /// The journal's record of `change`, the `index`th of transaction `txn_id`;
-/// a file's old bytes go into a backup file in `staging`.
+/// a file's old bytes go into a backup file in `staging`. `before_sha256`: the
+/// hash of a file's state before, when the caller has it.
 pub(super) fn step(
     change: &DocChange,
     index: usize,
     txn_id: &str,
     staging: &Path,
+    before_sha256: Option<&str>,
 ) -> Result<JournalStep, TxnError> {
-    let file_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_file).cloned();
+    fn file_state(s: &Option<DocState>) -> Option<&FileState> {
+        s.as_ref().and_then(DocState::as_file)
+    }
     let row_state = |s: &Option<DocState>| s.as_ref().and_then(DocState::as_row).cloned();
     Ok(match &change.doc {
         Doc::Dir { path } => match (&change.before, &change.after) {
@@ -128,7 +134,7 @@ pub(super) fn step(
         },
         Doc::File { path, access } => {
             let before = file_state(&change.before);
-            let backup = match &before {
+            let backup = match before {
                 Some(b) => {
                     let name = format!("backup-{:03}", index + 1);
                     let bpath = staging.join(&name);
@@ -141,9 +147,9 @@ pub(super) fn step(
             };
             JournalStep::File {
                 path: path.clone(),
-                before: before.as_ref().map(JournalState::of),
+                before: before.map(|b| JournalState::of(b, before_sha256)),
                 backup,
-                after: file_state(&change.after).as_ref().map(JournalState::of),
+                after: file_state(&change.after).map(|a| JournalState::of(a, None)),
                 temp: temp_name(path, txn_id),
                 access: access.clone(),
             }

@@ -195,8 +195,9 @@ pub struct Transaction {
 }
 
 /// Refuses `change` when its document no longer holds the state the plan
-/// started from (someone edited it since), or is a symbolic link.
-fn check_unchanged(change: &DocChange) -> Result<(), TxnError> {
+/// started from (someone edited it since), or is a symbolic link. Returns a
+/// file's fingerprint before (its content's hash), which the check computed.
+fn check_unchanged(change: &DocChange) -> Result<Option<String>, TxnError> {
     match &change.doc {
         Doc::Dir { path } => {
             if change.after.is_some() && path.exists() {
@@ -218,9 +219,10 @@ fn check_unchanged(change: &DocChange) -> Result<(), TxnError> {
             if current_hash(path, access)? != expected {
                 return Err(TxnError::Changed(path.clone()));
             }
+            return Ok(expected);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Removes what an interrupted journal write left (nothing was changed
@@ -247,10 +249,14 @@ fn stage_journal(staging: &Path, txn_id: &str, changes: &[DocChange]) -> Result<
         steps: Vec::new(),
     };
     for (index, change) in changes.iter().enumerate() {
-        check_unchanged(change)?;
-        journal
-            .steps
-            .push(journal::step(change, index, txn_id, staging)?);
+        let before_sha256 = check_unchanged(change)?;
+        journal.steps.push(journal::step(
+            change,
+            index,
+            txn_id,
+            staging,
+            before_sha256.as_deref(),
+        )?);
     }
     journal::write_json(staging, &journal)
 }

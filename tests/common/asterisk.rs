@@ -526,20 +526,27 @@ impl Asterisk {
         }
     }
 
-    /// The cron command featpkg installed for `feature` (the line without its
-    /// schedule and user columns), found in the tree's cron.d files or crontab.
+    /// The cron command featpkg installed for `feature`'s watcher (the line
+    /// without its schedule and user columns), found in the tree's cron.d
+    /// files or crontab.
     pub fn cron_command(&self, feature: &str) -> String {
+        self.cron_command_running(&format!("featpkg-{feature}-watch"))
+    }
+
+    /// The command of the first cron line that names `program` (the line
+    /// without its schedule and user columns), from the tree's cron.d files
+    /// or crontab.
+    pub fn cron_command_running(&self, program: &str) -> String {
         let mut files = vec![self.sys_etc().join("crontab")];
         if let Ok(dir) = std::fs::read_dir(self.sys_etc().join("cron.d")) {
             files.extend(dir.map(|e| e.unwrap().path()));
         }
-        let needle = format!("featpkg-{feature}-watch");
         for file in files {
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
             };
             for line in text.lines() {
-                if line.starts_with('#') || !line.contains(&needle) {
+                if line.starts_with('#') || !line.contains(program) {
                     continue;
                 }
                 // m h dom mon dow user command…
@@ -547,13 +554,20 @@ impl Asterisk {
                 return command.join(" ");
             }
         }
-        panic!("no cron line runs featpkg-{feature}-watch");
+        panic!("no cron line runs {program}");
     }
 
-    /// Runs a feature's cron command once, as cron does each minute; the
-    /// watcher it starts is killed when the handle drops.
+    /// Runs a feature's watcher cron command once, as cron does each minute;
+    /// the watcher it starts is killed when the handle drops.
     pub fn start_cron_command(&self, feature: &str) -> Daemon {
-        let command = self.cron_command(feature);
+        self.start_cron_command_running(&format!("featpkg-{feature}-watch"))
+    }
+
+    /// Runs the cron command that names `program` once, as cron does; the
+    /// daemon it starts (the shell `exec`s it: same pid) is killed when the
+    /// handle drops.
+    pub fn start_cron_command_running(&self, program: &str) -> Daemon {
+        let command = self.cron_command_running(program);
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!("exec {command}"))
@@ -561,6 +575,25 @@ impl Asterisk {
             .spawn()
             .unwrap();
         Daemon { child }
+    }
+
+    /// Hangs up every channel and waits until none is left, so that every
+    /// dialplan (`h` extensions included) has ended and the log holds all
+    /// that the calls did.
+    pub fn hang_up_all_and_wait(&self) {
+        self.cli("channel request hangup all");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let count = self.cli("core show channels count");
+            if count.lines().any(|l| l.trim() == "0 active channels") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "channels left after hanging up all:\n{count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod agid;
 pub mod asterisk;
 pub mod events;
 pub mod web_user;
