@@ -152,16 +152,31 @@ fn serve_session(
         ));
     }
     let ending = route.serve(agi);
-    // Not marked (Asterisk stopped answering: the per-call program's
-    // watchdog would have ended it with a non-zero status) is a failure too.
-    let marked = !control.broken() && agi.set_variable(SERVED_VARIABLE, "1").is_ok();
-    if !marked || ending != Ending::Done {
-        let _ = (&*raw).write_all(FAILURE_LINE);
-    }
+    let _ = (&*raw).write_all(&last_lines(control.broken(), &ending));
     CallEnd::Served {
         program: route.name,
         ending,
     }
+}
+
+/// What ends a call the program ran: the marker, unless the stream already
+/// failed (Asterisk stopped answering: the per-call program's watchdog would
+/// have ended it with a non-zero status), then a `FAILURE` line unless the
+/// program ended as a zero exit status would.
+///
+/// The marker's reply is not waited for: Asterisk runs the commands it
+/// reads in order, so it sets the variable, then reads our shut side as the
+/// end of the call without one more round trip through this thread;
+/// [`close_gently`] reads the reply.
+fn last_lines(broken: bool, ending: &Ending) -> Vec<u8> {
+    let mut lines = Vec::new();
+    if !broken {
+        lines.extend_from_slice(format!("SET VARIABLE \"{SERVED_VARIABLE}\" \"1\"\n").as_bytes());
+    }
+    if broken || *ending != Ending::Done {
+        lines.extend_from_slice(FAILURE_LINE);
+    }
+    lines
 }
 
 /// The first `dir=` argument that is not `spool` or under it. Any local user

@@ -5,11 +5,13 @@
 //! The dialplan reaches it as `AGI(agi://127.0.0.1:4573/<program>,args…)`;
 //! `<program>` is the per-call program's name (`featpkg-operator-alert`) and
 //! the code behind it is the same ([`featpkg_agi::AgiProgram`]). Each call
-//! gets its own thread up to a cap ([`server`]), and the bounds a per-call
+//! gets its own thread up to a cap ([`server`]) from a deep accept queue
+//! ([`listen`]), and the bounds a per-call
 //! program gets from its watchdog plus a few of its own ([`connection`],
 //! [`stream`]).
 
 pub mod connection;
+pub mod listen;
 pub mod server;
 pub mod stream;
 

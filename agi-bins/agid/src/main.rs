@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use featpkg_agid::server::{Config, Server, Stopper};
-use featpkg_agid::{DEFAULT_PORT, routes};
+use featpkg_agid::{DEFAULT_PORT, listen, routes};
 use featpkg_ami::daemon::{Log, open_lock};
 
 /// How often it checks whether its own file is still the one it runs.
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS; // another instance is running
     }
     let _log = Log::open("featpkg-agid", options.log.as_deref());
-    let listener = match std::net::TcpListener::bind(("127.0.0.1", options.port)) {
+    let listener = match listen::bind_loopback(options.port) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on 127.0.0.1:{}: {e}", options.port);
