@@ -245,11 +245,16 @@ fn line_count(text: &str) -> usize {
     count_newlines(text.as_bytes()) + usize::from(!text.is_empty() && !text.ends_with('\n'))
 }
 
-/// Whether `text` has at most [`SIMILAR_TRIMS_ABOVE`] lines, without counting
-/// the lines of a big file.
+/// Whether `text` has at most [`SIMILAR_TRIMS_ABOVE`] lines (as
+/// [`line_count`] counts them), without counting the lines of a big file: the
+/// count stops one line ending past the limit.
 fn has_at_most_lines(text: &str) -> bool {
-    line_count(&text[..text.len().min(SIMILAR_TRIMS_ABOVE * 1024)]) <= SIMILAR_TRIMS_ABOVE
-        && (text.len() <= SIMILAR_TRIMS_ABOVE * 1024 || line_count(text) <= SIMILAR_TRIMS_ABOVE)
+    let newlines = text
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .take(SIMILAR_TRIMS_ABOVE + 1)
+        .count();
+    newlines + usize::from(!text.is_empty() && !text.ends_with('\n')) <= SIMILAR_TRIMS_ABOVE
 }
 
 /// Bytes of the whole lines `old` and `new` begin with and (after those) end
@@ -328,6 +333,17 @@ mod tests {
             same_as_whole(&base, &new);
             same_as_whole(&new, &base);
         }
+    }
+
+    #[test]
+    fn a_big_text_with_few_lines_and_non_ascii_text_diffs_as_the_whole() {
+        // One long line of two-byte characters starting at odd offsets: a cut
+        // at an even byte offset would split one.
+        let old = format!("a{}\n", "é".repeat(80_000));
+        let new = format!("{old}x\n");
+        same_as_whole(&old, &new);
+        let many: String = (0..300).map(|i| format!("ligne é {i}\n")).collect();
+        same_as_whole(&many, &format!("{many}fin\n"));
     }
 
     #[test]
