@@ -185,19 +185,10 @@ fn history(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .map(|path| {
-            let (a, b) = (
+            common::changed_bytes(
                 from.get(path).unwrap_or(&empty),
                 to.get(path).unwrap_or(&empty),
-            );
-            let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-            let (a, b) = (&a[prefix..], &b[prefix..]);
-            let suffix = a
-                .iter()
-                .rev()
-                .zip(b.iter().rev())
-                .take_while(|(x, y)| x == y)
-                .count();
-            (a.len().max(b.len()) - suffix) as u64
+            )
         })
         .sum();
     Some((growth, change))

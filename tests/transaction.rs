@@ -749,17 +749,10 @@ fn change_size(
     paths
         .into_iter()
         .map(|path| {
-            let a = from.get(path).map_or(&none, |(bytes, _)| bytes);
-            let b = to.get(path).map_or(&none, |(bytes, _)| bytes);
-            let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-            let (a, b) = (&a[prefix..], &b[prefix..]);
-            let suffix = a
-                .iter()
-                .rev()
-                .zip(b.iter().rev())
-                .take_while(|(x, y)| x == y)
-                .count();
-            (a.len().max(b.len()) - suffix) as u64
+            common::changed_bytes(
+                from.get(path).map_or(&none, |(bytes, _)| bytes),
+                to.get(path).map_or(&none, |(bytes, _)| bytes),
+            )
         })
         .sum()
 }

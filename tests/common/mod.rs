@@ -271,6 +271,20 @@ fn snapshot_into(base: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u
     }
 }
 
+/// The size of a change from `a` to `b` (absent: empty): the bytes between
+/// their common start and common end, all of a file created or deleted.
+pub fn changed_bytes(a: &[u8], b: &[u8]) -> u64 {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (a.len().max(b.len()) - suffix) as u64
+}
+
 /// stdout + stderr of a finished command.
 pub fn text(out: &Output) -> String {
     format!(
